@@ -1,0 +1,1 @@
+"""Subcommands of the ``cryoablation`` command, one module each (see ``cli.py``)."""

@@ -1,0 +1,48 @@
+# CryoAblation — the two commands a new machine needs: `make demo` and `make test`.
+# Only Python 3.11 (or newer), pip and make are assumed; everything else is installed into .venv.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip --disable-pip-version-check
+
+.PHONY: demo test lint verify bench clean help
+
+help:
+	@echo "make demo    run the built-in demo case, results under out/demo/"
+	@echo "make test    install with test extras, build the test peers, run the test suite"
+	@echo "make lint    ruff"
+	@echo "make verify  full-resolution verification against analytic and measured data (slow)"
+	@echo "make bench   speed and memory benchmarks"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Re-install whenever pyproject.toml changes.
+$(VENV)/.installed-base: pyproject.toml | $(BIN)/python
+	$(PIP) install -q -e .
+	@touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(PIP) install -q -e '.[test]'
+	@touch $@ $(VENV)/.installed-base
+
+demo: $(VENV)/.installed-base
+	$(BIN)/cryoablation demo --out out/demo
+
+test: $(VENV)/.installed-test
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+verify: $(VENV)/.installed-test
+	$(BIN)/python -m pytest -m slow -p no:cacheprovider Testing
+	$(BIN)/python -m CryoAblationLogic.verification
+
+bench: $(VENV)/.installed-base
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) out .peers .pytest_cache .ruff_cache
