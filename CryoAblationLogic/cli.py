@@ -15,9 +15,7 @@ from . import RESEARCH_USE_NOTE, __version__
 from .errors import InputError
 
 # Order is the order shown by --help.
-SUBCOMMAND_MODULES = (
-    "phantom",
-)
+SUBCOMMAND_MODULES = ("phantom",)
 
 EXIT_INPUT_ERROR = 2
 

@@ -67,7 +67,7 @@ class Phantom:
 
 
 def make_grid(spacing_mm: float = 1.0) -> Grid:
-    size = tuple(int(round(extent / spacing_mm)) + 1 for extent in FIELD_OF_VIEW_MM)
+    size = tuple(round(extent / spacing_mm) + 1 for extent in FIELD_OF_VIEW_MM)
     origin = tuple(-0.5 * (n - 1) * spacing_mm for n in size)
     return Grid(origin, (spacing_mm,) * 3, size)  # type: ignore[arg-type]
 

@@ -30,7 +30,9 @@ def expand(entries: list[str], module_name: str) -> set[str]:
 def test_logic_package_python_files_match_cmake_list():
     package = REPO / "CryoAblationLogic"
     listed = expand(cmake_list(package / "CMakeLists.txt", "MODULE_PYTHON_SCRIPTS"), "CryoAblationLogic")
-    on_disk = {p.relative_to(package).as_posix() for p in package.rglob("*.py") if "__pycache__" not in p.parts}
+    on_disk = {
+        p.relative_to(package).as_posix() for p in package.rglob("*.py") if "__pycache__" not in p.parts
+    }
     assert sorted(on_disk - listed) == [], "Python files missing from CryoAblationLogic/CMakeLists.txt"
     assert sorted(listed - on_disk) == [], "CryoAblationLogic/CMakeLists.txt lists files that do not exist"
 
