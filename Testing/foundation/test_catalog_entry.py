@@ -13,7 +13,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 SCHEMAS = REPO / "Testing" / "Data" / "extensions-index"
 
-# From ExtensionsIndex scripts/check_description_files.py (ACCEPTED_EXTENSION_CATEGORIES), the part we may use.
+# The part we may use of ACCEPTED_EXTENSION_CATEGORIES (ExtensionsIndex scripts/check_description_files.py).
 ACCEPTED_CATEGORIES_WE_USE = {"IGT", "Planning", "Simulation", "Quantification"}
 LICENSE_NAMES = ("LICENSE", "LICENCE", "License.txt", "license.txt", "LICENSE.txt", "COPYING", "COPYING.txt")
 
