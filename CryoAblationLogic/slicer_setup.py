@@ -1,0 +1,188 @@
+"""Install numba inside 3D Slicer on first use, after asking the user, without touching Slicer's numpy.
+
+Slicer does not bundle numba, so the module installs it the first time the solver is needed (never
+at start-up). numba caps the numpy versions it accepts, and an unsuitable numba could make pip
+replace the numpy that Slicer itself is built against; the install therefore always runs with a
+constraints file pinning ``numpy==<the installed version>``. Slicer 5.11+ installs through
+``slicer.packaging.pip_ensure``; older releases through ``slicer.util.pip_install``, which takes a
+list of pip arguments.
+
+Nothing here imports Qt or Slicer at module level: the Slicer modules and the question to the user
+are passed in (or imported lazily), so the decision logic is tested without Slicer.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import os
+import subprocess
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+REQUESTER = "CryoAblation"
+
+# What the module loses without numba; shown when the user declines or the install fails.
+WITHOUT_NUMBA = (
+    "Without numba, CryoAblation cannot run the ice-ball solver (Simulate), the live preview "
+    "while a probe is dragged, or live monitoring mode. Loading data, placing probes, editing the "
+    "protocol, connecting to the scanner and console, and exporting the case file still work. "
+    "Press Simulate again to be asked again."
+)
+
+
+@dataclass(frozen=True)
+class NumbaStatus:
+    """Outcome of :func:`ensure_numba`: whether numba can be used now, and what to tell the user."""
+
+    available: bool
+    message: str
+    version: str | None = None
+
+
+def read_requirements(path: str | Path) -> list[str]:
+    """Requirement lines of a requirements.txt: comments, blank lines and pip options skipped."""
+    requirements = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line and not line.startswith("-"):
+            requirements.append(line)
+    if not requirements:
+        raise ValueError(f"{path} lists no requirement")
+    return requirements
+
+
+def installed_numpy_version() -> str:
+    """The numpy version in this Python (Slicer's own), as pip sees it."""
+    try:
+        return importlib.metadata.version("numpy")
+    except importlib.metadata.PackageNotFoundError:
+        import numpy
+
+        return numpy.__version__
+
+
+def write_numpy_constraint(directory: str | Path, numpy_version: str | None = None) -> Path:
+    """Write a pip constraints file that pins numpy to the installed version; return its path."""
+    version = numpy_version or installed_numpy_version()
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "CryoAblation-constraints.txt"
+    path.write_text(
+        "# Keep the numpy that Slicer ships: numba must fit it, not the other way round.\n"
+        f"numpy=={version}\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def configure_numba_cache(cache_root: str | Path) -> Path:
+    """Point numba's on-disk cache at a user-writable folder (the extension folder may be read-only).
+
+    An existing ``NUMBA_CACHE_DIR`` set by the user is kept if it is writable.
+    """
+    existing = os.environ.get("NUMBA_CACHE_DIR")
+    if existing and _writable(Path(existing)):
+        return Path(existing)
+    cache_dir = Path(cache_root) / "CryoAblation" / "numba-cache"
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    if not _writable(cache_dir):
+        raise PermissionError(f"numba cache folder {cache_dir} is not writable")
+    os.environ["NUMBA_CACHE_DIR"] = str(cache_dir)
+    return cache_dir
+
+
+def _writable(path: Path) -> bool:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(path, os.W_OK)
+
+
+def _slicer_packaging() -> ModuleType | None:
+    try:
+        import slicer.packaging  # Slicer >= 5.11
+
+        return slicer.packaging
+    except ImportError:
+        return None
+
+
+def _slicer_util() -> ModuleType:
+    import slicer.util
+
+    return slicer.util
+
+
+def _try_import_numba(importer: Callable[[str], Any]) -> Any | None:
+    importlib.invalidate_caches()
+    try:
+        return importer("numba")
+    except ImportError:
+        return None
+
+
+def ensure_numba(
+    requirements_path: str | Path,
+    ask: Callable[[str], bool],
+    *,
+    cache_root: str | Path | None = None,
+    work_dir: str | Path | None = None,
+    packaging: ModuleType | Any | None = None,
+    util: ModuleType | Any | None = None,
+    importer: Callable[[str], Any] = importlib.import_module,
+    numpy_version: str | None = None,
+) -> NumbaStatus:
+    """Make numba importable, installing it after the user agrees; never raise for a decline.
+
+    ``ask(message) -> bool`` puts the question to the user (``slicer.util.confirmOkCancelDisplay``
+    in Slicer). ``packaging``/``util`` default to ``slicer.packaging`` (when this Slicer has it) and
+    ``slicer.util``. ``cache_root`` (Slicer's cache path) receives numba's compiled-function cache;
+    ``work_dir`` the constraints file.
+    """
+    if cache_root is not None:
+        configure_numba_cache(cache_root)
+    numba = _try_import_numba(importer)
+    if numba is not None:
+        return NumbaStatus(True, "numba is available", getattr(numba, "__version__", None))
+
+    requirements = read_requirements(requirements_path)
+    version = numpy_version or installed_numpy_version()
+    question = (
+        f"CryoAblation's ice-ball solver needs the Python package {', '.join(requirements)}, "
+        "which is not installed in Slicer yet.\n\n"
+        f"Install it now? Slicer's numpy {version} is kept as it is. This needs an internet "
+        "connection and may take a minute."
+    )
+    if not ask(question):
+        return NumbaStatus(False, f"numba was not installed. {WITHOUT_NUMBA}")
+
+    constraints = write_numpy_constraint(work_dir or tempfile.mkdtemp(prefix="CryoAblation-"), version)
+    if packaging is None and util is None:
+        packaging = _slicer_packaging()
+    try:
+        if packaging is not None and hasattr(packaging, "pip_ensure"):
+            # The user has just agreed: no second dialog from Slicer.
+            packaging.pip_ensure(
+                requirements, constraints=str(constraints), requester=REQUESTER, prompt_install=False
+            )
+        else:
+            util = util if util is not None else _slicer_util()
+            # slicer.util.pip_install (Slicer <= 5.10) passes a list through as pip arguments.
+            util.pip_install([*requirements, "-c", str(constraints)])
+    except (subprocess.CalledProcessError, RuntimeError, OSError) as error:
+        return NumbaStatus(False, f"Installing numba failed ({error}). {WITHOUT_NUMBA}")
+
+    numba = _try_import_numba(importer)
+    if numba is None:
+        return NumbaStatus(
+            False,
+            "numba is still not importable after the install step (Slicer skips installs in testing "
+            "mode; otherwise restart Slicer and try again). " + WITHOUT_NUMBA,
+        )
+    return NumbaStatus(True, "numba was installed", getattr(numba, "__version__", None))
