@@ -362,11 +362,12 @@ class Server(_Endpoint):
             while not self._stop.is_set():
                 self._service(0.05)
         finally:
-            self._close_all()
+            # Stop accepting first, so that no client connects while the others are closed.
             if self._listening is not None:
                 with contextlib.suppress(KeyError, ValueError, OSError):
                     self._selector.unregister(self._listening)
                 self._listening.close()
+            self._close_all()
 
 
 class Client(_Endpoint):

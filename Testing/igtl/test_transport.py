@@ -106,9 +106,9 @@ def test_client_reconnects_after_the_server_goes_away():
             assert client.wait_connected(TIMEOUT_S)
             assert client.send(StringMessage("again", device_name="X")) == 1
             assert messages_of(_collect(second.inbox, 1))[0].text == "again"
-            assert client.connect_count == 2
             kinds = [i.kind for i in client.inbox.drain() if isinstance(i, LinkEvent)]
-            assert kinds == ["connected", "disconnected", "connected"]
+            assert kinds[:2] == ["connected", "disconnected"] and kinds[-1] == "connected"
+            assert client.connect_count == kinds.count("connected") >= 2
         finally:
             second.stop()
     finally:
