@@ -1,0 +1,60 @@
+"""The module's self-test scenarios, run here on a slicer-core scene (Slicer runs the same code).
+
+Each test calls the scenario functions of ``CryoAblationLogic.scenarios`` in the order the
+module's ``CryoAblationTest`` does; a scenario raises ``ScenarioFailure`` when its checks fail.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("slicer", reason="the scenarios need slicer-core")
+
+from CryoAblationLogic import phantom, scenarios  # noqa: E402
+from CryoAblationLogic.mrml.app import create_scene_app  # noqa: E402
+
+
+@pytest.fixture
+def scene_app():
+    return create_scene_app()
+
+
+def test_load_phantom_gives_image_segments_roles_and_no_probes(scene_app):
+    parameters = scenarios.load_phantom(scene_app.scene, scene_app.segmentations_logic)
+    assert parameters.probes() == []
+
+
+def test_place_probes_puts_the_demo_plan_on_markups_lines(scene_app):
+    parameters = scenarios.load_phantom(scene_app.scene, scene_app.segmentations_logic)
+    nodes = scenarios.place_probes(scene_app.scene, parameters)
+    assert [n.GetName() for n in nodes] == [p["name"] for p in phantom.demo_probe_plan()]
+    tip = np.zeros(3)
+    nodes[0].GetNthControlPointPositionWorld(0, tip)
+    np.testing.assert_allclose(tip, phantom.demo_probe_plan()[0]["tip_mm"], atol=1e-3)
+
+
+def test_save_and_reload_keeps_the_plan(scene_app, tmp_path):
+    parameters = scenarios.load_phantom(scene_app.scene, scene_app.segmentations_logic)
+    scenarios.place_probes(scene_app.scene, parameters)
+    reloaded = scenarios.save_and_reload(scene_app.scene, tmp_path / "plan.mrb")
+    assert [p.GetName() for p in reloaded.probes()] == ["P1", "P2", "P3"]
+
+
+def test_a_changed_plan_is_reported_by_the_reload_check(scene_app, tmp_path, monkeypatch):
+    """The check is not vacuous: a plan that comes back different fails with the key that changed."""
+    from CryoAblationLogic.mrml import app
+
+    parameters = scenarios.load_phantom(scene_app.scene, scene_app.segmentations_logic)
+    scenarios.place_probes(scene_app.scene, parameters)
+    real_load = app.load_scene_mrb
+
+    def load_and_move_a_probe(scene, path, clear=True):
+        real_load(scene, path, clear)
+        from CryoAblationLogic.mrml import parameters as P
+
+        P.get_parameter_node(scene).probes()[0].SetNthControlPointPositionWorld(0, [0.0, 0.0, 0.0])
+
+    monkeypatch.setattr(app, "load_scene_mrb", load_and_move_a_probe)
+    with pytest.raises(scenarios.ScenarioFailure, match="'probes' changed on reload"):
+        scenarios.save_and_reload(scene_app.scene, tmp_path / "plan.mrb")
