@@ -11,8 +11,8 @@ import pytest
 
 pytest.importorskip("slicer", reason="the scenarios need slicer-core")
 
-from CryoAblationLogic import phantom, scenarios  # noqa: E402
-from CryoAblationLogic.mrml.app import create_scene_app  # noqa: E402
+from CryoAblationLogic import phantom, scenarios
+from CryoAblationLogic.mrml.app import create_scene_app
 
 
 @pytest.fixture
