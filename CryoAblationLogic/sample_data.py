@@ -82,8 +82,11 @@ def write_sample_files(
         return files
     phantom = make_phantom(recipe.spacing_mm)
     write_nrrd(files.volume, phantom.image, phantom.grid)
+    from .mrml.inputs import MATERIAL_TAG, ROLE_TAG
+
     segments = {label: name for label, (name, _material, _role) in LABELS.items()}
-    write_segmentation_nrrd(files.segmentation, phantom.labels, phantom.grid, segments)
+    tags = {name: {ROLE_TAG: role, MATERIAL_TAG: material} for name, material, role in LABELS.values()}
+    write_segmentation_nrrd(files.segmentation, phantom.labels, phantom.grid, segments, tags=tags)
     return files
 
 
@@ -93,8 +96,13 @@ def write_segmentation_nrrd(
     grid: Grid,
     segments: dict[int, str],
     colors: dict[str, tuple[float, float, float]] | None = None,
+    tags: dict[str, dict[str, str]] | None = None,
 ) -> Path:
-    """Write a label volume as a Slicer ``.seg.nrrd``: one segment per label value, all in layer 0."""
+    """Write a label volume as a Slicer ``.seg.nrrd``: one segment per label value, all in layer 0.
+
+    ``tags`` (segment name → {tag: value}) are stored as segment tags, e.g. the role and material
+    that the MRML adapters read (``CryoAblation.Role``, ``CryoAblation.Material``).
+    """
     import SimpleITK as sitk
 
     labels = np.asarray(labels)
@@ -129,6 +137,12 @@ def write_segmentation_nrrd(
         image.SetMetaData(prefix + "LabelValue", str(label))
         image.SetMetaData(prefix + "Layer", "0")
         image.SetMetaData(prefix + "Extent", extent)
-        image.SetMetaData(prefix + "Tags", "|")
+        segment_tags = (tags or {}).get(name, {})
+        for tag, value in segment_tags.items():
+            if any(c in f"{tag}{value}" for c in "|:"):
+                raise ValueError(f"segment {name}: tag {tag!r}={value!r} may not contain '|' or ':'")
+        image.SetMetaData(
+            prefix + "Tags", "".join(f"{tag}:{value}|" for tag, value in segment_tags.items()) or "|"
+        )
     sitk.WriteImage(image, str(path), True)
     return path

@@ -89,6 +89,14 @@ def test_segmentation_has_one_named_segment_per_label_with_the_phantom_voxels(sa
         assert int((values == label).sum()) == int((made.labels == label).sum()), name
 
 
+def test_segments_carry_the_roles_and_materials_the_planner_reads(sample_files):
+    from CryoAblationLogic.mrml import inputs
+
+    segmentation = read_segmentation(sample_files.segmentation)
+    found = {info.name: (info.role, info.material) for info in inputs.segment_infos(segmentation)}
+    assert found == {name: (role, material) for name, material, role in phantom.LABELS.values()}
+
+
 def test_segment_geometry_matches_the_volume(sample_files):
     import vtk
 
