@@ -95,6 +95,7 @@ def write_segmentation_nrrd(
     labels: np.ndarray,
     grid: Grid,
     segments: dict[int, str],
+    *,
     colors: dict[str, tuple[float, float, float]] | None = None,
     tags: dict[str, dict[str, str]] | None = None,
 ) -> Path:
