@@ -48,6 +48,7 @@ SLICER_WIDGET_MEMBERS: dict[str, set[str]] = {
         "tracking",
     },
     "ctkDirectoryButton": {"directory", "directoryChanged", "caption"},
+    "qMRMLTableView": {"setMRMLTableNode", "mrmlTableNode", "setMRMLScene", "mrmlScene"},
 }
 
 

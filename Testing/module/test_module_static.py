@@ -239,6 +239,19 @@ def test_widget_leaves_all_work_to_the_logic(module_source):
             )
 
 
+# Logic methods that only read Python attributes of the logic object (they cannot fail), and the
+# template's parameter-node accessor; every other logic call from the widget must be guarded.
+LOGIC_STATE_QUERIES = {"getParameterNode", "simulationRunning", "numbaStatusText"}
+
+
+def test_logic_state_queries_only_read_attributes(module_source):
+    logic = module_source.classes()["CryoAblationLogic"]
+    for method in logic.body:
+        if isinstance(method, ast.FunctionDef) and method.name in LOGIC_STATE_QUERIES - {"getParameterNode"}:
+            calls = [ast.unparse(c.func) for c in ast.walk(method) if isinstance(c, ast.Call)]
+            assert calls == [], f"{method.name} calls {calls}; guard it in the widget instead"
+
+
 def test_widget_actions_report_errors_as_messages(module_source):
     widget = module_source.classes()["CryoAblationWidget"]
     parents: dict[ast.AST, ast.AST] = {}
@@ -252,7 +265,7 @@ def test_widget_actions_report_errors_as_messages(module_source):
         owner = node.func.value
         if not (isinstance(owner, ast.Attribute) and owner.attr == "logic"):
             continue
-        if node.func.attr in {"getParameterNode"}:
+        if node.func.attr in LOGIC_STATE_QUERIES:
             continue
         current = node
         guarded = False
