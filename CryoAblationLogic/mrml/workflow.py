@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import metrics as plan_metrics
 from . import parameters as P
 from .case_io import SceneCase, build_case
 from .colors import level_label
@@ -100,8 +101,6 @@ def show_plan_result(
     catalog: Mapping[str, Any] | None = None,
 ) -> PlanResult:
     """Result nodes, metrics tables and warnings for a finished simulation (main thread)."""
-    from .. import metrics as plan_metrics  # noqa: PLC0415 (metrics package, imported when used)
-
     parameters = parameters or P.get_parameter_node(scene)
     nodes = show_result(scene, parameters, result)
     levels = [level for level, _ in levels_of(parameters)]
@@ -110,12 +109,13 @@ def show_plan_result(
         raise ValueError("the plan has no target segment on the simulation grid; metrics need one")
     # The coldest each voxel has been: the lethal-dose view of coverage and margins.
     computed = plan_metrics.isotherm_metrics(result.min_temperature, result.grid, target, levels, critical)
-    case = scene_case.parse()
     if catalog is None:
         from ..physics.probes import load_probe_catalog  # noqa: PLC0415 (solver package, imported when used)
 
         catalog = load_probe_catalog()
-    probe_warnings = plan_metrics.probe_warnings(case.probes, catalog, target, critical, vessels, result.grid)
+    probe_warnings = plan_metrics.probe_warnings(
+        scene_case.data["probes"], catalog, target, critical, vessels, result.grid
+    )
     warnings = [*computed.warnings, *probe_warnings]
     metrics_table = _metrics_table(scene, parameters, computed, plan_metrics.ISOTHERM_COLUMNS)
     critical_table = _critical_table(scene, parameters, computed, plan_metrics.CRITICAL_COLUMNS)
