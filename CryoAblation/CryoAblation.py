@@ -767,8 +767,14 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
                     _("Protocol step {n}: minutes and flow must be numbers.").format(n=index + 1)
                 ) from error
             rows.append(protocols.StepRow(action, mode, minutesValue, flowValue, probeNames))
-        protocol = protocols.rows_to_protocol(rows, self._probeAndGroupNames())
-        self.planParameters().update_settings(protocol=protocol)
+        self._setProtocol(protocols.rows_to_protocol(rows, self._probeAndGroupNames()))
+
+    def _setProtocol(self, protocol: list) -> None:
+        from CryoAblationLogic import protocols
+
+        parameters = self.planParameters()
+        kept = protocols.snapshot_times_within(parameters.settings().snapshot_times_s, protocol)
+        parameters.update_settings(protocol=protocol, snapshot_times_s=kept)
 
     def _probeAndGroupNames(self) -> list:
         from CryoAblationLogic.mrml import probes
@@ -779,12 +785,12 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
     def applyProtocolPreset(self, name: str) -> None:
         from CryoAblationLogic import protocols
 
-        self.planParameters().update_settings(protocol=protocols.preset_protocol(name))
+        self._setProtocol(protocols.preset_protocol(name))
 
     def addProtocolStep(self) -> None:
         protocol = list(self.planParameters().settings().protocol)
         protocol.append({"action": "freeze", "duration_s": 600.0, "probes": "all", "flow_percent": 100})
-        self.planParameters().update_settings(protocol=protocol)
+        self._setProtocol(protocol)
 
     def removeProtocolStep(self, index: int) -> None:
         protocol = list(self.planParameters().settings().protocol)
@@ -793,7 +799,7 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
         if len(protocol) == 1:
             raise ValueError(_("A protocol needs at least one step."))
         del protocol[index]
-        self.planParameters().update_settings(protocol=protocol)
+        self._setProtocol(protocol)
 
     # 4. Simulate
 
@@ -981,7 +987,7 @@ class CryoAblationTest(ScriptedLoadableModuleTest):
         self.setUp()
         self.test_module_metadata()
         self.setUp()
-        self.test_plan_save_and_reload()
+        self.test_plan_simulate_save_and_reload()
 
     def test_module_metadata(self):
         self.delayDisplay("Module metadata")
@@ -989,13 +995,16 @@ class CryoAblationTest(ScriptedLoadableModuleTest):
         self.assertIn("research software, not a medical device", module.helpText)
         self.assertIn("IGT", module.categories)
 
-    def test_plan_save_and_reload(self):
+    def test_plan_simulate_save_and_reload(self):
         from CryoAblationLogic import scenarios
 
         self.delayDisplay("Loading the phantom")
         parameters = scenarios.load_phantom(slicer.mrmlScene, slicer.modules.segmentations.logic())
         self.delayDisplay("Placing probes")
         scenarios.place_probes(slicer.mrmlScene, parameters)
+        self.assertTrue(CryoAblationLogic().ensureNumba(), "the solver needs numba installed in Slicer")
+        self.delayDisplay("Simulating; checking isotherms and metrics")
+        scenarios.simulate_and_check(slicer.mrmlScene, parameters, slicer.modules.sequences.logic())
         self.delayDisplay("Saving and reloading the scene")
         scenarios.save_and_reload(
             slicer.mrmlScene, os.path.join(slicer.app.temporaryPath, "CryoAblationTest.mrb")

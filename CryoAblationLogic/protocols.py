@@ -104,3 +104,10 @@ def _probes(text: str, key: str, probe_names: Sequence[str] | None) -> str | lis
         if unknown:
             raise InputError(key, f"no probe named {', '.join(unknown)} in the plan")
     return names
+
+
+def snapshot_times_within(times_s: Sequence[float], protocol: Sequence[dict]) -> list[float]:
+    """The snapshot times that still fall inside a (changed) protocol; later ones are dropped,
+    since a case may not ask for the field after its end."""
+    end = total_duration_s(protocol)
+    return [float(t) for t in times_s if 0 < float(t) <= end + 1e-9]

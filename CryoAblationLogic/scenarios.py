@@ -10,6 +10,7 @@ same adapters the panel uses, and checks the outcome: a failed check raises
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,10 @@ import numpy as np
 
 from . import phantom as phantom_module
 
-# A coarse grid keeps the scenarios quick enough for a self-test (about a second of solver time).
-SCENARIO_SPACING_MM = 2.0
+# Coarse grids and a short double freeze keep the scenarios quick enough for a self-test.
+SCENARIO_SPACING_MM = 2.0  # the phantom image
+SIMULATION_SPACING_MM = 3.0  # the full run's grid
+SIMULATION_PROTOCOL = "5-2-5"  # minutes of freeze, passive thaw, freeze
 
 
 class ScenarioFailure(AssertionError):
@@ -128,3 +131,77 @@ def save_and_reload(scene, bundle_path: str | Path):
             "the tissue label map changed on reload",
         )
     return parameters
+
+
+# -- simulate, check isotherms and metrics ------------------------------------------------------
+def simulate_and_check(
+    scene,
+    parameters,
+    sequences_logic=None,
+    *,
+    spacing_mm: float = SIMULATION_SPACING_MM,
+    protocol_preset: str = SIMULATION_PROTOCOL,
+):
+    """Set the grid and the protocol as a user would in the panel, run the full simulation (as the
+    Simulate button does), put the result into the scene and check isotherms, metrics and playback.
+
+    The checks are physical, not numbers copied from a run: the simulated time is the protocol's;
+    colder isotherms enclose less ice and lie closer to (or inside) the target; the contoured
+    isotherm surfaces hold the volume the solver's voxels give; three probes around the tumour
+    freeze nearly all of it to 0 °C; coverage does not grow with colder levels; the sensor at the
+    tumour edge freezes; the energy balance closes. Returns the
+    :class:`~CryoAblationLogic.mrml.workflow.PlanResult`.
+    """
+    from . import protocols
+    from .mrml import parameters as P
+    from .mrml import results, workflow
+
+    protocol = protocols.preset_protocol(protocol_preset)
+    parameters.update_settings(
+        grid_spacing_mm=spacing_mm,
+        protocol=protocol,
+        snapshot_times_s=protocols.snapshot_times_within(parameters.settings().snapshot_times_s, protocol),
+    )
+    scene_case, result = workflow.simulate_scene(scene, parameters)
+    plan = workflow.show_plan_result(scene, parameters, scene_case, result)
+    protocol_s = protocols.total_duration_s(scene_case.data["protocol"])
+    check(
+        abs(result.simulated_s - protocol_s) < 1e-6,
+        f"simulated {result.simulated_s} s, the protocol lasts {protocol_s} s",
+    )
+    levels = sorted((level for level, _rgb in results.levels_of(parameters)), reverse=True)
+    solver_ml = {float(level): float(ml) for level, ml in result.isotherm_volumes_ml.items()}
+    volumes = [solver_ml[level] for level in levels]
+    check(volumes[-1] > 0, f"no ice at or below {levels[-1]:g} °C at the end of the protocol")
+    check(
+        all(warm > cold for warm, cold in itertools.pairwise(volumes)),
+        f"colder isotherms must enclose less ice: {dict(zip(levels, volumes, strict=True))} ml",
+    )
+    for level in levels:
+        contoured = float(plan.nodes.isotherm_volumes_ml[level])
+        voxels = solver_ml[level]
+        check(
+            abs(contoured - voxels) <= 0.15 * voxels + 0.5,
+            f"{level:g} °C isotherm surface holds {contoured:.2f} ml, the solver's voxels {voxels:.2f} ml",
+        )
+    coverage = [plan.metrics.isotherm(level).target_coverage_percent for level in levels]
+    check(coverage[0] >= 95.0, f"the {levels[0]:g} °C isotherm covers only {coverage[0]:.1f} % of the target")
+    margins = [plan.metrics.isotherm(level).min_margin_mm for level in levels]
+    check(None not in margins, f"an isotherm has no margin to measure: {margins}")
+    check(
+        all(warm > cold for warm, cold in itertools.pairwise(margins)),
+        f"colder isotherms must lie closer to the target: {dict(zip(levels, margins, strict=True))} mm",
+    )
+    check(
+        all(warm >= cold - 1e-9 for warm, cold in itertools.pairwise(coverage)),
+        f"coverage must not grow with colder isotherms: {dict(zip(levels, coverage, strict=True))}",
+    )
+    check(abs(result.energy_balance_error) < 0.05, f"energy balance error {result.energy_balance_error:.3f}")
+    _edge_t, edge_temperature = result.sensors["TC1"]
+    check(float(np.min(edge_temperature)) < 0.0, "the sensor at the tumour edge never froze")
+    check(plan.metrics_table.GetNumberOfRows() == len(levels), "the metrics table lacks isotherm rows")
+    check(parameters.get(P.METRICS_TABLE) is plan.metrics_table, "the metrics table is not in the plan")
+    if sequences_logic is not None:
+        shown = results.select_playback_time(plan.nodes.browser, 600.0, sequences_logic)
+        check(abs(shown - 600.0) < 1e-6, f"playback at 600 s showed the frame of {shown} s")
+    return plan

@@ -69,3 +69,9 @@ def test_bad_rows_name_the_step_and_column(row, key):
 def test_empty_protocol_is_refused():
     with pytest.raises(InputError, match="at least one step"):
         protocols.rows_to_protocol([])
+
+
+def test_snapshot_times_after_a_shortened_protocol_are_dropped():
+    shorter = protocols.preset_protocol("10-5-10")  # 1380 s
+    assert protocols.snapshot_times_within([600.0, 1380.0, 1680.0], shorter) == [600.0, 1380.0]
+    assert protocols.snapshot_times_within([], shorter) == []
