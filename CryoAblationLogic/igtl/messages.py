@@ -212,7 +212,10 @@ class TransformMessage(Message):
     @classmethod
     def unpack_content(cls, message_type: str, content: bytes) -> TransformMessage:
         _need(content, 48, "TRANSFORM")
-        values = np.frombuffer(content, dtype=">f4").astype(np.float64)
+        with np.errstate(invalid="ignore"):  # signalling NaNs are refused just below
+            values = np.frombuffer(content, dtype=">f4").astype(np.float64)
+        if not np.all(np.isfinite(values)):
+            raise ProtocolError("TRANSFORM.matrix", "contains NaN or infinity")
         matrix = np.eye(4)
         matrix[:3, :] = values.reshape(4, 3).T
         return cls(matrix)
@@ -248,7 +251,10 @@ class PositionMessage(Message):
     def unpack_content(cls, message_type: str, content: bytes) -> PositionMessage:
         if len(content) not in (12, 24, 28):
             raise ProtocolError("POSITION", f"body is {len(content)} bytes, expected 28, 24 or 12")
-        values = np.frombuffer(content, dtype=">f4").astype(np.float64)
+        with np.errstate(invalid="ignore"):  # signalling NaNs are refused just below
+            values = np.frombuffer(content, dtype=">f4").astype(np.float64)
+        if not np.all(np.isfinite(values)):
+            raise ProtocolError("POSITION", "contains NaN or infinity")
         return cls(values[:3], values[3:])
 
 
@@ -414,6 +420,8 @@ class ImageMessage(Message):
             raise ProtocolError("IMAGE.coordinate_system", f"must be 1 (RAS) or 2 (LPS), got {coords}")
         if components < 1:
             raise ProtocolError("IMAGE.components", "must be at least 1")
+        if not np.all(np.isfinite(geometry)):
+            raise ProtocolError("IMAGE.matrix", "axes or centre contain NaN or infinity")
         if min(sub) < 1:
             raise ProtocolError("IMAGE.size", f"sub-volume size {sub} has an empty axis")
         dtype = SCALAR_TYPES[scalar].newbyteorder(">" if endian == 1 else "<")
@@ -632,6 +640,8 @@ class PointMessage(Message):
         points = []
         for n, fields in enumerate(_POINT.iter_unpack(content)):
             key = f"POINT.points[{n}]"
+            if not np.all(np.isfinite(fields[6:10])):
+                raise ProtocolError(key, "position or diameter contains NaN or infinity")
             points.append(
                 PointEntry(
                     name=unpack_cstring(fields[0], f"{key}.name"),
