@@ -193,12 +193,8 @@ def encode(message: Message, header_version: int | None = None) -> bytes:
         if not 0 <= message.message_id < 2**32:
             raise ProtocolError("message_id", "must fit in 32 unsigned bits")
         index, values = _pack_metadata(message)
-        body = (
-            EXTENDED_HEADER.pack(EXTENDED_HEADER_SIZE, len(index), len(values), message.message_id)
-            + content
-            + index
-            + values
-        )
+        extended = EXTENDED_HEADER.pack(EXTENDED_HEADER_SIZE, len(index), len(values), message.message_id)
+        body = b"".join((extended, content, index, values))
     else:
         body = content
     if not 0 <= message.timestamp_raw < 2**64:
@@ -265,7 +261,8 @@ class StreamReader:
             header = self._header
             if len(self._buffer) < header.body_size:
                 return
-            body = bytes(self._buffer[: header.body_size])
+            with memoryview(self._buffer) as view:
+                body = bytes(view[: header.body_size])  # one copy; the view is released before del
             del self._buffer[: header.body_size]
             self._header = None
             try:

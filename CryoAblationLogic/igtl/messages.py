@@ -400,7 +400,7 @@ class ImageMessage(Message):
         order = (2, 1, 0) if self.voxels.ndim == 3 else (2, 1, 0, 3)
         dtype = self.voxels.dtype.newbyteorder(">" if self.endian == "big" else "<")
         pixels = np.ascontiguousarray(self.voxels.transpose(order), dtype=dtype)
-        return header + pixels.tobytes()
+        return b"".join((header, pixels.reshape(-1).view(np.uint8).data))  # one copy of the pixels
 
     @classmethod
     def unpack_content(cls, message_type: str, content: bytes) -> ImageMessage:
