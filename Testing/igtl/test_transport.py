@@ -30,11 +30,13 @@ def _events(items, kind):
 def _collect(inbox: Inbox, count: int, timeout_s: float = TIMEOUT_S, message_type: str | None = None):
     """Take items until ``count`` messages (of ``message_type``) arrived."""
     taken = []
+    found = 0
     deadline = time.monotonic() + timeout_s
-    while len(messages_of(taken, message_type)) < count and time.monotonic() < deadline:
+    while found < count and time.monotonic() < deadline:
         item = inbox.get(0.05)
         if item is not None:
             taken.append(item)
+            found += len(messages_of([item], message_type))
     return taken
 
 
