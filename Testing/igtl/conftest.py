@@ -112,7 +112,10 @@ def peer_bin() -> Path:
     """Folder of the built reference programs; builds them (idempotent) if needed."""
     bin_dir = PEERS / "bin"
     if not all((bin_dir / name).is_file() for name in PROGRAMS):
-        result = subprocess.run(["bash", str(BUILD_SCRIPT)], capture_output=True, text=True, check=False)
+        try:
+            result = subprocess.run(["bash", str(BUILD_SCRIPT)], capture_output=True, text=True, check=False)
+        except OSError as error:
+            pytest.fail(f"The OpenIGTLink C++ reference peers could not be built: cannot run bash: {error}")
         if result.returncode != 0:
             pytest.fail(
                 "The OpenIGTLink C++ reference peers could not be built (run `make peers`; it needs "

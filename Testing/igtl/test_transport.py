@@ -206,3 +206,23 @@ def test_corrupt_stream_drops_only_that_connection(server):
             taken += _collect(server.inbox, 1)
     assert [m.text for m in messages_of(taken)] == ["still here"]
     assert _events(taken, "error") and _events(taken, "disconnected")
+
+
+def test_idle_peer_is_dropped_after_idle_timeout():
+    with Server(port=0, idle_timeout_s=0.3) as server, socket.create_connection(("127.0.0.1", server.port)):
+        _, taken = server.inbox.wait_for(
+            lambda i: isinstance(i, LinkEvent) and i.kind == "disconnected", TIMEOUT_S
+        )
+    assert "nothing received for 0.3 s" in _events(taken, "disconnected")[0].detail
+
+
+def test_header_version_2_only_when_allowed(server):
+    message = StringMessage("with metadata", device_name="Meta", header_version=2, metadata={"unit": "°C"})
+    with Client(port=server.port) as legacy, Client(port=server.port, max_header_version=2) as modern:
+        assert legacy.wait_connected(TIMEOUT_S) and modern.wait_connected(TIMEOUT_S)
+        legacy.send(message)
+        first = messages_of(_collect(server.inbox, 1))[0]
+        modern.send(message)
+        second = messages_of(_collect(server.inbox, 1))[0]
+    assert (first.header_version, first.metadata) == (1, {})  # capped for legacy peers
+    assert (second.header_version, second.metadata) == (2, {"unit": "°C"})
