@@ -76,10 +76,9 @@ def parse_header(data: bytes | bytearray | memoryview, max_body_size: int = DEFA
         raise MessageTooLarge("header.BODY_SIZE", f"{body_size} bytes exceed the limit of {max_body_size}")
     end = name_raw.find(b"\0")
     name_bytes = name_raw if end < 0 else name_raw[:end]
-    try:
-        device_name = name_bytes.decode("utf-8")
-    except UnicodeDecodeError:
-        device_name = name_bytes.decode("latin-1")  # checked in decode_body, after framing
+    # Invalid UTF-8 is kept (as surrogates) and refused in decode_body: the framing is still
+    # intact, so only this message is lost.
+    device_name = name_bytes.decode("utf-8", errors="surrogateescape")
     return Header(version, message_type, device_name, timestamp, body_size, crc)
 
 

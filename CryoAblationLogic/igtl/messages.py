@@ -69,7 +69,10 @@ def pack_cstring(text: str, size: int, key: str) -> bytes:
     """``text`` as a NUL-padded ``char[size]`` field; a full-length field has no terminator."""
     if not isinstance(text, str):
         raise ProtocolError(key, f"must be text, got {type(text).__name__}")
-    raw = text.encode("utf-8")
+    try:
+        raw = text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ProtocolError(key, f"{text!r} cannot be written as UTF-8: {error}") from None
     if len(raw) > size:
         raise ProtocolError(key, f"{text!r} is {len(raw)} bytes, the field holds at most {size}")
     if b"\0" in raw:
@@ -705,11 +708,15 @@ DATA_TYPES = (
 QUERY_PREFIXES = ("GET", "STT", "STP", "RTS")
 
 
+# Type names of the reference implementation that are not simply cut at 12 characters.
+QUERY_WIRE_NAMES = {("GET", "CAPABILITY"): "GET_CAPABIL"}
+
+
 def query_data_type(truncated: str) -> str:
     """Full data type behind the (possibly truncated) part of a query type name."""
     if truncated in DATA_TYPES:
         return truncated
-    matches = [t for t in DATA_TYPES if t.startswith(truncated) and len(truncated) == 8]
+    matches = [t for t in DATA_TYPES if len(truncated) >= 4 and t.startswith(truncated)]
     return matches[0] if len(matches) == 1 else truncated
 
 
@@ -728,6 +735,7 @@ class QueryMessage(Message):
     resolution_ms: int | None = None
     coordinate_name: str | None = None
     status: int | None = None
+    wire_type: str | None = None  # the type name as received (implementations truncate differently)
 
     def __post_init__(self) -> None:
         if self.prefix not in QUERY_PREFIXES:
@@ -735,7 +743,9 @@ class QueryMessage(Message):
 
     @property
     def message_type(self) -> str:
-        return f"{self.prefix}_{self.data_type}"[:12]
+        if self.wire_type is not None:
+            return self.wire_type
+        return QUERY_WIRE_NAMES.get((self.prefix, self.data_type), f"{self.prefix}_{self.data_type}"[:12])
 
     def pack_content(self) -> bytes:
         if self.prefix in ("GET", "STP"):
@@ -758,15 +768,15 @@ class QueryMessage(Message):
         prefix, data_type = message_type[:3], query_data_type(message_type[4:])
         if prefix in ("GET", "STP"):
             _need(content, 0, message_type)
-            return cls(prefix, data_type)
+            return cls(prefix, data_type, wire_type=message_type)
         if prefix == "RTS":
             _need(content, 1, message_type)
-            return cls(prefix, data_type, status=content[0])
+            return cls(prefix, data_type, status=content[0], wire_type=message_type)
         if len(content) not in (0, 4, 36):
             raise ProtocolError(message_type, f"body is {len(content)} bytes, expected 0, 4 or 36")
         resolution = struct.unpack_from(">I", content)[0] if content else None
         name = unpack_cstring(content[4:], f"{message_type}.coordinate_name") if len(content) == 36 else None
-        return cls(prefix, data_type, resolution, name)
+        return cls(prefix, data_type, resolution, name, wire_type=message_type)
 
 
 @dataclass(eq=False)

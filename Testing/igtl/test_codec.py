@@ -377,3 +377,23 @@ def test_stream_reader_splits_any_chunking_and_reports_bad_messages():
         list(StreamReader().feed(b"\x00\x01" + b"\xff" * 60))
     with pytest.raises(MessageTooLarge):
         list(StreamReader(max_body_size=100).feed(_vector("image.bin")[:58]))
+
+
+def test_query_type_names_as_the_reference_spells_them():
+    capability = QueryMessage("GET", "CAPABILITY")
+    assert capability.message_type == "GET_CAPABIL"  # igtlGetCapabilityMessage's name
+    again = decode(encode(capability))
+    assert (again.prefix, again.data_type, again.message_type) == ("GET", "CAPABILITY", "GET_CAPABIL")
+    assert decode(encode(QueryMessage("STT", "TRANSFORM"))).message_type == "STT_TRANSFOR"
+    odd = _with_body(_vector("string.bin"), b"", b"GET_TRANSF")  # another implementation's cut
+    again = decode(odd)
+    assert again.data_type == "TRANSFORM" and encode(again) == odd
+
+
+def test_device_names_must_be_valid_utf8():
+    raw = bytearray(_vector("string.bin"))
+    raw[14:16] = b"\xff\xfe"
+    with pytest.raises(ProtocolError, match="DEVICE_NAME"):
+        decode(bytes(raw))
+    with pytest.raises(ProtocolError, match="device_name"):
+        encode(StringMessage("x", device_name="bad\udcff"))
