@@ -659,6 +659,66 @@ class PointMessage(Message):
 
 
 # --------------------------------------------------------------------------------------------
+# TDATA (tracking data: several tools in one message)
+
+_TDATA = struct.Struct(">20sBB12f")
+TRACKER_TYPES = {1: "tracker", 2: "6D", 3: "3D", 4: "5D"}
+
+
+@dataclass(eq=False)
+class TrackingElement:
+    """One tool of a TDATA message: name (≤ 20 bytes), type (1 tracker, 2 6D, 3 3D, 4 5D) and a
+    4×4 pose (translation in mm, float32 on the wire)."""
+
+    name: str
+    matrix: np.ndarray = field(default_factory=lambda: np.eye(4))
+    tool_type: int = 2
+
+
+@dataclass(eq=False)
+class TrackingDataMessage(Message):
+    """TDATA: poses of several tools (70 bytes each), streamed after STT_TDATA."""
+
+    elements: list[TrackingElement] = field(default_factory=list)
+
+    MESSAGE_TYPE: ClassVar[str] = "TDATA"
+
+    def pack_content(self) -> bytes:
+        out = []
+        for n, element in enumerate(self.elements):
+            key = f"TDATA.elements[{n}]"
+            matrix = _float_array(element.matrix, (4, 4), f"{key}.matrix")
+            if not np.all(np.isfinite(matrix[:3, :])):
+                raise ProtocolError(f"{key}.matrix", "must be finite")
+            if element.tool_type not in TRACKER_TYPES:
+                raise ProtocolError(f"{key}.tool_type", f"must be one of {sorted(TRACKER_TYPES)}")
+            values = np.asarray(matrix[:3, :].T, dtype=np.float32).reshape(-1)
+            out.append(
+                _TDATA.pack(
+                    pack_cstring(element.name, 20, f"{key}.name"), element.tool_type, 0, *map(float, values)
+                )
+            )
+        return b"".join(out)
+
+    @classmethod
+    def unpack_content(cls, message_type: str, content: bytes) -> TrackingDataMessage:
+        if len(content) % _TDATA.size:
+            raise ProtocolError("TDATA", f"body is {len(content)} bytes, not a multiple of {_TDATA.size}")
+        elements = []
+        for n, fields in enumerate(_TDATA.iter_unpack(content)):
+            key = f"TDATA.elements[{n}]"
+            values = np.array(fields[3:], dtype=np.float64)
+            if not np.all(np.isfinite(values)):
+                raise ProtocolError(f"{key}.matrix", "contains NaN or infinity")
+            if fields[1] not in TRACKER_TYPES:
+                raise ProtocolError(f"{key}.tool_type", f"unknown type {fields[1]}")
+            matrix = np.eye(4)
+            matrix[:3, :] = values.reshape(4, 3).T
+            elements.append(TrackingElement(unpack_cstring(fields[0], f"{key}.name"), matrix, fields[1]))
+        return cls(elements)
+
+
+# --------------------------------------------------------------------------------------------
 # CAPABILITY, queries and unknown types
 
 
@@ -811,6 +871,7 @@ MESSAGE_CLASSES: dict[str, type[Message]] = {
         NdArrayMessage,
         PointMessage,
         CapabilityMessage,
+        TrackingDataMessage,
     )
 }
 

@@ -40,6 +40,7 @@ from ..igtl.messages import (
     SensorMessage,
     StatusMessage,
     StringMessage,
+    TrackingDataMessage,
     TransformMessage,
 )
 
@@ -99,6 +100,13 @@ def message_content(message: Message) -> dict:
                     "owner": p.owner,
                 }
                 for p in message.points
+            ]
+        }
+    if isinstance(message, TrackingDataMessage):
+        return {
+            "elements": [
+                {"name": e.name, "tool_type": e.tool_type, "matrix": np.asarray(e.matrix)}
+                for e in message.elements
             ]
         }
     if isinstance(message, CapabilityMessage):

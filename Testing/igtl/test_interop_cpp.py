@@ -17,6 +17,7 @@ from CryoAblationLogic.igtl import (
     ImageMessage,
     PointEntry,
     PointMessage,
+    QueryMessage,
     StatusMessage,
     StringMessage,
     TransformMessage,
@@ -171,3 +172,28 @@ def test_client_rides_over_the_servers_100_message_drop(start_peer, port):
         taken = _collect(client.inbox, 130, "TRANSFORM", timeout_s=30)
     kinds = [i.kind for i in taken if isinstance(i, LinkEvent)]
     assert kinds.count("connected") >= 2 and "disconnected" in kinds
+
+
+def test_tracking_stream_started_and_stopped_with_stt_and_stp_tdata(start_peer, port):
+    server = start_peer("TrackingDataServer", port)
+    server.wait_listening(port)
+    with Client(port=port, inbox=Inbox(coalesce=frozenset()), reconnect_interval_s=5) as client:
+        assert client.wait_connected(TIMEOUT_S)
+        client.send(
+            QueryMessage("STT", "TDATA", resolution_ms=20, coordinate_name="Scanner", device_name="Tracker")
+        )
+        taken = _collect(client.inbox, 3, "TDATA")
+        client.send(QueryMessage("STP", "TDATA", device_name="Tracker"))
+        _, after = client.inbox.wait_for(
+            lambda i: isinstance(i, LinkEvent) and i.kind == "disconnected", TIMEOUT_S
+        )
+    out = server.wait_output("Received a STP_TDATA message.")
+    assert "Interval = 20 (ms)" in out  # our STT_TDATA body passed its CRC check and was read right
+    tracking = messages_of(taken, "TDATA")[0]
+    assert tracking.device_name == "Tracker"
+    assert [e.name for e in tracking.elements] == ["Channel 0", "Channel 1", "Channel 2"]
+    assert [e.tool_type for e in tracking.elements] == [1, 2, 4]  # tracker, 6D, 5D
+    for element in tracking.elements:
+        rotation = element.matrix[:3, :3]
+        np.testing.assert_allclose(rotation @ rotation.T, np.eye(3), atol=1e-5)
+    assert any(isinstance(i, LinkEvent) and i.kind == "disconnected" for i in after)  # STP closes it

@@ -19,6 +19,8 @@ from CryoAblationLogic.igtl import (
     SensorMessage,
     StatusMessage,
     StringMessage,
+    TrackingDataMessage,
+    TrackingElement,
     TransformMessage,
     timestamp_from_seconds,
 )
@@ -39,7 +41,8 @@ def _messages():
         SensorMessage([233.15, float("nan")], unit=KELVIN, device_name="Probe1Temp"),
         NdArrayMessage(np.array([-40.0, -35.5]), device_name="ProbeTemps"),
         PointMessage([PointEntry("Tip", (1.0, 2.0, 3.0), 1.5)], device_name="Targets"),
-        RawMessage("TDATA", b"\x00\x01\x02", device_name="Tracker"),
+        RawMessage("VIDEO", b"\x00\x01\x02", device_name="Camera"),
+        TrackingDataMessage([TrackingElement("Coil1", matrix, 3)], device_name="MRTracking"),
     ]
 
 
@@ -52,7 +55,7 @@ def test_records_every_message_with_times_and_content(tmp_path):
     contents = read_journal(tmp_path / "case-001.jsonl")
     assert not contents.truncated_tail
     records = contents.records
-    assert [r["seq"] for r in records] == list(range(9))
+    assert [r["seq"] for r in records] == list(range(10))
     transform = records[0]
     assert transform["message_type"] == "TRANSFORM" and transform["device_name"] == "Probe1ToScanner"
     assert transform["arrival_time_s"] == 1000.0
@@ -64,8 +67,10 @@ def test_records_every_message_with_times_and_content(tmp_path):
     assert records[4]["content"]["values"] == [-40.0, -35.5]
     assert records[5]["content"]["points"][0]["position_mm"] == [1.0, 2.0, 3.0]
     assert records[6]["content"]["content_base64"] == "AAEC"
-    assert records[7]["kind"] == "event" and records[7]["event"] == "disconnected"
-    assert records[8]["direction"] == "out" and records[8]["timestamp_s"] is None
+    assert records[7]["content"]["elements"][0]["name"] == "Coil1"
+    assert records[7]["content"]["elements"][0]["matrix"][1][3] == -7.5
+    assert records[8]["kind"] == "event" and records[8]["event"] == "disconnected"
+    assert records[9]["direction"] == "out" and records[9]["timestamp_s"] is None
     for line in (tmp_path / "case-001.jsonl").read_text().splitlines():
         json.loads(line, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
 

@@ -26,10 +26,13 @@ from CryoAblationLogic.igtl import (
     PointMessage,
     PositionMessage,
     ProtocolError,
+    QueryMessage,
     SensorMessage,
     StatusMessage,
     StreamReader,
     StringMessage,
+    TrackingDataMessage,
+    TrackingElement,
     TransformMessage,
     crc64,
     decode,
@@ -54,6 +57,8 @@ def _seeds() -> list[bytes]:
         SensorMessage([1.0, 2.0], unit=5),
         NdArrayMessage(np.arange(6, dtype=np.float32).reshape(2, 3)),
         PointMessage([PointEntry("P", (1.0, 2.0, 3.0))]),
+        TrackingDataMessage([TrackingElement("Coil", np.eye(4), 3)]),
+        QueryMessage("STT", "TDATA", resolution_ms=50, coordinate_name="Scanner"),
     ]
     for message in ours:
         seeds.append(encode(message, 1))

@@ -12,7 +12,7 @@ REPO=$(cd "$(dirname "$0")/../.." && pwd)
 OUT=${1:-$REPO/.peers}
 MARKER="$OUT/.built"
 # The programs the interop tests start; the build must produce all of them.
-NEEDED="ImagerServer TrackerServer TrackerClient3 ReceiveServer StringEchoServer StatusServer"
+NEEDED="ImagerServer TrackerServer TrackerClient3 ReceiveServer StringEchoServer StatusServer TrackingDataServer"
 
 if [[ -f "$MARKER" ]]; then
   missing=0
