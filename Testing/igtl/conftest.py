@@ -24,6 +24,7 @@ PROGRAMS = (
     "ReceiveServer",
     "StringEchoServer",
     "StatusServer",
+    "TrackingDataServer",
 )
 
 
