@@ -311,7 +311,8 @@ class _Endpoint:
 
 
 class Server(_Endpoint):
-    """OpenIGTLink server accepting any number of clients (each gets a ``connection_id``)."""
+    """OpenIGTLink server for several clients at once (each gets a ``connection_id``); clients
+    beyond ``max_connections`` are turned away (closed at once, reported as an error event)."""
 
     def __init__(
         self,
@@ -326,6 +327,7 @@ class Server(_Endpoint):
         idle_timeout_s: float | None = None,
         max_outgoing_bytes: int = 256 * 1024 * 1024,
         listener: Listener | None = None,
+        max_connections: int = 32,
     ):
         super().__init__(
             inbox=inbox,
@@ -337,6 +339,7 @@ class Server(_Endpoint):
             max_outgoing_bytes=max_outgoing_bytes,
             listener=listener,
         )
+        self.max_connections = max_connections
         self.host = host
         self._requested_port = port
         self._listening: socket.socket | None = None
@@ -373,7 +376,18 @@ class Server(_Endpoint):
             return
         except OSError:
             return
-        self._add_connection(sock, f"{address[0]}:{address[1]}")
+        peer = f"{address[0]}:{address[1]}"
+        if len(self._connections) >= self.max_connections:
+            sock.close()
+            self.error_count += 1
+            self.inbox.put(
+                LinkEvent(
+                    "error", 0, peer, f"refused: already {self.max_connections} connections", time.time()
+                ),
+                self._stop.is_set,
+            )
+            return
+        self._add_connection(sock, peer)
 
     def _run(self) -> None:
         try:

@@ -226,3 +226,23 @@ def test_header_version_2_only_when_allowed(server):
         second = messages_of(_collect(server.inbox, 1))[0]
     assert (first.header_version, first.metadata) == (1, {})  # capped for legacy peers
     assert (second.header_version, second.metadata) == (2, {"unit": "°C"})
+
+
+def test_connections_beyond_the_limit_are_turned_away():
+    with Server(port=0, max_connections=2) as server:
+        clients = [Client(port=server.port, reconnect_interval_s=5) for _ in range(2)]
+        for client in clients:
+            client.start()
+        try:
+            assert all(c.wait_connected(TIMEOUT_S) for c in clients)
+            with socket.create_connection(("127.0.0.1", server.port)) as extra:
+                extra.settimeout(TIMEOUT_S)
+                assert extra.recv(1) == b""  # closed by the server
+            _, taken = server.inbox.wait_for(
+                lambda i: isinstance(i, LinkEvent) and i.kind == "error", TIMEOUT_S
+            )
+            assert "refused" in _events(taken, "error")[0].detail
+            assert len(server.connection_ids) == 2
+        finally:
+            for client in clients:
+                client.stop()
