@@ -76,10 +76,9 @@ def parse_header(data: bytes | bytearray | memoryview, max_body_size: int = DEFA
         raise MessageTooLarge("header.BODY_SIZE", f"{body_size} bytes exceed the limit of {max_body_size}")
     end = name_raw.find(b"\0")
     name_bytes = name_raw if end < 0 else name_raw[:end]
-    try:
-        device_name = name_bytes.decode("utf-8")
-    except UnicodeDecodeError:
-        device_name = name_bytes.decode("latin-1")  # checked in decode_body, after framing
+    # Invalid UTF-8 is kept (as surrogates) and refused in decode_body: the framing is still
+    # intact, so only this message is lost.
+    device_name = name_bytes.decode("utf-8", errors="surrogateescape")
     return Header(version, message_type, device_name, timestamp, body_size, crc)
 
 
@@ -193,12 +192,8 @@ def encode(message: Message, header_version: int | None = None) -> bytes:
         if not 0 <= message.message_id < 2**32:
             raise ProtocolError("message_id", "must fit in 32 unsigned bits")
         index, values = _pack_metadata(message)
-        body = (
-            EXTENDED_HEADER.pack(EXTENDED_HEADER_SIZE, len(index), len(values), message.message_id)
-            + content
-            + index
-            + values
-        )
+        extended = EXTENDED_HEADER.pack(EXTENDED_HEADER_SIZE, len(index), len(values), message.message_id)
+        body = b"".join((extended, content, index, values))
     else:
         body = content
     if not 0 <= message.timestamp_raw < 2**64:
@@ -265,7 +260,8 @@ class StreamReader:
             header = self._header
             if len(self._buffer) < header.body_size:
                 return
-            body = bytes(self._buffer[: header.body_size])
+            with memoryview(self._buffer) as view:
+                body = bytes(view[: header.body_size])  # one copy; the view is released before del
             del self._buffer[: header.body_size]
             self._header = None
             try:

@@ -28,7 +28,19 @@ def _make_table() -> list[int]:
 
 
 _TABLE = _make_table()
-_TABLE_NP = np.array(_TABLE, dtype=np.uint64)
+
+
+def _make_slice_tables() -> np.ndarray:
+    """Tables for eight bytes at a time ("slicing-by-8"): row k advances a byte by k more bytes
+    of zeros, so the lowest byte of a 64-bit word uses row 0 and the highest row 7."""
+    tables = [list(_TABLE)]
+    for _ in range(7):
+        previous = tables[-1]
+        tables.append([((v << 8) & _MASK) ^ _TABLE[v >> 56] for v in previous])
+    return np.array(tables, dtype=np.uint64)
+
+
+_SLICE_TABLES = _make_slice_tables()
 # Below this size the pure-Python loop beats the cost of crossing into compiled code.
 _SMALL = 256
 
@@ -49,12 +61,24 @@ def _load_compiled():
         return None
 
     @numba.njit(cache=True, nogil=True)
-    def _crc64_loop(data, table, crc):  # pragma: no cover - runs compiled
-        shift56 = np.uint64(56)
-        shift8 = np.uint64(8)
+    def _crc64_loop(words, tail, tables, crc):  # pragma: no cover - runs compiled
+        """``words``: the data's leading 8-byte groups as big-endian integers; ``tail``: the rest."""
         mask = np.uint64(0xFF)
-        for i in range(data.shape[0]):
-            crc = table[np.intp(((crc >> shift56) ^ np.uint64(data[i])) & mask)] ^ (crc << shift8)
+        for i in range(words.shape[0]):
+            c = crc ^ words[i]
+            crc = (
+                tables[7, np.intp((c >> np.uint64(56)) & mask)]
+                ^ tables[6, np.intp((c >> np.uint64(48)) & mask)]
+                ^ tables[5, np.intp((c >> np.uint64(40)) & mask)]
+                ^ tables[4, np.intp((c >> np.uint64(32)) & mask)]
+                ^ tables[3, np.intp((c >> np.uint64(24)) & mask)]
+                ^ tables[2, np.intp((c >> np.uint64(16)) & mask)]
+                ^ tables[1, np.intp((c >> np.uint64(8)) & mask)]
+                ^ tables[0, np.intp(c & mask)]
+            )
+        for i in range(tail.shape[0]):
+            index = np.intp(((crc >> np.uint64(56)) ^ np.uint64(tail[i])) & mask)
+            crc = tables[0, index] ^ (crc << np.uint64(8))
         return crc
 
     return _crc64_loop
@@ -68,4 +92,6 @@ def crc64(data: bytes | bytearray | memoryview, crc: int = 0) -> int:
     if loop is None:  # pragma: no cover - depends on the installation
         return _crc64_python(data, crc)
     array = np.frombuffer(data, dtype=np.uint8)
-    return int(loop(array, _TABLE_NP, np.uint64(crc)))
+    whole = len(array) // 8 * 8
+    words = array[:whole].view(">u8").astype(np.uint64)  # native order for the compiled loop
+    return int(loop(words, array[whole:], _SLICE_TABLES, np.uint64(crc)))

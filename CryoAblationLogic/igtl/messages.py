@@ -69,7 +69,10 @@ def pack_cstring(text: str, size: int, key: str) -> bytes:
     """``text`` as a NUL-padded ``char[size]`` field; a full-length field has no terminator."""
     if not isinstance(text, str):
         raise ProtocolError(key, f"must be text, got {type(text).__name__}")
-    raw = text.encode("utf-8")
+    try:
+        raw = text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ProtocolError(key, f"{text!r} cannot be written as UTF-8: {error}") from None
     if len(raw) > size:
         raise ProtocolError(key, f"{text!r} is {len(raw)} bytes, the field holds at most {size}")
     if b"\0" in raw:
@@ -212,7 +215,10 @@ class TransformMessage(Message):
     @classmethod
     def unpack_content(cls, message_type: str, content: bytes) -> TransformMessage:
         _need(content, 48, "TRANSFORM")
-        values = np.frombuffer(content, dtype=">f4").astype(np.float64)
+        with np.errstate(invalid="ignore"):  # signalling NaNs are refused just below
+            values = np.frombuffer(content, dtype=">f4").astype(np.float64)
+        if not np.all(np.isfinite(values)):
+            raise ProtocolError("TRANSFORM.matrix", "contains NaN or infinity")
         matrix = np.eye(4)
         matrix[:3, :] = values.reshape(4, 3).T
         return cls(matrix)
@@ -248,7 +254,10 @@ class PositionMessage(Message):
     def unpack_content(cls, message_type: str, content: bytes) -> PositionMessage:
         if len(content) not in (12, 24, 28):
             raise ProtocolError("POSITION", f"body is {len(content)} bytes, expected 28, 24 or 12")
-        values = np.frombuffer(content, dtype=">f4").astype(np.float64)
+        with np.errstate(invalid="ignore"):  # signalling NaNs are refused just below
+            values = np.frombuffer(content, dtype=">f4").astype(np.float64)
+        if not np.all(np.isfinite(values)):
+            raise ProtocolError("POSITION", "contains NaN or infinity")
         return cls(values[:3], values[3:])
 
 
@@ -394,7 +403,7 @@ class ImageMessage(Message):
         order = (2, 1, 0) if self.voxels.ndim == 3 else (2, 1, 0, 3)
         dtype = self.voxels.dtype.newbyteorder(">" if self.endian == "big" else "<")
         pixels = np.ascontiguousarray(self.voxels.transpose(order), dtype=dtype)
-        return header + pixels.tobytes()
+        return b"".join((header, pixels.reshape(-1).view(np.uint8).data))  # one copy of the pixels
 
     @classmethod
     def unpack_content(cls, message_type: str, content: bytes) -> ImageMessage:
@@ -414,6 +423,8 @@ class ImageMessage(Message):
             raise ProtocolError("IMAGE.coordinate_system", f"must be 1 (RAS) or 2 (LPS), got {coords}")
         if components < 1:
             raise ProtocolError("IMAGE.components", "must be at least 1")
+        if not np.all(np.isfinite(geometry)):
+            raise ProtocolError("IMAGE.matrix", "axes or centre contain NaN or infinity")
         if min(sub) < 1:
             raise ProtocolError("IMAGE.size", f"sub-volume size {sub} has an empty axis")
         dtype = SCALAR_TYPES[scalar].newbyteorder(">" if endian == 1 else "<")
@@ -632,6 +643,8 @@ class PointMessage(Message):
         points = []
         for n, fields in enumerate(_POINT.iter_unpack(content)):
             key = f"POINT.points[{n}]"
+            if not np.all(np.isfinite(fields[6:10])):
+                raise ProtocolError(key, "position or diameter contains NaN or infinity")
             points.append(
                 PointEntry(
                     name=unpack_cstring(fields[0], f"{key}.name"),
@@ -643,6 +656,66 @@ class PointMessage(Message):
                 )
             )
         return cls(points)
+
+
+# --------------------------------------------------------------------------------------------
+# TDATA (tracking data: several tools in one message)
+
+_TDATA = struct.Struct(">20sBB12f")
+TRACKER_TYPES = {1: "tracker", 2: "6D", 3: "3D", 4: "5D"}
+
+
+@dataclass(eq=False)
+class TrackingElement:
+    """One tool of a TDATA message: name (≤ 20 bytes), type (1 tracker, 2 6D, 3 3D, 4 5D) and a
+    4×4 pose (translation in mm, float32 on the wire)."""
+
+    name: str
+    matrix: np.ndarray = field(default_factory=lambda: np.eye(4))
+    tool_type: int = 2
+
+
+@dataclass(eq=False)
+class TrackingDataMessage(Message):
+    """TDATA: poses of several tools (70 bytes each), streamed after STT_TDATA."""
+
+    elements: list[TrackingElement] = field(default_factory=list)
+
+    MESSAGE_TYPE: ClassVar[str] = "TDATA"
+
+    def pack_content(self) -> bytes:
+        out = []
+        for n, element in enumerate(self.elements):
+            key = f"TDATA.elements[{n}]"
+            matrix = _float_array(element.matrix, (4, 4), f"{key}.matrix")
+            if not np.all(np.isfinite(matrix[:3, :])):
+                raise ProtocolError(f"{key}.matrix", "must be finite")
+            if element.tool_type not in TRACKER_TYPES:
+                raise ProtocolError(f"{key}.tool_type", f"must be one of {sorted(TRACKER_TYPES)}")
+            values = np.asarray(matrix[:3, :].T, dtype=np.float32).reshape(-1)
+            out.append(
+                _TDATA.pack(
+                    pack_cstring(element.name, 20, f"{key}.name"), element.tool_type, 0, *map(float, values)
+                )
+            )
+        return b"".join(out)
+
+    @classmethod
+    def unpack_content(cls, message_type: str, content: bytes) -> TrackingDataMessage:
+        if len(content) % _TDATA.size:
+            raise ProtocolError("TDATA", f"body is {len(content)} bytes, not a multiple of {_TDATA.size}")
+        elements = []
+        for n, fields in enumerate(_TDATA.iter_unpack(content)):
+            key = f"TDATA.elements[{n}]"
+            values = np.array(fields[3:], dtype=np.float64)
+            if not np.all(np.isfinite(values)):
+                raise ProtocolError(f"{key}.matrix", "contains NaN or infinity")
+            if fields[1] not in TRACKER_TYPES:
+                raise ProtocolError(f"{key}.tool_type", f"unknown type {fields[1]}")
+            matrix = np.eye(4)
+            matrix[:3, :] = values.reshape(4, 3).T
+            elements.append(TrackingElement(unpack_cstring(fields[0], f"{key}.name"), matrix, fields[1]))
+        return cls(elements)
 
 
 # --------------------------------------------------------------------------------------------
@@ -695,11 +768,15 @@ DATA_TYPES = (
 QUERY_PREFIXES = ("GET", "STT", "STP", "RTS")
 
 
+# Type names of the reference implementation that are not simply cut at 12 characters.
+QUERY_WIRE_NAMES = {("GET", "CAPABILITY"): "GET_CAPABIL"}
+
+
 def query_data_type(truncated: str) -> str:
     """Full data type behind the (possibly truncated) part of a query type name."""
     if truncated in DATA_TYPES:
         return truncated
-    matches = [t for t in DATA_TYPES if t.startswith(truncated) and len(truncated) == 8]
+    matches = [t for t in DATA_TYPES if len(truncated) >= 4 and t.startswith(truncated)]
     return matches[0] if len(matches) == 1 else truncated
 
 
@@ -718,6 +795,7 @@ class QueryMessage(Message):
     resolution_ms: int | None = None
     coordinate_name: str | None = None
     status: int | None = None
+    wire_type: str | None = None  # the type name as received (implementations truncate differently)
 
     def __post_init__(self) -> None:
         if self.prefix not in QUERY_PREFIXES:
@@ -725,7 +803,9 @@ class QueryMessage(Message):
 
     @property
     def message_type(self) -> str:
-        return f"{self.prefix}_{self.data_type}"[:12]
+        if self.wire_type is not None:
+            return self.wire_type
+        return QUERY_WIRE_NAMES.get((self.prefix, self.data_type), f"{self.prefix}_{self.data_type}"[:12])
 
     def pack_content(self) -> bytes:
         if self.prefix in ("GET", "STP"):
@@ -748,15 +828,15 @@ class QueryMessage(Message):
         prefix, data_type = message_type[:3], query_data_type(message_type[4:])
         if prefix in ("GET", "STP"):
             _need(content, 0, message_type)
-            return cls(prefix, data_type)
+            return cls(prefix, data_type, wire_type=message_type)
         if prefix == "RTS":
             _need(content, 1, message_type)
-            return cls(prefix, data_type, status=content[0])
+            return cls(prefix, data_type, status=content[0], wire_type=message_type)
         if len(content) not in (0, 4, 36):
             raise ProtocolError(message_type, f"body is {len(content)} bytes, expected 0, 4 or 36")
         resolution = struct.unpack_from(">I", content)[0] if content else None
         name = unpack_cstring(content[4:], f"{message_type}.coordinate_name") if len(content) == 36 else None
-        return cls(prefix, data_type, resolution, name)
+        return cls(prefix, data_type, resolution, name, wire_type=message_type)
 
 
 @dataclass(eq=False)
@@ -791,6 +871,7 @@ MESSAGE_CLASSES: dict[str, type[Message]] = {
         NdArrayMessage,
         PointMessage,
         CapabilityMessage,
+        TrackingDataMessage,
     )
 }
 

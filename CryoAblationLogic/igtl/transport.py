@@ -33,6 +33,7 @@ from .messages import Message, timestamp_from_seconds
 
 DEFAULT_PORT = 18944
 _READ_CHUNK = 1 << 20
+_WRITE_BATCH = 256 * 1024
 
 Listener = Callable[[Received], None]
 
@@ -86,6 +87,7 @@ class _Endpoint:
         self._connections: dict[int, _Connection] = {}
         self._next_id = 1
         self._stop = threading.Event()
+        self._wake_pending = threading.Event()
         self._thread: threading.Thread | None = None
 
     # -- caller's thread ------------------------------------------------------------------------
@@ -154,6 +156,10 @@ class _Endpoint:
     # -- I/O thread -----------------------------------------------------------------------------
 
     def _wake(self) -> None:
+        # One pending wake-up byte is enough: the I/O thread looks at every queue when it wakes.
+        if self._wake_pending.is_set():
+            return
+        self._wake_pending.set()
         with contextlib.suppress(OSError):
             self._wake_w.send(b"\0")
 
@@ -239,9 +245,17 @@ class _Endpoint:
             with self._lock:
                 if not connection.outgoing:
                     return
-                chunk = connection.outgoing[0]
+                # Many small messages (a burst of STATUS) go out in one system call.
+                chunks = []
+                size = 0
+                for chunk in connection.outgoing:
+                    chunks.append(chunk)
+                    size += len(chunk)
+                    if size >= _WRITE_BATCH:
+                        break
+            data = chunks[0] if len(chunks) == 1 else memoryview(b"".join(chunks))
             try:
-                sent = connection.sock.send(chunk)
+                sent = connection.sock.send(data)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as error:
@@ -249,11 +263,14 @@ class _Endpoint:
                 return
             with self._lock:
                 connection.outgoing_bytes -= sent
-                if sent == len(chunk):
-                    connection.outgoing.popleft()
-                else:
-                    connection.outgoing[0] = chunk[sent:]
-                    return
+                while sent:
+                    head = connection.outgoing[0]
+                    if sent >= len(head):
+                        connection.outgoing.popleft()
+                        sent -= len(head)
+                    else:
+                        connection.outgoing[0] = head[sent:]
+                        return
 
     def _service(self, timeout: float) -> None:
         """One round of the I/O loop: wait for sockets, read, write, check timeouts."""
@@ -268,6 +285,7 @@ class _Endpoint:
                     self._selector.modify(connection.sock, events, connection)
         for key, events in self._selector.select(timeout):
             if key.data is None:
+                self._wake_pending.clear()  # before draining: a later send wakes us again
                 with contextlib.suppress(OSError):
                     while self._wake_r.recv(4096):
                         pass
@@ -293,7 +311,8 @@ class _Endpoint:
 
 
 class Server(_Endpoint):
-    """OpenIGTLink server accepting any number of clients (each gets a ``connection_id``)."""
+    """OpenIGTLink server for several clients at once (each gets a ``connection_id``); clients
+    beyond ``max_connections`` are turned away (closed at once, reported as an error event)."""
 
     def __init__(
         self,
@@ -308,6 +327,7 @@ class Server(_Endpoint):
         idle_timeout_s: float | None = None,
         max_outgoing_bytes: int = 256 * 1024 * 1024,
         listener: Listener | None = None,
+        max_connections: int = 32,
     ):
         super().__init__(
             inbox=inbox,
@@ -319,6 +339,7 @@ class Server(_Endpoint):
             max_outgoing_bytes=max_outgoing_bytes,
             listener=listener,
         )
+        self.max_connections = max_connections
         self.host = host
         self._requested_port = port
         self._listening: socket.socket | None = None
@@ -355,7 +376,18 @@ class Server(_Endpoint):
             return
         except OSError:
             return
-        self._add_connection(sock, f"{address[0]}:{address[1]}")
+        peer = f"{address[0]}:{address[1]}"
+        if len(self._connections) >= self.max_connections:
+            sock.close()
+            self.error_count += 1
+            self.inbox.put(
+                LinkEvent(
+                    "error", 0, peer, f"refused: already {self.max_connections} connections", time.time()
+                ),
+                self._stop.is_set,
+            )
+            return
+        self._add_connection(sock, peer)
 
     def _run(self) -> None:
         try:

@@ -28,6 +28,8 @@ from CryoAblationLogic.igtl import (
     StatusMessage,
     StreamReader,
     StringMessage,
+    TrackingDataMessage,
+    TrackingElement,
     TransformMessage,
     crc64,
     decode,
@@ -50,6 +52,7 @@ INTERPRETED = {
     "NDARRAY",
     "POINT",
     "CAPABILITY",
+    "TDATA",
 }
 METADATA = {"First patient age": "22", "Second patient age": "25"}
 # The vectors' common translation and rotation (float32 values from igtl_test_data_transform.h).
@@ -156,6 +159,9 @@ def test_state_vector_contents():
     assert points[0].position_mm == (10.0, 15.0, 20.0) and points[0].diameter_mm == 5.0
     assert points[2].group == "Landmark" and points[2].owner == "IMAGE_0"
     assert decode(_vector("capability.bin")).types == ["IMAGE", "GET_IMAGE", "TRANSFORM", "GET_TRANS"]
+    tracking = decode(_vector("tdata.bin"))
+    assert [(e.name, e.tool_type) for e in tracking.elements] == [(f"Tracker{n}", 2) for n in range(3)]
+    np.testing.assert_allclose(tracking.elements[2].matrix[:3, 3], VECTOR_TRANSLATION, atol=1e-4)
 
 
 def _round_trip(message, header_version=None):
@@ -185,7 +191,8 @@ def test_every_type_round_trips_through_both_header_versions():
         QueryMessage("STT", "TDATA", resolution_ms=50, coordinate_name="Scanner"),
         QueryMessage("STP", "TDATA"),
         QueryMessage("RTS", "TDATA", status=0),
-        RawMessage("TDATA", b"\x01" * 70),
+        TrackingDataMessage([TrackingElement("Probe1", np.eye(4), 2), TrackingElement("Coil", np.eye(4), 3)]),
+        RawMessage("VIDEO", b"\x01" * 70),
     ]
     for message in messages:
         for version in (1, 2):
@@ -377,3 +384,23 @@ def test_stream_reader_splits_any_chunking_and_reports_bad_messages():
         list(StreamReader().feed(b"\x00\x01" + b"\xff" * 60))
     with pytest.raises(MessageTooLarge):
         list(StreamReader(max_body_size=100).feed(_vector("image.bin")[:58]))
+
+
+def test_query_type_names_as_the_reference_spells_them():
+    capability = QueryMessage("GET", "CAPABILITY")
+    assert capability.message_type == "GET_CAPABIL"  # igtlGetCapabilityMessage's name
+    again = decode(encode(capability))
+    assert (again.prefix, again.data_type, again.message_type) == ("GET", "CAPABILITY", "GET_CAPABIL")
+    assert decode(encode(QueryMessage("STT", "TRANSFORM"))).message_type == "STT_TRANSFOR"
+    odd = _with_body(_vector("string.bin"), b"", b"GET_TRANSF")  # another implementation's cut
+    again = decode(odd)
+    assert again.data_type == "TRANSFORM" and encode(again) == odd
+
+
+def test_device_names_must_be_valid_utf8():
+    raw = bytearray(_vector("string.bin"))
+    raw[14:16] = b"\xff\xfe"
+    with pytest.raises(ProtocolError, match="DEVICE_NAME"):
+        decode(bytes(raw))
+    with pytest.raises(ProtocolError, match="device_name"):
+        encode(StringMessage("x", device_name="bad\udcff"))

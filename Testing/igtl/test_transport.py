@@ -30,11 +30,13 @@ def _events(items, kind):
 def _collect(inbox: Inbox, count: int, timeout_s: float = TIMEOUT_S, message_type: str | None = None):
     """Take items until ``count`` messages (of ``message_type``) arrived."""
     taken = []
+    found = 0
     deadline = time.monotonic() + timeout_s
-    while len(messages_of(taken, message_type)) < count and time.monotonic() < deadline:
+    while found < count and time.monotonic() < deadline:
         item = inbox.get(0.05)
         if item is not None:
             taken.append(item)
+            found += len(messages_of([item], message_type))
     return taken
 
 
@@ -204,3 +206,43 @@ def test_corrupt_stream_drops_only_that_connection(server):
             taken += _collect(server.inbox, 1)
     assert [m.text for m in messages_of(taken)] == ["still here"]
     assert _events(taken, "error") and _events(taken, "disconnected")
+
+
+def test_idle_peer_is_dropped_after_idle_timeout():
+    with Server(port=0, idle_timeout_s=0.3) as server, socket.create_connection(("127.0.0.1", server.port)):
+        _, taken = server.inbox.wait_for(
+            lambda i: isinstance(i, LinkEvent) and i.kind == "disconnected", TIMEOUT_S
+        )
+    assert "nothing received for 0.3 s" in _events(taken, "disconnected")[0].detail
+
+
+def test_header_version_2_only_when_allowed(server):
+    message = StringMessage("with metadata", device_name="Meta", header_version=2, metadata={"unit": "°C"})
+    with Client(port=server.port) as legacy, Client(port=server.port, max_header_version=2) as modern:
+        assert legacy.wait_connected(TIMEOUT_S) and modern.wait_connected(TIMEOUT_S)
+        legacy.send(message)
+        first = messages_of(_collect(server.inbox, 1))[0]
+        modern.send(message)
+        second = messages_of(_collect(server.inbox, 1))[0]
+    assert (first.header_version, first.metadata) == (1, {})  # capped for legacy peers
+    assert (second.header_version, second.metadata) == (2, {"unit": "°C"})
+
+
+def test_connections_beyond_the_limit_are_turned_away():
+    with Server(port=0, max_connections=2) as server:
+        clients = [Client(port=server.port, reconnect_interval_s=5) for _ in range(2)]
+        for client in clients:
+            client.start()
+        try:
+            assert all(c.wait_connected(TIMEOUT_S) for c in clients)
+            with socket.create_connection(("127.0.0.1", server.port)) as extra:
+                extra.settimeout(TIMEOUT_S)
+                assert extra.recv(1) == b""  # closed by the server
+            _, taken = server.inbox.wait_for(
+                lambda i: isinstance(i, LinkEvent) and i.kind == "error", TIMEOUT_S
+            )
+            assert "refused" in _events(taken, "error")[0].detail
+            assert len(server.connection_ids) == 2
+        finally:
+            for client in clients:
+                client.stop()

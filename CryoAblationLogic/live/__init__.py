@@ -1,0 +1,1 @@
+"""Live mode without Slicer: the procedure journal and the scanner/console message mapping."""
