@@ -131,9 +131,9 @@ class CryoAblationParameterNode:
     InputSegmentation: vtkMRMLSegmentationNode
     previewEnabled: bool = False
     displayTimeS: float = 0.0
-    scannerHost: str = "localhost"
+    scannerHost: str = "127.0.0.1"
     scannerPort: Annotated[int, WithinRange(1, 65535)] = 18944
-    consoleHost: str = "localhost"
+    consoleHost: str = "127.0.0.1"
     consolePort: Annotated[int, WithinRange(1, 65535)] = 18945
     journalPath: str = ""
 
@@ -193,6 +193,8 @@ class CryoAblationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.simulateButton.connect("clicked(bool)", self.onSimulate)
         self.ui.cancelButton.connect("clicked(bool)", self.onCancelSimulation)
         self.ui.timeSlider.connect("valueChanged(double)", self.onTimeChanged)
+        # 5. Monitor
+        self.ui.connectButton.connect("toggled(bool)", self.onConnectToggled)
         # 6. Results
         self.ui.showIceVolumePlotButton.connect("clicked(bool)", self.onShowIceVolumePlot)
         self.ui.showSensorPlotButton.connect("clicked(bool)", self.onShowSensorPlot)
@@ -441,6 +443,8 @@ class CryoAblationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onTimer(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("The live preview failed.")):
             self.logic.processPreview()
+        if self.logic.monitoringActive():
+            self.updateMonitor()
         if not self.logic.simulationRunning():
             return
         with slicer.util.tryWithErrorDisplay(_("The simulation failed.")):
@@ -463,6 +467,48 @@ class CryoAblationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         with slicer.util.tryWithErrorDisplay(_("Failed to show that time of the result.")):
             self.logic.showTime(timeS)
+
+    # 5. Monitor
+
+    def onConnectToggled(self, checked) -> None:
+        p = self._parameterNode
+        with slicer.util.tryWithErrorDisplay(_("Failed to connect to the scanner and the console.")):
+            if checked:
+                self.logic.startMonitoring(
+                    p.scannerHost, p.scannerPort, p.consoleHost, p.consolePort, p.journalPath
+                )
+            else:
+                self.logic.stopMonitoring()
+        active = self.logic.monitoringActive()
+        self.ui.connectButton.text = _("Disconnect") if active else _("Connect")
+        self.ui.connectButton.blockSignals(True)
+        self.ui.connectButton.checked = active
+        self.ui.connectButton.blockSignals(False)
+        for widget in (
+            self.ui.scannerHostLineEdit,
+            self.ui.scannerPortSpinBox,
+            self.ui.consoleHostLineEdit,
+            self.ui.consolePortSpinBox,
+            self.ui.journalPathLineEdit,
+        ):
+            widget.enabled = not active
+        self.updateMonitor()
+
+    def updateMonitor(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Failed to read from the scanner or the console.")):
+            lights, rows, messages = self.logic.pollMonitoring()
+        for source, label in (
+            ("scanner", self.ui.scannerStatusLabel),
+            ("console", self.ui.consoleStatusLabel),
+        ):
+            label.setStyleSheet(f"color: {STATUS_COLORS[lights[source]]}")
+            label.toolTip = _("{source}: {state}").format(source=source, state=lights[source])
+        table = self.ui.sensorsTable
+        table.setRowCount(len(rows))
+        for row, cells in enumerate(rows):
+            for column, text in enumerate(cells):
+                table.setItem(row, column, qt.QTableWidgetItem(text))
+        self.ui.monitorStatusLabel.text = "\n".join(messages)
 
     # 6. Results
 
@@ -510,6 +556,9 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
         self._job = None
         self._placementTags = {}
         self._labelsCache = {}  # the tissue label map, reused while the segmentation is unchanged
+        self._link = None  # the live links to the scanner and the console, while connected
+        self._journal = None
+        self._monitorState = None
 
     # Parameter nodes
 
@@ -899,6 +948,7 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
         )
 
     def stopBackgroundWork(self) -> None:
+        self.stopMonitoring()
         if self._preview is not None:
             self._preview.stop()
             self._preview = None
@@ -929,6 +979,57 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
         if browser is None:
             return 0.0
         return results.select_playback_time(browser, timeS, slicer.modules.sequences.logic())
+
+    # 5. Monitor
+
+    def startMonitoring(self, scannerHost, scannerPort, consoleHost, consolePort, journalPath="") -> None:
+        """Listen for the scanner's bridge and connect to the console; journal everything if a
+        journal file is given."""
+        from CryoAblationLogic import monitoring
+        from CryoAblationLogic.live.journal import Journal
+        from CryoAblationLogic.live.link import LiveLink
+
+        self.stopMonitoring()
+        scanner, console = monitoring.live_endpoints(scannerHost, scannerPort, consoleHost, consolePort)
+        journal = None
+        if journalPath.strip():
+            folder, procedure = monitoring.journal_location(journalPath)
+            journal = Journal(folder, procedure)
+        link = LiveLink(journal, scanner=scanner, console=console)
+        try:
+            link.start()
+        except Exception:
+            link.stop()
+            if journal is not None:
+                journal.close()
+            raise
+        self._link, self._journal = link, journal
+        self._monitorState = monitoring.MonitorState()
+        self._monitorState.started()
+
+    def monitoringActive(self) -> bool:
+        return self._link is not None
+
+    def pollMonitoring(self) -> tuple:
+        """``(lights {source: off|waiting|connected}, sensor rows, messages)`` after taking the
+        events that arrived since the last call."""
+        from CryoAblationLogic import monitoring
+
+        state = self._monitorState or monitoring.MonitorState()
+        if self._link is not None:
+            for source, event in self._link.poll():
+                state.apply(source, event)
+        return dict(state.lights), state.sensor_rows(), list(state.messages)
+
+    def stopMonitoring(self) -> None:
+        link, journal = self._link, self._journal
+        self._link = self._journal = None
+        if self._monitorState is not None:
+            self._monitorState.stopped()
+        if link is not None:
+            link.stop()
+        if journal is not None:
+            journal.close()
 
     # 6. Results
 

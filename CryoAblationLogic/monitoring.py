@@ -1,0 +1,127 @@
+"""What the panel's Monitor section shows, kept from the live links' events (no Qt, no I/O).
+
+:class:`MonitorState` takes the ``(source, event)`` pairs :meth:`CryoAblationLogic.live.link.LiveLink.poll`
+returns and keeps what the panel shows: a status light per link (off, waiting, connected), the
+latest reading of each probe temperature, each probe's state from the console, and the messages
+the user must see (console faults, unrecognised messages, commands not acknowledged, dropped
+messages). :func:`journal_location` and :func:`live_endpoints` turn the panel's fields into what
+:class:`~CryoAblationLogic.live.journal.Journal` and :class:`~CryoAblationLogic.live.link.LiveLink`
+take.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import InputError
+
+OFF, WAITING, CONNECTED = "off", "waiting", "connected"
+MAX_MESSAGES = 20
+
+
+@dataclass
+class MonitorState:
+    sources: tuple[str, ...] = ("scanner", "console")
+    lights: dict[str, str] = field(default_factory=dict)
+    temperatures_c: dict[int, tuple[float, float]] = field(default_factory=dict)  # probe → (°C, time s)
+    probe_states: dict[int, str] = field(default_factory=dict)  # probe → "freeze 100%", "thaw passive", ...
+    messages: deque = field(default_factory=lambda: deque(maxlen=MAX_MESSAGES))
+    images_received: int = 0
+
+    def __post_init__(self) -> None:
+        for source in self.sources:
+            self.lights.setdefault(source, OFF)
+
+    def started(self) -> None:
+        """The links were started: each light waits for its peer."""
+        for source in self.sources:
+            self.lights[source] = WAITING
+
+    def stopped(self) -> None:
+        for source in self.sources:
+            self.lights[source] = OFF
+
+    def apply(self, source: str, event) -> None:
+        """Take one ``(source, event)`` pair from ``LiveLink.poll``."""
+        kind = type(event).__name__
+        if kind == "LinkEvent":
+            if event.kind == "connected":
+                self.lights[source] = CONNECTED
+            elif event.kind == "disconnected":
+                self.lights[source] = WAITING
+            else:
+                self._say(f"{source}: message dropped ({event.detail})")
+        elif kind == "ProbeTemperatures":
+            time_s = event.time_s if event.time_s is not None else event.arrival_time_s
+            for probe, temperature in event.temperatures_c.items():
+                self.temperatures_c[int(probe)] = (float(temperature), float(time_s))
+        elif kind == "ProbeStateChange":
+            detail = event.mode or (f"{event.flow_percent:g}%" if event.flow_percent is not None else "")
+            self.probe_states[int(event.probe)] = f"{event.action.lower()} {detail}".strip()
+        elif kind == "ConsoleFault":
+            self._say(f"console fault {event.error_name} ({event.code}): {event.text}")
+        elif kind == "ScannerStatus":
+            if not event.ok:
+                self._say(f"scanner status {event.state} ({event.code})")
+        elif kind == "ScannerImage":
+            self.images_received += 1
+        elif kind == "Unrecognised":
+            self._say(f"{source}: unrecognised {event.message_type} {event.device_name!r}: {event.reason}")
+        elif kind == "CommandTimeout":
+            self._say(f"{source}: command {event.text!r} was not acknowledged")
+
+    def _say(self, text: str) -> None:
+        self.messages.append(text)
+
+    def sensor_rows(self, predicted_c: dict[int, float] | None = None) -> list[tuple[str, str, str, str]]:
+        """``(probe, measured °C, predicted °C, time s)`` per probe, as text, in probe order."""
+        rows = []
+        for probe in sorted(self.temperatures_c):
+            temperature, time_s = self.temperatures_c[probe]
+            predicted = (predicted_c or {}).get(probe)
+            state = self.probe_states.get(probe)
+            name = f"Probe {probe}" + (f" ({state})" if state else "")
+            rows.append(
+                (
+                    name,
+                    f"{temperature:.1f}",
+                    "" if predicted is None else f"{predicted:.1f}",
+                    f"{time_s:.1f}",
+                )
+            )
+        return rows
+
+
+_PROCEDURE = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def journal_location(path: str | Path) -> tuple[Path, str]:
+    """``(folder, procedure)`` of a journal file path ``<folder>/<procedure>.jsonl``."""
+    path = Path(str(path).strip()).expanduser()
+    if not str(path) or path.name in ("", "."):
+        raise InputError("journal", "choose a journal file (…/<procedure>.jsonl)")
+    if path.suffix != ".jsonl":
+        raise InputError("journal", f"{path.name}: a journal file name ends in .jsonl")
+    procedure = path.stem
+    if not _PROCEDURE.match(procedure):
+        raise InputError("journal", f"{path.name}: use letters, digits, '_', '.' or '-' in the name")
+    return path.parent, procedure
+
+
+def live_endpoints(scanner_host: str, scanner_port: int, console_host: str, console_port: int):
+    """The scanner's bridge connects to us (we listen on ``scanner_host:scanner_port``); we connect
+    to the cryo console at ``console_host:console_port`` (the conventions of the live links)."""
+    from .live.link import Endpoint
+
+    if scanner_port == console_port and scanner_host == console_host:
+        raise InputError("ports", "the scanner and the console need different ports")
+    for key, host in (("scanner host", scanner_host), ("console host", console_host)):
+        if not host or not host.strip():
+            raise InputError(key, "enter a host name or address")
+    return (
+        Endpoint("server", scanner_host.strip(), int(scanner_port)),
+        Endpoint("client", console_host.strip(), int(console_port)),
+    )
