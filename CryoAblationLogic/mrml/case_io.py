@@ -116,6 +116,20 @@ def case_grid(
     return grid, tuple(slice(int(a), int(b) + 1) for a, b in zip(low, high, strict=True))  # type: ignore[return-value]
 
 
+def set_region_to_grid(scene, parameters: P.ParameterNode, grid: Grid):
+    """Reference an ROI node whose box spans exactly the voxel centres of ``grid`` (for grids cut
+    from the image grid, :func:`case_grid` then returns ``grid`` itself)."""
+    roi = parameters.get(P.ROI)
+    if roi is None:
+        roi = scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", scene.GenerateUniqueName("Simulation region"))
+        parameters.set(P.ROI, roi)
+    low = np.asarray(grid.origin_mm)
+    high = low + np.asarray(grid.spacing_mm) * (np.asarray(grid.size) - 1)
+    roi.SetCenterWorld(((low + high) / 2).tolist())
+    roi.SetSizeWorld((high - low).tolist())
+    return roi
+
+
 def _target_and_probe_box(parameters: P.ParameterNode) -> np.ndarray:
     points = []
     segmentation = parameters.get(P.INPUT_SEGMENTATION)
