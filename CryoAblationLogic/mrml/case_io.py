@@ -32,7 +32,7 @@ from . import parameters as P
 from .colors import DEFAULT_ISOTHERM_LEVELS_C, create_isotherm_color_table, isotherm_levels
 from .inputs import ROLES, SegmentInfo, add_segmentation_from_labels, segment_infos, segment_ras_bounds
 from .probes import add_probe, probe_case_entry, probe_group, probe_tip_entry
-from .volumes import add_volume_node, grid_reference_image, ras_bounds, resample_volume, volume_grid
+from .volumes import add_volume_node, grid_reference_image, ras_bounds, resample_volume, round_mm, volume_grid
 
 CASE_FORMAT = "cryoablation-case/1"
 LABELMAP_KEY = "labels"
@@ -64,7 +64,7 @@ def image_grid(volume, spacing_mm: float | None = None) -> Grid:
     own = volume_grid(volume)
     if spacing_mm is None and own is not None:
         return own
-    spacing = float(spacing_mm if spacing_mm is not None else min(volume.GetSpacing()))
+    spacing = round_mm(spacing_mm if spacing_mm is not None else min(volume.GetSpacing()))
     if not (spacing > 0 and math.isfinite(spacing)):
         raise InputError("grid_spacing_mm", "must be a positive length in mm")
     box = ras_bounds(volume)
@@ -109,7 +109,7 @@ def case_grid(
     if np.any(high - low < 2):
         raise InputError(P.ROI, "the region of interest does not overlap the image")
     grid = Grid(
-        tuple(float(v) for v in parent.index_to_ras(low)),
+        tuple(round_mm(v) for v in parent.index_to_ras(low)),
         parent.spacing_mm,
         tuple(int(n) for n in high - low + 1),
     )  # type: ignore[arg-type]
