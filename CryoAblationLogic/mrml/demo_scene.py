@@ -14,12 +14,13 @@ from typing import Any
 
 import numpy as np
 
+from ..report import write_report
 from . import parameters as P
 from .app import SceneApp, create_scene_app, save_scene_mrb
 from .case_io import SceneCase, build_case, set_region_to_grid
 from .phantom_scene import build_phantom_scene
 from .volumes import resample_volume
-from .workflow import PlanResult, show_plan_result
+from .workflow import PlanResult, show_plan_result, structure_masks
 
 
 @dataclass
@@ -57,6 +58,34 @@ def build_demo_scene(case_path: Path, result, spacing_mm: float, catalog=None) -
         raise ValueError(f"the scene's grid {scene_case.grid} differs from the simulated one {result.grid}")
     plan = show_plan_result(scene, parameters, scene_case, result, catalog)
     return DemoScene(app, parameters, scene_case, plan)
+
+
+def write_demo_report(out_dir: Path, demo: DemoScene, result, catalog=None, title: str | None = None) -> Path:
+    """The HTML report (metrics area's :func:`~CryoAblationLogic.report.write_report`) of the demo
+    scene's plan and result: slices of the phantom image with the isotherm outlines, the 3D
+    cutaway, the metrics tables, the warnings and the plots."""
+    target, critical, _ = structure_masks(demo.scene_case)
+    if catalog is None:
+        from ..physics.probes import load_probe_catalog  # noqa: PLC0415 (solver package, imported when used)
+
+        catalog = load_probe_catalog()
+    return write_report(
+        out_dir,
+        demo.image_on_result_grid(),
+        result.grid,
+        result.temperature_final,
+        result.min_temperature,
+        target,
+        critical,
+        demo.plan.metrics,
+        demo.scene_case.data["probes"],
+        result.ice_volume_history,
+        result.sensors,
+        title or "CryoAblation demo: renal tumour phantom",
+        probe_warnings=demo.plan.probe_warnings,
+        catalog=catalog,
+        case_name="demo",
+    )
 
 
 def write_demo_scene(out_dir: Path, case_path: Path, result, spacing_mm: float) -> tuple[DemoScene, Path]:
