@@ -16,6 +16,8 @@ from .errors import InputError
 
 # Order is the order shown by --help.
 SUBCOMMAND_MODULES = (
+    "demo",
+    "simulate",
     "phantom",
 )
 
