@@ -32,7 +32,7 @@ from . import parameters as P
 from .colors import DEFAULT_ISOTHERM_LEVELS_C, create_isotherm_color_table, isotherm_levels
 from .inputs import ROLES, SegmentInfo, add_segmentation_from_labels, segment_infos, segment_ras_bounds
 from .probes import add_probe, probe_case_entry, probe_group, probe_tip_entry
-from .volumes import add_volume_node, grid_reference_image, ras_bounds, resample_volume, volume_grid
+from .volumes import add_volume_node, grid_reference_image, ras_bounds, resample_volume, round_mm, volume_grid
 
 CASE_FORMAT = "cryoablation-case/1"
 LABELMAP_KEY = "labels"
@@ -55,41 +55,79 @@ class SceneCase:
 
 
 # -- grid ------------------------------------------------------------------------------------
-def case_grid(scene, parameters: P.ParameterNode | None = None, spacing_mm: float | None = None) -> Grid:
+def image_grid(volume, spacing_mm: float | None = None) -> Grid:
+    """The grid over the whole image: its own voxels when it is RAS-aligned and no spacing is
+    asked for, else its RAS bounding box sampled at ``spacing_mm`` (default: its finest spacing).
+    Regions of interest are cut out of this grid, so every grid of a plan shares voxel centres."""
+    if volume is None or volume.GetImageData() is None:
+        raise InputError(P.INPUT_VOLUME, "no image volume is selected; it gives the simulation grid")
+    own = volume_grid(volume)
+    if spacing_mm is None and own is not None:
+        return own
+    spacing = round_mm(spacing_mm if spacing_mm is not None else min(volume.GetSpacing()))
+    if not (spacing > 0 and math.isfinite(spacing)):
+        raise InputError("grid_spacing_mm", "must be a positive length in mm")
+    box = ras_bounds(volume)
+    size = tuple(math.floor((box[1][a] - box[0][a]) / spacing + 1e-6) + 1 for a in range(3))
+    return Grid(tuple(float(v) for v in box[0]), (spacing,) * 3, size)  # type: ignore[arg-type]
+
+
+def case_grid(
+    scene,
+    parameters: P.ParameterNode | None = None,
+    spacing_mm: float | None = None,
+    roi_margin_mm: float | None = None,
+) -> tuple[Grid, tuple[slice, slice, slice]]:
+    """The simulation grid and where it lies in :func:`image_grid` (index slices).
+
+    The region is, in order of precedence: the ROI node the parameter node references, a box
+    around the target and the probes' freezing zones grown by ``roi_margin_mm`` (default: the
+    plan's setting), or the whole image.
+    """
     parameters = parameters or P.get_parameter_node(scene)
     settings = parameters.settings()
     volume = parameters.get(P.INPUT_VOLUME)
-    if volume is None or volume.GetImageData() is None:
-        raise InputError(P.INPUT_VOLUME, "no image volume is selected; it gives the simulation grid")
-    spacing = spacing_mm or settings.grid_spacing_mm
+    parent = image_grid(volume, spacing_mm if spacing_mm is not None else settings.grid_spacing_mm)
+    margin = roi_margin_mm if roi_margin_mm is not None else settings.roi_margin_mm
     roi = parameters.get(P.ROI)
-    image_box = ras_bounds(volume)
-    own = volume_grid(volume)
-    if roi is None and settings.roi_margin_mm is None and spacing is None:
-        if own is not None:
-            return own
-    if spacing is None:
-        matrix_spacing = [volume.GetSpacing()[axis] for axis in range(3)]
-        spacing = float(min(matrix_spacing))
-    if not (spacing > 0 and math.isfinite(spacing)):
-        raise InputError("grid_spacing_mm", "must be a positive length in mm")
     if roi is not None:
         center = np.zeros(3)
-        radius = np.zeros(3)
+        size = np.zeros(3)
         roi.GetCenterWorld(center)
-        roi.GetSizeWorld(radius)
-        box = np.array([center - radius / 2, center + radius / 2])
-    elif settings.roi_margin_mm is not None:
+        roi.GetSizeWorld(size)
+        box = np.array([center - size / 2, center + size / 2])
+    elif margin is not None:
         box = _target_and_probe_box(parameters)
-        box = np.array([box[0] - settings.roi_margin_mm, box[1] + settings.roi_margin_mm])
+        box = np.array([box[0] - margin, box[1] + margin])
     else:
-        box = image_box
-    lo = np.maximum(box[0], image_box[0])
-    hi = np.minimum(box[1], image_box[1])
-    if np.any(hi - lo < 2 * spacing):
+        full = tuple(slice(0, n) for n in parent.size)
+        return parent, full  # type: ignore[return-value]
+    low = np.floor(parent.ras_to_index(box[0]) + 1e-6).astype(int)
+    high = np.ceil(parent.ras_to_index(box[1]) - 1e-6).astype(int)
+    low = np.maximum(low, 0)
+    high = np.minimum(high, np.asarray(parent.size) - 1)
+    if np.any(high - low < 2):
         raise InputError(P.ROI, "the region of interest does not overlap the image")
-    size = tuple(math.floor((hi[a] - lo[a]) / spacing + 1e-6) + 1 for a in range(3))
-    return Grid(tuple(float(v) for v in lo), (float(spacing),) * 3, size)  # type: ignore[arg-type]
+    grid = Grid(
+        tuple(round_mm(v) for v in parent.index_to_ras(low)),
+        parent.spacing_mm,
+        tuple(int(n) for n in high - low + 1),
+    )  # type: ignore[arg-type]
+    return grid, tuple(slice(int(a), int(b) + 1) for a, b in zip(low, high, strict=True))  # type: ignore[return-value]
+
+
+def set_region_to_grid(scene, parameters: P.ParameterNode, grid: Grid):
+    """Reference an ROI node whose box spans exactly the voxel centres of ``grid`` (for grids cut
+    from the image grid, :func:`case_grid` then returns ``grid`` itself)."""
+    roi = parameters.get(P.ROI)
+    if roi is None:
+        roi = scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", scene.GenerateUniqueName("Simulation region"))
+        parameters.set(P.ROI, roi)
+    low = np.asarray(grid.origin_mm)
+    high = low + np.asarray(grid.spacing_mm) * (np.asarray(grid.size) - 1)
+    roi.SetCenterWorld(((low + high) / 2).tolist())
+    roi.SetSizeWorld((high - low).tolist())
+    return roi
 
 
 def _target_and_probe_box(parameters: P.ParameterNode) -> np.ndarray:
@@ -150,16 +188,18 @@ def build_case(
     parameters: P.ParameterNode | None = None,
     spacing_mm: float | None = None,
     labels_cache: dict | None = None,
+    roi_margin_mm: float | None = None,
 ) -> SceneCase:
     """The case the scene's plan describes (dict + label array, as ``parse_case`` takes them).
 
-    ``labels_cache`` (optional, any dict kept by the caller) reuses the label map while neither
-    the segmentation, the image nor the grid changed — the live preview rebuilds the case on every
-    probe move.
+    ``spacing_mm`` and ``roi_margin_mm`` override the plan's settings (the live preview uses a
+    coarse grid around the probes). ``labels_cache`` (any dict the caller keeps) holds the label
+    map of the whole image while neither the segmentation nor the image changes, so that a probe
+    move only cuts a new region out of it — the live preview rebuilds the case on every move.
     """
     parameters = parameters or P.get_parameter_node(scene)
     settings = parameters.settings()
-    grid = case_grid(scene, parameters, spacing_mm)
+    grid, region = case_grid(scene, parameters, spacing_mm, roi_margin_mm)
     data: dict = {
         "format": CASE_FORMAT,
         "grid": grid.to_dict(),
@@ -176,21 +216,25 @@ def build_case(
         data["tissue"] = settings.background_material
     else:
         volume = parameters.get(P.INPUT_VOLUME)
+        parent = image_grid(volume, spacing_mm if spacing_mm is not None else settings.grid_spacing_mm)
         key = (
             segmentation.GetID(),
             segmentation.GetMTime(),
             segmentation.GetSegmentation().GetMTime(),
             volume.GetID(),
             volume.GetMTime(),
-            grid,
+            parent,
         )
         if labels_cache is not None and labels_cache.get("key") == key:
             labels, label_segments = labels_cache["value"]
+        elif labels_cache is not None:
+            # Paint the whole image once; regions of interest are then cut out of it.
+            labels, label_segments = tissue_labels(scene, segmentation, volume, parent)
+            labels_cache.update(key=key, value=(labels, label_segments))
         else:
             labels, label_segments = tissue_labels(scene, segmentation, volume, grid)
-            if labels_cache is not None:
-                labels_cache.update(key=key, value=(labels, label_segments))
-        arrays[LABELMAP_KEY] = labels
+            region = (slice(None), slice(None), slice(None))
+        arrays[LABELMAP_KEY] = np.ascontiguousarray(labels[region])
         label_materials = {"0": settings.background_material}
         label_materials.update({str(label): info.material for label, info in label_segments.items()})
         data["tissue_map"] = {"labelmap": LABELMAP_KEY, "labels": label_materials}

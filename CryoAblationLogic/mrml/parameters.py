@@ -47,6 +47,7 @@ class PlanSettings:
     roi_margin_mm: float | None = None  # None: the whole image; else a box around target and probes
     playback_interval_s: float = 60.0  # time between frames of the temperature sequence
     preview_spacing_mm: float = 2.0
+    preview_roi_margin_mm: float | None = 30.0  # preview grid: this far around target and probes
     preview_duration_s: float = 600.0
     preview_debounce_s: float = 0.05
 

@@ -26,7 +26,7 @@ from .colors import DEFAULT_ISOTHERM_LEVELS_C, create_isotherm_color_table, isot
 from .colors import show_with_temperature_colors as _show_with_temperature_colors
 from .isotherms import create_isotherm_segmentation, update_isotherm_segmentation
 from .tables import Column, get_or_create, set_chart_series, set_table_columns, time_columns
-from .volumes import add_volume_node, set_volume_field
+from .volumes import add_volume_node, set_volume_field, volume_field
 
 TIME_INDEX_NAME = "time"
 TIME_UNIT = "s"
@@ -152,6 +152,34 @@ def _playback(scene, parameters, result, *, levels, temperature, isotherms):
         parameters.set(P.PLAYBACK_BROWSER, browser)
     browser.SetSelectedItemNumber(temperature_sequence.GetNumberOfDataNodes() - 1)  # the final state
     return browser, temperature_sequence, isotherm_sequence
+
+
+def recontour_isotherms(scene, parameters: P.ParameterNode) -> dict[float, float]:
+    """Redo the isotherm segments (shown and every playback frame) after the level table was
+    edited; returns the shown field's volumes per level. Does nothing before a first result."""
+    temperature = parameters.get(P.TEMPERATURE_VOLUME)
+    isotherms = parameters.get(P.ISOTHERM_SEGMENTATION)
+    if temperature is None or isotherms is None or temperature.GetImageData() is None:
+        return {}
+    levels = levels_of(parameters)
+    field, grid = volume_field(temperature)
+    volumes = update_isotherm_segmentation(isotherms, field, grid, levels)
+    browser = parameters.get(P.PLAYBACK_BROWSER)
+    if browser is not None:
+        temperature_sequence = browser.GetMasterSequenceNode()
+        isotherm_sequence = browser.GetSequenceNode(isotherms)
+        if temperature_sequence is not None and isotherm_sequence is not None:
+            for item in range(temperature_sequence.GetNumberOfDataNodes()):
+                index = temperature_sequence.GetNthIndexValue(item)
+                frame_field, frame_grid = volume_field(temperature_sequence.GetNthDataNode(item))
+                frame = isotherm_sequence.GetDataNodeAtValue(index)
+                if frame is None:
+                    frame = vtkMRMLSegmentationNode()
+                    update_isotherm_segmentation(frame, frame_field, frame_grid, levels)
+                    isotherm_sequence.SetDataNodeAtValue(frame, index)
+                else:
+                    update_isotherm_segmentation(frame, frame_field, frame_grid, levels)
+    return volumes
 
 
 def select_playback_time(browser, time_s: float, sequences_logic) -> float:

@@ -20,6 +20,12 @@ from ..grid import Grid
 _RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
 
 
+def round_mm(value: float) -> float:
+    """Millimetres to a nanometre: drops the float noise that LPS↔RAS round trips of a saved
+    volume's geometry leave, so that a reloaded image gives exactly the same grid."""
+    return round(float(value), 6) + 0.0  # + 0.0 turns -0.0 into 0.0
+
+
 def field_to_image_data(field: np.ndarray):
     """A ``vtkImageData`` (origin 0, spacing 1) holding a copy of ``field`` ``[i, j, k]``."""
 
@@ -91,8 +97,8 @@ def volume_grid(volume_node) -> Grid | None:
     if not np.allclose(rotation, np.diag(spacing), atol=1e-9) or np.any(spacing <= 0):
         return None
     return Grid(
-        tuple(float(v) for v in matrix[:3, 3]),
-        tuple(float(v) for v in spacing),
+        tuple(round_mm(v) for v in matrix[:3, 3]),
+        tuple(round_mm(v) for v in spacing),
         tuple(int(n) for n in image.GetDimensions()),
     )
 
@@ -118,8 +124,8 @@ def volume_field(volume_node) -> tuple[np.ndarray, Grid]:
             origin[axis] -= spacing[axis] * (array.shape[axis] - 1)
             array = np.flip(array, axis=axis)
     grid = Grid(
-        tuple(float(v) for v in origin),
-        tuple(float(v) for v in spacing),
+        tuple(round_mm(v) for v in origin),
+        tuple(round_mm(v) for v in spacing),
         tuple(int(n) for n in array.shape),
     )
     return np.array(array), grid
@@ -192,4 +198,4 @@ def ras_bounds(volume_node) -> np.ndarray:
     dims = np.asarray(volume_node.GetImageData().GetDimensions()) - 1
     corners = np.array([[i, j, k, 1.0] for i in (0, dims[0]) for j in (0, dims[1]) for k in (0, dims[2])])
     ras = corners @ ijk_to_ras(volume_node).T
-    return np.array([ras[:, :3].min(axis=0), ras[:, :3].max(axis=0)])
+    return np.round(np.array([ras[:, :3].min(axis=0), ras[:, :3].max(axis=0)]), 6) + 0.0

@@ -66,7 +66,8 @@ def simulate_scene(
 class PlanResult:
     nodes: ResultNodes
     metrics: Any  # metrics.PlanMetrics
-    warnings: list[str]
+    warnings: list[str]  # the metrics' warnings, then the probe placement warnings
+    probe_warnings: list[str]
     metrics_table: Any
     critical_table: Any
     warnings_table: Any
@@ -121,7 +122,9 @@ def show_plan_result(
     critical_table = _critical_table(scene, parameters, computed, plan_metrics.CRITICAL_COLUMNS)
     warnings_table = get_or_create(scene, "vtkMRMLTableNode", "Plan warnings", parameters, P.WARNINGS_TABLE)
     set_table_columns(warnings_table, [Column("Warning", list(warnings) or ["none"])])
-    return PlanResult(nodes, computed, warnings, metrics_table, critical_table, warnings_table)
+    return PlanResult(
+        nodes, computed, warnings, probe_warnings, metrics_table, critical_table, warnings_table
+    )
 
 
 def _metrics_table(scene, parameters, computed, titles: Mapping[str, str]):

@@ -172,6 +172,17 @@ def test_roi_grid_covers_target_and_probe_tips_only(phantom_scene):
     assert np.all(grid_high >= tumour_ras.max(axis=0) + 15.0 - 2.0)  # (the far side snaps to the grid)
 
 
+def test_cached_image_labels_cut_to_the_region_equal_fresh_labels(phantom_scene):
+    scene, parameters = phantom_scene
+    cache: dict = {}
+    whole = case_io.build_case(scene, parameters, labels_cache=cache)
+    cut = case_io.build_case(scene, parameters, labels_cache=cache, roi_margin_mm=10.0)
+    fresh = case_io.build_case(scene, parameters, roi_margin_mm=10.0)
+    assert cut.grid == fresh.grid and cut.grid != whole.grid
+    np.testing.assert_array_equal(cut.arrays["labels"], fresh.arrays["labels"])
+    assert cut.data["tissue_map"] == fresh.data["tissue_map"]
+
+
 def test_finer_grid_resamples_labels_nearest_neighbour(phantom_scene):
     scene, parameters = phantom_scene
     parameters.update_settings(grid_spacing_mm=1.0)

@@ -10,8 +10,8 @@ from scene_testing import AnalyticResult, isotherm_radius
 from CryoAblationLogic.mrml import parameters as P
 from CryoAblationLogic.mrml import results, tables, volumes
 from CryoAblationLogic.mrml.app import create_scene_app, load_scene_mrb, save_scene_mrb
-from CryoAblationLogic.mrml.colors import TEMPERATURE_TABLE_NAME, TEMPERATURE_WINDOW_C
-from CryoAblationLogic.mrml.isotherms import isotherm_surface, surface_volume_ml
+from CryoAblationLogic.mrml.colors import TEMPERATURE_TABLE_NAME, TEMPERATURE_WINDOW_C, set_isotherm_levels
+from CryoAblationLogic.mrml.isotherms import isotherm_surface, segmentation_levels, surface_volume_ml
 
 
 def sphere_ml(radius_mm: float) -> float:
@@ -116,3 +116,20 @@ def test_results_and_settings_survive_an_mrb_round_trip(tmp_path, scene, analyti
     )
     assert tables.table_column(loaded.get(P.ICE_VOLUME_TABLE), "Time") == [60.0, 120.0, 180.0]
     assert loaded.get(P.ICE_VOLUME_CHART).GetNumberOfPlotSeriesNodes() == 3
+
+
+def test_editing_the_level_table_recontours_shown_and_playback_isotherms(scene_app, analytic_result):
+    scene = scene_app.scene
+    parameters = P.get_parameter_node(scene)
+    nodes = results.show_result(scene, parameters, analytic_result)
+    table = parameters.get(P.ISOTHERM_LEVELS)
+
+    set_isotherm_levels(table, [0.0, -10.0])
+    volumes_ml = results.recontour_isotherms(scene, parameters)
+    assert segmentation_levels(nodes.isotherms) == [0.0, -10.0]
+    assert volumes_ml[-10.0] == pytest.approx(sphere_ml(isotherm_radius(-10.0, 18.0)), rel=0.05)
+    results.select_playback_time(nodes.browser, 60.0, scene_app.sequences_logic)
+    assert segmentation_levels(nodes.isotherms) == [0.0, -10.0]
+    assert surface_volume_ml(isotherm_surface(nodes.isotherms, -10.0)) == pytest.approx(
+        sphere_ml(isotherm_radius(-10.0, 10.0)), rel=0.05
+    )
