@@ -118,16 +118,17 @@ def test_qam_histogram_of_offset_spheres_matches_the_spherical_cap_areas(
 ):
     field = shapes.radial_field(grid_30mm, ice_radius_mm=20.0, centre_mm=(0.0, offset_mm, 0.0))
     item = isotherm_metrics(field, grid_30mm, target, levels_c=[0.0]).isotherm(0.0)
+    # The mask's surface lies within ±0.4 mm of the sphere, and these fractions move by
+    # 2ρ/(4ad) ≈ 6 %/mm at d = 8 mm: 3 percentage points here.
+    tolerance = 3.0
     a = TARGET_RADIUS_MM
     within_ice = sphere_fraction_within(20.0, a, offset_mm)  # margin ≥ 0
     within_thick = sphere_fraction_within(15.0, a, offset_mm)  # margin ≥ 5 mm
-    assert item.surface_not_covered_percent == pytest.approx(100 * (1 - within_ice), abs=SURFACE_TOL_PERCENT)
+    assert item.surface_not_covered_percent == pytest.approx(100 * (1 - within_ice), abs=tolerance)
     assert item.surface_margin_0_to_5mm_percent == pytest.approx(
-        100 * (within_ice - within_thick), abs=SURFACE_TOL_PERCENT
+        100 * (within_ice - within_thick), abs=tolerance
     )
-    assert item.surface_margin_5mm_or_more_percent == pytest.approx(
-        100 * within_thick, abs=SURFACE_TOL_PERCENT
-    )
+    assert item.surface_margin_5mm_or_more_percent == pytest.approx(100 * within_thick, abs=tolerance)
     assert item.min_margin_mm == pytest.approx(5.0 - offset_mm, abs=MARGIN_TOL_MM)
 
 
@@ -171,6 +172,21 @@ def test_critical_structure_reached_by_the_ice_gives_a_negative_distance_and_a_w
     warning = next(w for w in metrics.warnings if "Bowel" in w)
     assert "reaches critical structure 'Bowel'" in warning
     assert "-9.0 °C" in warning
+
+
+def test_long_and_far_critical_structures_get_their_true_distance(shapes):
+    # Only the part of a structure near the ice is meshed (within 15 mm of the ice's box); a structure
+    # entirely farther away is measured whole.
+    grid = shapes.cube_grid((50, 30, 40))
+    x, y, _ = shapes.coordinates(grid)
+    field = shapes.radial_field(grid, ice_radius_mm=12.0)
+    target = shapes.ball(grid, 8.0)
+    tube = (x - 21.0) ** 2 + y**2 <= 4.0**2  # along S–I through the whole grid: 5 mm from the ice
+    far = shapes.ball(grid, 4.0, centre_mm=(-40.0, 0.0, 0.0))  # 24 mm from the ice
+    metrics = isotherm_metrics(field, grid, target, levels_c=[0.0], critical_masks={"Tube": tube, "Far": far})
+    assert metrics.critical("Tube").distance_to_ice_edge_mm == pytest.approx(5.0, abs=MARGIN_TOL_MM)
+    assert metrics.critical("Far").distance_to_ice_edge_mm == pytest.approx(24.0, abs=MARGIN_TOL_MM)
+    assert metrics.critical("Tube").lowest_temperature_c == pytest.approx(3.0 * (17.0 - 12.0), abs=0.01)
 
 
 def test_thin_ice_margin_warns_and_a_field_without_ice_reports_no_isotherm(grid_30mm, target, shapes):
