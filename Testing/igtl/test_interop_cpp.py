@@ -17,6 +17,7 @@ from CryoAblationLogic.igtl import (
     ImageMessage,
     PointEntry,
     PointMessage,
+    PositionMessage,
     QueryMessage,
     StatusMessage,
     StringMessage,
@@ -103,6 +104,7 @@ def test_our_messages_pass_receive_server_crc_checks(start_peer, port):
             PointMessage([PointEntry("Target1", (10.0, 20.0, 30.0), 5.0, "Targets", (255, 0, 0, 255))])
         )
         client.send(ImageMessage.from_volume(volume, (0, 0, 0), (0.5, 0.75, 3.0), device_name="MR Image"))
+        client.send(PositionMessage((1.5, -2.0, 30.0), (0.0, 0.0, 0.6, 0.8), device_name="Probe1Tip"))
         # Header version 2 is capped at 1 by default: Debian's 1.11 cannot parse version 2.
         client.send(StringMessage("after v2", device_name="CMD_0002", header_version=2, metadata={"k": "v"}))
         out = receiver.wait_output("String: after v2")
@@ -117,6 +119,13 @@ def test_our_messages_pass_receive_server_crc_checks(start_peer, port):
     assert re.search(r"Dimensions\s*: \(\s*4,\s*3,\s*2\s*\)", out)
     assert "Spacing               : (0.500000, 0.750000, 3.000000)" in out
     assert "Scalar Type           : 4" in out  # int16
+    # POSITION in the spec's 28-byte form (pyigtl's 136-byte records print zeros here, defect B1).
+    printed = re.search(r"position\s*= \(([^)]*)\)\n\s*quaternion = \(([^)]*)\)", out)
+    assert printed, out
+    np.testing.assert_allclose([float(v) for v in printed.group(1).split(",")], [1.5, -2.0, 30.0], atol=1e-6)
+    np.testing.assert_allclose(
+        [float(v) for v in printed.group(2).split(",")], [0.0, 0.0, 0.6, 0.8], atol=1e-6
+    )
 
 
 def test_string_round_trip_through_string_echo_server(start_peer, port):
