@@ -58,3 +58,10 @@ def test_a_changed_plan_is_reported_by_the_reload_check(scene_app, tmp_path, mon
     monkeypatch.setattr(app, "load_scene_mrb", load_and_move_a_probe)
     with pytest.raises(scenarios.ScenarioFailure, match="'probes' changed on reload"):
         scenarios.save_and_reload(scene_app.scene, tmp_path / "plan.mrb")
+
+
+def test_simulate_checks_isotherms_metrics_and_playback(scene_app):
+    parameters = scenarios.load_phantom(scene_app.scene, scene_app.segmentations_logic)
+    scenarios.place_probes(scene_app.scene, parameters)
+    plan = scenarios.simulate_and_check(scene_app.scene, parameters, scene_app.sequences_logic)
+    assert plan.metrics.isotherm(0.0).target_coverage_percent >= 95.0
