@@ -199,6 +199,7 @@ class CryoAblationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.showIceVolumePlotButton.connect("clicked(bool)", self.onShowIceVolumePlot)
         self.ui.showSensorPlotButton.connect("clicked(bool)", self.onShowSensorPlot)
         self.ui.exportCaseButton.connect("clicked(bool)", self.onExportCase)
+        self.ui.exportReportButton.connect("clicked(bool)", self.onExportReport)
 
         # Background work (preview, full run) hands its results to the main thread here.
         self._timer = qt.QTimer()
@@ -532,6 +533,11 @@ class CryoAblationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             path = self.logic.exportCase(self.ui.outputDirectoryButton.directory)
             slicer.util.infoDisplay(_("Case file written:\n{path}").format(path=path))
 
+    def onExportReport(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Failed to export the report."), waitCursor=True):
+            path = self.logic.exportReport(self.ui.outputDirectoryButton.directory)
+            slicer.util.infoDisplay(_("Report written:\n{path}").format(path=path))
+
 
 #
 # CryoAblationLogic
@@ -559,6 +565,8 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
         self._link = None  # the live links to the scanner and the console, while connected
         self._journal = None
         self._monitorState = None
+        self._runningCase = None  # (case, result) of the run in progress, set by the worker thread
+        self._lastRun = None  # SimulatedPlan of the last finished run, for the report
 
     # Parameter nodes
 
@@ -908,9 +916,23 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
         if self.simulationRunning():
             raise RuntimeError(_("A simulation is already running."))
         self.requireNumba()
-        self._job = SimulationJob(slicer.mrmlScene, self.planParameters(), catalog=self.probeCatalog())
+        self._runningCase = None
+        self._job = SimulationJob(
+            slicer.mrmlScene,
+            self.planParameters(),
+            run_simulation=self._runSimulation,
+            catalog=self.probeCatalog(),
+        )
         self._job.start()
         return self._job
+
+    def _runSimulation(self, case, progress, cancel, snapshotTimesS):
+        """The solver run of a SimulationJob (worker thread); keeps the case and the result for the report."""
+        from CryoAblationLogic.physics.simulation import simulate
+
+        result = simulate(case, progress=progress, cancel=cancel, snapshot_times_s=snapshotTimesS)
+        self._runningCase = (case, result)
+        return result
 
     def simulationRunning(self) -> bool:
         return self._job is not None
@@ -937,8 +959,12 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
             if isinstance(job.error, SimulationCancelled):
                 return _("Simulation cancelled.")
             raise job.error
+        from CryoAblationLogic.plan_report import SimulatedPlan
+
         planResult = job.poll()
         self._job = None
+        case, result = self._runningCase
+        self._lastRun = SimulatedPlan(case, result, planResult)
         covered = ", ".join(
             f"{item.level_c:g} °C: {item.target_coverage_percent:.0f} %"
             for item in planResult.metrics.isotherms
@@ -1056,6 +1082,23 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
             raise ValueError(_("Run a simulation first: there is no plot yet."))
         slicer.modules.plots.logic().ShowChartInLayout(chart)
 
+    def exportReport(self, directory: str) -> str:
+        """Write the HTML report of the last simulation in ``directory``/report."""
+        from CryoAblationLogic.plan_report import write_plan_report
+
+        if not directory:
+            raise ValueError(_("Choose the folder to export to."))
+        if self._lastRun is None:
+            raise ValueError(_("Simulate the plan first: the report shows the last simulation."))
+        path = write_plan_report(
+            slicer.mrmlScene,
+            self.planParameters(),
+            self._lastRun,
+            os.path.join(directory, "report"),
+            catalog=self.probeCatalog(),
+        )
+        return str(path)
+
     def exportCase(self, directory: str) -> str:
         """Write the plan as ``CryoAblation.cryo.json`` (and its label map) in ``directory``."""
         from CryoAblationLogic.mrml import case_io
@@ -1105,7 +1148,11 @@ class CryoAblationTest(ScriptedLoadableModuleTest):
         scenarios.place_probes(slicer.mrmlScene, parameters)
         self.assertTrue(CryoAblationLogic().ensureNumba(), "the solver needs numba installed in Slicer")
         self.delayDisplay("Simulating; checking isotherms and metrics")
-        scenarios.simulate_and_check(slicer.mrmlScene, parameters, slicer.modules.sequences.logic())
+        run = scenarios.simulate_and_check(slicer.mrmlScene, parameters, slicer.modules.sequences.logic())
+        self.delayDisplay("Exporting the case file and the report")
+        scenarios.export_case_and_report(
+            slicer.mrmlScene, parameters, run, os.path.join(slicer.app.temporaryPath, "CryoAblationTest")
+        )
         self.delayDisplay("Saving and reloading the scene")
         scenarios.save_and_reload(
             slicer.mrmlScene, os.path.join(slicer.app.temporaryPath, "CryoAblationTest.mrb")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,16 @@ from . import phantom as phantom_module
 SCENARIO_SPACING_MM = 2.0  # the phantom image
 SIMULATION_SPACING_MM = 3.0  # the full run's grid
 SIMULATION_PROTOCOL = "5-2-5"  # minutes of freeze, passive thaw, freeze
+
+
+@dataclass
+class SimulationRun:
+    """A finished full run: the case read from the scene, the solver's result and how the scene shows it."""
+
+    scene_case: Any  # mrml.case_io.SceneCase
+    case: Any  # case.Case
+    result: Any  # physics.simulation.SimulationResult
+    plan: Any  # mrml.workflow.PlanResult
 
 
 class ScenarioFailure(AssertionError):
@@ -149,8 +160,7 @@ def simulate_and_check(
     colder isotherms enclose less ice and lie closer to (or inside) the target; the contoured
     isotherm surfaces hold the volume the solver's voxels give; three probes around the tumour
     freeze nearly all of it to 0 °C; coverage does not grow with colder levels; the sensor at the
-    tumour edge freezes; the energy balance closes. Returns the
-    :class:`~CryoAblationLogic.mrml.workflow.PlanResult`.
+    tumour edge freezes; the energy balance closes. Returns the :class:`SimulationRun`.
     """
     from . import protocols
     from .mrml import parameters as P
@@ -204,4 +214,37 @@ def simulate_and_check(
     if sequences_logic is not None:
         shown = results.select_playback_time(plan.nodes.browser, 600.0, sequences_logic)
         check(abs(shown - 600.0) < 1e-6, f"playback at 600 s showed the frame of {shown} s")
-    return plan
+    return SimulationRun(scene_case, scene_case.parse(), result, plan)
+
+
+# -- export the case file and the report -------------------------------------------------------
+def export_case_and_report(scene, parameters, run: SimulationRun, out_dir: str | Path, catalog=None) -> dict:
+    """Export the plan as a case file and the last run as an HTML report, as the Results section
+    does, and check both: the case file loads back to the simulated case, and the report shows
+    every probe and isotherm with its pictures. Returns ``{"case": path, "report": path}``."""
+    from .case import load_case
+    from .mrml.case_io import export_case
+    from .plan_report import SimulatedPlan, write_plan_report
+
+    out_dir = Path(out_dir)
+    case_path = export_case(scene, out_dir / "plan.cryo.json", parameters)
+    reloaded = load_case(case_path)
+    check(
+        [p.to_dict() for p in reloaded.probes] == [p.to_dict() for p in run.case.probes],
+        "the exported case file's probes differ from the simulated ones",
+    )
+    check(reloaded.grid == run.case.grid, f"exported grid {reloaded.grid} differs from {run.case.grid}")
+    check(
+        bool(np.array_equal(reloaded.tissue_labels, run.case.tissue_labels)),
+        "the exported label map differs from the simulated tissue",
+    )
+    simulated = SimulatedPlan(run.case, run.result, run.plan)
+    report_path = write_plan_report(scene, parameters, simulated, out_dir / "report", catalog=catalog)
+    html = Path(report_path).read_text(encoding="utf-8")
+    for probe in run.case.probes:
+        check(probe.name in html, f"the report does not name probe {probe.name}")
+    pictures = [part.split('"', 1)[0] for part in html.split('src="')[1:]]
+    check(pictures != [], "the report has no pictures")
+    missing = [name for name in pictures if not (Path(report_path).parent / name).is_file()]
+    check(missing == [], f"the report refers to missing pictures {missing}")
+    return {"case": case_path, "report": Path(report_path)}

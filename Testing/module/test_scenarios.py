@@ -60,8 +60,30 @@ def test_a_changed_plan_is_reported_by_the_reload_check(scene_app, tmp_path, mon
         scenarios.save_and_reload(scene_app.scene, tmp_path / "plan.mrb")
 
 
-def test_simulate_checks_isotherms_metrics_and_playback(scene_app):
+def test_simulate_check_export_and_report(scene_app, tmp_path):
+    """One run (the solver is the slow part) for the simulate and the export scenarios."""
     parameters = scenarios.load_phantom(scene_app.scene, scene_app.segmentations_logic)
     scenarios.place_probes(scene_app.scene, parameters)
-    plan = scenarios.simulate_and_check(scene_app.scene, parameters, scene_app.sequences_logic)
-    assert plan.metrics.isotherm(0.0).target_coverage_percent >= 95.0
+    run = scenarios.simulate_and_check(scene_app.scene, parameters, scene_app.sequences_logic)
+    assert run.plan.metrics.isotherm(0.0).target_coverage_percent >= 95.0
+    files = scenarios.export_case_and_report(scene_app.scene, parameters, run, tmp_path)
+    assert files["case"].name == "plan.cryo.json" and files["report"].name == "report.html"
+
+
+def test_report_refuses_a_plan_changed_since_the_run(scene_app, tmp_path):
+    """The report pairs a result only with the plan it was computed for (no solver run needed:
+    a moved probe is refused before anything is drawn)."""
+    from types import SimpleNamespace
+
+    from CryoAblationLogic.errors import InputError
+    from CryoAblationLogic.mrml.case_io import build_case
+    from CryoAblationLogic.plan_report import SimulatedPlan, write_plan_report
+
+    parameters = scenarios.load_phantom(scene_app.scene, scene_app.segmentations_logic)
+    nodes = scenarios.place_probes(scene_app.scene, parameters)
+    scene_case = build_case(scene_app.scene, parameters)
+    simulated_case = scene_case.parse()
+    nodes[0].SetNthControlPointPositionWorld(0, [-20.0, 10.0, 4.0])
+    result = SimpleNamespace(grid=scene_case.grid)
+    with pytest.raises(InputError, match="probes changed"):
+        write_plan_report(scene_app.scene, parameters, SimulatedPlan(simulated_case, result, None), tmp_path)
