@@ -1131,6 +1131,8 @@ class CryoAblationTest(ScriptedLoadableModuleTest):
         self.setUp()
         self.test_module_metadata()
         self.setUp()
+        self.test_sample_data()
+        self.setUp()
         self.test_plan_simulate_save_and_reload()
 
     def test_module_metadata(self):
@@ -1138,6 +1140,23 @@ class CryoAblationTest(ScriptedLoadableModuleTest):
         module = slicer.modules.cryoablation
         self.assertIn("research software, not a medical device", module.helpText)
         self.assertIn("IGT", module.categories)
+
+    def test_sample_data(self):
+        """The phantom in SampleData (category CryoAblation) is made locally and loads with roles."""
+        import SampleData
+
+        from CryoAblationLogic import phantom, sample_data
+        from CryoAblationLogic.mrml import inputs
+
+        self.delayDisplay("Loading the phantom from Sample Data")
+        recipe = sample_data.load_recipe()
+        sources = SampleData.SampleDataLogic.sampleDataSourcesByCategory(recipe.category)
+        self.assertIn(recipe.sample_name, [source.sampleName for source in sources])
+        sample_data.write_sample_files(slicer.mrmlScene.GetCacheManager().GetRemoteCacheDirectory())
+        volume, segmentation = SampleData.SampleDataLogic().downloadSamples(recipe.sample_name)
+        self.assertEqual(volume.GetName(), recipe.volume_node_name)
+        roles = {info.name: info.role for info in inputs.segment_infos(segmentation)}
+        self.assertEqual(roles, {name: role for name, _material, role in phantom.LABELS.values()})
 
     def test_plan_simulate_save_and_reload(self):
         from CryoAblationLogic import scenarios
