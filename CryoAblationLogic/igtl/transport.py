@@ -19,6 +19,7 @@ keep-alive or by ``idle_timeout_s``; a message that stops half-way is dropped af
 from __future__ import annotations
 
 import contextlib
+import copy
 import selectors
 import socket
 import threading
@@ -104,9 +105,11 @@ class _Endpoint:
     def send(self, message: Message, connection_id: int | None = None, stamp: bool = True) -> int:
         """Queue ``message`` for one connection (or all: None). Returns how many connections it was
         queued for: 0 when none is connected or the peer stopped reading (``max_outgoing_bytes``
-        queued); the caller decides whether to retry. A message with time stamp 0 is stamped now
-        unless ``stamp`` is False. Header version is capped at ``max_header_version``."""
+        queued); the caller decides whether to retry. A message with time stamp 0 goes out stamped
+        with the current time unless ``stamp`` is False (the caller's object is left as it is).
+        Header version is capped at ``max_header_version``."""
         if stamp and message.timestamp_raw == 0:
+            message = copy.copy(message)
             message.timestamp_raw = timestamp_from_seconds(time.time())
         data = memoryview(encode(message, min(message.header_version, self.max_header_version)))
         queued = 0

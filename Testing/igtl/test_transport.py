@@ -58,7 +58,9 @@ def test_round_trip_between_our_client_and_server(server):
         assert client.wait_connected(TIMEOUT_S)
         matrix = np.eye(4)
         matrix[:3, 3] = (10, 20, 30)
-        assert client.send(TransformMessage(matrix, device_name="Probe1ToScanner")) == 1
+        message = TransformMessage(matrix, device_name="Probe1ToScanner")
+        assert client.send(message) == 1
+        assert message.timestamp_raw == 0  # the caller's message is not changed
         item, _ = server.inbox.wait_for(lambda i: isinstance(i, Received), TIMEOUT_S)
         assert item.message.device_name == "Probe1ToScanner"
         np.testing.assert_allclose(item.message.matrix, matrix)
