@@ -19,6 +19,7 @@ keep-alive or by ``idle_timeout_s``; a message that stops half-way is dropped af
 from __future__ import annotations
 
 import contextlib
+import copy
 import selectors
 import socket
 import threading
@@ -47,7 +48,7 @@ class _Connection:
         self.outgoing: deque[memoryview] = deque()
         self.outgoing_bytes = 0
         self.last_receive = time.monotonic()
-        self.partial_since: float | None = None
+        self.partial = False  # part of a message received, the rest still to come
         self.writing = False
 
 
@@ -104,9 +105,11 @@ class _Endpoint:
     def send(self, message: Message, connection_id: int | None = None, stamp: bool = True) -> int:
         """Queue ``message`` for one connection (or all: None). Returns how many connections it was
         queued for: 0 when none is connected or the peer stopped reading (``max_outgoing_bytes``
-        queued); the caller decides whether to retry. A message with time stamp 0 is stamped now
-        unless ``stamp`` is False. Header version is capped at ``max_header_version``."""
+        queued); the caller decides whether to retry. A message with time stamp 0 goes out stamped
+        with the current time unless ``stamp`` is False (the caller's object is left as it is).
+        Header version is capped at ``max_header_version``."""
         if stamp and message.timestamp_raw == 0:
+            message = copy.copy(message)
             message.timestamp_raw = timestamp_from_seconds(time.time())
         data = memoryview(encode(message, min(message.header_version, self.max_header_version)))
         queued = 0
@@ -216,8 +219,7 @@ class _Endpoint:
         if not data:
             self._close(connection, "peer closed the connection")
             return
-        now = time.monotonic()
-        connection.last_receive = now
+        connection.last_receive = time.monotonic()
         try:
             for item in connection.reader.feed(data):
                 if isinstance(item, ProtocolError):
@@ -236,9 +238,11 @@ class _Endpoint:
             self._event("error", connection, str(error))
             self._close(connection, f"stream out of step: {error}")
             return
-        connection.partial_since = (
-            (connection.partial_since or now) if connection.reader.pending_bytes else None
-        )
+        except Exception as error:  # a decoder bug must cost this connection, not the link
+            self._event("error", connection, f"internal error while decoding: {error!r}")
+            self._close(connection, "internal error")
+            return
+        connection.partial = connection.reader.pending_bytes > 0
 
     def _write(self, connection: _Connection) -> None:
         while True:
@@ -300,11 +304,21 @@ class _Endpoint:
                 self._write(connection)
         now = time.monotonic()
         for connection in connections:
-            if connection.partial_since is not None and now - connection.partial_since > self.stall_timeout_s:
-                self._event("error", connection, f"message incomplete after {self.stall_timeout_s} s")
+            silent_s = now - connection.last_receive
+            if connection.partial and silent_s > self.stall_timeout_s:  # a slow but moving image is fine
+                self._event("error", connection, f"message incomplete, no byte for {self.stall_timeout_s} s")
                 self._close(connection, "message stalled")
-            elif self.idle_timeout_s is not None and now - connection.last_receive > self.idle_timeout_s:
+            elif self.idle_timeout_s is not None and silent_s > self.idle_timeout_s:
                 self._close(connection, f"nothing received for {self.idle_timeout_s} s")
+
+    def _service_guarded(self) -> None:
+        """``_service``, surviving anything unexpected: the link keeps running and says why."""
+        try:
+            self._service(0.05)
+        except Exception as error:  # pragma: no cover - only on bugs or OS trouble
+            self.error_count += 1
+            self.inbox.put(LinkEvent("error", 0, "", f"I/O loop: {error!r}", time.time()), self._stop.is_set)
+            self._stop.wait(0.1)
 
     def _run(self) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -392,7 +406,7 @@ class Server(_Endpoint):
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
-                self._service(0.05)
+                self._service_guarded()
         finally:
             # Stop accepting first, so that no client connects while the others are closed.
             if self._listening is not None:
@@ -468,6 +482,6 @@ class Client(_Endpoint):
                         continue
                     self.connect_count += 1
                     self._add_connection(sock, f"{self.host}:{self.port}")
-                self._service(0.05)
+                self._service_guarded()
         finally:
             self._close_all()

@@ -127,6 +127,7 @@ def message_content(message: Message) -> dict:
             "size": list(message.size),
             "subvolume_offset": list(message.subvolume_offset),
             "coordinate_system": message.coordinate_system,
+            "endian": message.endian,
             "axes_mm": message.axes_mm,
             "centre_mm": message.centre_mm,
             "origin_mm": message.origin_mm,

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..igtl.inbox import LinkEvent, Received
-from ..igtl.messages import Message
+from ..igtl.messages import Message, timestamp_from_seconds
 from ..igtl.transport import DEFAULT_PORT, Client, Server
 from .console import (
     CommandAck,
@@ -149,7 +149,9 @@ class LiveLink:
     def _send(self, source: str, message: Message) -> int:
         if source not in self.links:
             raise InputError(source, "this link is not configured")
-        count = self.links[source].send(message)
+        if message.timestamp_raw == 0:  # stamped here so that the journal has the time sent
+            message.timestamp_raw = timestamp_from_seconds(time.time())
+        count = self.links[source].send(message, stamp=False)
         if self.journal is not None:
             self.journal.record_message(message, direction="out", peer=f"{source} ({count} connections)")
         return count

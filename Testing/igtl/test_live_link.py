@@ -111,6 +111,7 @@ def test_scanner_and_console_through_one_live_link(tmp_path):
         ("STRING", "CryoState"),
     } <= incoming
     assert outgoing[0] == ("TRANSFORM", "PLANE_0") and outgoing[1][0] == "STRING"
+    assert all(r["timestamp_s"] is not None for r in records if r.get("direction") == "out")
     assert any(r["kind"] == "event" and r["event"] == "connected" for r in records)
 
 

@@ -58,7 +58,9 @@ def test_round_trip_between_our_client_and_server(server):
         assert client.wait_connected(TIMEOUT_S)
         matrix = np.eye(4)
         matrix[:3, 3] = (10, 20, 30)
-        assert client.send(TransformMessage(matrix, device_name="Probe1ToScanner")) == 1
+        message = TransformMessage(matrix, device_name="Probe1ToScanner")
+        assert client.send(message) == 1
+        assert message.timestamp_raw == 0  # the caller's message is not changed
         item, _ = server.inbox.wait_for(lambda i: isinstance(i, Received), TIMEOUT_S)
         assert item.message.device_name == "Probe1ToScanner"
         np.testing.assert_allclose(item.message.matrix, matrix)
@@ -246,3 +248,44 @@ def test_connections_beyond_the_limit_are_turned_away():
         finally:
             for client in clients:
                 client.stop()
+
+
+def test_slow_but_moving_message_is_not_a_stall():
+    data = encode(StringMessage("x" * 2000, device_name="Slow"))
+    with (
+        Server(port=0, stall_timeout_s=0.3) as server,
+        socket.create_connection(("127.0.0.1", server.port)) as sock,
+    ):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for start in range(0, len(data), 250):  # ~0.9 s in all, never 0.3 s silent
+            sock.sendall(data[start : start + 250])
+            time.sleep(0.1)
+        taken = _collect(server.inbox, 1, message_type="STRING")
+    assert messages_of(taken, "STRING")[0].text == "x" * 2000
+    assert not _events(taken, "error")
+
+
+def test_unexpected_decoder_failure_costs_the_connection_not_the_server(server, monkeypatch):
+    from CryoAblationLogic.igtl import codec  # noqa: PLC0415 - the module whose reader is patched
+
+    def broken(self, data):
+        raise RuntimeError("decoder bug")
+        yield  # pragma: no cover - makes this a generator like the real feed
+
+    with Client(port=server.port, reconnect_interval_s=0.05) as client:
+        assert client.wait_connected(TIMEOUT_S)
+        monkeypatch.setattr(codec.StreamReader, "feed", broken)
+        client.send(StringMessage("boom"))
+        _, taken = server.inbox.wait_for(
+            lambda i: isinstance(i, LinkEvent) and i.kind == "disconnected", TIMEOUT_S
+        )
+        assert "decoder bug" in _events(taken, "error")[0].detail
+        monkeypatch.undo()
+        # The client sees the server close the connection, reconnects, and the link goes on.
+        _, events = client.inbox.wait_for(
+            lambda i: isinstance(i, LinkEvent) and i.kind == "disconnected", TIMEOUT_S
+        )
+        assert _events(events, "disconnected")
+        assert client.wait_connected(TIMEOUT_S)
+        assert client.send(StringMessage("after")) == 1
+        assert messages_of(_collect(server.inbox, 1, message_type="STRING"), "STRING")[-1].text == "after"
