@@ -195,6 +195,7 @@ class CryoAblationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.timeSlider.connect("valueChanged(double)", self.onTimeChanged)
         # 5. Monitor
         self.ui.connectButton.connect("toggled(bool)", self.onConnectToggled)
+        self.ui.replayJournalButton.connect("clicked(bool)", self.onReplayJournal)
         # 6. Results
         self.ui.showIceVolumePlotButton.connect("clicked(bool)", self.onShowIceVolumePlot)
         self.ui.showSensorPlotButton.connect("clicked(bool)", self.onShowSensorPlot)
@@ -494,6 +495,14 @@ class CryoAblationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         ):
             widget.enabled = not active
         self.updateMonitor()
+
+    def onReplayJournal(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Failed to replay the journal."), waitCursor=True):
+            count = self.logic.replayJournal(self._parameterNode.journalPath)
+            self.updateMonitor()
+            self.ui.monitorStatusLabel.text = _("Replayed {count} messages.").format(count=count) + (
+                "\n" + self.ui.monitorStatusLabel.text if self.ui.monitorStatusLabel.text else ""
+            )
 
     def updateMonitor(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to read from the scanner or the console.")):
@@ -1047,6 +1056,20 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
                 state.apply(source, event)
         return dict(state.lights), state.sensor_rows(), list(state.messages)
 
+    def replayJournal(self, journalPath: str) -> int:
+        """Show a recorded procedure in the Monitor section (not while connected); returns the
+        number of messages replayed."""
+        from CryoAblationLogic import monitoring
+
+        if self.monitoringActive():
+            raise RuntimeError(_("Disconnect before replaying a journal."))
+        if not journalPath.strip():
+            raise ValueError(_("Enter the journal file to replay."))
+        state = monitoring.MonitorState()
+        count = monitoring.replay_journal(state, journalPath.strip())
+        self._monitorState = state
+        return count
+
     def stopMonitoring(self) -> None:
         link, journal = self._link, self._journal
         self._link = self._journal = None
@@ -1134,6 +1157,8 @@ class CryoAblationTest(ScriptedLoadableModuleTest):
         self.test_sample_data()
         self.setUp()
         self.test_plan_simulate_save_and_reload()
+        self.setUp()
+        self.test_replay_journal()
 
     def test_module_metadata(self):
         self.delayDisplay("Module metadata")

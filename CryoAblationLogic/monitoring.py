@@ -125,3 +125,25 @@ def live_endpoints(scanner_host: str, scanner_port: int, console_host: str, cons
         Endpoint("server", scanner_host.strip(), int(scanner_port)),
         Endpoint("client", console_host.strip(), int(console_port)),
     )
+
+
+def replay_journal(state: MonitorState, journal_path: str | Path) -> int:
+    """Run a recorded procedure's incoming messages through the same interpretation as the live
+    links, as fast as possible, into ``state``; returns how many messages were replayed.
+
+    Nothing is sent anywhere: the journal's messages are rebuilt (images from their NRRD files) and
+    turned into the typed events the panel shows, so a procedure can be reviewed without a
+    scanner or console.
+    """
+    from .live.console import Unrecognised, interpret
+    from .live.replay import replay
+
+    def take(message) -> None:
+        try:
+            events = interpret(message, 0.0)
+        except InputError as error:
+            events = [Unrecognised(message.message_type, message.device_name, str(error), 0.0)]
+        for event in events:
+            state.apply("journal", event)
+
+    return replay(journal_path, take, speed=0.0)

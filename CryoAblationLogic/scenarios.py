@@ -248,3 +248,54 @@ def export_case_and_report(scene, parameters, run: SimulationRun, out_dir: str |
     missing = [name for name in pictures if not (Path(report_path).parent / name).is_file()]
     check(missing == [], f"the report refers to missing pictures {missing}")
     return {"case": case_path, "report": Path(report_path)}
+
+
+# -- replay a short journal ---------------------------------------------------------------------
+SHORT_JOURNAL_PROCEDURE = "short-freeze"
+
+
+def write_short_journal(folder: str | Path) -> Path:
+    """A short procedure journal, written with the live links' own journal: the console starts
+    freezing two probes, reports their temperatures twice, the scanner sends a thermometry frame,
+    probe 1 thaws passively. Returns the journal file's path."""
+    from .igtl.messages import ImageMessage, StringMessage
+    from .live.journal import Journal
+
+    frame = np.linspace(-40.0, 37.0, 4 * 4 * 2, dtype=np.float32).reshape(4, 4, 2)
+    messages = [
+        (0.0, "console", StringMessage(device_name="CryoState", text="FREEZE 1 100%")),
+        (0.5, "console", StringMessage(device_name="CryoState", text="FREEZE 2 80%")),
+        (60.0, "console", StringMessage(device_name="ProbeTemps", text="-95.5, -80.25")),
+        (90.0, "scanner", ImageMessage(device_name="MR Image", voxels=frame, axes_mm=np.eye(3) * 2.0)),
+        (120.0, "console", StringMessage(device_name="ProbeTemps", text="-120.0, -101.5")),
+        (600.0, "console", StringMessage(device_name="CryoState", text="THAW 1 PASSIVE")),
+    ]
+    with Journal(folder, SHORT_JOURNAL_PROCEDURE) as journal:
+        for time_s, peer, message in messages:
+            journal.record_message(message, arrival_time_s=1_800_000_000.0 + time_s, peer=peer)
+        path = journal.path
+    return path
+
+
+def replay_short_journal(journal_path: str | Path):
+    """Replay a journal through the Monitor section's pipeline and check what the panel shows:
+    every incoming message replayed, the last temperature of each probe, each probe's last state,
+    the scanner frame received. Returns the :class:`~CryoAblationLogic.monitoring.MonitorState`."""
+    from .live.journal import read_journal
+    from .monitoring import MonitorState, replay_journal
+
+    state = MonitorState()
+    count = replay_journal(state, journal_path)
+    incoming = [
+        r for r in read_journal(journal_path).records if r["kind"] == "message" and r["direction"] == "in"
+    ]
+    check(count == len(incoming), f"replayed {count} of the journal's {len(incoming)} incoming messages")
+    temperatures = {probe: value for probe, (value, _time) in state.temperatures_c.items()}
+    check(temperatures == {1: -120.0, 2: -101.5}, f"last probe temperatures {temperatures}")
+    check(
+        state.probe_states == {1: "thaw passive", 2: "freeze 80%"},
+        f"probe states after the replay {state.probe_states}",
+    )
+    check(state.images_received == 1, f"{state.images_received} scanner frames replayed, 1 recorded")
+    check(list(state.messages) == [], f"the replay reported problems: {list(state.messages)}")
+    return state

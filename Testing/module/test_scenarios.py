@@ -87,3 +87,20 @@ def test_report_refuses_a_plan_changed_since_the_run(scene_app, tmp_path):
     result = SimpleNamespace(grid=scene_case.grid)
     with pytest.raises(InputError, match="probes changed"):
         write_plan_report(scene_app.scene, parameters, SimulatedPlan(simulated_case, result, None), tmp_path)
+
+
+def test_replay_a_short_journal(tmp_path):
+    path = scenarios.write_short_journal(tmp_path)
+    state = scenarios.replay_short_journal(path)
+    assert state.sensor_rows()[0][:2] == ("Probe 1 (thaw passive)", "-120.0")
+
+
+def test_replay_check_notices_a_journal_that_differs(tmp_path):
+    from CryoAblationLogic.igtl.messages import StringMessage
+    from CryoAblationLogic.live.journal import Journal
+
+    path = scenarios.write_short_journal(tmp_path)
+    with Journal(tmp_path, scenarios.SHORT_JOURNAL_PROCEDURE) as journal:  # reopening appends
+        journal.record_message(StringMessage(device_name="ProbeTemps", text="5.0, 6.0"), peer="console")
+    with pytest.raises(scenarios.ScenarioFailure, match="last probe temperatures"):
+        scenarios.replay_short_journal(path)
