@@ -164,7 +164,6 @@ def segmentation_levels(segmentation_node) -> list[float]:
 
 
 def _tag(segment, name: str) -> tuple[bool, str]:
-
     value = reference("")
     found = segment.GetTag(name, value)
     return bool(found), str(value)
