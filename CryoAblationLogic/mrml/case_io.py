@@ -25,6 +25,7 @@ import SimpleITK as sitk
 from slicer import vtkSlicerSegmentationsModuleLogic
 from vtkmodules.vtkCommonCore import vtkStringArray
 
+from ..case import load_case, parse_case
 from ..errors import InputError
 from ..grid import Grid
 from ..volume_io import read_nrrd
@@ -49,7 +50,6 @@ class SceneCase:
 
     def parse(self):
         """The solver's validated :class:`Case` (raises :class:`InputError` naming the key)."""
-        from ..case import parse_case  # noqa: PLC0415 (solver package, imported when used)
 
         return parse_case(self.data, arrays=self.arrays)
 
@@ -374,8 +374,6 @@ def import_case(
 
     The case is validated first (the solver's ``load_case``), so a bad file changes nothing.
     """
-
-    from ..case import load_case  # noqa: PLC0415 (solver package, imported when used)
 
     path = Path(path)
     load_case(path)  # validates everything, names the bad key

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ..physics.probes import load_probe_catalog
 from ..report import write_report
 from . import parameters as P
 from .app import SceneApp, create_scene_app, save_scene_mrb
@@ -66,8 +67,6 @@ def write_demo_report(out_dir: Path, demo: DemoScene, result, catalog=None, titl
     cutaway, the metrics tables, the warnings and the plots."""
     target, critical, _ = structure_masks(demo.scene_case)
     if catalog is None:
-        from ..physics.probes import load_probe_catalog  # noqa: PLC0415 (solver package, imported when used)
-
         catalog = load_probe_catalog()
     return write_report(
         out_dir,

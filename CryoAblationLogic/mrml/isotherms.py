@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 from slicer import vtkSegmentation
 from vtkmodules.util import numpy_support
-from vtkmodules.vtkCommonCore import reference
+from vtkmodules.vtkCommonCore import reference, vtkPoints
 from vtkmodules.vtkCommonDataModel import vtkImageData, vtkPolyData
 from vtkmodules.vtkFiltersCore import vtkFlyingEdges3D, vtkMassProperties
 
@@ -33,14 +33,15 @@ def isotherm_segment_id(level_c: float) -> str:
 def contour_isotherm(field: np.ndarray, grid: Grid, level_c: float):
     """Closed surface (``vtkPolyData``, RAS mm) around the region where ``field <= level_c``.
 
-    Empty where no voxel reaches the level.
+    Where no voxel reaches the level: no cells, and a single point at the grid origin — Slicer's
+    segmentation storage skips polydata without points, so a saved scene would lose the level.
     """
 
     field = np.asarray(field, dtype=np.float32)
     if field.shape != tuple(grid.size):
         raise ValueError(f"field shape {field.shape} does not match grid size {grid.size}")
     if not np.any(field <= level_c):
-        return vtkPolyData()
+        return _empty_surface(grid)
     warm = np.float32(max(float(field.max()), level_c) + 1.0)
     padded = np.pad(field, 1, mode="constant", constant_values=warm)
     image = vtkImageData()
@@ -57,6 +58,14 @@ def contour_isotherm(field: np.ndarray, grid: Grid, level_c: float):
     contour.Update()
     surface = vtkPolyData()
     surface.ShallowCopy(contour.GetOutput())
+    return surface
+
+
+def _empty_surface(grid: Grid):
+    points = vtkPoints()
+    points.InsertNextPoint(*grid.origin_mm)
+    surface = vtkPolyData()
+    surface.SetPoints(points)
     return surface
 
 
@@ -164,7 +173,6 @@ def segmentation_levels(segmentation_node) -> list[float]:
 
 
 def _tag(segment, name: str) -> tuple[bool, str]:
-
     value = reference("")
     found = segment.GetTag(name, value)
     return bool(found), str(value)

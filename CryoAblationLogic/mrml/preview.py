@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..physics.simulation import preview
 from . import parameters as P
 from .case_io import SceneCase, build_case
 from .isotherms import create_isotherm_segmentation, update_isotherm_segmentation
@@ -28,8 +29,6 @@ PREVIEW_SEGMENTATION_NAME = "Isotherms (preview)"
 
 
 def _solver_preview(case, spacing_mm: float, duration_s: float):
-    from ..physics.simulation import preview  # noqa: PLC0415 (solver package, imported when used)
-
     return preview(case, spacing_mm=spacing_mm, duration_s=duration_s)
 
 

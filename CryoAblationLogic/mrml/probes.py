@@ -26,6 +26,7 @@ from vtkmodules.vtkFiltersCore import vtkTubeFilter
 from vtkmodules.vtkFiltersSources import vtkLineSource
 
 from ..errors import InputError
+from ..physics.probes import load_probe_catalog
 from .colors import ATTRIBUTE_PREFIX
 
 TIP_INDEX = 0
@@ -46,8 +47,6 @@ ACTIVE_ZONE_DIAMETER_FACTOR = 1.3  # drawn a little thicker than the shaft so it
 
 
 def default_catalog() -> Mapping[str, Any]:
-    from ..physics.probes import load_probe_catalog  # noqa: PLC0415 (solver package, imported when used)
-
     return load_probe_catalog()
 
 
@@ -185,7 +184,6 @@ def needle_surfaces(line_node, catalog: Mapping[str, Any]):
 
 
 def _tube(start: np.ndarray, end: np.ndarray, radius: float):
-
     line = vtkLineSource()
     line.SetPoint1(*start)
     line.SetPoint2(*end)
@@ -250,7 +248,6 @@ class NeedleFollower:
             self.follow(node)
 
     def follow(self, line_node) -> None:
-
         if line_node.GetID() in self._observations:
             return
         update_needle_models(line_node, self.catalog)

@@ -48,7 +48,6 @@ def image_data_to_array(image) -> np.ndarray:
 
 
 def matrix_to_vtk(matrix: np.ndarray):
-
     vtk_matrix = vtkMatrix4x4()
     for row in range(4):
         for column in range(4):
@@ -61,7 +60,6 @@ def vtk_to_matrix(vtk_matrix) -> np.ndarray:
 
 
 def ijk_to_ras(volume_node) -> np.ndarray:
-
     matrix = vtkMatrix4x4()
     volume_node.GetIJKToRASMatrix(matrix)
     return vtk_to_matrix(matrix)

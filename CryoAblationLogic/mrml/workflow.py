@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 
 from .. import metrics as plan_metrics
+from ..physics.probes import load_probe_catalog
+from ..physics.simulation import simulate
 from . import parameters as P
 from .case_io import SceneCase, build_case
 from .colors import level_label
@@ -40,8 +42,6 @@ def playback_times(case_data: dict, interval_s: float) -> list[float]:
 
 
 def _solver_simulate(case, progress, cancel, snapshot_times_s):
-    from ..physics.simulation import simulate  # noqa: PLC0415 (solver package, imported when used)
-
     return simulate(case, progress=progress, cancel=cancel, snapshot_times_s=snapshot_times_s)
 
 
@@ -111,8 +111,6 @@ def show_plan_result(
     # The coldest each voxel has been: the lethal-dose view of coverage and margins.
     computed = plan_metrics.isotherm_metrics(result.min_temperature, result.grid, target, levels, critical)
     if catalog is None:
-        from ..physics.probes import load_probe_catalog  # noqa: PLC0415 (solver package, imported when used)
-
         catalog = load_probe_catalog()
     probe_warnings = plan_metrics.probe_warnings(
         scene_case.data["probes"], catalog, target, critical, vessels, result.grid

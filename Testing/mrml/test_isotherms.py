@@ -12,6 +12,7 @@ from vtkmodules.vtkFiltersCore import vtkFeatureEdges
 from CryoAblationLogic.errors import InputError
 from CryoAblationLogic.grid import Grid
 from CryoAblationLogic.mrml import colors, isotherms
+from CryoAblationLogic.mrml.app import create_scene_app, load_scene_mrb, save_scene_mrb
 
 
 def surface_radii(surface) -> np.ndarray:
@@ -59,7 +60,7 @@ def test_ice_touching_the_grid_edge_still_gives_a_closed_surface():
     assert edges.GetOutput().GetNumberOfCells() == 0  # no open boundary
 
 
-def test_no_ice_gives_empty_segment(scene, small_grid):
+def test_no_ice_gives_empty_segments_that_survive_saving(tmp_path, scene, small_grid):
     node = isotherms.create_isotherm_segmentation(scene)
     table = colors.create_isotherm_color_table(scene)
     volumes = isotherms.update_isotherm_segmentation(
@@ -67,6 +68,11 @@ def test_no_ice_gives_empty_segment(scene, small_grid):
     )
     assert volumes == {0.0: 0.0, -20.0: 0.0, -40.0: 0.0}
     assert node.GetSegmentation().GetNumberOfSegments() == 3
+    app = create_scene_app()
+    load_scene_mrb(app.scene, save_scene_mrb(scene, tmp_path / "empty.mrb"))
+    loaded = app.scene.GetFirstNodeByName(node.GetName())
+    assert isotherms.segmentation_levels(loaded) == [0.0, -20.0, -40.0]
+    assert isotherms.surface_volume_ml(isotherms.isotherm_surface(loaded, -40.0)) == 0.0
 
 
 def test_segmentation_follows_the_editable_level_table(scene, small_grid):
