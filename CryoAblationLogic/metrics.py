@@ -13,13 +13,16 @@ Accuracy of the distances (margins, critical-structure distances):
 - the distance from a point to it is taken to the nearest surface vertex, projected on the
   field-gradient normal there (point-to-tangent-plane), and bracketed by the vertex distance; the
   sign comes from the trilinearly interpolated field (cold side positive). On a 1 mm grid this is
-  within 0.1 mm of the analytic distance for isotherms with a radius of curvature ≥ 5 mm (tested);
+  within 0.1 mm of the analytic distance for spherical isotherms of radius ≥ 8 mm (tested; about
+  0.02 mm at 20 mm);
 - target and critical-structure surfaces are the smoothed surfaces of their masks (the same
-  discrete flying edges + windowed-sinc smoothing Slicer uses to display a segment), so the mask's
-  own voxelisation (about ±0.3 voxel on a sphere) usually dominates the error.
+  discrete flying edges + windowed-sinc smoothing Slicer uses to display a segment), their vertices
+  merged into area-weighted patches of 1.5 voxels, so the mask's own voxelisation (about ±0.3
+  voxel on a sphere, up to 0.25 mm on the minimum margin of a 1 mm-grid sphere) dominates the error.
 
-A SimpleITK signed Maurer distance map of the thresholded field ranks points first (error ≤ one
-voxel diagonal); only points that can decide a result get the exact sub-voxel distance.
+Speed: a SimpleITK signed Maurer distance map of the thresholded field gives every point a coarse
+distance with a known bracket; only points whose bracket can change a result (the minimum margin,
+the ≥ 5 mm surface bin, a structure's closest point) are measured exactly.
 """
 
 from __future__ import annotations
@@ -128,6 +131,15 @@ class PlanMetrics:
     def critical_rows(self) -> list[dict[str, object]]:
         """One row per critical structure, keys as in :data:`CRITICAL_COLUMNS`."""
         return [item.as_row() for item in self.critical_structures]
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready: {"target_volume_ml", "isotherms": rows, "critical_structures": rows, "warnings"}."""
+        return {
+            "target_volume_ml": self.target_volume_ml,
+            "isotherms": self.as_rows(),
+            "critical_structures": self.critical_rows(),
+            "warnings": list(self.warnings),
+        }
 
 
 # --------------------------------------------------------------------------------------------------

@@ -553,7 +553,8 @@ def cutaway_view(
     colour[cut_face & ~ice[at] & target[at]] = TARGET_COLOUR
 
     # Lambert shading from the depth map's normals, light from the upper left, near the viewer.
-    smooth = _box_blur(np.where(hit_any, depth_mm, depth_mm[hit_any].max() if hit_any.any() else 0.0))
+    far = depth_mm[hit_any].max() if hit_any.any() else 0.0
+    smooth = _box_blur(_box_blur(np.where(hit_any, depth_mm, far)))  # ~5 × 5 tent: smoother normals
     gy, gx = np.gradient(smooth, pixel)
     normal = np.stack([-gx, gy, -np.ones_like(gx)], axis=-1)  # view coordinates: right, up, depth
     normal /= np.linalg.norm(normal, axis=-1, keepdims=True)

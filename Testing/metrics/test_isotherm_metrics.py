@@ -17,6 +17,7 @@ from CryoAblationLogic.errors import InputError
 from CryoAblationLogic.metrics import (
     CRITICAL_COLUMNS,
     ISOTHERM_COLUMNS,
+    _IsothermDistance,
     ice_volume_history,
     isotherm_metrics,
 )
@@ -247,3 +248,21 @@ def test_ice_volume_history_counts_voxels_at_or_below_each_level_in_time_order(g
     # A generator of (time, field) pairs works the same.
     same = ice_volume_history(((t, f) for t, f in fields.items()), grid_30mm, levels_c=[0.0, -20.0])
     assert same[0.0][1].tolist() == volumes.tolist()
+
+
+@pytest.mark.parametrize(("ice_radius_mm", "tolerance_mm"), [(20.0, 0.05), (8.0, 0.1)])
+def test_sub_voxel_distance_to_a_spherical_isotherm_matches_the_analytic_distance(
+    grid_30mm, shapes, ice_radius_mm, tolerance_mm
+):
+    # The accuracy stated in the metrics module docstring: points on analytic spheres (no mask in
+    # the way) against an off-grid-centred spherical isotherm.
+    centre = np.array([0.4, -0.3, 0.2])
+    field = shapes.radial_field(grid_30mm, ice_radius_mm=ice_radius_mm, centre_mm=centre)
+    distance = _IsothermDistance.build(field, grid_30mm, 0.0, field <= 0.0, [(slice(0, 61),) * 3])
+    rng = np.random.default_rng(7)
+    directions = rng.normal(size=(400, 3))
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    radii = rng.uniform(0.3 * ice_radius_mm, ice_radius_mm + 8.0, size=400)
+    points = centre + directions * radii[:, None]
+    expected = ice_radius_mm - radii  # positive inside the ice ball
+    assert distance.exact_mm(points) == pytest.approx(expected, abs=tolerance_mm)

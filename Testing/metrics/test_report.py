@@ -182,3 +182,17 @@ def test_nice_ticks_cover_the_range_with_round_steps(low, high):
 def test_nice_ticks_examples():
     assert nice_ticks(0.0, 28.0).tolist() == [0, 10, 20, 30]
     assert nice_ticks(-43.0, 37.0).tolist() == [-60, -40, -20, 0, 20, 40]
+
+
+def test_report_without_ice_probes_structures_or_series_still_reads(case, tmp_path):
+    warm = np.full(case["grid"].size, 37.0, dtype=np.float32)
+    metrics = isotherm_metrics(warm, case["grid"], case["target"], levels_c=[0.0, -40.0])
+    path = write_report(
+        tmp_path, case["image"], case["grid"], warm, warm, case["target"], None, metrics, [], None, None
+    )
+    page = path.read_text(encoding="utf-8")
+    for source in re.findall(r'<img src="([^"]+)"', page):
+        assert (path.parent / source).is_file()
+    assert "No time series were given." in page
+    assert "never reaches -40 °C" in page
+    assert '<td class="num">0</td><td class="num">0.0</td><td>—</td>' in page  # no margin without ice
