@@ -33,8 +33,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import SimpleITK as sitk
-import vtk
-from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy
+from vtkmodules.util.numpy_support import numpy_to_vtk, vtk_to_numpy
+from vtkmodules.vtkCommonDataModel import vtkImageData, vtkStaticPointLocator
+from vtkmodules.vtkFiltersCore import vtkFlyingEdges3D, vtkWindowedSincPolyDataFilter
+from vtkmodules.vtkFiltersGeneral import vtkDiscreteFlyingEdges3D
 
 from .errors import InputError
 from .grid import Grid
@@ -605,13 +607,13 @@ def _mask_surface(mask: np.ndarray, grid: Grid) -> _Surface:
     crop = np.pad(mask[box].astype(np.uint8), 1)
     origin = grid.index_to_ras([s.start - 1 for s in box])
     image = _vtk_image(crop, origin, grid.spacing_mm)
-    contour = vtk.vtkDiscreteFlyingEdges3D()
+    contour = vtkDiscreteFlyingEdges3D()
     contour.SetInputData(image)
     contour.SetValue(0, 1)
     contour.ComputeNormalsOff()
     contour.ComputeGradientsOff()
     contour.ComputeScalarsOff()
-    smoother = vtk.vtkWindowedSincPolyDataFilter()
+    smoother = vtkWindowedSincPolyDataFilter()
     smoother.SetInputConnection(contour.GetOutputPort())
     smoother.SetNumberOfIterations(20)
     smoother.SetPassBand(0.01)
@@ -684,7 +686,7 @@ class _IsothermDistance:
         coarse = _maurer(crop_ice, grid, inside_is_positive=True)
         origin = grid.index_to_ras([s.start for s in box])
         image = _vtk_image(crop_field, origin, grid.spacing_mm)
-        contour = vtk.vtkFlyingEdges3D()
+        contour = vtkFlyingEdges3D()
         contour.SetInputData(image)
         contour.SetValue(0, float(level))
         contour.ComputeNormalsOn()
@@ -695,7 +697,7 @@ class _IsothermDistance:
             return None
         vertices = vtk_to_numpy(surface.GetPoints().GetData()).astype(float)
         normals = vtk_to_numpy(surface.GetPointData().GetNormals()).astype(float)
-        locator = vtk.vtkStaticPointLocator()
+        locator = vtkStaticPointLocator()
         locator.SetDataSet(surface)
         locator.BuildLocator()
         instance = cls(
@@ -842,7 +844,7 @@ class _CoverageFraction:
 
 
 def _vtk_image(array: np.ndarray, origin, spacing):
-    image = vtk.vtkImageData()
+    image = vtkImageData()
     image.SetDimensions(*array.shape)
     image.SetOrigin(*(float(v) for v in origin))
     image.SetSpacing(*(float(v) for v in spacing))

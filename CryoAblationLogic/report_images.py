@@ -23,8 +23,10 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
-import vtk
-from vtk.util.numpy_support import vtk_to_numpy
+import vtkmodules.vtkRenderingFreeType  # noqa: F401 - registers the FreeType text renderer
+from vtkmodules.util.numpy_support import vtk_to_numpy
+from vtkmodules.vtkCommonDataModel import vtkImageData
+from vtkmodules.vtkRenderingCore import vtkTextProperty, vtkTextRenderer
 
 from .grid import Grid
 
@@ -95,14 +97,14 @@ def write_png(path: str | Path, rgb: np.ndarray) -> Path:
 @lru_cache(maxsize=512)
 def _text_alpha(text: str, size_px: int, bold: bool) -> np.ndarray:
     """Coverage (0–1) of the rendered text, rows top to bottom."""
-    prop = vtk.vtkTextProperty()
+    prop = vtkTextProperty()
     prop.SetFontFamilyToArial()
     prop.SetFontSize(size_px)
     prop.SetBold(bold)
     prop.SetColor(1.0, 1.0, 1.0)
-    image = vtk.vtkImageData()
+    image = vtkImageData()
     extent = [0, 0]
-    renderer = vtk.vtkTextRenderer()
+    renderer = vtkTextRenderer()
     if not text or not renderer.RenderString(prop, text, image, extent, 72):
         return np.zeros((size_px, 1))
     width, height, _ = image.GetDimensions()

@@ -8,8 +8,8 @@ import struct
 
 import numpy as np
 import pytest
-import vtk
-from vtk.util.numpy_support import vtk_to_numpy
+from vtkmodules.util.numpy_support import vtk_to_numpy
+from vtkmodules.vtkIOImage import vtkPNGReader
 
 from CryoAblationLogic.metrics import isotherm_metrics, probe_geometry, probe_warnings
 from CryoAblationLogic.report import write_report
@@ -18,15 +18,17 @@ from CryoAblationLogic.report_images import (
     TARGET_COLOUR,
     Overlay,
     cutaway_view,
+    draw_text,
     nice_ticks,
     slice_view,
+    text_size,
     write_png,
 )
 
 
 def read_png(path) -> np.ndarray:
     """Decode with VTK's PNG reader (an independent decoder), rows top to bottom."""
-    reader = vtk.vtkPNGReader()
+    reader = vtkPNGReader()
     reader.SetFileName(str(path))
     reader.Update()
     image = reader.GetOutput()
@@ -196,3 +198,11 @@ def test_report_without_ice_probes_structures_or_series_still_reads(case, tmp_pa
     assert "No time series were given." in page
     assert "never reaches -40 °C" in page
     assert '<td class="num">0</td><td class="num">0.0</td><td>—</td>' in page  # no margin without ice
+
+
+def test_text_is_rendered_without_a_render_window():
+    width, height = text_size("-20 °C", 13)
+    assert 25 < width < 80 and 8 < height < 25
+    canvas = np.full((30, 100, 3), 255, np.uint8)
+    draw_text(canvas, "10 mm", 5, 5)
+    assert (canvas < 128).any()  # dark glyph pixels on the white canvas
