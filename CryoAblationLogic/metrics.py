@@ -950,3 +950,18 @@ def _point(value, key: str) -> tuple[float, float, float]:
     if len(point) != 3 or not all(np.isfinite(point)):
         raise InputError(key, "must be three finite numbers (RAS mm)")
     return point  # type: ignore[return-value]
+
+
+def masks_by_role(
+    labels: np.ndarray, label_info: Mapping[int, tuple[str, str, str]]
+) -> dict[str, dict[str, np.ndarray]]:
+    """Boolean masks from a label map, grouped by role: {role: {segment name: mask}}.
+
+    ``label_info`` maps label → (segment name, material, role), as :data:`.phantom.LABELS`; roles
+    are e.g. "target", "critical", "vessel", "organ". Labels absent from the map give empty masks.
+    """
+    array = np.asarray(labels)
+    groups: dict[str, dict[str, np.ndarray]] = {}
+    for label, (name, _material, role) in label_info.items():
+        groups.setdefault(role, {})[name] = array == label
+    return groups

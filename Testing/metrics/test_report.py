@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import re
 import struct
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from vtkmodules.util.numpy_support import vtk_to_numpy
 from vtkmodules.vtkIOImage import vtkPNGReader
 
-from CryoAblationLogic.metrics import isotherm_metrics, probe_geometry, probe_warnings
-from CryoAblationLogic.report import write_report
+from CryoAblationLogic.metrics import isotherm_metrics, masks_by_role, probe_geometry, probe_warnings
+from CryoAblationLogic.report import write_report, write_result_report
 from CryoAblationLogic.report_images import (
     LEVEL_COLOURS,
     TARGET_COLOUR,
@@ -206,3 +207,31 @@ def test_text_is_rendered_without_a_render_window():
     canvas = np.full((30, 100, 3), 255, np.uint8)
     draw_text(canvas, "10 mm", 5, 5)
     assert (canvas < 128).any()  # dark glyph pixels on the white canvas
+
+
+def test_result_report_computes_metrics_and_probe_checks_from_a_simulation_result(case, tmp_path):
+    labels = np.where(case["target"], 3, np.where(case["critical"]["Bowel"], 5, 1)).astype(np.uint8)
+    roles = masks_by_role(
+        labels,
+        {1: ("Fat", "fat", "organ"), 3: ("Tumor", "tumor", "target"), 5: ("Bowel", "muscle", "critical")},
+    )
+    assert np.array_equal(roles["target"]["Tumor"], case["target"])
+    result = SimpleNamespace(
+        grid=case["grid"],
+        temperature_final=case["field"],
+        min_temperature=case["field"],
+        ice_volume_history=case["ice_history"],
+        sensors=case["sensors"],
+    )
+    path, metrics, warnings = write_result_report(
+        tmp_path,
+        result,
+        case["image"],
+        roles["target"]["Tumor"],
+        critical_masks=roles["critical"],
+        probes=case["probes"],
+    )
+    assert metrics.as_rows() == case["metrics"].as_rows()
+    assert warnings and all(w.startswith("Probe P") for w in warnings)
+    page = path.read_text(encoding="utf-8")
+    assert all(w in page for w in warnings)
