@@ -17,8 +17,9 @@ Accuracy of the distances (margins, critical-structure distances):
   0.02 mm at 20 mm);
 - target and critical-structure surfaces are the smoothed surfaces of their masks (the same
   discrete flying edges + windowed-sinc smoothing Slicer uses to display a segment), their vertices
-  merged into area-weighted patches of 1.5 voxels, so the mask's own voxelisation (about ±0.3
-  voxel on a sphere, up to 0.25 mm on the minimum margin of a 1 mm-grid sphere) dominates the error.
+  merged into area-weighted patches of 1.5 voxels, so the mask's own voxelisation dominates the
+  error: about ±0.3 of the largest voxel spacing (0.25 mm on the minimum margin of a sphere on a
+  1 mm grid, 0.6 mm with 2 mm slices; tested within half the largest spacing).
 
 Speed: a SimpleITK signed Maurer distance map of the thresholded field gives every point a coarse
 distance with a known bracket; only points whose bracket can change a result (the minimum margin,

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from CryoAblationLogic.errors import InputError
+from CryoAblationLogic.grid import Grid
 from CryoAblationLogic.metrics import (
     CRITICAL_COLUMNS,
     ISOTHERM_COLUMNS,
@@ -78,6 +79,24 @@ def test_offset_ice_ball_gives_the_analytic_minimum_margin(grid_30mm, target, sh
     expected = 20.0 - TARGET_RADIUS_MM - float(np.linalg.norm(offset_mm))
     assert item.min_margin_mm == pytest.approx(expected, abs=MARGIN_TOL_MM)
     assert item.target_coverage_percent == pytest.approx(100.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("spacing_mm", [(0.5, 0.5, 0.5), (1.5, 1.5, 1.5), (0.8, 0.8, 2.0)])
+def test_margin_and_coverage_hold_on_finer_coarser_and_anisotropic_grids(shapes, spacing_mm):
+    # The target mask's voxelisation dominates: margins within half the largest spacing.
+    size = tuple(round(60 / s) + 1 for s in spacing_mm)
+    grid = Grid((-30.0, -30.0, -30.0), spacing_mm, size)
+    offset = (2.0, 0.0, -2.0)
+    field = shapes.radial_field(grid, ice_radius_mm=20.0, centre_mm=offset)
+    metrics = isotherm_metrics(field, grid, shapes.ball(grid, TARGET_RADIUS_MM), levels_c=[0.0])
+    expected = 20.0 - TARGET_RADIUS_MM - float(np.linalg.norm(offset))
+    assert metrics.isotherm(0.0).min_margin_mm == pytest.approx(expected, abs=0.5 * max(spacing_mm))
+    concentric = shapes.radial_field(grid, ice_radius_mm=20.0)
+    item = isotherm_metrics(concentric, grid, shapes.ball(grid, TARGET_RADIUS_MM), levels_c=[-20.0]).isotherm(
+        -20.0
+    )
+    expected_coverage = 100 * (shapes.radius_of_level(20.0, -20.0) / TARGET_RADIUS_MM) ** 3
+    assert item.target_coverage_percent == pytest.approx(expected_coverage, abs=1.0)
 
 
 def test_planar_ice_front_covers_the_analytic_cap_fraction(grid_30mm, target, shapes):
