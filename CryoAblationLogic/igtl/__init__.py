@@ -7,6 +7,7 @@ No Slicer or Qt imports here: the module's live mode polls :class:`Inbox` from a
 from .codec import DEFAULT_MAX_BODY_SIZE, HEADER_SIZE, Header, StreamReader, decode, encode, parse_header
 from .crc64 import crc64
 from .errors import CrcError, FramingError, MessageTooLarge, ProtocolError
+from .inbox import Inbox, LinkEvent, Received
 from .messages import (
     STATUS_CODES,
     CapabilityMessage,
@@ -27,16 +28,21 @@ from .messages import (
     timestamp_from_seconds,
     timestamp_to_seconds,
 )
+from .transport import DEFAULT_PORT, Client, Server
 
 __all__ = [
     "DEFAULT_MAX_BODY_SIZE",
+    "DEFAULT_PORT",
     "HEADER_SIZE",
     "STATUS_CODES",
     "CapabilityMessage",
+    "Client",
     "CrcError",
     "FramingError",
     "Header",
     "ImageMessage",
+    "Inbox",
+    "LinkEvent",
     "Message",
     "MessageTooLarge",
     "NdArrayMessage",
@@ -46,7 +52,9 @@ __all__ = [
     "ProtocolError",
     "QueryMessage",
     "RawMessage",
+    "Received",
     "SensorMessage",
+    "Server",
     "StatusMessage",
     "StreamReader",
     "StringMessage",
