@@ -8,6 +8,7 @@ and is not shadowed by the class.
 
 import logging
 import os
+import time
 from typing import Annotated
 
 import qt
@@ -144,6 +145,7 @@ class CryoAblationParameterNode:
 
 NO_ROLE = ""  # the segments table's choice for a segment left out of the plan
 STATUS_COLORS = {"off": "#9e9e9e", "waiting": "#f0a020", "connected": "#2ca02c"}
+PROBE_TABLE_DELAY_S = 0.3  # refresh the probe table and its warnings once a drag has paused this long
 
 
 class CryoAblationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -157,6 +159,7 @@ class CryoAblationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNodeGuiTag = None
         self._updatingGui = False
         self._timer = None
+        self._probesChangedAt = None
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -167,7 +170,8 @@ class CryoAblationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         uiWidget.setMRMLScene(slicer.mrmlScene)
 
         self.logic = CryoAblationLogic()
-        self.logic.probesChangedCallback = self.updateProbesTable
+        # Probe moves arrive many times a second while dragging; the table follows once they settle.
+        self.logic.probesChangedCallback = self.onProbesChanged
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
@@ -327,6 +331,9 @@ class CryoAblationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.logic.removeProbe(row)
         self.updateProbesTable()
 
+    def onProbesChanged(self) -> None:
+        self._probesChangedAt = time.monotonic()
+
     def updateProbesTable(self) -> None:
         table = self.ui.probesTable
         with slicer.util.tryWithErrorDisplay(_("Failed to read the probes.")):
@@ -412,9 +419,14 @@ class CryoAblationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._updatingGui = False
 
     def onPreviewToggled(self, enabled) -> None:
-        with slicer.util.tryWithErrorDisplay(_("Failed to switch the live preview.")):
-            self.logic.setPreviewEnabled(enabled)
-        self.ui.numbaStatusLabel.text = self.logic.numbaStatusText()
+        try:
+            with slicer.util.tryWithErrorDisplay(_("Failed to switch the live preview.")):
+                self.logic.setPreviewEnabled(enabled)
+        finally:
+            # Without numba (declined) the preview stays off, and the panel says why.
+            self.ui.numbaStatusLabel.text = self.logic.numbaStatusText()
+            if enabled and not self.logic.previewActive():
+                self.ui.previewCheckBox.checked = False
 
     def onIsothermLevelsEdited(self) -> None:
         with slicer.util.tryWithErrorDisplay(
@@ -430,19 +442,27 @@ class CryoAblationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.logic.setGridSpacingMm(value)
 
     def onSimulate(self) -> None:
-        with slicer.util.tryWithErrorDisplay(_("Failed to start the simulation."), waitCursor=True):
-            self.logic.startSimulation()
-            self.ui.simulateButton.enabled = False
-            self.ui.cancelButton.enabled = True
-            self.ui.simulationProgressBar.value = 0
-            self.ui.simulationStatusLabel.text = _("Simulating…")
-        self.ui.numbaStatusLabel.text = self.logic.numbaStatusText()
+        try:
+            with slicer.util.tryWithErrorDisplay(_("Failed to start the simulation."), waitCursor=True):
+                self.logic.startSimulation()
+                self.ui.simulateButton.enabled = False
+                self.ui.cancelButton.enabled = True
+                self.ui.simulationProgressBar.value = 0
+                self.ui.simulationStatusLabel.text = _("Simulating…")
+        finally:
+            self.ui.numbaStatusLabel.text = self.logic.numbaStatusText()
 
     def onCancelSimulation(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to cancel the simulation.")):
             self.logic.cancelSimulation()
 
     def onTimer(self) -> None:
+        if (
+            self._probesChangedAt is not None
+            and time.monotonic() - self._probesChangedAt > PROBE_TABLE_DELAY_S
+        ):
+            self._probesChangedAt = None
+            self.updateProbesTable()
         with slicer.util.tryWithErrorDisplay(_("The live preview failed.")):
             self.logic.processPreview()
         if self.logic.monitoringActive():
@@ -907,6 +927,9 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
         if self._preview is None:
             self._preview = LivePreview(slicer.mrmlScene, self.planParameters())
         self._preview.request()
+
+    def previewActive(self) -> bool:
+        return self._preview is not None
 
     def processPreview(self) -> bool:
         """Apply a finished preview to the overlay (call from the main thread, e.g. a timer)."""

@@ -241,7 +241,13 @@ def test_widget_leaves_all_work_to_the_logic(module_source):
 
 # Logic methods that only read Python attributes of the logic object (they cannot fail), and the
 # template's parameter-node accessor; every other logic call from the widget must be guarded.
-LOGIC_STATE_QUERIES = {"getParameterNode", "simulationRunning", "numbaStatusText", "monitoringActive"}
+LOGIC_STATE_QUERIES = {
+    "getParameterNode",
+    "simulationRunning",
+    "numbaStatusText",
+    "monitoringActive",
+    "previewActive",
+}
 
 
 def test_logic_state_queries_only_read_attributes(module_source):
