@@ -341,3 +341,44 @@ def test_module_and_package_pass_ruff(target):
         text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def heading_anchors(markdown: str) -> set[str]:
+    """GitHub's anchors of a Markdown file's headings (lower case, spaces to '-', punctuation dropped)."""
+    anchors = set()
+    for line in markdown.splitlines():
+        if line.startswith("#"):
+            title = line.lstrip("#").strip().lower()
+            anchors.add("".join(c for c in title.replace(" ", "-") if c.isalnum() or c in "-_"))
+    return anchors
+
+
+def test_help_text_links_to_the_using_the_module_section(module_source):
+    source = module_source.path.read_text(encoding="utf-8")
+    anchor = source.split('USING_THE_MODULE_URL = "', 1)[1].split('"', 1)[0].split("#", 1)[1]
+    assert anchor == "using-the-module"
+    # The section lives in README.md; until it is pasted there, in the file written for it.
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = REPO / "docs-using-the-module.md"
+    texts = [readme] + ([section.read_text(encoding="utf-8")] if section.is_file() else [])
+    assert any(anchor in heading_anchors(text) for text in texts)
+
+
+def test_using_the_module_walks_through_every_panel_section(ui_file):
+    section = REPO / "docs-using-the-module.md"
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    text = (
+        section.read_text(encoding="utf-8")
+        if section.is_file()
+        else readme.split("## Using the module", 1)[1]
+    )
+    labels = set()
+    for element in ui_file.root.iter("widget"):
+        if element.get("class") == "QPushButton":
+            for prop in element.findall("property"):
+                if prop.get("name") == "text":
+                    labels.add(prop.findtext("string"))
+    assert len(labels) >= 10
+    for label in sorted(labels):
+        assert f"**{label}**" in text, f"the walk-through does not mention the button **{label}**"
+    assert "research software, not a medical device" in text
