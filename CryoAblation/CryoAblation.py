@@ -1225,3 +1225,14 @@ class CryoAblationTest(ScriptedLoadableModuleTest):
             slicer.mrmlScene, os.path.join(slicer.app.temporaryPath, "CryoAblationTest.mrb")
         )
         self.delayDisplay("Plan survived save and reload")
+
+    def test_replay_journal(self):
+        import shutil
+
+        from CryoAblationLogic import scenarios
+
+        self.delayDisplay("Replaying a short journal")
+        folder = os.path.join(slicer.app.temporaryPath, "CryoAblationTest-journal")
+        shutil.rmtree(folder, ignore_errors=True)
+        scenarios.replay_short_journal(scenarios.write_short_journal(folder))
+        self.delayDisplay("Journal replayed")

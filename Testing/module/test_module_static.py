@@ -191,6 +191,7 @@ def test_module_follows_the_scripted_module_template(module_source):
     run_test = next(f for f in classes["CryoAblationTest"].body if getattr(f, "name", "") == "runTest")
     called = {ast.unparse(c.func) for c in ast.walk(run_test) if isinstance(c, ast.Call)}
     assert {f"self.{name}" for name in test_methods if name.startswith("test_")} <= called
+    assert {c for c in called if c.startswith("self.test_")} <= {f"self.{name}" for name in test_methods}
 
 
 def test_package_is_imported_under_an_alias_before_the_logic_class(module_source):
@@ -382,3 +383,37 @@ def test_using_the_module_walks_through_every_panel_section(ui_file):
     for label in sorted(labels):
         assert f"**{label}**" in text, f"the walk-through does not mention the button **{label}**"
     assert "research software, not a medical device" in text
+
+
+def test_self_test_and_pytest_run_the_same_scenarios(module_source):
+    """Every scenario of CryoAblationLogic.scenarios runs in Slicer's self-test and in pytest."""
+    import inspect
+
+    from CryoAblationLogic import scenarios
+
+    names = {
+        name
+        for name, function in inspect.getmembers(scenarios, inspect.isfunction)
+        if function.__module__ == scenarios.__name__
+        and not name.startswith("_")
+        and name not in {"check", "plan_snapshot"}
+    }
+    assert {
+        "load_phantom",
+        "place_probes",
+        "simulate_and_check",
+        "save_and_reload",
+        "replay_short_journal",
+    } <= names
+    test_class = module_source.classes()["CryoAblationTest"]
+    in_slicer = {
+        node.attr
+        for node in ast.walk(test_class)
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "scenarios"
+    }
+    assert names - in_slicer == set(), "scenarios the Slicer self-test does not run"
+    pytest_source = (Path(__file__).parent / "test_scenarios.py").read_text(encoding="utf-8")
+    for name in names:
+        assert f"scenarios.{name}(" in pytest_source, f"pytest does not run scenarios.{name}"
