@@ -1,0 +1,373 @@
+"""Slicer's logic class of the module (``CryoAblationLogic`` in ``CryoAblation.py``), run here.
+
+The module file imports Slicer's Qt layer, which does not exist outside Slicer. Only that layer is
+replaced, by small stand-ins for what the logic class takes from it (the scripted-module base
+classes, ``tr``, ``slicer.util``'s dialogs, ``slicer.app``'s folders, ``slicer.modules``' logics);
+the scene, the node classes and the module logics are real (``slicer-core``, set up the way Slicer
+sets them up). The widget is not run here: its wiring is checked statically (test_module_static).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import socket
+import sys
+import time
+import types
+import unittest
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+slicer = pytest.importorskip("slicer", reason="the module logic runs on slicer-core's real MRML")
+
+from CryoAblationLogic import phantom, scenarios  # noqa: E402
+from CryoAblationLogic.errors import InputError  # noqa: E402
+from CryoAblationLogic.mrml import parameters as P  # noqa: E402
+from CryoAblationLogic.mrml.app import create_scene_app  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+MODULE_FILE = REPO / "CryoAblation" / "CryoAblation.py"
+
+
+class Questions:
+    """slicer.util.confirmOkCancelDisplay: records the questions, answers as told."""
+
+    def __init__(self, answer: bool = True):
+        self.answer = answer
+        self.asked: list[str] = []
+
+    def __call__(self, message, windowTitle=None, **_kwargs):
+        self.asked.append(message)
+        return self.answer
+
+
+def _qt_layer(scene_app, tmp_path, questions):
+    """Stand-ins for the Qt layer of Slicer that the module file imports."""
+    qt = types.ModuleType("qt")
+
+    i18n = types.ModuleType("slicer.i18n")
+    i18n.tr = lambda text: text
+    i18n.translate = lambda _context, text: text
+
+    wrapper = types.ModuleType("slicer.parameterNodeWrapper")
+
+    def parameter_node_wrapper(cls):
+        def __init__(self, node):
+            self.node = node
+
+        cls.__init__ = __init__
+        return cls
+
+    wrapper.parameterNodeWrapper = parameter_node_wrapper
+    wrapper.WithinRange = lambda low, high: ("WithinRange", low, high)
+
+    scripted = types.ModuleType("slicer.ScriptedLoadableModule")
+
+    class ScriptedLoadableModuleLogic:
+        def __init__(self):
+            self.moduleName = type(self).__name__.removesuffix("Logic")
+
+        def getParameterNode(self):  # Slicer's: the module's singleton scripted-module node
+            return scene_app.scene.GetSingletonNode(self.moduleName, "vtkMRMLScriptedModuleNode")
+
+    class ScriptedLoadableModule:
+        def __init__(self, parent):
+            self.parent = parent
+
+    class ScriptedLoadableModuleWidget:
+        def __init__(self, parent=None):
+            self.parent = parent
+
+    class ScriptedLoadableModuleTest(unittest.TestCase):
+        def delayDisplay(self, message, msec=None):
+            pass
+
+    for cls in (
+        ScriptedLoadableModule,
+        ScriptedLoadableModuleLogic,
+        ScriptedLoadableModuleTest,
+        ScriptedLoadableModuleWidget,
+    ):
+        setattr(scripted, cls.__name__, cls)
+
+    util = types.ModuleType("slicer.util")
+
+    class VTKObservationMixin:
+        def __init__(self):
+            pass
+
+    @contextlib.contextmanager
+    def try_with_error_display(message=None, show=True, waitCursor=False):
+        yield  # Slicer's shows the error, then raises it again: here it just propagates
+
+    util.VTKObservationMixin = VTKObservationMixin
+    util.tryWithErrorDisplay = try_with_error_display
+    util.confirmOkCancelDisplay = questions
+    util.infoDisplay = lambda *args, **kwargs: None
+
+    cache = tmp_path / "slicer-cache"
+    temporary = tmp_path / "slicer-tmp"
+    cache.mkdir()
+    temporary.mkdir()
+    app = types.SimpleNamespace(
+        cachePath=str(cache),
+        temporaryPath=str(temporary),
+        applicationLogic=lambda: scene_app.app_logic,
+        connect=lambda *args: None,
+    )
+    logic = lambda name: types.SimpleNamespace(logic=lambda: scene_app.logic(name))  # noqa: E731
+    modules = types.SimpleNamespace(
+        segmentations=logic("Segmentations"), sequences=logic("Sequences"), plots=logic("Plots")
+    )
+    return {
+        "qt": qt,
+        "slicer.i18n": i18n,
+        "slicer.parameterNodeWrapper": wrapper,
+        "slicer.ScriptedLoadableModule": scripted,
+        "slicer.util": util,
+    }, {"mrmlScene": scene_app.scene, "app": app, "modules": modules, "util": util}
+
+
+@pytest.fixture
+def scene_app():
+    app = create_scene_app()
+    # Slicer's application logic creates these two singletons when it gets the scene.
+    for class_name in ("vtkMRMLSelectionNode", "vtkMRMLInteractionNode"):
+        if app.scene.GetFirstNodeByClass(class_name) is None:
+            node = app.scene.CreateNodeByClass(class_name)
+            node.SetSingletonTag("Singleton")
+            app.scene.AddNode(node)
+    return app
+
+
+@pytest.fixture
+def questions():
+    return Questions()
+
+
+@pytest.fixture
+def module(scene_app, tmp_path, monkeypatch, questions):
+    """``CryoAblation.py`` imported with the Qt layer replaced and Slicer's scene set."""
+    fake_modules, slicer_attributes = _qt_layer(scene_app, tmp_path, questions)
+    for name, fake in fake_modules.items():
+        monkeypatch.setitem(sys.modules, name, fake)
+    for name, value in slicer_attributes.items():
+        monkeypatch.setattr(slicer, name, value, raising=False)
+    spec = importlib.util.spec_from_file_location("CryoAblation", MODULE_FILE)
+    loaded = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loaded)
+    return loaded
+
+
+@pytest.fixture
+def logic(module):
+    made = module.CryoAblationLogic()
+    yield made
+    made.stopBackgroundWork()
+
+
+def test_parameter_node_is_the_plans_node_and_keeps_the_adapters_references(module, logic, scene_app):
+    plan = logic.loadSamplePhantom()
+    wrapped = logic.getParameterNode()
+    assert wrapped.node is plan.node
+    # The wrapper would store a default for a field it does not find: the references the
+    # adapters set must be visible to it as parameters of the same names.
+    for role in (P.INPUT_VOLUME, P.INPUT_SEGMENTATION):
+        assert wrapped.node.HasParameter(role) and wrapped.node.GetNodeReference(role) is not None
+    fields = module.CryoAblationParameterNode.__annotations__
+    assert {P.INPUT_VOLUME, P.INPUT_SEGMENTATION} <= set(fields)
+
+
+def test_inputs_segments_roles_and_materials(logic):
+    plan = logic.loadSamplePhantom()
+    segmentation = plan.get(P.INPUT_SEGMENTATION)
+    rows = logic.segmentRows(segmentation)
+    assert {(name, role, material) for _id, name, role, material in rows} == {
+        (name, role, material) for name, material, role in phantom.LABELS.values()
+    }
+    assert "fat" in logic.materialNames() and logic.roleNames() == ["organ", "critical", "target", "vessel"]
+    bowel = next(segment_id for segment_id, name, *_ in rows if name == "Bowel")
+    logic.setSegmentRole(segmentation, bowel, "", "")  # leave it out of the plan
+    assert next(r for r in logic.segmentRows(segmentation) if r[0] == bowel)[2:] == ("", "")
+    logic.setSegmentRole(segmentation, bowel, "critical", "muscle")
+    assert next(r for r in logic.segmentRows(segmentation) if r[0] == bowel)[2:] == ("critical", "muscle")
+    with pytest.raises(InputError, match="role"):
+        logic.setSegmentRole(segmentation, bowel, "nerve", "muscle")
+
+
+def test_probe_placement_by_two_clicks_tip_first(logic, scene_app):
+    logic.loadSamplePhantom()
+    model = logic.probeModelNames()[0]
+    node = logic.startProbePlacement(model)
+    selection = scene_app.app_logic.GetSelectionNode()
+    assert selection.GetActivePlaceNodeID() == node.GetID()
+    assert (
+        scene_app.app_logic.GetInteractionNode().GetCurrentInteractionMode()
+        == slicer.vtkMRMLInteractionNode.Place
+    )
+    assert logic.probeRows() == [("P1", model, "placing…", "")]
+    tip, entry = phantom.demo_probe_plan()[0]["tip_mm"], phantom.demo_probe_plan()[0]["entry_mm"]
+    node.AddControlPointWorld(tip)  # the user's first click: the tip
+    node.AddControlPointWorld(entry)  # the second: the entry
+    (name, shown_model, tip_text, length_text) = logic.probeRows()[0]
+    assert (name, shown_model) == ("P1", model)
+    np.testing.assert_allclose([float(v) for v in tip_text.split(",")], tip, atol=0.06)
+    assert float(length_text) == pytest.approx(float(np.linalg.norm(np.subtract(entry, tip))), abs=0.06)
+    assert node.GetNodeReference("CryoAblation.Needle") is not None  # the needle follows the line
+    second = logic.startProbePlacement(model)
+    assert second.GetName() == "P2"
+    logic.removeProbe(1)
+    assert [row[0] for row in logic.probeRows()] == ["P1"]
+    with pytest.raises(ValueError, match="Select the probe"):
+        logic.removeProbe(5)
+    with pytest.raises(ValueError, match="catalog"):
+        logic.startProbePlacement("no-such-probe")
+
+
+def test_probe_warnings_name_a_probe_through_the_bowel(logic, scene_app):
+    plan = logic.loadSamplePhantom()
+    model = logic.probeModelNames()[0]
+    scenarios.place_probes(
+        scene_app.scene,
+        plan,
+        [{"name": "PB", "model": model, "tip_mm": [-42.0, 24.0, 4.0], "entry_mm": [-42.0, -56.0, 4.0]}],
+    )
+    warnings = logic.probeWarnings()
+    assert any("PB" in w and "Bowel" in w for w in warnings), warnings
+
+
+def test_protocol_presets_and_table_edits(logic):
+    logic.loadSamplePhantom()
+    logic.applyProtocolPreset("10-5-10")
+    assert logic.protocolRows() == [
+        ["freeze", "", "10", "100", "all"],
+        ["thaw", "passive", "5", "", "all"],
+        ["freeze", "", "10", "100", "all"],
+    ]
+    # the phantom asked for a snapshot at 1680 s; the shorter protocol drops it
+    assert logic.planParameters().settings().snapshot_times_s == [600.0]
+    logic.setProtocolRows([["freeze", "", "4", "80", "all"], ["thaw", "active", "1.5", "", "all"]])
+    steps = logic.planParameters().settings().protocol
+    assert steps[1] == {"action": "thaw", "duration_s": 90.0, "mode": "active", "probes": "all"}
+    with pytest.raises(ValueError, match="step 1: minutes and flow must be numbers"):
+        logic.setProtocolRows([["freeze", "", "four", "", "all"]])
+    with pytest.raises(InputError, match=r"protocol step 2\.probes"):
+        logic.setProtocolRows([["freeze", "", "4", "", "all"], ["thaw", "", "1", "", "P7"]])
+    logic.addProtocolStep()
+    assert len(logic.protocolRows()) == 3
+    logic.removeProtocolStep(2)
+    logic.removeProtocolStep(1)
+    with pytest.raises(ValueError, match="at least one step"):
+        logic.removeProtocolStep(0)
+
+
+def test_isotherm_levels_and_grid_spacing(logic):
+    logic.loadSamplePhantom()
+    assert logic.isothermLevelsText() == "0, -20, -40"
+    logic.setIsothermLevels("0; -30")
+    assert logic.isothermLevelsText() == "0, -30"
+    with pytest.raises(ValueError, match="numbers"):
+        logic.setIsothermLevels("0, cold")
+    assert logic.gridSpacingMm() == 0.0  # the image's own voxels
+    logic.setGridSpacingMm(2.5)
+    assert logic.gridSpacingMm() == 2.5
+    logic.setGridSpacingMm(0.0)
+    assert logic.planParameters().settings().grid_spacing_mm is None
+
+
+def wait_for_run(logic, timeout_s: float = 300.0) -> str:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        outcome = logic.pollSimulation()
+        if outcome is not None:
+            return outcome
+        time.sleep(0.05)
+    raise AssertionError("the simulation did not finish")
+
+
+def test_simulate_in_the_background_then_results_exports_and_report(logic, scene_app, tmp_path, questions):
+    plan = logic.loadSamplePhantom()
+    scenarios.place_probes(scene_app.scene, plan)
+    logic.applyProtocolPreset("3-1-3")
+    logic.setGridSpacingMm(4.0)
+    with pytest.raises(ValueError, match="Simulate the plan first"):
+        logic.exportReport(str(tmp_path))
+    logic.startSimulation()
+    assert logic.simulationRunning()
+    with pytest.raises(RuntimeError, match="already running"):
+        logic.startSimulation()
+    message = wait_for_run(logic)
+    assert message.startswith("Simulated 420 s. Target coverage 0 °C:"), message
+    assert not logic.simulationRunning() and questions.asked == []  # numba was already there
+    metrics_table, critical_table, warnings = logic.resultTables()
+    assert metrics_table.GetNumberOfRows() == 3 and critical_table.GetNumberOfRows() == 1
+    assert all(isinstance(w, str) and w for w in warnings)
+    low, high = logic.playbackTimeRange()
+    assert (low, high) == (60.0, 420.0)
+    assert logic.showTime(185.0) == 180.0
+    case_path = Path(logic.exportCase(str(tmp_path)))
+    assert case_path.name == "CryoAblation.cryo.json" and case_path.is_file()
+    report = Path(logic.exportReport(str(tmp_path)))
+    assert report.is_file() and "P1" in report.read_text(encoding="utf-8")
+    plan.probes()[0].SetNthControlPointPositionWorld(0, [-25.0, 8.0, 4.0])
+    with pytest.raises(InputError, match="probes changed"):
+        logic.exportReport(str(tmp_path))
+
+
+def test_cancelled_run_says_so(logic, scene_app):
+    plan = logic.loadSamplePhantom()
+    scenarios.place_probes(scene_app.scene, plan)
+    logic.setGridSpacingMm(4.0)
+    logic.startSimulation()
+    logic.cancelSimulation()
+    assert wait_for_run(logic) == "Simulation cancelled."
+    assert logic.resultTables() == (None, None, [])
+
+
+def test_plots_need_a_run_first(logic):
+    logic.loadSamplePhantom()
+    with pytest.raises(ValueError, match="Run a simulation first"):
+        logic.showChart("ice")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_monitor_connects_shows_readings_and_replays_the_journal(logic, tmp_path):
+    from CryoAblationLogic.igtl.messages import StringMessage
+    from CryoAblationLogic.igtl.transport import Server
+
+    console_port = free_port()
+    console = Server(console_port, "127.0.0.1")
+    console.start()
+    journal = tmp_path / "case-001.jsonl"
+    try:
+        logic.startMonitoring("127.0.0.1", free_port(), "127.0.0.1", console_port, str(journal))
+        assert logic.monitoringActive()
+        lights, rows, _ = logic.pollMonitoring()
+        assert lights["scanner"] == "waiting"
+        deadline = time.monotonic() + 10.0
+        sent = False
+        while time.monotonic() < deadline and not rows:
+            if not sent and console.connected:
+                console.send(StringMessage(device_name="ProbeTemps", text="-31.5"))
+                sent = True
+            lights, rows, _ = logic.pollMonitoring()
+            time.sleep(0.02)
+        assert lights["console"] == "connected"
+        assert rows[0][:2] == ("Probe 1", "-31.5")
+        with pytest.raises(RuntimeError, match="Disconnect"):
+            logic.replayJournal(str(journal))
+    finally:
+        logic.stopMonitoring()
+        console.stop()
+    assert not logic.monitoringActive()
+    assert logic.pollMonitoring()[0] == {"scanner": "off", "console": "off"}
+    assert logic.replayJournal(str(journal)) == 1
+    assert logic.pollMonitoring()[1][0][:2] == ("Probe 1", "-31.5")
