@@ -372,9 +372,9 @@ def import_case(
 ) -> P.ParameterNode:
     """Load a case file into the scene: grid volume, segmentation, probes, sensors and settings.
 
-    The case is validated first (the solver's ``load_case``), so a bad file changes nothing.
+    The case is validated first (the solver's ``load_case``), so a bad file changes nothing. The
+    imported probes and sensors replace those of the scene's plan (their nodes stay in the scene).
     """
-
     path = Path(path)
     load_case(path)  # validates everything, names the bad key
     data = json.loads(path.read_text(encoding="utf-8"))
@@ -387,13 +387,16 @@ def import_case(
     if "tissue_map" in data:
         labelmap_path = path.parent / data["tissue_map"]["labelmap"]
         labels, label_grid = read_nrrd(labelmap_path)
-        labels = labels.astype(np.uint8)
         if label_grid.size != grid.size:
             raise InputError("tissue_map.labelmap", "label map grid differs from the case grid")
+        if labels.min() < 0 or labels.max() > 255:
+            raise InputError("tissue_map.labelmap", "label values must lie in 0..255 to become segments")
+        labels = labels.astype(np.uint8)
         label_materials = dict(data["tissue_map"]["labels"])
     volume_field = labels if labels is not None else np.zeros(grid.size, dtype=np.uint8)
     volume = add_volume_node(scene, f"{name} grid", volume_field.astype(np.int16), grid)
     parameters.set(P.INPUT_VOLUME, volume)
+    parameters.set(P.ROI, None)  # the imported volume is the case grid
 
     settings = P.PlanSettings()
     settings.initial_temperature_c = float(data.get("initial_temperature_c", 37.0))
@@ -405,9 +408,7 @@ def import_case(
     if labels is not None:
         stored = read_labelmap_segments(labelmap_path)
         present = set(np.unique(labels).tolist())
-        background = label_materials.get("0")
-        if 0 in present or background:
-            settings.background_material = background or settings.background_material
+        settings.background_material = label_materials.get("0", settings.background_material)
         label_info = {}
         colors = {}
         for text, material in label_materials.items():
@@ -432,6 +433,9 @@ def import_case(
         settings.background_material = data["tissue"]
     parameters.set_settings(settings)
 
+    for role in (P.PROBE, P.SENSORS):
+        for node in parameters.get_all(role):
+            parameters.remove(role, node)
     for entry in data.get("probes", []):
         probe = add_probe(
             scene,
