@@ -77,6 +77,7 @@ def case_grid(
     parameters: P.ParameterNode | None = None,
     spacing_mm: float | None = None,
     roi_margin_mm: float | None = None,
+    cache: dict | None = None,
 ) -> tuple[Grid, tuple[slice, slice, slice]]:
     """The simulation grid and where it lies in :func:`image_grid` (index slices).
 
@@ -97,7 +98,7 @@ def case_grid(
         roi.GetSizeWorld(size)
         box = np.array([center - size / 2, center + size / 2])
     elif margin is not None:
-        box = _target_and_probe_box(parameters)
+        box = _target_and_probe_box(parameters, cache)
         box = np.array([box[0] - margin, box[1] + margin])
     else:
         full = tuple(slice(0, n) for n in parent.size)
@@ -130,15 +131,23 @@ def set_region_to_grid(scene, parameters: P.ParameterNode, grid: Grid):
     return roi
 
 
-def _target_and_probe_box(parameters: P.ParameterNode) -> np.ndarray:
+def _target_and_probe_box(parameters: P.ParameterNode, cache: dict | None = None) -> np.ndarray:
     points = []
     segmentation = parameters.get(P.INPUT_SEGMENTATION)
     if segmentation is not None:
-        for info in segment_infos(segmentation):
-            if info.role == "target":
-                bounds = segment_ras_bounds(segmentation, info.segment_id)
-                if bounds is not None:
-                    points.extend(bounds)
+        key = (segmentation.GetID(), segmentation.GetMTime(), segmentation.GetSegmentation().GetMTime())
+        if cache is not None and cache.get("target_bounds_key") == key:
+            points.extend(cache["target_bounds"])
+        else:
+            target_points = []
+            for info in segment_infos(segmentation):
+                if info.role == "target":
+                    bounds = segment_ras_bounds(segmentation, info.segment_id)
+                    if bounds is not None:
+                        target_points.extend(bounds)
+            if cache is not None:
+                cache.update(target_bounds_key=key, target_bounds=target_points)
+            points.extend(target_points)
     for probe in parameters.probes():
         tip, entry = probe_tip_entry(probe)
         points.append(tip)
@@ -199,7 +208,7 @@ def build_case(
     """
     parameters = parameters or P.get_parameter_node(scene)
     settings = parameters.settings()
-    grid, region = case_grid(scene, parameters, spacing_mm, roi_margin_mm)
+    grid, region = case_grid(scene, parameters, spacing_mm, roi_margin_mm, labels_cache)
     data: dict = {
         "format": CASE_FORMAT,
         "grid": grid.to_dict(),
