@@ -3,8 +3,8 @@
 Every function here takes the scene (``vtkMRMLScene``) as an argument and never touches Qt,
 ``slicer.app``, ``slicer.util`` or ``slicer.mrmlScene``, so the same code runs inside Slicer and,
 for the tests, under ``slicer-core`` (real MRML without Qt). Only the ``slicer`` module's VTK
-classes are used; they are imported inside the modules, so ``import CryoAblationLogic`` stays
-light where no scene is wanted.
+classes are used; ``import CryoAblationLogic`` does not import this package, so the rest of the
+package works where no ``slicer`` module exists.
 
 Modules, one job each:
 
@@ -18,6 +18,14 @@ Modules, one job each:
 - :mod:`.case_io` — scene → case (``case-format.md``) and case file → scene;
 - :mod:`.colors` — the temperature colour table and the isotherm level table;
 - :mod:`.isotherms` — contour a temperature field into an isotherm segmentation;
-- :mod:`.results` — temperature volumes, playback sequences, metrics tables and plots;
-- :mod:`.preview` — the debounced live preview and the cancellable full run.
+- :mod:`.results` — temperature volumes, isotherms, playback sequences, ice-volume and sensor plots;
+- :mod:`.tables` — table and plot-chart node helpers;
+- :mod:`.workflow` — scene → simulation → results, metrics and warnings; the background job
+  with progress and cancel;
+- :mod:`.preview` — the debounced live preview while probes are dragged;
+- :mod:`.phantom_scene`, :mod:`.demo_scene` — the built-in phantom as a planning scene, and the
+  demo's scene and report.
+
+In Slicer, the module passes ``slicer.mrmlScene`` (and ``slicer.modules.sequences.logic()`` where a
+sequences logic is asked for); headless, :func:`.app.create_scene_app` makes an equivalent scene.
 """

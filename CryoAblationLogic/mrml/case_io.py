@@ -77,6 +77,7 @@ def case_grid(
     parameters: P.ParameterNode | None = None,
     spacing_mm: float | None = None,
     roi_margin_mm: float | None = None,
+    cache: dict | None = None,
 ) -> tuple[Grid, tuple[slice, slice, slice]]:
     """The simulation grid and where it lies in :func:`image_grid` (index slices).
 
@@ -97,7 +98,7 @@ def case_grid(
         roi.GetSizeWorld(size)
         box = np.array([center - size / 2, center + size / 2])
     elif margin is not None:
-        box = _target_and_probe_box(parameters)
+        box = _target_and_probe_box(parameters, cache)
         box = np.array([box[0] - margin, box[1] + margin])
     else:
         full = tuple(slice(0, n) for n in parent.size)
@@ -130,15 +131,23 @@ def set_region_to_grid(scene, parameters: P.ParameterNode, grid: Grid):
     return roi
 
 
-def _target_and_probe_box(parameters: P.ParameterNode) -> np.ndarray:
+def _target_and_probe_box(parameters: P.ParameterNode, cache: dict | None = None) -> np.ndarray:
     points = []
     segmentation = parameters.get(P.INPUT_SEGMENTATION)
     if segmentation is not None:
-        for info in segment_infos(segmentation):
-            if info.role == "target":
-                bounds = segment_ras_bounds(segmentation, info.segment_id)
-                if bounds is not None:
-                    points.extend(bounds)
+        key = (segmentation.GetID(), segmentation.GetMTime(), segmentation.GetSegmentation().GetMTime())
+        if cache is not None and cache.get("target_bounds_key") == key:
+            points.extend(cache["target_bounds"])
+        else:
+            target_points = []
+            for info in segment_infos(segmentation):
+                if info.role == "target":
+                    bounds = segment_ras_bounds(segmentation, info.segment_id)
+                    if bounds is not None:
+                        target_points.extend(bounds)
+            if cache is not None:
+                cache.update(target_bounds_key=key, target_bounds=target_points)
+            points.extend(target_points)
     for probe in parameters.probes():
         tip, entry = probe_tip_entry(probe)
         points.append(tip)
@@ -199,7 +208,7 @@ def build_case(
     """
     parameters = parameters or P.get_parameter_node(scene)
     settings = parameters.settings()
-    grid, region = case_grid(scene, parameters, spacing_mm, roi_margin_mm)
+    grid, region = case_grid(scene, parameters, spacing_mm, roi_margin_mm, labels_cache)
     data: dict = {
         "format": CASE_FORMAT,
         "grid": grid.to_dict(),
@@ -372,9 +381,9 @@ def import_case(
 ) -> P.ParameterNode:
     """Load a case file into the scene: grid volume, segmentation, probes, sensors and settings.
 
-    The case is validated first (the solver's ``load_case``), so a bad file changes nothing.
+    The case is validated first (the solver's ``load_case``), so a bad file changes nothing. The
+    imported probes and sensors replace those of the scene's plan (their nodes stay in the scene).
     """
-
     path = Path(path)
     load_case(path)  # validates everything, names the bad key
     data = json.loads(path.read_text(encoding="utf-8"))
@@ -387,13 +396,16 @@ def import_case(
     if "tissue_map" in data:
         labelmap_path = path.parent / data["tissue_map"]["labelmap"]
         labels, label_grid = read_nrrd(labelmap_path)
-        labels = labels.astype(np.uint8)
         if label_grid.size != grid.size:
             raise InputError("tissue_map.labelmap", "label map grid differs from the case grid")
+        if labels.min() < 0 or labels.max() > 255:
+            raise InputError("tissue_map.labelmap", "label values must lie in 0..255 to become segments")
+        labels = labels.astype(np.uint8)
         label_materials = dict(data["tissue_map"]["labels"])
     volume_field = labels if labels is not None else np.zeros(grid.size, dtype=np.uint8)
     volume = add_volume_node(scene, f"{name} grid", volume_field.astype(np.int16), grid)
     parameters.set(P.INPUT_VOLUME, volume)
+    parameters.set(P.ROI, None)  # the imported volume is the case grid
 
     settings = P.PlanSettings()
     settings.initial_temperature_c = float(data.get("initial_temperature_c", 37.0))
@@ -405,9 +417,7 @@ def import_case(
     if labels is not None:
         stored = read_labelmap_segments(labelmap_path)
         present = set(np.unique(labels).tolist())
-        background = label_materials.get("0")
-        if 0 in present or background:
-            settings.background_material = background or settings.background_material
+        settings.background_material = label_materials.get("0", settings.background_material)
         label_info = {}
         colors = {}
         for text, material in label_materials.items():
@@ -432,6 +442,9 @@ def import_case(
         settings.background_material = data["tissue"]
     parameters.set_settings(settings)
 
+    for role in (P.PROBE, P.SENSORS):
+        for node in parameters.get_all(role):
+            parameters.remove(role, node)
     for entry in data.get("probes", []):
         probe = add_probe(
             scene,

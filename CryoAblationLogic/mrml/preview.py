@@ -78,11 +78,16 @@ class LivePreview:
     def request(self, *_ignored) -> None:
         """Note that the probes moved (connect to probe modified events; extra arguments ignored)."""
         settings = self.parameters.settings()
+        # A coarse grid around target and probes (unless the plan fixes its own region).
+        margin = (
+            settings.roi_margin_mm if settings.roi_margin_mm is not None else settings.preview_roi_margin_mm
+        )
         scene_case = build_case(
             self.scene,
             self.parameters,
             spacing_mm=settings.preview_spacing_mm,
             labels_cache=self._labels_cache,
+            roi_margin_mm=margin,
         )
         now = time.monotonic()
         with self._condition:

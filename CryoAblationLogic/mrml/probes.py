@@ -29,6 +29,12 @@ from ..errors import InputError
 from ..physics.probes import load_probe_catalog
 from .colors import ATTRIBUTE_PREFIX
 
+PROBE_HELP = (
+    "Each cryoprobe is a line: its first point is the probe tip (inside the patient), its second "
+    "point any point on the shaft, usually the skin entry. Drag either point to move the probe; the "
+    "needle, its freezing zone and the isotherm preview follow."
+)
+
 TIP_INDEX = 0
 ENTRY_INDEX = 1
 ROLE_ATTRIBUTE = ATTRIBUTE_PREFIX + "Role"

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from vtkmodules.vtkFiltersCore import vtkMassProperties
 
+from CryoAblationLogic.mrml import case_io, probes, workflow
 from CryoAblationLogic.mrml import parameters as P
-from CryoAblationLogic.mrml import probes, workflow
 from CryoAblationLogic.mrml.isotherms import isotherm_surface, segmentation_levels, surface_volume_ml
 from CryoAblationLogic.mrml.phantom_scene import build_phantom_scene
 from CryoAblationLogic.mrml.preview import LivePreview
@@ -76,12 +76,14 @@ def test_preview_overlay_follows_a_moved_probe(coarse_plan):
 
 def test_a_burst_of_moves_is_coalesced_and_only_the_newest_is_shown(coarse_plan):
     scene, parameters = coarse_plan
-    parameters.update_settings(preview_debounce_s=0.2)
+    parameters.update_settings(preview_debounce_s=0.2, roi_margin_mm=None)  # preview picks its region
     calls = []
+    grids = []
     release = threading.Event()
 
     def counting_preview(case, spacing_mm, duration_s):
         calls.append([p.tip_mm for p in case.probes])
+        grids.append(case.grid)
         release.wait(10.0)
         return simulate_stub(case)
 
@@ -99,6 +101,9 @@ def test_a_burst_of_moves_is_coalesced_and_only_the_newest_is_shown(coarse_plan)
         assert len(calls) == 1  # one computation for the whole burst ...
         assert np.allclose(calls[0][0], tip + np.array([7.0, 0, 0]))  # ... with the final position
         assert preview.last_applied_generation == 8
+        # the preview grid is a box around target and probes, not the whole image
+        whole = case_io.build_case(scene, parameters).grid
+        assert np.prod(grids[0].size) < 0.5 * np.prod(whole.size)
     finally:
         preview.stop()
 
