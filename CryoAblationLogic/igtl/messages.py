@@ -281,6 +281,10 @@ class ImageMessage(Message):
     - ``centre_mm``: position (mm) of the centre of the whole volume, as the protocol sends it.
     - ``size``: voxel count of the whole volume (None: the shape of ``voxels``).
     - ``endian``: byte order of the pixels on the wire ("little" or "big").
+
+    Decoded voxels are a read-only view of the received bytes (no copy for little-endian pixels):
+    copy before changing them. Encoding a C-ordered [i, j, k] array transposes it to the wire's
+    i-fastest order (one copy, the bulk of the encoding time for large volumes).
     """
 
     voxels: np.ndarray = field(default_factory=lambda: np.zeros((1, 1, 1), np.uint8))

@@ -224,3 +224,28 @@ def test_live_server_survives_mutated_traffic_and_still_receives():
         assert server._thread.is_alive()
         assert server.error_count > 0
     assert _max_rss_mib() - rss_before < 300  # bounded: no buffer grew with the garbage
+
+
+def test_unconsumed_images_push_back_on_the_sender_and_none_is_lost():
+    frame = encode(ImageMessage(np.zeros((512, 1024, 1), np.uint16), device_name="MR Image"))  # 1 MiB
+    limit = 8 * 1024 * 1024
+    inbox = Inbox(max_bytes=limit, coalesce=frozenset())  # keep every frame: the worst case
+    with Server(port=0, inbox=inbox) as server, socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.settimeout(0.2)
+        sent = 0
+        started = time.monotonic()
+        while sent < 80 and time.monotonic() - started < 3.0:  # nobody consumes meanwhile
+            try:
+                sock.sendall(frame)
+            except TimeoutError:
+                break  # the receiver stopped reading: TCP pushes back on us
+            sent += 1
+        assert inbox.pending_bytes <= limit  # bounded although frames keep coming
+        assert sent < 80, sent  # the sender was held back instead of the receiver buffering everything
+        sock.settimeout(None)
+        received = 0
+        while received < sent:
+            item = inbox.get(10)
+            assert item is not None, f"only {received} of {sent} frames arrived"
+            received += len(messages_of([item], "IMAGE"))
+    assert received == sent
