@@ -398,9 +398,11 @@ class CryoAblationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             [table.item(r, c).text() if table.item(r, c) else "" for c in range(table.columnCount)]
             for r in range(table.rowCount)
         ]
-        with slicer.util.tryWithErrorDisplay(_("The protocol step is not valid.")):
-            self.logic.setProtocolRows(cells)
-        self.updateProtocolTable()
+        try:
+            with slicer.util.tryWithErrorDisplay(_("The protocol step is not valid.")):
+                self.logic.setProtocolRows(cells)
+        finally:
+            self.updateProtocolTable()  # shows the protocol as it is, also after a refused edit
 
     # 4. Simulate
 

@@ -232,3 +232,352 @@ def module_source() -> ModuleSource:
 @pytest.fixture(scope="session")
 def slicer_widget_members() -> dict[str, set[str]]:
     return SLICER_WIDGET_MEMBERS
+
+
+# --------------------------------------------------------------------------------------------------
+# Slicer's Qt layer, stood in, so that the module file runs here on slicer-core's real MRML.
+#
+# Only what CryoAblation.py takes from Slicer's Qt layer is replaced: the scripted-module base
+# classes, ``tr``, the parameter-node wrapper (typed access only; its GUI binding is Slicer's and is
+# checked statically), ``slicer.util``'s dialogs and UI loading, ``slicer.app``'s folders and
+# ``slicer.modules``' logics. The scene, the node classes and the module logics are real. For the
+# widget, PySide6 widgets are reached the way PythonQt reaches Qt widgets in Slicer: Qt properties
+# as attributes (``label.text = "…"``), signals connected by signature (``w.connect("clicked(bool)",
+# f)``), methods called as usual.
+
+
+class Questions:
+    """slicer.util.confirmOkCancelDisplay: records the questions, answers as told."""
+
+    def __init__(self, answer: bool = True):
+        self.answer = answer
+        self.asked: list[str] = []
+
+    def __call__(self, message, windowTitle=None, **_kwargs):
+        self.asked.append(message)
+        return self.answer
+
+
+class PythonQtObject:
+    """A PySide6 QObject seen the way PythonQt shows it to Slicer's Python."""
+
+    def __init__(self, wrapped, extras=None):
+        object.__setattr__(self, "_wrapped", wrapped)
+        object.__setattr__(self, "_extras", extras if extras is not None else {})
+
+    def __getattr__(self, name):
+        extras = object.__getattribute__(self, "_extras")
+        if name in extras:
+            return extras[name]
+        wrapped = object.__getattribute__(self, "_wrapped")
+        if name == "connect":
+            return self._connect
+        meta = wrapped.metaObject()
+        if meta.indexOfProperty(name) >= 0 or name in [
+            bytes(n).decode() for n in wrapped.dynamicPropertyNames()
+        ]:
+            return _to_python_qt(wrapped.property(name))
+        attribute = getattr(wrapped, name)
+        from PySide6.QtCore import SignalInstance
+
+        if isinstance(attribute, SignalInstance):
+            return attribute
+        if callable(attribute):
+            return lambda *args: _to_python_qt(attribute(*[_from_python_qt(a) for a in args]))
+        return attribute
+
+    def __setattr__(self, name, value):
+        extras = object.__getattribute__(self, "_extras")
+        if name in extras and not callable(extras[name]):
+            extras[name] = value
+            return
+        wrapped = object.__getattribute__(self, "_wrapped")
+        if wrapped.metaObject().indexOfProperty(name) < 0:
+            raise AttributeError(
+                f"{type(wrapped).__name__} has no property {name!r} (PythonQt would not set it)"
+            )
+        wrapped.setProperty(name, _from_python_qt(value))
+
+    def _connect(self, signature, slot):
+        wrapped = object.__getattribute__(self, "_wrapped")
+        name = signature.split("(", 1)[0]
+        extras = object.__getattribute__(self, "_extras")
+        if name in extras.get("_signals", ()):
+            extras.setdefault("_connections", {}).setdefault(name, []).append(slot)
+            return True
+        signal = getattr(wrapped, name)  # AttributeError: no such signal, as PythonQt would fail
+        signal.connect(lambda *args: slot(*[_to_python_qt(a) for a in args]))
+        return True
+
+    def emit(self, name, *args):
+        """Emit a Slicer-only signal of a custom widget (what the user's action would do)."""
+        for slot in object.__getattribute__(self, "_extras").get("_connections", {}).get(name, []):
+            slot(*args)
+
+
+def _to_python_qt(value):
+    from PySide6.QtCore import QObject
+
+    if isinstance(value, QObject):
+        return PythonQtObject(value)
+    return value
+
+
+def _from_python_qt(value):
+    if isinstance(value, PythonQtObject):
+        return object.__getattribute__(value, "_wrapped")
+    return value
+
+
+def _custom_widget_extras(cls: str) -> dict:
+    """What the module uses of Slicer's custom widgets, as plain state."""
+    if cls == "qMRMLWidget":
+        return {"setMRMLScene": lambda scene: None}
+    if cls == "qMRMLNodeComboBox":
+        return {"_signals": ("currentNodeChanged",), "setMRMLScene": lambda scene: None}
+    if cls == "qMRMLTableView":
+        state: dict = {"node": None}
+        return {"setMRMLTableNode": lambda node: state.update(node=node), "_table": state}
+    if cls == "ctkDirectoryButton":
+        return {"directory": ""}
+    if cls == "ctkSliderWidget":
+        return {"_signals": ("valueChanged",), "minimum": 0.0, "maximum": 0.0, "value": 0.0}
+    return {}
+
+
+class _Namespace:
+    pass
+
+
+def _slicer_stand_in(scene_app, tmp_path, questions, ui_file):
+    import contextlib
+    import types
+    import unittest
+
+    import slicer
+
+    qt = types.ModuleType("qt")
+
+    i18n = types.ModuleType("slicer.i18n")
+    i18n.tr = lambda text: text
+    i18n.translate = lambda _context, text: text
+
+    wrapper = types.ModuleType("slicer.parameterNodeWrapper")
+
+    def parameter_node_wrapper(cls):
+        fields = dict(cls.__annotations__)
+
+        def __init__(self, node):
+            object.__setattr__(self, "node", node)
+
+        def __getattr__(self, name):
+            if name not in fields:
+                raise AttributeError(name)
+            node = object.__getattribute__(self, "node")
+            if isinstance(fields[name], type) and issubclass(fields[name], slicer.vtkMRMLNode):
+                return node.GetNodeReference(name)
+            return getattr(cls, name)
+
+        cls.__init__ = __init__
+        cls.__getattr__ = __getattr__
+        cls.connectGui = lambda self, ui: "tag"
+        cls.disconnectGui = lambda self, tag: None
+        for name, annotation in fields.items():  # node fields are read from the node only
+            if isinstance(annotation, type) and issubclass(annotation, slicer.vtkMRMLNode):
+                with contextlib.suppress(AttributeError):
+                    delattr(cls, name)
+        return cls
+
+    wrapper.parameterNodeWrapper = parameter_node_wrapper
+    wrapper.WithinRange = lambda low, high: ("WithinRange", low, high)
+
+    scripted = types.ModuleType("slicer.ScriptedLoadableModule")
+
+    class ScriptedLoadableModuleLogic:
+        def __init__(self):
+            self.moduleName = type(self).__name__.removesuffix("Logic")
+
+        def getParameterNode(self):
+            return scene_app.scene.GetSingletonNode(self.moduleName, "vtkMRMLScriptedModuleNode")
+
+    class ScriptedLoadableModule:
+        def __init__(self, parent):
+            self.parent = parent
+
+    class ScriptedLoadableModuleWidget:
+        def __init__(self, parent=None):
+            self.parent = types.SimpleNamespace(isEntered=True)
+            self.layout = PythonQtObject(_new_layout())
+
+        def setup(self):
+            pass
+
+        def resourcePath(self, relative):
+            return str(REPO / "CryoAblation" / "Resources" / relative)
+
+    class ScriptedLoadableModuleTest(unittest.TestCase):
+        def delayDisplay(self, message, msec=None):
+            pass
+
+    for cls in (
+        ScriptedLoadableModule,
+        ScriptedLoadableModuleLogic,
+        ScriptedLoadableModuleTest,
+        ScriptedLoadableModuleWidget,
+    ):
+        setattr(scripted, cls.__name__, cls)
+
+    util = types.ModuleType("slicer.util")
+    shown: list[str] = []
+
+    class VTKObservationMixin:
+        def __init__(self):
+            self._observations = []
+
+        def addObserver(self, obj, event, callback):
+            self._observations.append((obj, obj.AddObserver(event, callback)))
+
+        def removeObservers(self):
+            for obj, tag in self._observations:
+                obj.RemoveObserver(tag)
+            self._observations = []
+
+    @contextlib.contextmanager
+    def try_with_error_display(message=None, show=True, waitCursor=False):
+        try:
+            yield
+        except Exception as error:  # Slicer shows the message, then raises the error again
+            shown.append(f"{message}\n\n{error}")
+            raise
+
+    def load_ui(path):
+        from PySide6.QtCore import QBuffer, QByteArray, QIODevice
+        from PySide6.QtUiTools import QUiLoader
+
+        assert Path(path) == ui_file.path
+        buffer = QBuffer()
+        buffer.setData(QByteArray(ui_file.xml_for_pyside()))
+        buffer.open(QIODevice.OpenModeFlag.ReadOnly)
+        widget = QUiLoader().load(buffer)
+        return PythonQtObject(widget, _custom_widget_extras("qMRMLWidget"))
+
+    def child_widget_variables(widget):
+        from PySide6.QtWidgets import QWidget
+
+        root = object.__getattribute__(widget, "_wrapped")
+        names = _Namespace()
+        for name, info in ui_file.widgets.items():
+            child = root.findChild(QWidget, name)
+            if child is not None:
+                setattr(names, name, PythonQtObject(child, _custom_widget_extras(info.cls)))
+        return names
+
+    util.VTKObservationMixin = VTKObservationMixin
+    util.tryWithErrorDisplay = try_with_error_display
+    util.confirmOkCancelDisplay = questions
+    util.infoDisplay = lambda text, *args, **kwargs: shown.append(text)
+    util.loadUI = load_ui
+    util.childWidgetVariables = child_widget_variables
+    util.shown = shown
+
+    from PySide6 import QtCore, QtWidgets
+
+    qt.QTimer = lambda: PythonQtObject(QtCore.QTimer())
+    qt.QComboBox = lambda: PythonQtObject(QtWidgets.QComboBox())
+    qt.QTableWidgetItem = QtWidgets.QTableWidgetItem
+    qt.Qt = QtCore.Qt
+
+    cache = tmp_path / "slicer-cache"
+    temporary = tmp_path / "slicer-tmp"
+    cache.mkdir(exist_ok=True)
+    temporary.mkdir(exist_ok=True)
+    app = types.SimpleNamespace(
+        cachePath=str(cache),
+        temporaryPath=str(temporary),
+        applicationLogic=lambda: scene_app.app_logic,
+        connect=lambda *args: None,
+    )
+    plots_shown: list = []
+    plots_logic = types.SimpleNamespace(ShowChartInLayout=plots_shown.append)
+
+    def module_logic(name):
+        return types.SimpleNamespace(logic=lambda: scene_app.logic(name))
+
+    modules = types.SimpleNamespace(
+        segmentations=module_logic("Segmentations"),
+        sequences=module_logic("Sequences"),
+        plots=types.SimpleNamespace(logic=lambda: plots_logic, shown=plots_shown),
+    )
+    fake_modules = {
+        "qt": qt,
+        "slicer.i18n": i18n,
+        "slicer.parameterNodeWrapper": wrapper,
+        "slicer.ScriptedLoadableModule": scripted,
+        "slicer.util": util,
+    }
+    return fake_modules, {"mrmlScene": scene_app.scene, "app": app, "modules": modules, "util": util}
+
+
+def _new_layout():
+    from PySide6.QtWidgets import QVBoxLayout, QWidget
+
+    holder = QWidget()
+    layout = QVBoxLayout(holder)
+    layout.setParent(holder)
+    _new_layout.keep = [*getattr(_new_layout, "keep", []), holder]
+    return layout
+
+
+@pytest.fixture
+def scene_app():
+    pytest.importorskip("slicer", reason="the module runs on slicer-core's real MRML")
+    from CryoAblationLogic.mrml.app import create_scene_app
+
+    app = create_scene_app()
+    # Slicer's application logic has these two singletons once it has a scene.
+    for class_name in ("vtkMRMLSelectionNode", "vtkMRMLInteractionNode"):
+        if app.scene.GetFirstNodeByClass(class_name) is None:
+            node = app.scene.CreateNodeByClass(class_name)
+            node.SetSingletonTag("Singleton")
+            app.scene.AddNode(node)
+    return app
+
+
+@pytest.fixture
+def questions():
+    return Questions()
+
+
+def _qt_application():
+    import os
+
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    widgets = pytest.importorskip("PySide6.QtWidgets", reason="PySide6-Essentials comes with the test extras")
+    return widgets.QApplication.instance() or widgets.QApplication([])
+
+
+@pytest.fixture
+def module(scene_app, tmp_path, monkeypatch, questions, ui_file):
+    """``CryoAblation.py`` imported with Slicer's Qt layer stood in and Slicer's scene set."""
+    import importlib.util
+    import sys
+
+    import slicer
+
+    _qt_application()
+    fake_modules, slicer_attributes = _slicer_stand_in(scene_app, tmp_path, questions, ui_file)
+    for name, fake in fake_modules.items():
+        monkeypatch.setitem(sys.modules, name, fake)
+    for name, value in slicer_attributes.items():
+        monkeypatch.setattr(slicer, name, value, raising=False)
+    spec = importlib.util.spec_from_file_location("CryoAblation", MODULE_FILE)
+    loaded = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loaded)
+    return loaded
+
+
+@pytest.fixture
+def logic(module):
+    made = module.CryoAblationLogic()
+    yield made
+    made.stopBackgroundWork()

@@ -4,18 +4,13 @@ The module file imports Slicer's Qt layer, which does not exist outside Slicer. 
 replaced, by small stand-ins for what the logic class takes from it (the scripted-module base
 classes, ``tr``, ``slicer.util``'s dialogs, ``slicer.app``'s folders, ``slicer.modules``' logics);
 the scene, the node classes and the module logics are real (``slicer-core``, set up the way Slicer
-sets them up). The widget is not run here: its wiring is checked statically (test_module_static).
+sets them up). The stand-ins are in conftest.py; the widget runs in test_module_widget.py.
 """
 
 from __future__ import annotations
 
-import contextlib
-import importlib.util
 import socket
-import sys
 import time
-import types
-import unittest
 from pathlib import Path
 
 import numpy as np
@@ -26,147 +21,6 @@ slicer = pytest.importorskip("slicer", reason="the module logic runs on slicer-c
 from CryoAblationLogic import phantom, scenarios  # noqa: E402
 from CryoAblationLogic.errors import InputError  # noqa: E402
 from CryoAblationLogic.mrml import parameters as P  # noqa: E402
-from CryoAblationLogic.mrml.app import create_scene_app  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[2]
-MODULE_FILE = REPO / "CryoAblation" / "CryoAblation.py"
-
-
-class Questions:
-    """slicer.util.confirmOkCancelDisplay: records the questions, answers as told."""
-
-    def __init__(self, answer: bool = True):
-        self.answer = answer
-        self.asked: list[str] = []
-
-    def __call__(self, message, windowTitle=None, **_kwargs):
-        self.asked.append(message)
-        return self.answer
-
-
-def _qt_layer(scene_app, tmp_path, questions):
-    """Stand-ins for the Qt layer of Slicer that the module file imports."""
-    qt = types.ModuleType("qt")
-
-    i18n = types.ModuleType("slicer.i18n")
-    i18n.tr = lambda text: text
-    i18n.translate = lambda _context, text: text
-
-    wrapper = types.ModuleType("slicer.parameterNodeWrapper")
-
-    def parameter_node_wrapper(cls):
-        def __init__(self, node):
-            self.node = node
-
-        cls.__init__ = __init__
-        return cls
-
-    wrapper.parameterNodeWrapper = parameter_node_wrapper
-    wrapper.WithinRange = lambda low, high: ("WithinRange", low, high)
-
-    scripted = types.ModuleType("slicer.ScriptedLoadableModule")
-
-    class ScriptedLoadableModuleLogic:
-        def __init__(self):
-            self.moduleName = type(self).__name__.removesuffix("Logic")
-
-        def getParameterNode(self):  # Slicer's: the module's singleton scripted-module node
-            return scene_app.scene.GetSingletonNode(self.moduleName, "vtkMRMLScriptedModuleNode")
-
-    class ScriptedLoadableModule:
-        def __init__(self, parent):
-            self.parent = parent
-
-    class ScriptedLoadableModuleWidget:
-        def __init__(self, parent=None):
-            self.parent = parent
-
-    class ScriptedLoadableModuleTest(unittest.TestCase):
-        def delayDisplay(self, message, msec=None):
-            pass
-
-    for cls in (
-        ScriptedLoadableModule,
-        ScriptedLoadableModuleLogic,
-        ScriptedLoadableModuleTest,
-        ScriptedLoadableModuleWidget,
-    ):
-        setattr(scripted, cls.__name__, cls)
-
-    util = types.ModuleType("slicer.util")
-
-    class VTKObservationMixin:
-        def __init__(self):
-            pass
-
-    @contextlib.contextmanager
-    def try_with_error_display(message=None, show=True, waitCursor=False):
-        yield  # Slicer's shows the error, then raises it again: here it just propagates
-
-    util.VTKObservationMixin = VTKObservationMixin
-    util.tryWithErrorDisplay = try_with_error_display
-    util.confirmOkCancelDisplay = questions
-    util.infoDisplay = lambda *args, **kwargs: None
-
-    cache = tmp_path / "slicer-cache"
-    temporary = tmp_path / "slicer-tmp"
-    cache.mkdir()
-    temporary.mkdir()
-    app = types.SimpleNamespace(
-        cachePath=str(cache),
-        temporaryPath=str(temporary),
-        applicationLogic=lambda: scene_app.app_logic,
-        connect=lambda *args: None,
-    )
-    logic = lambda name: types.SimpleNamespace(logic=lambda: scene_app.logic(name))  # noqa: E731
-    modules = types.SimpleNamespace(
-        segmentations=logic("Segmentations"), sequences=logic("Sequences"), plots=logic("Plots")
-    )
-    return {
-        "qt": qt,
-        "slicer.i18n": i18n,
-        "slicer.parameterNodeWrapper": wrapper,
-        "slicer.ScriptedLoadableModule": scripted,
-        "slicer.util": util,
-    }, {"mrmlScene": scene_app.scene, "app": app, "modules": modules, "util": util}
-
-
-@pytest.fixture
-def scene_app():
-    app = create_scene_app()
-    # Slicer's application logic creates these two singletons when it gets the scene.
-    for class_name in ("vtkMRMLSelectionNode", "vtkMRMLInteractionNode"):
-        if app.scene.GetFirstNodeByClass(class_name) is None:
-            node = app.scene.CreateNodeByClass(class_name)
-            node.SetSingletonTag("Singleton")
-            app.scene.AddNode(node)
-    return app
-
-
-@pytest.fixture
-def questions():
-    return Questions()
-
-
-@pytest.fixture
-def module(scene_app, tmp_path, monkeypatch, questions):
-    """``CryoAblation.py`` imported with the Qt layer replaced and Slicer's scene set."""
-    fake_modules, slicer_attributes = _qt_layer(scene_app, tmp_path, questions)
-    for name, fake in fake_modules.items():
-        monkeypatch.setitem(sys.modules, name, fake)
-    for name, value in slicer_attributes.items():
-        monkeypatch.setattr(slicer, name, value, raising=False)
-    spec = importlib.util.spec_from_file_location("CryoAblation", MODULE_FILE)
-    loaded = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(loaded)
-    return loaded
-
-
-@pytest.fixture
-def logic(module):
-    made = module.CryoAblationLogic()
-    yield made
-    made.stopBackgroundWork()
 
 
 def test_parameter_node_is_the_plans_node_and_keeps_the_adapters_references(module, logic, scene_app):
