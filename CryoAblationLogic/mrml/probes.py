@@ -28,6 +28,7 @@ from vtkmodules.vtkFiltersSources import vtkLineSource
 from ..errors import InputError
 from ..physics.probes import load_probe_catalog
 from .colors import ATTRIBUTE_PREFIX
+from .tables import put_in_folder
 
 PROBE_HELP = (
     "Each cryoprobe is a line: its first point is the probe tip (inside the patient), its second "
@@ -46,6 +47,7 @@ ACTIVE_LENGTH_ATTRIBUTE = ATTRIBUTE_PREFIX + "ActiveLengthMm"
 NEEDLE_REFERENCE = ATTRIBUTE_PREFIX + "Needle"
 ACTIVE_ZONE_REFERENCE = ATTRIBUTE_PREFIX + "ActiveZone"
 DEFAULT_GROUP = "all"
+PLAN_FOLDER = "Cryoablation plan"
 
 NEEDLE_RGB = (0.75, 0.75, 0.78)
 ACTIVE_ZONE_RGB = (0.3, 0.7, 1.0)
@@ -83,6 +85,7 @@ def add_probe(
     node.AddControlPointWorld(entry.tolist(), f"{name} entry")
     node.SetAttribute(ROLE_ATTRIBUTE, PROBE_ROLE)
     set_probe_model(node, model, protocol_group, diameter_mm, active_length_mm)
+    put_in_folder(scene, PLAN_FOLDER, [node])
     display = node.GetDisplayNode()
     if display is not None:
         display.SetSelectedColor(*ACTIVE_ZONE_RGB)
@@ -221,6 +224,7 @@ def update_needle_models(line_node, catalog: Mapping[str, Any]) -> tuple[Any, An
             model.SetAttribute(ROLE_ATTRIBUTE, "ProbeModel")
             model.SetHideFromEditors(False)
             line_node.SetNodeReferenceID(reference, model.GetID())
+            put_in_folder(scene, PLAN_FOLDER, [model])
         model.SetAndObservePolyData(surface)
         models.append(model)
     return models[0], models[1]

@@ -25,9 +25,10 @@ from . import parameters as P
 from .colors import DEFAULT_ISOTHERM_LEVELS_C, create_isotherm_color_table, isotherm_levels, level_label
 from .colors import show_with_temperature_colors as _show_with_temperature_colors
 from .isotherms import create_isotherm_segmentation, update_isotherm_segmentation
-from .tables import Column, get_or_create, set_chart_series, set_table_columns, time_columns
+from .tables import Column, get_or_create, put_in_folder, set_chart_series, set_table_columns, time_columns
 from .volumes import add_volume_node, set_volume_field, volume_field
 
+RESULT_FOLDER = "Cryoablation result"
 TIME_INDEX_NAME = "time"
 TIME_UNIT = "s"
 SENSOR_RGB = ((0.9, 0.3, 0.1), (0.1, 0.6, 0.2), (0.5, 0.2, 0.8), (0.2, 0.5, 0.9), (0.8, 0.7, 0.1))
@@ -90,6 +91,8 @@ def show_result(scene, parameters: P.ParameterNode, result) -> ResultNodes:
     )
     ice_table, ice_chart = _ice_volume_plot(scene, parameters, result, levels)
     sensor_table, sensor_chart = _sensor_plot(scene, parameters, result)
+    result_nodes = [temperature, min_temperature, isotherms, browser, temperature_sequence, isotherm_sequence]
+    put_in_folder(scene, RESULT_FOLDER, [*result_nodes, ice_table, ice_chart, sensor_table, sensor_chart])
     return ResultNodes(
         temperature=temperature,
         min_temperature=min_temperature,

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from slicer import vtkMRMLPlotSeriesNode
+from slicer import vtkMRMLPlotSeriesNode, vtkMRMLSubjectHierarchyNode
 from vtkmodules.vtkCommonCore import vtkDoubleArray, vtkStringArray
 
 
@@ -26,6 +26,25 @@ def get_or_create(scene, class_name: str, name: str, parameters=None, role: str 
         if parameters is not None and role:
             parameters.set(role, node)
     return node
+
+
+def put_in_folder(scene, folder_name: str, nodes) -> None:
+    """Group nodes under a subject-hierarchy folder (Slicer's Data module tree), made if missing."""
+    hierarchy = vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    if hierarchy is None:
+        return
+    root = hierarchy.GetSceneItemID()
+    folder = hierarchy.GetItemChildWithName(root, folder_name)
+    if not folder:
+        folder = hierarchy.CreateFolderItem(root, folder_name)
+    for node in nodes:
+        if node is None:
+            continue
+        item = hierarchy.GetItemByDataNode(node)
+        if not item:  # Slicer's Qt plugins add every node; without Qt, add it here
+            hierarchy.CreateItem(folder, node)
+        elif hierarchy.GetItemParent(item) != folder:
+            hierarchy.SetItemParent(item, folder)
 
 
 def set_table_columns(table_node, columns: Sequence[Column]) -> None:

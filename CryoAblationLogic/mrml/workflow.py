@@ -20,8 +20,8 @@ from ..physics.simulation import simulate
 from . import parameters as P
 from .case_io import SceneCase, build_case
 from .colors import level_label
-from .results import ResultNodes, levels_of, show_result
-from .tables import Column, get_or_create, set_table_columns
+from .results import RESULT_FOLDER, ResultNodes, levels_of, show_result
+from .tables import Column, get_or_create, put_in_folder, set_table_columns
 
 
 def playback_times(case_data: dict, interval_s: float) -> list[float]:
@@ -120,6 +120,7 @@ def show_plan_result(
     critical_table = _critical_table(scene, parameters, computed, plan_metrics.CRITICAL_COLUMNS)
     warnings_table = get_or_create(scene, "vtkMRMLTableNode", "Plan warnings", parameters, P.WARNINGS_TABLE)
     set_table_columns(warnings_table, [Column("Warning", list(warnings) or ["none"])])
+    put_in_folder(scene, RESULT_FOLDER, [metrics_table, critical_table, warnings_table])
     return PlanResult(
         nodes, computed, warnings, probe_warnings, metrics_table, critical_table, warnings_table
     )

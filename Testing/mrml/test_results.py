@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scene_testing import AnalyticResult, isotherm_radius
+from slicer import vtkMRMLSubjectHierarchyNode
 
 from CryoAblationLogic.mrml import parameters as P
 from CryoAblationLogic.mrml import results, tables, volumes
@@ -133,3 +134,12 @@ def test_editing_the_level_table_recontours_shown_and_playback_isotherms(scene_a
     assert surface_volume_ml(isotherm_surface(nodes.isotherms, -10.0)) == pytest.approx(
         sphere_ml(isotherm_radius(-10.0, 10.0)), rel=0.05
     )
+
+
+def test_result_nodes_are_grouped_in_a_subject_hierarchy_folder(scene, analytic_result):
+    nodes = results.show_result(scene, P.get_parameter_node(scene), analytic_result)
+    hierarchy = vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    folder = hierarchy.GetItemChildWithName(hierarchy.GetSceneItemID(), results.RESULT_FOLDER)
+    assert folder
+    for node in (nodes.temperature, nodes.isotherms, nodes.browser, nodes.ice_volume_chart):
+        assert hierarchy.GetItemParent(hierarchy.GetItemByDataNode(node)) == folder
