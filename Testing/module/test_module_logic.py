@@ -225,3 +225,49 @@ def test_monitor_connects_shows_readings_and_replays_the_journal(logic, tmp_path
     assert logic.pollMonitoring()[0] == {"scanner": "off", "console": "off"}
     assert logic.replayJournal(str(journal)) == 1
     assert logic.pollMonitoring()[1][0][:2] == ("Probe 1", "-31.5")
+
+
+def test_module_description_and_sample_data_registration(module, monkeypatch, scene_app, tmp_path):
+    """The module class fills Slicer's description and registers the phantom with SampleData; the
+    SampleData button makes the files locally, then loads them from Slicer's download cache."""
+    import sys
+    import types
+
+    import slicer
+
+    connections = []
+    monkeypatch.setattr(slicer.app, "connect", lambda signal, slot: connections.append((signal, slot)))
+    parent = types.SimpleNamespace()
+    module.CryoAblation(parent)
+    assert parent.title == "CryoAblation" and parent.categories == ["IGT"] and parent.dependencies == []
+    assert "research software, not a medical device" in parent.helpText
+    assert "#using-the-module" in parent.helpText and parent.contributors and parent.acknowledgementText
+    assert connections == [("startupCompleted()", module.registerSampleData)]
+
+    registered = []
+    loaded = []
+
+    class SampleDataLogic:
+        @staticmethod
+        def registerCustomSampleDataSource(**kwargs):
+            registered.append(kwargs)
+
+        def downloadFromSource(self, source):
+            loaded.append(source)
+            return ["volume node", "segmentation node"]
+
+    monkeypatch.setitem(sys.modules, "SampleData", types.SimpleNamespace(SampleDataLogic=SampleDataLogic))
+    cache = tmp_path / "remote-cache"
+    scene_app.scene.GetCacheManager().SetRemoteCacheDirectory(str(cache))
+    module.registerSampleData()
+    (entry,) = registered
+    assert entry["category"] == "CryoAblation" and entry["sampleName"] == "CryoAblationPhantom"
+    assert entry["loadFileType"] == ["VolumeFile", "SegmentationFile"]
+    assert len(entry["uris"]) == len(entry["fileNames"]) == len(entry["nodeNames"]) == 2
+    assert Path(entry["thumbnailFileName"]).is_file()
+    files = [cache / name for name in entry["fileNames"]]
+    assert [Path(uri.removeprefix("file://")) for uri in entry["uris"]] == files
+    assert not any(f.exists() for f in files)  # nothing is made before the user asks
+    source = types.SimpleNamespace(sampleName=entry["sampleName"])
+    assert entry["customDownloader"](source) == ["volume node", "segmentation node"]
+    assert all(f.is_file() for f in files) and loaded == [source]
