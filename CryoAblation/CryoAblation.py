@@ -584,7 +584,12 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
     """
 
     def __init__(self) -> None:
+        from CryoAblationLogic import slicer_setup
+
         ScriptedLoadableModuleLogic.__init__(self)
+        # Before anything imports numba (the solver, the OpenIGTLink checksum): its cache must go
+        # to a folder the user can write, not beside the extension's files.
+        slicer_setup.configure_numba_cache(slicer.app.cachePath)
         self.numbaStatus = None
         self.probesChangedCallback = None  # the panel refreshes its probe table through this
         self._catalog = None
@@ -805,8 +810,9 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
     def probeWarnings(self) -> list:
         """Placement warnings (spacing, shafts through critical structures or vessels, active zones
         outside the target) on the preview grid; empty until the plan has probes and a target."""
+        # Needs no solver (and so no numba): the masks come from the tissue label map.
         from CryoAblationLogic import metrics
-        from CryoAblationLogic.mrml import case_io, workflow
+        from CryoAblationLogic.mrml import case_io
 
         parameters = self.planParameters()
         placed = [node for node in parameters.probes() if node.GetNumberOfControlPoints() >= 2]
@@ -818,7 +824,15 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
             spacing_mm=parameters.settings().preview_spacing_mm,
             labels_cache=self._labelsCache,
         )
-        target, critical, vessels = workflow.structure_masks(sceneCase)
+        labels = sceneCase.arrays.get(case_io.LABELMAP_KEY)
+        if labels is None:
+            return []
+        labelInfo = {label: (i.name, i.material, i.role) for label, i in sceneCase.label_segments.items()}
+        byRole = metrics.masks_by_role(labels, labelInfo)
+        target = None
+        for mask in byRole.get("target", {}).values():
+            target = mask if target is None else (target | mask)
+        critical, vessels = byRole.get("critical", {}), byRole.get("vessel", {})
         case = sceneCase.parse()
         return metrics.probe_warnings(
             case.probes, self.probeCatalog(), target, critical, vessels, sceneCase.grid
@@ -918,14 +932,14 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
         colors.set_isotherm_levels(parameters.get(P.ISOTHERM_LEVELS), levels)
 
     def setPreviewEnabled(self, enabled: bool) -> None:
-        from CryoAblationLogic.mrml.preview import LivePreview
-
         if not enabled:
             if self._preview is not None:
                 self._preview.stop()
                 self._preview = None
             return
-        self.requireNumba()
+        self.requireNumba()  # before importing the solver, which needs numba
+        from CryoAblationLogic.mrml.preview import LivePreview
+
         if self._preview is None:
             self._preview = LivePreview(slicer.mrmlScene, self.planParameters())
         self._preview.request()
@@ -945,11 +959,11 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
 
     def startSimulation(self):
         """Start the full run of the protocol in the background (poll it with pollSimulation)."""
-        from CryoAblationLogic.mrml.workflow import SimulationJob
-
         if self.simulationRunning():
             raise RuntimeError(_("A simulation is already running."))
-        self.requireNumba()
+        self.requireNumba()  # before importing the solver, which needs numba
+        from CryoAblationLogic.mrml.workflow import SimulationJob
+
         self._runningCase = None
         self._job = SimulationJob(
             slicer.mrmlScene,

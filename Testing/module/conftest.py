@@ -581,3 +581,21 @@ def logic(module):
     made = module.CryoAblationLogic()
     yield made
     made.stopBackgroundWork()
+
+
+@pytest.fixture
+def no_numba(monkeypatch):
+    """As if numba were not installed: the solver modules are forgotten so they import it again."""
+    import sys
+
+    solver_modules = (
+        "CryoAblationLogic.physics.simulation",
+        "CryoAblationLogic.physics.kernels",
+        "CryoAblationLogic.mrml.workflow",
+        "CryoAblationLogic.mrml.preview",
+    )
+    for name in list(sys.modules):
+        if name == "numba" or name.startswith("numba.") or name in solver_modules:
+            monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "numba", None)
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)

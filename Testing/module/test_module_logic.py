@@ -271,3 +271,35 @@ def test_module_description_and_sample_data_registration(module, monkeypatch, sc
     source = types.SimpleNamespace(sampleName=entry["sampleName"])
     assert entry["customDownloader"](source) == ["volume node", "segmentation node"]
     assert all(f.is_file() for f in files) and loaded == [source]
+
+
+def test_without_numba_the_user_is_asked_and_the_rest_keeps_working(
+    no_numba, module, scene_app, questions, tmp_path
+):
+    """numba missing and the user declines: planning, probe checks, the protocol and the case
+    export still work; the solver and the preview say what is missing."""
+    import os
+
+    questions.answer = False
+    logic = module.CryoAblationLogic()
+    assert os.environ["NUMBA_CACHE_DIR"].startswith(str(tmp_path))  # set before any numba import
+    plan = logic.loadSamplePhantom()
+    model = logic.probeModelNames()[0]
+    scenarios.place_probes(
+        scene_app.scene,
+        plan,
+        [{"name": "PB", "model": model, "tip_mm": [-42.0, 24.0, 4.0], "entry_mm": [-42.0, -56.0, 4.0]}],
+    )
+    assert any("PB" in w for w in logic.probeWarnings())
+    logic.applyProtocolPreset("10-5-10")
+    assert Path(logic.exportCase(str(tmp_path))).is_file()
+    with pytest.raises(RuntimeError, match="numba was not installed") as declined:
+        logic.startSimulation()
+    for feature in ("solver", "preview", "live monitoring"):
+        assert feature in str(declined.value)
+    assert len(questions.asked) == 1 and "numba" in questions.asked[0]
+    with pytest.raises(RuntimeError, match="numba was not installed"):
+        logic.setPreviewEnabled(True)
+    assert not logic.previewActive() and not logic.simulationRunning()
+    assert logic.numbaStatusText().startswith("numba was not installed")
+    logic.stopBackgroundWork()

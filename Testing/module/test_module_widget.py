@@ -167,3 +167,19 @@ def test_connect_see_readings_disconnect_and_replay(widget, tmp_path):
     ui.replayJournalButton.click()
     assert ui.monitorStatusLabel.text.startswith("Replayed 2 messages.")
     assert ui.sensorsTable.item(0, 1).text() == "-64.5"
+
+
+def test_declining_numba_leaves_the_panel_usable_and_says_why(no_numba, widget, questions, scene_app):
+    ui = widget.ui
+    questions.answer = False
+    ui.loadPhantomButton.click()
+    scenarios.place_probes(scene_app.scene, widget.logic.planParameters())
+    ui.simulateButton.click()  # asks, the user declines
+    assert questions.asked and "numba" in questions.asked[0]
+    assert ui.numbaStatusLabel.text.startswith("numba was not installed")
+    assert ui.simulateButton.enabled and not ui.cancelButton.enabled
+    ui.previewCheckBox.checked = True
+    assert not ui.previewCheckBox.checked  # the preview cannot run: it unticks itself
+    ui.protocolPresetComboBox.setCurrentText("10-5-10")
+    ui.applyPresetButton.click()
+    assert ui.protocolTable.rowCount == 3  # planning goes on
