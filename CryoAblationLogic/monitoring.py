@@ -76,22 +76,14 @@ class MonitorState:
     def _say(self, text: str) -> None:
         self.messages.append(text)
 
-    def sensor_rows(self, predicted_c: dict[int, float] | None = None) -> list[tuple[str, str, str, str]]:
-        """``(probe, measured °C, predicted °C, time s)`` per probe, as text, in probe order."""
+    def sensor_rows(self) -> list[tuple[str, str, str]]:
+        """``(probe and its state, latest °C, time s)`` per probe, as text, in probe order."""
         rows = []
         for probe in sorted(self.temperatures_c):
             temperature, time_s = self.temperatures_c[probe]
-            predicted = (predicted_c or {}).get(probe)
             state = self.probe_states.get(probe)
             name = f"Probe {probe}" + (f" ({state})" if state else "")
-            rows.append(
-                (
-                    name,
-                    f"{temperature:.1f}",
-                    "" if predicted is None else f"{predicted:.1f}",
-                    f"{time_s:.1f}",
-                )
-            )
+            rows.append((name, f"{temperature:.1f}", f"{time_s:.1f}"))
         return rows
 
 

@@ -43,9 +43,9 @@ def test_latest_temperature_and_state_per_probe_make_the_sensor_rows():
     state.apply("console", ProbeTemperatures({1: -35.25}, None, 61.0))  # no sender time: arrival
     state.apply("console", ProbeStateChange(1, "FREEZE", None, 100.0, "STRING", 61.0))
     state.apply("console", ProbeStateChange(2, "THAW", "passive", None, "STATUS", 62.0))
-    assert state.sensor_rows(predicted_c={1: -33.0}) == [
-        ("Probe 1 (freeze 100%)", "-35.2", "-33.0", "61.0"),
-        ("Probe 2 (thaw passive)", "15.5", "", "30.0"),
+    assert state.sensor_rows() == [
+        ("Probe 1 (freeze 100%)", "-35.2", "61.0"),
+        ("Probe 2 (thaw passive)", "15.5", "30.0"),
     ]
 
 
