@@ -15,7 +15,11 @@ from . import RESEARCH_USE_NOTE, __version__
 from .errors import InputError
 
 # Order is the order shown by --help.
-SUBCOMMAND_MODULES = ("phantom",)
+SUBCOMMAND_MODULES = (
+    "demo",
+    "simulate",
+    "phantom",
+)
 
 EXIT_INPUT_ERROR = 2
 

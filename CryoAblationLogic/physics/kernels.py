@@ -1,0 +1,265 @@
+"""Numba kernels of the implicit enthalpy solver (one backward-Euler step by red-black SOR).
+
+Per voxel P the discrete energy balance of one time step dt is
+
+    H_P − H_P^n = dt·[Σ_nb a_nb (T_nb − T_P) + g_P (T_ref,P − T_P)
+                      + f_l·W (T_b − T_P) + f_l·Q_m + q_P]
+
+(volumetric: a_nb = harmonic-mean k / Δx², g the probe/sphere coupling, W perfusion, Q_m metabolic
+heat, f_l the liquid fraction, q an imposed source). With the neighbours and the coefficients held,
+it is one monotone piecewise-linear equation in H_P that is solved exactly; sweeping it over the
+grid in red-black order is a nonlinear Gauss–Seidel (SOR) solve of the implicit step, unconditionally
+stable, so the time step is chosen for accuracy only.
+
+Fields are float32 [i, j, k]; arithmetic is float64. Only the active box [lo, hi) is updated.
+Cells with ``fixed`` = 1 (fixed faces) or 2 (inside a sphere source) are held; links into sphere
+cells are replaced by the sub-voxel coupling in g (so they are skipped here).
+"""
+
+from __future__ import annotations
+
+
+import numpy as np
+from numba import njit, prange
+
+
+# Columns of the material property table (float64[n_materials, N_PROPS]).
+CF, CU, TS, TL, HL, KF, KU, KEXP, W, QM, TB = range(11)
+N_PROPS = 11
+KELVIN = 273.15
+
+
+@njit(cache=True, inline="always")
+def temperature_of(h, p):
+    if h <= 0.0:
+        return p[TS] + h / p[CF]
+    if h >= p[HL]:
+        return p[TL] + (h - p[HL]) / p[CU]
+    return p[TS] + (p[TL] - p[TS]) * h / p[HL]
+
+
+@njit(cache=True, inline="always")
+def enthalpy_of(t, p):
+    if t <= p[TS]:
+        return p[CF] * (t - p[TS])
+    if t >= p[TL]:
+        return p[HL] + p[CU] * (t - p[TL])
+    return p[HL] * (t - p[TS]) / (p[TL] - p[TS])
+
+
+@njit(cache=True, inline="always")
+def liquid_fraction(h, p):
+    if h <= 0.0:
+        return 0.0
+    if h >= p[HL]:
+        return 1.0
+    return h / p[HL]
+
+
+@njit(cache=True, inline="always")
+def conductivity(h, p):
+    if h <= 0.0:
+        t = p[TS] + h / p[CF]
+        if p[KEXP] == 0.0:
+            return p[KF]
+        return p[KF] * ((p[TS] + KELVIN) / max(t + KELVIN, 20.0)) ** p[KEXP]
+    if h >= p[HL]:
+        return p[KU]
+    return p[KF] + (p[KU] - p[KF]) * (h / p[HL])
+
+
+@njit(cache=True, inline="always")
+def solve_cell(rhs, a, p):
+    """Solve H(T) + a·T = rhs for T (H piecewise linear, monotone); return (T, H)."""
+    f_s = a * p[TS]
+    if rhs <= f_s:
+        t = (rhs + p[CF] * p[TS]) / (p[CF] + a)
+        return t, rhs - a * t
+    f_l = p[HL] + a * p[TL]
+    if rhs >= f_l:
+        t = (rhs - p[HL] + p[CU] * p[TL]) / (p[CU] + a)
+        return t, rhs - a * t
+    dt_mushy = p[TL] - p[TS]
+    if dt_mushy <= 0.0:
+        t = p[TS]
+        return t, rhs - a * t
+    slope = p[HL] / dt_mushy
+    t = (rhs + slope * p[TS]) / (slope + a)
+    return t, rhs - a * t
+
+
+@njit(cache=True, parallel=True)
+def prepare_step(H, Hold, kcell, mat, props, lo, hi, size):
+    """Lag the conductivity (box plus one shell) and keep H^n of the box."""
+    i0, j0, k0 = max(lo[0] - 1, 0), max(lo[1] - 1, 0), max(lo[2] - 1, 0)
+    i1, j1, k1 = min(hi[0] + 1, size[0]), min(hi[1] + 1, size[1]), min(hi[2] + 1, size[2])
+    for i in prange(i0, i1):
+        for j in range(j0, j1):
+            for k in range(k0, k1):
+                h = H[i, j, k]
+                kcell[i, j, k] = conductivity(h, props[mat[i, j, k]])
+                Hold[i, j, k] = h
+
+
+@njit(cache=True, inline="always")
+def _link(kp, kn, inv_d2):
+    return 2.0 * kp * kn / (kp + kn) * inv_d2
+
+
+@njit(cache=True, parallel=True)
+def sor_sweep(color, T, H, Hold, kcell, mat, fixed, g, gT, q, props, lo, hi, size, inv_d2, dt, omega, change):
+    """One half-sweep (cells with (i+j+k) % 2 == color); change[i] gets the largest |ΔT| of plane i."""
+    nx, ny, nz = size[0], size[1], size[2]
+    for i in prange(lo[0], hi[0]):
+        largest = 0.0
+        for j in range(lo[1], hi[1]):
+            start = lo[2] + ((i + j + lo[2] + color) & 1)
+            for k in range(start, hi[2], 2):
+                if fixed[i, j, k] != 0:
+                    continue
+                p = props[mat[i, j, k]]
+                kp = kcell[i, j, k]
+                asum = 0.0
+                s = 0.0
+                if i > 0 and fixed[i - 1, j, k] != 2:
+                    a = _link(kp, kcell[i - 1, j, k], inv_d2[0])
+                    asum += a
+                    s += a * T[i - 1, j, k]
+                if i < nx - 1 and fixed[i + 1, j, k] != 2:
+                    a = _link(kp, kcell[i + 1, j, k], inv_d2[0])
+                    asum += a
+                    s += a * T[i + 1, j, k]
+                if j > 0 and fixed[i, j - 1, k] != 2:
+                    a = _link(kp, kcell[i, j - 1, k], inv_d2[1])
+                    asum += a
+                    s += a * T[i, j - 1, k]
+                if j < ny - 1 and fixed[i, j + 1, k] != 2:
+                    a = _link(kp, kcell[i, j + 1, k], inv_d2[1])
+                    asum += a
+                    s += a * T[i, j + 1, k]
+                if k > 0 and fixed[i, j, k - 1] != 2:
+                    a = _link(kp, kcell[i, j, k - 1], inv_d2[2])
+                    asum += a
+                    s += a * T[i, j, k - 1]
+                if k < nz - 1 and fixed[i, j, k + 1] != 2:
+                    a = _link(kp, kcell[i, j, k + 1], inv_d2[2])
+                    asum += a
+                    s += a * T[i, j, k + 1]
+                h_cur = H[i, j, k]
+                fl = liquid_fraction(h_cur, p)
+                w = p[W] * fl
+                asum += g[i, j, k] + w
+                s += gT[i, j, k] + w * p[TB] + fl * p[QM] + q[i, j, k]
+                t_new, h_new = solve_cell(Hold[i, j, k] + dt * s, dt * asum, p)
+                if omega != 1.0:
+                    h_new = h_cur + omega * (h_new - h_cur)
+                    t_new = temperature_of(h_new, p)
+                change_here = abs(t_new - T[i, j, k])
+                if change_here > largest:
+                    largest = change_here
+                H[i, j, k] = h_new
+                T[i, j, k] = t_new
+        change[i] = largest
+
+
+@njit(cache=True, parallel=True)
+def finish_step(
+    T, H, Hold, Tmin, kcell, mat, fixed, g, gT, q, props, lo, hi, size, inv_d2, levels, sums, counts
+):
+    """After the solve: energy terms of the step (W, per plane) and the isotherm voxel counts.
+
+    sums[i] = (dH/dt·V-free sum, boundary inflow, coupling, perfusion, metabolic, imposed source,
+    |coupling|) per unit volume; the caller multiplies by the voxel volume. Also lowers Tmin.
+    """
+    nx, ny, nz = size[0], size[1], size[2]
+    nlev = levels.shape[0]
+    for i in prange(lo[0], hi[0]):
+        d_h = 0.0
+        ext = 0.0
+        coup = 0.0
+        perf = 0.0
+        met = 0.0
+        src = 0.0
+        for lv in range(nlev):
+            counts[i, lv] = 0
+        for j in range(lo[1], hi[1]):
+            for k in range(lo[2], hi[2]):
+                t = T[i, j, k]
+                if t < Tmin[i, j, k]:
+                    Tmin[i, j, k] = t
+                for lv in range(nlev):
+                    if t <= levels[lv]:
+                        counts[i, lv] += 1
+                if fixed[i, j, k] != 0:
+                    continue
+                p = props[mat[i, j, k]]
+                h = H[i, j, k]
+                d_h += h - Hold[i, j, k]
+                kp = kcell[i, j, k]
+                # Links to cells outside the box or held fixed carry heat across the box surface.
+                if i > 0 and fixed[i - 1, j, k] != 2 and (i - 1 < lo[0] or fixed[i - 1, j, k] == 1):
+                    ext += _link(kp, kcell[i - 1, j, k], inv_d2[0]) * (T[i - 1, j, k] - t)
+                if i < nx - 1 and fixed[i + 1, j, k] != 2 and (i + 1 >= hi[0] or fixed[i + 1, j, k] == 1):
+                    ext += _link(kp, kcell[i + 1, j, k], inv_d2[0]) * (T[i + 1, j, k] - t)
+                if j > 0 and fixed[i, j - 1, k] != 2 and (j - 1 < lo[1] or fixed[i, j - 1, k] == 1):
+                    ext += _link(kp, kcell[i, j - 1, k], inv_d2[1]) * (T[i, j - 1, k] - t)
+                if j < ny - 1 and fixed[i, j + 1, k] != 2 and (j + 1 >= hi[1] or fixed[i, j + 1, k] == 1):
+                    ext += _link(kp, kcell[i, j + 1, k], inv_d2[1]) * (T[i, j + 1, k] - t)
+                if k > 0 and fixed[i, j, k - 1] != 2 and (k - 1 < lo[2] or fixed[i, j, k - 1] == 1):
+                    ext += _link(kp, kcell[i, j, k - 1], inv_d2[2]) * (T[i, j, k - 1] - t)
+                if k < nz - 1 and fixed[i, j, k + 1] != 2 and (k + 1 >= hi[2] or fixed[i, j, k + 1] == 1):
+                    ext += _link(kp, kcell[i, j, k + 1], inv_d2[2]) * (T[i, j, k + 1] - t)
+                coup += gT[i, j, k] - g[i, j, k] * t
+                fl = liquid_fraction(h, p)
+                perf += p[W] * fl * (p[TB] - t)
+                met += p[QM] * fl
+                src += q[i, j, k]
+        sums[i, 0] = d_h
+        sums[i, 1] = ext
+        sums[i, 2] = coup
+        sums[i, 3] = perf
+        sums[i, 4] = met
+        sums[i, 5] = src
+
+
+@njit(cache=True, parallel=True)
+def fill_basal(T, H, Tmin, mat, fixed, basal_t, basal_h, lo, hi, lower_min):
+    """Set the non-fixed cells of a sub-box to their material's basal (probe-free) state."""
+    for i in prange(lo[0], hi[0]):
+        for j in range(lo[1], hi[1]):
+            for k in range(lo[2], hi[2]):
+                if fixed[i, j, k] != 0:
+                    continue
+                m = mat[i, j, k]
+                T[i, j, k] = basal_t[m]
+                H[i, j, k] = basal_h[m]
+                if lower_min and basal_t[m] < Tmin[i, j, k]:
+                    Tmin[i, j, k] = basal_t[m]
+
+
+@njit(cache=True, parallel=True)
+def max_departure(T, mat, fixed, basal_t, lo, hi):
+    """Largest |T − basal| over the non-fixed cells of a sub-box."""
+    n = hi[0] - lo[0]
+    largest = np.zeros(max(n, 1))
+    for ii in prange(n):
+        i = lo[0] + ii
+        value = 0.0
+        for j in range(lo[1], hi[1]):
+            for k in range(lo[2], hi[2]):
+                if fixed[i, j, k] != 0:
+                    continue
+                d = abs(T[i, j, k] - basal_t[mat[i, j, k]])
+                if d > value:
+                    value = d
+        largest[ii] = value
+    return largest.max()
+
+
+@njit(cache=True, parallel=True)
+def enthalpy_field(T, mat, props, H):
+    nx, ny, nz = T.shape
+    for i in prange(nx):
+        for j in range(ny):
+            for k in range(nz):
+                H[i, j, k] = enthalpy_of(T[i, j, k], props[mat[i, j, k]])

@@ -1,0 +1,756 @@
+"""The ice-ball simulation: build it from a :class:`~CryoAblationLogic.case.Case`, advance it.
+
+Scheme (see :mod:`.kernels`): implicit (backward-Euler) enthalpy steps of the Pennes bioheat
+equation with phase change, solved by red-black nonlinear SOR sweeps until the largest temperature
+change of a sweep is below ``tolerance_c``. Being implicit, a step is stable at any size; the step is
+chosen for accuracy (``max_dt_s``, by default proportional to the voxel size) and starts small
+whenever a probe changes state. Work is confined to an active box of voxels that have departed from
+their basal (probe-free) state; outside it every voxel follows the analytic basal history of its
+material (perfusion and metabolic heat only), and the box grows as the cold spreads.
+
+Results are deterministic for identical input: the sweep order and the reductions are fixed.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time as _time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from ..case import Case, ProtocolStep
+from ..errors import InputError
+from ..grid import Grid
+from . import kernels as kn
+from .probe_coupling import line_sink_deposit, probe_stencil, sphere_stencil
+
+BYTES_PER_VOXEL = 34  # 8 float32 fields + material and fixed-cell bytes
+RESULT_BYTES_PER_VOXEL = 8  # final and minimum temperature copies
+BOX_TOLERANCE_C = 0.01  # a voxel this far from its basal temperature belongs to the active box
+MAX_SWEEPS = 200
+
+
+class SimulationCancelled(Exception):
+    """Raised by :func:`simulate` when ``cancel()`` returned True."""
+
+
+@dataclass
+class SimulationResult:
+    grid: Grid
+    temperature_final: np.ndarray
+    min_temperature: np.ndarray
+    snapshots: dict[float, np.ndarray]
+    sensors: dict[str, tuple[np.ndarray, np.ndarray]]
+    isotherm_volumes_ml: dict[float, float]
+    ice_volume_history: dict[float, tuple[np.ndarray, np.ndarray]]
+    energy_balance_error: float
+    wall_s: float
+    simulated_s: float
+    probe_history: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    steps: int = 0
+    sweeps: int = 0
+    voxel_updates: int = 0
+
+
+def available_memory_bytes() -> int:
+    try:
+        with open("/proc/meminfo", encoding="ascii") as stream:
+            for line in stream:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 8 * 1024**3
+
+
+def estimate_memory_bytes(grid: Grid, snapshots: int = 0) -> int:
+    """Peak memory of a run on this grid (fields, result copies and snapshots)."""
+    return grid.voxel_count * (BYTES_PER_VOXEL + RESULT_BYTES_PER_VOXEL + 4 * snapshots)
+
+
+def check_memory(grid: Grid, snapshots: int = 0) -> None:
+    need = estimate_memory_bytes(grid, snapshots)
+    have = available_memory_bytes()
+    if need > 0.8 * have:
+        raise InputError(
+            "grid.size",
+            f"{grid.size} needs about {need / 1e9:.2f} GB of memory, more than the "
+            f"{0.8 * have / 1e9:.2f} GB that can be used here; use a coarser spacing or a smaller region",
+        )
+
+
+def default_max_dt_s(grid: Grid) -> float:
+    """Accuracy-limited step: 3 s at 1 mm, proportional to the voxel size (10 s at most)."""
+    return float(min(10.0, max(0.25, 3.0 * min(grid.spacing_mm))))
+
+
+@dataclass
+class _ProbeRuntime:
+    name: str
+    model: object
+    radius_m: float
+    length_m: float
+    stencil: object
+    override: tuple | None = None  # (action, flow_percent, mode) set in live mode
+    times: list = field(default_factory=list)
+    power_w: list = field(default_factory=list)
+    surface_c: list = field(default_factory=list)
+    # coupling of the current step
+    conductance: float = 0.0  # W/K per m of active length
+    reference_c: float = 0.0
+    tissue_resistance: float = 0.0  # m·K/W
+
+
+class Simulation:
+    """A running simulation of one case; see the module docstring for the scheme."""
+
+    def __init__(
+        self,
+        case: Case,
+        max_dt_s: float | None = None,
+        tolerance_c: float = 0.01,
+        omega: float = 1.5,
+        snapshot_count: int = 0,
+    ):
+        check_memory(case.grid, snapshot_count)
+        self.case = case
+        self.grid = grid = case.grid
+        self.time_s = 0.0
+        self.end_time_s = case.duration_s
+        self.max_dt_s = float(max_dt_s) if max_dt_s else default_max_dt_s(grid)
+        self.tolerance_c = tolerance_c
+        self.omega = omega
+        self.size = np.asarray(grid.size, dtype=np.int64)
+        spacing_m = np.asarray(grid.spacing_mm) * 1e-3
+        self.inv_d2 = 1.0 / spacing_m**2
+        self.voxel_m3 = float(np.prod(spacing_m))
+        self._build_materials()
+        self._build_fields()
+        self._build_sources()
+        self._build_probes()
+        self._build_box()
+        self.steps = 0
+        self.sweeps = 0
+        self.voxel_updates = 0
+        self._energy_change = 0.0
+        self._energy_in = 0.0
+        self._energy_scale = 0.0
+        self._last_states: tuple | None = None
+        self._dt_current = self.max_dt_s
+        self._levels = np.asarray(case.outputs.isotherms_c, dtype=np.float64)
+        self._history_t: list[float] = [0.0]
+        self._history_counts: list[np.ndarray] = [self._full_counts()]
+        self._sensor_t: list[float] = []
+        self._sensor_values: dict[str, list[float]] = {s.name: [] for s in case.sensors}
+        self._record_sensors()
+
+    # --- setup ----------------------------------------------------------------------------
+
+    def _build_materials(self) -> None:
+        case = self.case
+        if case.tissue is not None:
+            names = [case.tissue]
+            self.mat = np.zeros(self.grid.size, dtype=np.uint8)
+        else:
+            names = sorted(set(case.label_materials.values()))
+            lookup = np.zeros(max(case.label_materials) + 1, dtype=np.uint8)
+            for label, name in case.label_materials.items():
+                lookup[label] = names.index(name)
+            self.mat = lookup[case.tissue_labels]
+        if len(names) > 255:
+            raise InputError("tissue_map.labels", "at most 255 different materials")
+        self.material_names = names
+        props = np.zeros((len(names), kn.N_PROPS))
+        for index, name in enumerate(names):
+            m = case.materials[name]
+            props[index] = (
+                m.c_frozen,
+                m.c_unfrozen,
+                m.t_solidus_c,
+                m.t_liquidus_c,
+                m.enthalpy_at_liquidus(),
+                m.k_frozen,
+                m.k_unfrozen,
+                m.k_frozen_exponent,
+                m.perfusion,
+                m.metabolic,
+                m.blood_temperature_c,
+            )
+        self.props = props
+        self._basal_t = np.zeros(len(names))
+        self._basal_h = np.zeros(len(names))
+        self._update_basal(0.0)
+        end = self.end_time_s
+        t0 = self.case.initial_temperature_c
+        self._basal_drifts = bool(np.any(np.abs(self._basal_at(end) - t0) > 1e-6))
+
+    def _basal_at(self, t: float) -> np.ndarray:
+        """Probe-free temperature of each material at time t (perfusion + metabolic heat only)."""
+        t0 = self.case.initial_temperature_c
+        out = np.full(len(self.material_names), t0)
+        for index, p in enumerate(self.props):
+            if t0 < p[kn.TL]:
+                continue  # frozen start: no perfusion, no metabolism
+            w, qm, c = p[kn.W], p[kn.QM], p[kn.CU]
+            if w > 0:
+                t_eq = p[kn.TB] + qm / w
+                out[index] = t_eq + (t0 - t_eq) * math.exp(-w * t / c)
+            else:
+                out[index] = t0 + qm * t / c
+        return out
+
+    def _update_basal(self, t: float) -> None:
+        self._basal_t[:] = self._basal_at(t)
+        for index, p in enumerate(self.props):
+            self._basal_h[index] = _enthalpy(self._basal_t[index], p)
+
+    def _build_fields(self) -> None:
+        grid, case = self.grid, self.case
+        shape = grid.size
+        self.T = np.full(shape, case.initial_temperature_c, dtype=np.float32)
+        self.fixed = np.zeros(shape, dtype=np.uint8)
+        faces = {"x-": (0, 0), "x+": (0, -1), "y-": (1, 0), "y+": (1, -1), "z-": (2, 0), "z+": (2, -1)}
+        for face, (axis, end) in faces.items():
+            bc = case.boundaries[face]
+            if bc.type != "fixed":
+                continue
+            index = [slice(None)] * 3
+            index[axis] = end
+            self.fixed[tuple(index)] = 1
+            self.T[tuple(index)] = bc.temperature_c
+        self.H = np.empty(shape, dtype=np.float32)
+        self.Hold = np.zeros(shape, dtype=np.float32)
+        self.kcell = np.zeros(shape, dtype=np.float32)
+        self.g = np.zeros(shape, dtype=np.float32)
+        self.gT = np.zeros(shape, dtype=np.float32)
+        self.q = np.zeros(shape, dtype=np.float32)
+
+    def _build_sources(self) -> None:
+        from ..case import LineSinkSource, SphereSource
+
+        grid = self.grid
+        self._spheres = []
+        for index, source in enumerate(self.case.sources):
+            if isinstance(source, SphereSource):
+                stencil = sphere_stencil(grid, source.center_mm, source.radius_mm)
+                if not stencil.inside.any():
+                    raise InputError(
+                        f"sources[{index}].radius_mm",
+                        f"the sphere holds no voxel centre on this grid (spacing {max(grid.spacing_mm):g} mm); "
+                        "refine the grid or enlarge the sphere",
+                    )
+                self.fixed[stencil.inside] = 2
+                self.T[stencil.inside] = source.temperature_c
+                self._spheres.append((source, stencil))
+            elif isinstance(source, LineSinkSource):
+                flat, length_m = line_sink_deposit(grid, source.start_mm, source.end_mm)
+                q_flat = self.q.reshape(-1)
+                q_flat[flat] -= (source.power_w_per_m * length_m / self.voxel_m3).astype(np.float32)
+        kn.enthalpy_field(self.T, self.mat, self.props, self.H)
+        self.Tmin = self.T.copy()
+
+    def _build_probes(self) -> None:
+        from .probes import load_probe_catalog
+
+        catalog = load_probe_catalog()
+        self._probes: list[_ProbeRuntime] = []
+        for spec in self.case.probes:
+            start, end = spec.active_segment_mm()
+            stencil = probe_stencil(self.grid, start, end, 0.5 * spec.diameter_mm)
+            self._probes.append(
+                _ProbeRuntime(
+                    name=spec.name,
+                    model=catalog[spec.model],
+                    radius_m=0.5e-3 * spec.diameter_mm,
+                    length_m=spec.active_length_mm * 1e-3,
+                    stencil=stencil,
+                )
+            )
+        parts = [p.stencil.flat_index for p in self._probes] + [s.flat_index for _, s in self._spheres]
+        if parts:
+            self._coupling_index, self._coupling_inverse = np.unique(
+                np.concatenate(parts), return_inverse=True
+            )
+        else:
+            self._coupling_index = np.zeros(0, dtype=np.int64)
+            self._coupling_inverse = np.zeros(0, dtype=np.int64)
+
+    def _build_box(self) -> None:
+        """Initial active box: around probes, sources and fixed faces colder or warmer than the start."""
+        grid = self.grid
+        margin = max(4, int(math.ceil(3.0 / min(grid.spacing_mm))))
+        size = self.size
+        lo = size.copy()
+        hi = np.zeros(3, dtype=np.int64)
+
+        def include(flat: np.ndarray) -> None:
+            nonlocal lo, hi
+            if flat.size == 0:
+                return
+            ijk = np.stack(np.unravel_index(flat, grid.size))
+            lo = np.minimum(lo, ijk.min(axis=1) - margin)
+            hi = np.maximum(hi, ijk.max(axis=1) + 1 + margin)
+
+        for probe in self._probes:
+            include(probe.stencil.flat_index)
+        for _, stencil in self._spheres:
+            include(stencil.flat_index)
+            include(np.flatnonzero(stencil.inside))
+        include(np.flatnonzero(self.q))
+        faces = {"x-": (0, 0), "x+": (0, 1), "y-": (1, 0), "y+": (1, 1), "z-": (2, 0), "z+": (2, 1)}
+        for face, (axis, upper) in faces.items():
+            bc = self.case.boundaries[face]
+            if bc.type == "fixed" and abs(bc.temperature_c - self.case.initial_temperature_c) > 1e-9:
+                face_lo = np.zeros(3, dtype=np.int64)
+                face_hi = size.copy()
+                if upper:
+                    face_lo[axis] = size[axis] - 1 - margin
+                else:
+                    face_hi[axis] = margin + 1
+                lo = np.minimum(lo, face_lo)
+                hi = np.maximum(hi, face_hi)
+        self.lo = np.clip(lo, 0, size).astype(np.int64)
+        self.hi = np.clip(hi, 0, size).astype(np.int64)
+        if np.any(self.hi <= self.lo):
+            self.lo = np.zeros(3, dtype=np.int64)
+            self.hi = np.zeros(3, dtype=np.int64)
+        self._change = np.zeros(int(size[0]))
+        self._sums = np.zeros((int(size[0]), 6))
+        self._counts = np.zeros((int(size[0]), max(len(self.case.outputs.isotherms_c), 1)), dtype=np.int64)
+
+    # --- protocol and live control --------------------------------------------------------------
+
+    def _protocol_state(self, name: str, t: float) -> tuple[str, float, str | None]:
+        step: ProtocolStep
+        for step in self.case.protocol:
+            if step.start_s <= t < step.end_s:
+                if step.applies_to(name):
+                    return step.action, step.flow_percent, step.mode
+                return "off", 0.0, None
+        return "off", 0.0, None
+
+    def probe_state(self, name: str, t: float | None = None) -> tuple[str, float, str | None]:
+        """(action, flow_percent, thaw mode) of a probe at time t (default: now)."""
+        t = self.time_s if t is None else t
+        for probe in self._probes:
+            if probe.name == name:
+                if probe.override is not None:
+                    return probe.override
+                return self._protocol_state(name, t)
+        raise InputError("probe", f"no probe named {name!r}")
+
+    def set_probe_state(
+        self, probe_name: str, action: str, flow_percent: float = 100, mode: str | None = None
+    ) -> None:
+        """Live mode: from now on this probe follows this state instead of the protocol."""
+        if action not in ("freeze", "thaw", "off"):
+            raise InputError("action", "must be 'freeze', 'thaw' or 'off'")
+        if action == "freeze" and not 0 < flow_percent <= 100:
+            raise InputError("flow_percent", "must lie in (0, 100]")
+        if action == "thaw":
+            mode = mode or "passive"
+            if mode not in ("passive", "active"):
+                raise InputError("mode", "must be 'passive' or 'active'")
+        else:
+            mode = None
+        for probe in self._probes:
+            if probe.name == probe_name:
+                probe.override = (action, float(flow_percent) if action == "freeze" else 0.0, mode)
+                return
+        raise InputError("probe", f"no probe named {probe_name!r}")
+
+    def _next_event(self, t: float) -> float:
+        for step in self.case.protocol:
+            if step.end_s > t + 1e-9:
+                return step.end_s
+        return math.inf
+
+    # --- stepping -------------------------------------------------------------------------------
+
+    def advance(self, dt_s: float, **kwargs) -> None:
+        self.advance_to(self.time_s + dt_s, **kwargs)
+
+    def advance_to(
+        self,
+        t_s: float,
+        progress: Callable[[float, float], None] | None = None,
+        cancel: Callable[[], bool] | None = None,
+        total_s: float | None = None,
+    ) -> None:
+        total = total_s or max(self.end_time_s, t_s)
+        while self.time_s < t_s - 1e-9:
+            if cancel is not None and cancel():
+                raise SimulationCancelled(f"cancelled at t = {self.time_s:.1f} s")
+            mid = self.time_s + 1e-6
+            states = tuple(self.probe_state(p.name, mid) for p in self._probes)
+            if states != self._last_states:
+                self._dt_current = self.max_dt_s / 16.0
+                self._last_states = states
+            dt = min(self._dt_current, t_s - self.time_s, self._next_event(self.time_s) - self.time_s)
+            # Avoid a sliver of a step just before the next stop.
+            remaining = min(t_s, self._next_event(self.time_s)) - self.time_s
+            if remaining - dt < 0.25 * dt:
+                dt = remaining
+            self._step(dt, states)
+            self._dt_current = min(self.max_dt_s, self._dt_current * 1.5)
+            if progress is not None:
+                progress(min(self.time_s / total, 1.0) if total > 0 else 1.0, self.time_s)
+
+    def _step(self, dt: float, states: tuple) -> None:
+        t_new = self.time_s + dt
+        if self._basal_drifts:
+            self._update_basal(t_new)
+            self._refresh_shell()
+        lo, hi, size = self.lo, self.hi, self.size
+        kn.prepare_step(self.H, self.Hold, self.kcell, self.mat, self.props, lo, hi, size)
+        self._update_coupling(states)
+        box_voxels = int(np.prod(hi - lo))
+        sweeps = 0
+        if box_voxels > 0:
+            for _ in range(MAX_SWEEPS):
+                sweeps += 1
+                largest = 0.0
+                for color in (0, 1):
+                    kn.sor_sweep(
+                        color, self.T, self.H, self.Hold, self.kcell, self.mat, self.fixed, self.g, self.gT, self.q,
+                        self.props, lo, hi, size, self.inv_d2, dt, self.omega, self._change,
+                    )  # fmt: skip
+                    largest = max(largest, float(self._change[lo[0] : hi[0]].max()))
+                if largest < self.tolerance_c:
+                    break
+            kn.finish_step(
+                self.T, self.H, self.Hold, self.Tmin, self.kcell, self.mat, self.fixed, self.g, self.gT, self.q,
+                self.props, lo, hi, size, self.inv_d2, self._levels, self._sums, self._counts,
+            )  # fmt: skip
+            sums = self._sums[lo[0] : hi[0]].sum(axis=0) * self.voxel_m3
+            self._energy_change += sums[0]
+            inflow = sums[1:].sum()
+            self._energy_in += dt * inflow
+            self._energy_scale += dt * np.abs(sums[1:]).sum()
+        self.sweeps += sweeps
+        self.voxel_updates += sweeps * box_voxels
+        self.steps += 1
+        self.time_s = t_new
+        self._record_probes(states)
+        self._record_sensors()
+        self._history_t.append(t_new)
+        self._history_counts.append(self._box_counts())
+        self._grow_box(dt)
+
+    def _update_coupling(self, states: tuple) -> None:
+        if self._coupling_index.size == 0:
+            return
+        t_flat = self.T.reshape(-1)
+        k_flat = self.kcell.reshape(-1)
+        g_parts, gt_parts = [], []
+        for probe, (action, flow, mode) in zip(self._probes, states, strict=True):
+            st = probe.stencil
+            t_avg = float(st.weight @ t_flat[st.flat_index])
+            k_avg = float(st.weight @ k_flat[st.flat_index])
+            r_t = math.log(st.equivalent_radius_mm * 1e-3 / probe.radius_m) / (2.0 * math.pi * k_avg)
+            probe.tissue_resistance = r_t
+            conductance, reference = 0.0, t_avg
+            model = probe.model
+            if action == "freeze":
+                f = flow / 100.0
+                h = model.cooling.surface_htc_w_m2k * f**model.cooling.flow_exponent
+                r_s = 1.0 / (2.0 * math.pi * probe.radius_m * h)
+                cap = model.cooling.max_power_w_per_m * f
+                demand = (t_avg - model.cooling.coolant_temperature_c) / (r_t + r_s)
+                if demand <= cap:
+                    conductance, reference = 1.0 / (r_t + r_s), model.cooling.coolant_temperature_c
+                else:
+                    conductance, reference = 1.0 / r_t, t_avg - cap * r_t
+            elif action == "thaw" and mode == "active":
+                r_s = 1.0 / (2.0 * math.pi * probe.radius_m * model.thaw.surface_htc_w_m2k)
+                cap = model.thaw.max_power_w_per_m
+                supply = (model.thaw.temperature_c - t_avg) / (r_t + r_s)
+                if supply <= cap:
+                    conductance, reference = 1.0 / (r_t + r_s), model.thaw.temperature_c
+                else:
+                    conductance, reference = 1.0 / r_t, t_avg + cap * r_t
+            probe.conductance, probe.reference_c = conductance, reference
+            g_cell = st.weight * (conductance * probe.length_m / self.voxel_m3)
+            g_parts.append(g_cell)
+            gt_parts.append(g_cell * reference)
+        for source, stencil in self._spheres:
+            g_cell = k_flat[stencil.flat_index].astype(np.float64) * stencil.link_factor
+            g_parts.append(g_cell)
+            gt_parts.append(g_cell * source.temperature_c)
+        g_values = np.bincount(self._coupling_inverse, weights=np.concatenate(g_parts))
+        gt_values = np.bincount(self._coupling_inverse, weights=np.concatenate(gt_parts))
+        self.g.reshape(-1)[self._coupling_index] = g_values
+        self.gT.reshape(-1)[self._coupling_index] = gt_values
+
+    def _record_probes(self, states: tuple) -> None:
+        t_flat = self.T.reshape(-1)
+        for probe in self._probes:
+            st = probe.stencil
+            t_avg = float(st.weight @ t_flat[st.flat_index])
+            power_per_m = probe.conductance * (t_avg - probe.reference_c)  # W/m taken from the tissue
+            probe.times.append(self.time_s)
+            probe.power_w.append(power_per_m * probe.length_m)
+            if probe.conductance > 0:
+                probe.surface_c.append(t_avg - power_per_m * probe.tissue_resistance)
+            else:
+                probe.surface_c.append(t_avg)  # no heat through the surface: it follows the tissue
+
+    # --- active box -----------------------------------------------------------------------------
+
+    def _inside_box(self, ijk) -> bool:
+        return bool(np.all(np.asarray(ijk) >= self.lo) and np.all(np.asarray(ijk) < self.hi))
+
+    def _refresh_shell(self) -> None:
+        """Keep the one-voxel shell around the box at the basal temperature (it drifts)."""
+        if np.any(self.hi <= self.lo):
+            return
+        lo = np.maximum(self.lo - 1, 0)
+        hi = np.minimum(self.hi + 1, self.size)
+        for axis in range(3):
+            for outer, inner in ((lo[axis], self.lo[axis]), (self.hi[axis], hi[axis])):
+                if inner <= outer:
+                    continue
+                a, b = lo.copy(), hi.copy()
+                a[axis], b[axis] = outer, inner
+                kn.fill_basal(
+                    self.T, self.H, self.Tmin, self.mat, self.fixed, self._basal_t, self._basal_h, a, b, True
+                )
+
+    def _grow_box(self, dt: float) -> None:
+        if np.any(self.hi <= self.lo):
+            return
+        rim = 2
+        grow = max(4, int(math.ceil(3.0 * math.sqrt(2e-7 * dt) * 1e3 / min(self.grid.spacing_mm))) + 2)
+        new_lo, new_hi = self.lo.copy(), self.hi.copy()
+        for axis in range(3):
+            if self.lo[axis] > 0:
+                a, b = self.lo.copy(), self.hi.copy()
+                b[axis] = min(self.lo[axis] + rim, self.hi[axis])
+                if kn.max_departure(self.T, self.mat, self.fixed, self._basal_t, a, b) > BOX_TOLERANCE_C:
+                    new_lo[axis] = max(0, self.lo[axis] - grow)
+            if self.hi[axis] < self.size[axis]:
+                a, b = self.lo.copy(), self.hi.copy()
+                a[axis] = max(self.hi[axis] - rim, self.lo[axis])
+                if kn.max_departure(self.T, self.mat, self.fixed, self._basal_t, a, b) > BOX_TOLERANCE_C:
+                    new_hi[axis] = min(self.size[axis], self.hi[axis] + grow)
+        if np.array_equal(new_lo, self.lo) and np.array_equal(new_hi, self.hi):
+            return
+        # Fill the newly added slabs with the basal state (they were outside, following it).
+        old_lo, old_hi = self.lo.copy(), self.hi.copy()
+        for axis in range(3):
+            for a_val, b_val in ((new_lo[axis], old_lo[axis]), (old_hi[axis], new_hi[axis])):
+                if b_val <= a_val:
+                    continue
+                a, b = new_lo.copy(), new_hi.copy()
+                a[axis], b[axis] = a_val, b_val
+                # Only cells not already inside the old box along the other axes overlap harmlessly:
+                # fill_basal is applied to cells outside the old box only.
+                self._fill_outside_old(a, b, old_lo, old_hi)
+        self.lo, self.hi = new_lo, new_hi
+
+    def _fill_outside_old(self, a, b, old_lo, old_hi) -> None:
+        # The slab [a, b) lies outside the old box along one axis by construction.
+        kn.fill_basal(
+            self.T, self.H, self.Tmin, self.mat, self.fixed, self._basal_t, self._basal_h, a, b, True
+        )
+
+    # --- reading --------------------------------------------------------------------------------
+
+    def _box_counts(self) -> np.ndarray:
+        lo, hi = self.lo, self.hi
+        if self._levels.size == 0:
+            return np.zeros(0, dtype=np.int64)
+        if np.any(hi <= lo):
+            return self._full_counts()
+        counts = self._counts[lo[0] : hi[0], : self._levels.size].sum(axis=0)
+        # Outside the box every voxel is at its basal temperature (or a fixed face at the start
+        # temperature: faces at other temperatures lie in the box from the start).
+        if np.any(self._levels >= min(self._basal_t.min(), self.case.initial_temperature_c)):
+            return self._full_counts()
+        return counts
+
+    def _full_counts(self) -> np.ndarray:
+        field_c = self.temperature_c
+        return np.array([int(np.count_nonzero(field_c <= level)) for level in self._levels], dtype=np.int64)
+
+    def _outside_mask(self) -> np.ndarray:
+        mask = self.fixed == 0
+        lo, hi = self.lo, self.hi
+        mask[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = False
+        return mask
+
+    @property
+    def temperature_c(self) -> np.ndarray:
+        """The current temperature field (°C, float32 copy)."""
+        out = self.T.copy()
+        if self._basal_drifts:
+            mask = self._outside_mask()
+            out[mask] = self._basal_t.astype(np.float32)[self.mat[mask]]
+        return out
+
+    @property
+    def min_temperature_c(self) -> np.ndarray:
+        """The lowest temperature each voxel has reached so far (°C, float32 copy)."""
+        out = self.Tmin.copy()
+        if self._basal_drifts:
+            mask = self._outside_mask()
+            basal = np.minimum(self._basal_t, self.case.initial_temperature_c).astype(np.float32)
+            out[mask] = np.minimum(out[mask], basal[self.mat[mask]])
+        return out
+
+    def _value_at(self, ijk: tuple[int, int, int]) -> float:
+        if self._basal_drifts and self.fixed[ijk] == 0 and not self._inside_box(ijk):
+            return float(self._basal_t[self.mat[ijk]])
+        return float(self.T[ijk])
+
+    def temperature_at(self, position_mm) -> float:
+        """Trilinear interpolation of the current temperature at a RAS point (mm)."""
+        ijk = np.clip(self.grid.ras_to_index(position_mm), 0, self.size - 1)
+        base = np.minimum(np.floor(ijk).astype(int), self.size - 2)
+        frac = ijk - base
+        value = 0.0
+        for corner in range(8):
+            offset = np.array([(corner >> 2) & 1, (corner >> 1) & 1, corner & 1])
+            w = float(np.prod(np.where(offset == 1, frac, 1.0 - frac)))
+            if w > 0:
+                value += w * self._value_at(tuple(int(v) for v in base + offset))
+        return value
+
+    def _record_sensors(self) -> None:
+        if not self.case.sensors:
+            return
+        self._sensor_t.append(self.time_s)
+        for sensor in self.case.sensors:
+            self._sensor_values[sensor.name].append(self.temperature_at(sensor.position_mm))
+
+    @property
+    def sensor_history(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        t = np.asarray(self._sensor_t)
+        return {name: (t.copy(), np.asarray(values)) for name, values in self._sensor_values.items()}
+
+    @property
+    def probe_history(self) -> dict[str, dict[str, np.ndarray]]:
+        """Per probe: time (s), power taken from the tissue (W) and surface temperature (°C)."""
+        return {
+            p.name: {
+                "t_s": np.asarray(p.times),
+                "power_w": np.asarray(p.power_w),
+                "surface_c": np.asarray(p.surface_c),
+            }
+            for p in self._probes
+        }
+
+    def energy_balance_error(self) -> float:
+        """|Δ(total enthalpy) − ∫(probe + source + boundary + perfusion + metabolic heat)| / Σ|terms|."""
+        if self._energy_scale <= 0:
+            return 0.0
+        return abs(self._energy_change - self._energy_in) / self._energy_scale
+
+    def isotherm_volumes_ml(self) -> dict[float, float]:
+        field_c = self.temperature_c
+        voxel_ml = self.grid.voxel_volume_mm3 / 1000.0
+        return {float(level): float(np.count_nonzero(field_c <= level)) * voxel_ml for level in self._levels}
+
+    def ice_volume_history(self) -> dict[float, tuple[np.ndarray, np.ndarray]]:
+        voxel_ml = self.grid.voxel_volume_mm3 / 1000.0
+        t = np.asarray(self._history_t)
+        counts = np.asarray(self._history_counts).reshape(len(self._history_t), -1)
+        return {float(level): (t.copy(), counts[:, n] * voxel_ml) for n, level in enumerate(self._levels)}
+
+    @property
+    def box(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        return tuple(int(v) for v in self.lo), tuple(int(v) for v in self.hi)
+
+
+def _enthalpy(t: float, p: np.ndarray) -> float:
+    if t <= p[kn.TS]:
+        return p[kn.CF] * (t - p[kn.TS])
+    if t >= p[kn.TL]:
+        return p[kn.HL] + p[kn.CU] * (t - p[kn.TL])
+    return p[kn.HL] * (t - p[kn.TS]) / (p[kn.TL] - p[kn.TS])
+
+
+def simulate(
+    case: Case,
+    progress: Callable[[float, float], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+    snapshot_times_s=None,
+    **options,
+) -> SimulationResult:
+    """Run a case to its end; snapshots at ``snapshot_times_s`` (default: the case's outputs)."""
+    start = _time.perf_counter()
+    times = case.outputs.snapshot_times_s if snapshot_times_s is None else tuple(snapshot_times_s)
+    times = sorted({float(t) for t in times})
+    for t in times:
+        if not 0 <= t <= case.duration_s + 1e-9:
+            raise InputError(
+                "outputs.snapshot_times_s", f"time {t:g} s lies outside the run (0..{case.duration_s:g} s)"
+            )
+    simulation = Simulation(case, snapshot_count=len(times), **options)
+    snapshots: dict[float, np.ndarray] = {}
+    for t in [*times, case.duration_s]:
+        simulation.advance_to(t, progress=progress, cancel=cancel, total_s=case.duration_s)
+        if t in times:
+            snapshots[t] = simulation.temperature_c
+    return SimulationResult(
+        grid=case.grid,
+        temperature_final=simulation.temperature_c,
+        min_temperature=simulation.min_temperature_c,
+        snapshots=snapshots,
+        sensors=simulation.sensor_history,
+        isotherm_volumes_ml=simulation.isotherm_volumes_ml(),
+        ice_volume_history=simulation.ice_volume_history(),
+        energy_balance_error=simulation.energy_balance_error(),
+        wall_s=_time.perf_counter() - start,
+        simulated_s=simulation.time_s,
+        probe_history=simulation.probe_history,
+        steps=simulation.steps,
+        sweeps=simulation.sweeps,
+        voxel_updates=simulation.voxel_updates,
+    )
+
+
+def coarsen_case(case: Case, spacing_mm: float, duration_s: float | None = None) -> Case:
+    """The same case on a coarser grid over the same extent (labels by nearest voxel), optionally shortened."""
+    grid = case.grid
+    extent = (np.asarray(grid.size) - 1) * np.asarray(grid.spacing_mm)
+    size = tuple(int(max(3, math.floor(e / spacing_mm + 1e-9) + 1)) for e in extent)
+    coarse = Grid(grid.origin_mm, (float(spacing_mm),) * 3, size)  # type: ignore[arg-type]
+    labels = None
+    if case.tissue_labels is not None:
+        idx = [
+            np.clip(
+                np.rint((coarse.axis_mm(a) - grid.origin_mm[a]) / grid.spacing_mm[a]), 0, grid.size[a] - 1
+            ).astype(int)
+            for a in range(3)
+        ]
+        labels = case.tissue_labels[np.ix_(*idx)]
+    protocol = list(case.protocol)
+    if duration_s is not None:
+        kept = []
+        for step in protocol:
+            if step.start_s >= duration_s:
+                break
+            kept.append(replace(step, duration_s=min(step.duration_s, duration_s - step.start_s)))
+        protocol = kept
+    end = protocol[-1].end_s
+    from ..case import Outputs
+
+    outputs = Outputs(case.outputs.isotherms_c, tuple(t for t in case.outputs.snapshot_times_s if t <= end))
+    sensors = [s for s in case.sensors if coarse.contains_ras(s.position_mm)]
+    return replace(
+        case, grid=coarse, tissue_labels=labels, protocol=protocol, outputs=outputs, sensors=sensors
+    )
+
+
+def preview(case: Case, spacing_mm: float = 2.0, duration_s: float = 600.0, **options) -> SimulationResult:
+    """Fast coarse run of the first ``duration_s`` seconds (used while a probe is dragged)."""
+    coarse = coarsen_case(case, spacing_mm, min(duration_s, case.duration_s))
+    options.setdefault("tolerance_c", 0.05)
+    return simulate(coarse, snapshot_times_s=(), **options)
