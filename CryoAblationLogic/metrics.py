@@ -13,13 +13,17 @@ Accuracy of the distances (margins, critical-structure distances):
 - the distance from a point to it is taken to the nearest surface vertex, projected on the
   field-gradient normal there (point-to-tangent-plane), and bracketed by the vertex distance; the
   sign comes from the trilinearly interpolated field (cold side positive). On a 1 mm grid this is
-  within 0.1 mm of the analytic distance for isotherms with a radius of curvature ≥ 5 mm (tested);
+  within 0.1 mm of the analytic distance for spherical isotherms of radius ≥ 8 mm (tested; about
+  0.02 mm at 20 mm);
 - target and critical-structure surfaces are the smoothed surfaces of their masks (the same
-  discrete flying edges + windowed-sinc smoothing Slicer uses to display a segment), so the mask's
-  own voxelisation (about ±0.3 voxel on a sphere) usually dominates the error.
+  discrete flying edges + windowed-sinc smoothing Slicer uses to display a segment), their vertices
+  merged into area-weighted patches of 1.5 voxels, so the mask's own voxelisation dominates the
+  error: about ±0.3 of the largest voxel spacing (0.25 mm on the minimum margin of a sphere on a
+  1 mm grid, 0.6 mm with 2 mm slices; tested within half the largest spacing).
 
-A SimpleITK signed Maurer distance map of the thresholded field ranks points first (error ≤ one
-voxel diagonal); only points that can decide a result get the exact sub-voxel distance.
+Speed: a SimpleITK signed Maurer distance map of the thresholded field gives every point a coarse
+distance with a known bracket; only points whose bracket can change a result (the minimum margin,
+the ≥ 5 mm surface bin, a structure's closest point) are measured exactly.
 """
 
 from __future__ import annotations
@@ -30,8 +34,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import SimpleITK as sitk
-import vtk
-from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy
+from vtkmodules.util.numpy_support import numpy_to_vtk, vtk_to_numpy
+from vtkmodules.vtkCommonDataModel import vtkImageData, vtkStaticPointLocator
+from vtkmodules.vtkFiltersCore import vtkFlyingEdges3D, vtkWindowedSincPolyDataFilter
+from vtkmodules.vtkFiltersGeneral import vtkDiscreteFlyingEdges3D
 
 from .errors import InputError
 from .grid import Grid
@@ -128,6 +134,15 @@ class PlanMetrics:
     def critical_rows(self) -> list[dict[str, object]]:
         """One row per critical structure, keys as in :data:`CRITICAL_COLUMNS`."""
         return [item.as_row() for item in self.critical_structures]
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready: {"target_volume_ml", "isotherms": rows, "critical_structures": rows, "warnings"}."""
+        return {
+            "target_volume_ml": self.target_volume_ml,
+            "isotherms": self.as_rows(),
+            "critical_structures": self.critical_rows(),
+            "warnings": list(self.warnings),
+        }
 
 
 # --------------------------------------------------------------------------------------------------
@@ -593,13 +608,13 @@ def _mask_surface(mask: np.ndarray, grid: Grid) -> _Surface:
     crop = np.pad(mask[box].astype(np.uint8), 1)
     origin = grid.index_to_ras([s.start - 1 for s in box])
     image = _vtk_image(crop, origin, grid.spacing_mm)
-    contour = vtk.vtkDiscreteFlyingEdges3D()
+    contour = vtkDiscreteFlyingEdges3D()
     contour.SetInputData(image)
     contour.SetValue(0, 1)
     contour.ComputeNormalsOff()
     contour.ComputeGradientsOff()
     contour.ComputeScalarsOff()
-    smoother = vtk.vtkWindowedSincPolyDataFilter()
+    smoother = vtkWindowedSincPolyDataFilter()
     smoother.SetInputConnection(contour.GetOutputPort())
     smoother.SetNumberOfIterations(20)
     smoother.SetPassBand(0.01)
@@ -672,7 +687,7 @@ class _IsothermDistance:
         coarse = _maurer(crop_ice, grid, inside_is_positive=True)
         origin = grid.index_to_ras([s.start for s in box])
         image = _vtk_image(crop_field, origin, grid.spacing_mm)
-        contour = vtk.vtkFlyingEdges3D()
+        contour = vtkFlyingEdges3D()
         contour.SetInputData(image)
         contour.SetValue(0, float(level))
         contour.ComputeNormalsOn()
@@ -683,7 +698,7 @@ class _IsothermDistance:
             return None
         vertices = vtk_to_numpy(surface.GetPoints().GetData()).astype(float)
         normals = vtk_to_numpy(surface.GetPointData().GetNormals()).astype(float)
-        locator = vtk.vtkStaticPointLocator()
+        locator = vtkStaticPointLocator()
         locator.SetDataSet(surface)
         locator.BuildLocator()
         instance = cls(
@@ -830,7 +845,7 @@ class _CoverageFraction:
 
 
 def _vtk_image(array: np.ndarray, origin, spacing):
-    image = vtk.vtkImageData()
+    image = vtkImageData()
     image.SetDimensions(*array.shape)
     image.SetOrigin(*(float(v) for v in origin))
     image.SetSpacing(*(float(v) for v in spacing))
@@ -936,3 +951,18 @@ def _point(value, key: str) -> tuple[float, float, float]:
     if len(point) != 3 or not all(np.isfinite(point)):
         raise InputError(key, "must be three finite numbers (RAS mm)")
     return point  # type: ignore[return-value]
+
+
+def masks_by_role(
+    labels: np.ndarray, label_info: Mapping[int, tuple[str, str, str]]
+) -> dict[str, dict[str, np.ndarray]]:
+    """Boolean masks from a label map, grouped by role: {role: {segment name: mask}}.
+
+    ``label_info`` maps label → (segment name, material, role), as :data:`.phantom.LABELS`; roles
+    are e.g. "target", "critical", "vessel", "organ". Labels absent from the map give empty masks.
+    """
+    array = np.asarray(labels)
+    groups: dict[str, dict[str, np.ndarray]] = {}
+    for label, (name, _material, role) in label_info.items():
+        groups.setdefault(role, {})[name] = array == label
+    return groups

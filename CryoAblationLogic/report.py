@@ -20,11 +20,14 @@ from .errors import InputError
 from .grid import Grid
 from .metrics import (
     CRITICAL_COLUMNS,
+    DEFAULT_LEVELS_C,
     ISOTHERM_COLUMNS,
     PlanMetrics,
     ProbeGeometry,
+    isotherm_metrics,
     probe_geometry,
 )
+from .metrics import probe_warnings as check_probes
 from .report_images import (
     CRITICAL_COLOUR,
     SERIES_COLOURS,
@@ -213,6 +216,52 @@ def write_report(  # noqa: PLR0917 - the agreed cross-area signature (notes/API.
     report = out / REPORT_NAME
     report.write_text("\n".join(parts) + "\n", encoding="utf-8")
     return report
+
+
+def write_result_report(
+    out_dir: str | Path,
+    result: object,
+    image: np.ndarray,
+    target_mask: np.ndarray,
+    *,
+    critical_masks: Mapping[str, np.ndarray] | None = None,
+    vessel_masks: Mapping[str, np.ndarray] | None = None,
+    probes: Sequence[object] = (),
+    catalog: Mapping[str, object] | None = None,
+    levels_c: Sequence[float] = DEFAULT_LEVELS_C,
+    title: str = "CryoAblation plan report",
+    case_name: str | None = None,
+) -> tuple[Path, PlanMetrics, list[str]]:
+    """Metrics, probe checks and the report for a simulation result in one call (the demo's path).
+
+    ``result`` is a ``SimulationResult`` (or anything with ``grid``, ``temperature_final``,
+    ``min_temperature``, ``ice_volume_history`` and ``sensors``). Metrics are taken on the
+    minimum-temperature map. Returns (report path, metrics, probe warnings).
+    """
+    grid = result.grid
+    critical = dict(critical_masks or {})
+    metrics = isotherm_metrics(result.min_temperature, grid, target_mask, levels_c, critical)
+    warnings = (
+        check_probes(probes, catalog, target_mask, critical, vessel_masks or {}, grid) if probes else []
+    )
+    path = write_report(
+        out_dir,
+        image,
+        grid,
+        result.temperature_final,
+        result.min_temperature,
+        target_mask,
+        critical,
+        metrics,
+        probes,
+        getattr(result, "ice_volume_history", None),
+        getattr(result, "sensors", None),
+        title=title,
+        probe_warnings=warnings,
+        catalog=catalog,
+        case_name=case_name,
+    )
+    return path, metrics, warnings
 
 
 def _view_half_width(

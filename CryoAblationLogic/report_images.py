@@ -23,8 +23,10 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
-import vtk
-from vtk.util.numpy_support import vtk_to_numpy
+import vtkmodules.vtkRenderingFreeType  # noqa: F401 - registers the FreeType text renderer
+from vtkmodules.util.numpy_support import vtk_to_numpy
+from vtkmodules.vtkCommonDataModel import vtkImageData
+from vtkmodules.vtkRenderingCore import vtkTextProperty, vtkTextRenderer
 
 from .grid import Grid
 
@@ -95,14 +97,14 @@ def write_png(path: str | Path, rgb: np.ndarray) -> Path:
 @lru_cache(maxsize=512)
 def _text_alpha(text: str, size_px: int, bold: bool) -> np.ndarray:
     """Coverage (0–1) of the rendered text, rows top to bottom."""
-    prop = vtk.vtkTextProperty()
+    prop = vtkTextProperty()
     prop.SetFontFamilyToArial()
     prop.SetFontSize(size_px)
     prop.SetBold(bold)
     prop.SetColor(1.0, 1.0, 1.0)
-    image = vtk.vtkImageData()
+    image = vtkImageData()
     extent = [0, 0]
-    renderer = vtk.vtkTextRenderer()
+    renderer = vtkTextRenderer()
     if not text or not renderer.RenderString(prop, text, image, extent, 72):
         return np.zeros((size_px, 1))
     width, height, _ = image.GetDimensions()
@@ -553,7 +555,8 @@ def cutaway_view(
     colour[cut_face & ~ice[at] & target[at]] = TARGET_COLOUR
 
     # Lambert shading from the depth map's normals, light from the upper left, near the viewer.
-    smooth = _box_blur(np.where(hit_any, depth_mm, depth_mm[hit_any].max() if hit_any.any() else 0.0))
+    far = depth_mm[hit_any].max() if hit_any.any() else 0.0
+    smooth = _box_blur(_box_blur(np.where(hit_any, depth_mm, far)))  # ~5 × 5 tent: smoother normals
     gy, gx = np.gradient(smooth, pixel)
     normal = np.stack([-gx, gy, -np.ones_like(gx)], axis=-1)  # view coordinates: right, up, depth
     normal /= np.linalg.norm(normal, axis=-1, keepdims=True)

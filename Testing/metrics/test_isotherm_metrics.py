@@ -14,9 +14,11 @@ import numpy as np
 import pytest
 
 from CryoAblationLogic.errors import InputError
+from CryoAblationLogic.grid import Grid
 from CryoAblationLogic.metrics import (
     CRITICAL_COLUMNS,
     ISOTHERM_COLUMNS,
+    _IsothermDistance,
     ice_volume_history,
     isotherm_metrics,
 )
@@ -77,6 +79,24 @@ def test_offset_ice_ball_gives_the_analytic_minimum_margin(grid_30mm, target, sh
     expected = 20.0 - TARGET_RADIUS_MM - float(np.linalg.norm(offset_mm))
     assert item.min_margin_mm == pytest.approx(expected, abs=MARGIN_TOL_MM)
     assert item.target_coverage_percent == pytest.approx(100.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("spacing_mm", [(0.5, 0.5, 0.5), (1.5, 1.5, 1.5), (0.8, 0.8, 2.0)])
+def test_margin_and_coverage_hold_on_finer_coarser_and_anisotropic_grids(shapes, spacing_mm):
+    # The target mask's voxelisation dominates: margins within half the largest spacing.
+    size = tuple(round(60 / s) + 1 for s in spacing_mm)
+    grid = Grid((-30.0, -30.0, -30.0), spacing_mm, size)
+    offset = (2.0, 0.0, -2.0)
+    field = shapes.radial_field(grid, ice_radius_mm=20.0, centre_mm=offset)
+    metrics = isotherm_metrics(field, grid, shapes.ball(grid, TARGET_RADIUS_MM), levels_c=[0.0])
+    expected = 20.0 - TARGET_RADIUS_MM - float(np.linalg.norm(offset))
+    assert metrics.isotherm(0.0).min_margin_mm == pytest.approx(expected, abs=0.5 * max(spacing_mm))
+    concentric = shapes.radial_field(grid, ice_radius_mm=20.0)
+    item = isotherm_metrics(concentric, grid, shapes.ball(grid, TARGET_RADIUS_MM), levels_c=[-20.0]).isotherm(
+        -20.0
+    )
+    expected_coverage = 100 * (shapes.radius_of_level(20.0, -20.0) / TARGET_RADIUS_MM) ** 3
+    assert item.target_coverage_percent == pytest.approx(expected_coverage, abs=1.0)
 
 
 def test_planar_ice_front_covers_the_analytic_cap_fraction(grid_30mm, target, shapes):
@@ -247,3 +267,21 @@ def test_ice_volume_history_counts_voxels_at_or_below_each_level_in_time_order(g
     # A generator of (time, field) pairs works the same.
     same = ice_volume_history(((t, f) for t, f in fields.items()), grid_30mm, levels_c=[0.0, -20.0])
     assert same[0.0][1].tolist() == volumes.tolist()
+
+
+@pytest.mark.parametrize(("ice_radius_mm", "tolerance_mm"), [(20.0, 0.05), (8.0, 0.1)])
+def test_sub_voxel_distance_to_a_spherical_isotherm_matches_the_analytic_distance(
+    grid_30mm, shapes, ice_radius_mm, tolerance_mm
+):
+    # The accuracy stated in the metrics module docstring: points on analytic spheres (no mask in
+    # the way) against an off-grid-centred spherical isotherm.
+    centre = np.array([0.4, -0.3, 0.2])
+    field = shapes.radial_field(grid_30mm, ice_radius_mm=ice_radius_mm, centre_mm=centre)
+    distance = _IsothermDistance.build(field, grid_30mm, 0.0, field <= 0.0, [(slice(0, 61),) * 3])
+    rng = np.random.default_rng(7)
+    directions = rng.normal(size=(400, 3))
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    radii = rng.uniform(0.3 * ice_radius_mm, ice_radius_mm + 8.0, size=400)
+    points = centre + directions * radii[:, None]
+    expected = ice_radius_mm - radii  # positive inside the ice ball
+    assert distance.exact_mm(points) == pytest.approx(expected, abs=tolerance_mm)

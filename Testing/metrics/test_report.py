@@ -5,28 +5,31 @@ from __future__ import annotations
 
 import re
 import struct
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import vtk
-from vtk.util.numpy_support import vtk_to_numpy
+from vtkmodules.util.numpy_support import vtk_to_numpy
+from vtkmodules.vtkIOImage import vtkPNGReader
 
-from CryoAblationLogic.metrics import isotherm_metrics, probe_geometry, probe_warnings
-from CryoAblationLogic.report import write_report
+from CryoAblationLogic.metrics import isotherm_metrics, masks_by_role, probe_geometry, probe_warnings
+from CryoAblationLogic.report import write_report, write_result_report
 from CryoAblationLogic.report_images import (
     LEVEL_COLOURS,
     TARGET_COLOUR,
     Overlay,
     cutaway_view,
+    draw_text,
     nice_ticks,
     slice_view,
+    text_size,
     write_png,
 )
 
 
 def read_png(path) -> np.ndarray:
     """Decode with VTK's PNG reader (an independent decoder), rows top to bottom."""
-    reader = vtk.vtkPNGReader()
+    reader = vtkPNGReader()
     reader.SetFileName(str(path))
     reader.Update()
     image = reader.GetOutput()
@@ -182,3 +185,53 @@ def test_nice_ticks_cover_the_range_with_round_steps(low, high):
 def test_nice_ticks_examples():
     assert nice_ticks(0.0, 28.0).tolist() == [0, 10, 20, 30]
     assert nice_ticks(-43.0, 37.0).tolist() == [-60, -40, -20, 0, 20, 40]
+
+
+def test_report_without_ice_probes_structures_or_series_still_reads(case, tmp_path):
+    warm = np.full(case["grid"].size, 37.0, dtype=np.float32)
+    metrics = isotherm_metrics(warm, case["grid"], case["target"], levels_c=[0.0, -40.0])
+    path = write_report(
+        tmp_path, case["image"], case["grid"], warm, warm, case["target"], None, metrics, [], None, None
+    )
+    page = path.read_text(encoding="utf-8")
+    for source in re.findall(r'<img src="([^"]+)"', page):
+        assert (path.parent / source).is_file()
+    assert "No time series were given." in page
+    assert "never reaches -40 °C" in page
+    assert '<td class="num">0</td><td class="num">0.0</td><td>—</td>' in page  # no margin without ice
+
+
+def test_text_is_rendered_without_a_render_window():
+    width, height = text_size("-20 °C", 13)
+    assert 25 < width < 80 and 8 < height < 25
+    canvas = np.full((30, 100, 3), 255, np.uint8)
+    draw_text(canvas, "10 mm", 5, 5)
+    assert (canvas < 128).any()  # dark glyph pixels on the white canvas
+
+
+def test_result_report_computes_metrics_and_probe_checks_from_a_simulation_result(case, tmp_path):
+    labels = np.where(case["target"], 3, np.where(case["critical"]["Bowel"], 5, 1)).astype(np.uint8)
+    roles = masks_by_role(
+        labels,
+        {1: ("Fat", "fat", "organ"), 3: ("Tumor", "tumor", "target"), 5: ("Bowel", "muscle", "critical")},
+    )
+    assert np.array_equal(roles["target"]["Tumor"], case["target"])
+    result = SimpleNamespace(
+        grid=case["grid"],
+        temperature_final=case["field"],
+        min_temperature=case["field"],
+        ice_volume_history=case["ice_history"],
+        sensors=case["sensors"],
+    )
+    path, metrics, warnings = write_result_report(
+        tmp_path,
+        result,
+        case["image"],
+        roles["target"]["Tumor"],
+        critical_masks=roles["critical"],
+        probes=case["probes"],
+    )
+    assert metrics.as_rows() == case["metrics"].as_rows()
+    assert warnings and all(w.startswith("Probe P") for w in warnings)
+    page = path.read_text(encoding="utf-8")
+    assert all(w in page for w in warnings)
