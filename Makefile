@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: demo test lint verify bench clean help
+.PHONY: demo test lint verify bench clean help peers
 
 help:
 	@echo "make demo    run the built-in demo case, results under out/demo/"
@@ -30,7 +30,12 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed-base
 	$(BIN)/cryoablation demo --out out/demo
 
-test: $(VENV)/.installed-test
+# The C++ OpenIGTLink reference programs the interop tests talk to (built into .peers/ from
+# Debian's packages, nothing installed system-wide; quick when already built).
+peers:
+	bash Testing/peers/build-peers.sh
+
+test: $(VENV)/.installed-test peers
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.installed-test

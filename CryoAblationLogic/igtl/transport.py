@@ -1,0 +1,487 @@
+"""OpenIGTLink over TCP: a server (several clients at once) and a client that reconnects.
+
+Each endpoint runs one background thread that owns its sockets (non-blocking, ``selectors``); the
+caller's thread never touches a socket. Incoming messages go to an :class:`~.inbox.Inbox` the
+caller polls; ``send`` encodes on the caller's thread and queues the bytes, so it never blocks,
+also when no peer is connected (it then returns 0).
+
+    server = Server(port=18944)          # binds 127.0.0.1 unless host= says otherwise
+    server.start()
+    server.send(TransformMessage(m, device_name="PLANE_0"))
+    for item in server.inbox.drain(): ...
+    server.stop()
+
+Plain OpenIGTLink has no keep-alive: a peer that vanishes without closing is found by TCP
+keep-alive or by ``idle_timeout_s``; a message that stops half-way is dropped after
+``stall_timeout_s`` together with its connection, so a corrupt BODY_SIZE cannot hang the link.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import selectors
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+from .codec import DEFAULT_MAX_BODY_SIZE, StreamReader, encode
+from .errors import FramingError, ProtocolError
+from .inbox import Inbox, LinkEvent, Received
+from .messages import Message, timestamp_from_seconds
+
+DEFAULT_PORT = 18944
+_READ_CHUNK = 1 << 20
+_WRITE_BATCH = 256 * 1024
+
+Listener = Callable[[Received], None]
+
+
+class _Connection:
+    def __init__(self, sock: socket.socket, connection_id: int, peer: str, reader: StreamReader):
+        self.sock = sock
+        self.connection_id = connection_id
+        self.peer = peer
+        self.reader = reader
+        self.outgoing: deque[memoryview] = deque()
+        self.outgoing_bytes = 0
+        self.last_receive = time.monotonic()
+        self.partial = False  # part of a message received, the rest still to come
+        self.writing = False
+
+
+class _Endpoint:
+    """What server and client share: the I/O thread, reading, queued writing and events."""
+
+    def __init__(
+        self,
+        *,
+        inbox: Inbox | None,
+        max_body_size: int,
+        check_crc: bool,
+        max_header_version: int,
+        stall_timeout_s: float,
+        idle_timeout_s: float | None,
+        max_outgoing_bytes: int,
+        listener: Listener | None,
+    ):
+        if max_header_version not in (1, 2):
+            raise ValueError("max_header_version must be 1 or 2")
+        self.inbox = inbox if inbox is not None else Inbox()
+        self.max_body_size = max_body_size
+        self.check_crc = check_crc
+        self.max_header_version = max_header_version
+        self.stall_timeout_s = stall_timeout_s
+        self.idle_timeout_s = idle_timeout_s
+        self.max_outgoing_bytes = max_outgoing_bytes
+        self.listener = listener
+        self.received_count = 0
+        self.error_count = 0
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._lock = threading.Lock()
+        self._connections: dict[int, _Connection] = {}
+        self._next_id = 1
+        self._stop = threading.Event()
+        self._wake_pending = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- caller's thread ------------------------------------------------------------------------
+
+    @property
+    def connection_ids(self) -> list[int]:
+        with self._lock:
+            return sorted(self._connections)
+
+    @property
+    def connected(self) -> bool:
+        return bool(self.connection_ids)
+
+    def send(self, message: Message, connection_id: int | None = None, stamp: bool = True) -> int:
+        """Queue ``message`` for one connection (or all: None). Returns how many connections it was
+        queued for: 0 when none is connected or the peer stopped reading (``max_outgoing_bytes``
+        queued); the caller decides whether to retry. A message with time stamp 0 goes out stamped
+        with the current time unless ``stamp`` is False (the caller's object is left as it is).
+        Header version is capped at ``max_header_version``."""
+        if stamp and message.timestamp_raw == 0:
+            message = copy.copy(message)
+            message.timestamp_raw = timestamp_from_seconds(time.time())
+        data = memoryview(encode(message, min(message.header_version, self.max_header_version)))
+        queued = 0
+        overflow = []
+        with self._lock:
+            targets = (
+                list(self._connections.values())
+                if connection_id is None
+                else [c for c in (self._connections.get(connection_id),) if c is not None]
+            )
+            for connection in targets:
+                if connection.outgoing_bytes + len(data) > self.max_outgoing_bytes:
+                    overflow.append(connection)
+                    continue
+                connection.outgoing.append(data)
+                connection.outgoing_bytes += len(data)
+                queued += 1
+        for connection in overflow:
+            self._event("error", connection, f"outgoing queue full: {message.message_type} not sent")
+        if queued:
+            self._wake()
+        return queued
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Close every connection and end the I/O thread."""
+        self._stop.set()
+        self._wake()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+        self._close_all()
+        with contextlib.suppress(OSError):
+            self._selector.close()
+        for sock in (self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                sock.close()
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def start(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    # -- I/O thread -----------------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        # One pending wake-up byte is enough: the I/O thread looks at every queue when it wakes.
+        if self._wake_pending.is_set():
+            return
+        self._wake_pending.set()
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"\0")
+
+    def _start_thread(self, name: str) -> None:
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _event(self, kind: str, connection: _Connection, detail: str) -> None:
+        if kind == "error":
+            self.error_count += 1
+        self.inbox.put(
+            LinkEvent(kind, connection.connection_id, connection.peer, detail, time.time()), self._stop.is_set
+        )
+
+    def _add_connection(self, sock: socket.socket, peer: str) -> _Connection:
+        sock.setblocking(False)
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        with self._lock:
+            connection = _Connection(
+                sock, self._next_id, peer, StreamReader(self.max_body_size, self.check_crc)
+            )
+            self._next_id += 1
+            self._connections[connection.connection_id] = connection
+        self._selector.register(sock, selectors.EVENT_READ, connection)
+        self._event("connected", connection, peer)
+        return connection
+
+    def _close(self, connection: _Connection, reason: str) -> None:
+        with self._lock:
+            if self._connections.pop(connection.connection_id, None) is None:
+                return
+        with contextlib.suppress(KeyError, ValueError, OSError):
+            self._selector.unregister(connection.sock)
+        with contextlib.suppress(OSError):
+            connection.sock.close()
+        self._event("disconnected", connection, reason)
+
+    def _close_all(self) -> None:
+        with self._lock:
+            connections = list(self._connections.values())
+        for connection in connections:
+            self._close(connection, "closed by us")
+
+    def _read(self, connection: _Connection) -> None:
+        try:
+            data = connection.sock.recv(_READ_CHUNK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as error:
+            self._close(connection, f"receive failed: {error}")
+            return
+        if not data:
+            self._close(connection, "peer closed the connection")
+            return
+        connection.last_receive = time.monotonic()
+        try:
+            for item in connection.reader.feed(data):
+                if isinstance(item, ProtocolError):
+                    self._event("error", connection, str(item))
+                    continue
+                received = Received(item, time.time(), connection.connection_id, connection.peer)
+                self.received_count += 1
+                if self.listener is not None:
+                    try:
+                        self.listener(received)
+                    except Exception as error:  # a faulty listener must not stop the link
+                        self._event("error", connection, f"listener failed: {error!r}")
+                if not self.inbox.put(received, self._stop.is_set):
+                    return
+        except FramingError as error:
+            self._event("error", connection, str(error))
+            self._close(connection, f"stream out of step: {error}")
+            return
+        except Exception as error:  # a decoder bug must cost this connection, not the link
+            self._event("error", connection, f"internal error while decoding: {error!r}")
+            self._close(connection, "internal error")
+            return
+        connection.partial = connection.reader.pending_bytes > 0
+
+    def _write(self, connection: _Connection) -> None:
+        while True:
+            with self._lock:
+                if not connection.outgoing:
+                    return
+                # Many small messages (a burst of STATUS) go out in one system call.
+                chunks = []
+                size = 0
+                for chunk in connection.outgoing:
+                    chunks.append(chunk)
+                    size += len(chunk)
+                    if size >= _WRITE_BATCH:
+                        break
+            data = chunks[0] if len(chunks) == 1 else memoryview(b"".join(chunks))
+            try:
+                sent = connection.sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as error:
+                self._close(connection, f"send failed: {error}")
+                return
+            with self._lock:
+                connection.outgoing_bytes -= sent
+                while sent:
+                    head = connection.outgoing[0]
+                    if sent >= len(head):
+                        connection.outgoing.popleft()
+                        sent -= len(head)
+                    else:
+                        connection.outgoing[0] = head[sent:]
+                        return
+
+    def _service(self, timeout: float) -> None:
+        """One round of the I/O loop: wait for sockets, read, write, check timeouts."""
+        with self._lock:
+            connections = list(self._connections.values())
+        for connection in connections:  # ask for writability only while bytes wait
+            want_write = bool(connection.outgoing)
+            if want_write != connection.writing:
+                connection.writing = want_write
+                events = selectors.EVENT_READ | (selectors.EVENT_WRITE if want_write else 0)
+                with contextlib.suppress(KeyError, ValueError, OSError):
+                    self._selector.modify(connection.sock, events, connection)
+        for key, events in self._selector.select(timeout):
+            if key.data is None:
+                self._wake_pending.clear()  # before draining: a later send wakes us again
+                with contextlib.suppress(OSError):
+                    while self._wake_r.recv(4096):
+                        pass
+                continue
+            if callable(key.data):
+                key.data()
+                continue
+            connection: _Connection = key.data
+            if events & selectors.EVENT_READ:
+                self._read(connection)
+            if events & selectors.EVENT_WRITE and connection.connection_id in self._connections:
+                self._write(connection)
+        now = time.monotonic()
+        for connection in connections:
+            silent_s = now - connection.last_receive
+            if connection.partial and silent_s > self.stall_timeout_s:  # a slow but moving image is fine
+                self._event("error", connection, f"message incomplete, no byte for {self.stall_timeout_s} s")
+                self._close(connection, "message stalled")
+            elif self.idle_timeout_s is not None and silent_s > self.idle_timeout_s:
+                self._close(connection, f"nothing received for {self.idle_timeout_s} s")
+
+    def _service_guarded(self) -> None:
+        """``_service``, surviving anything unexpected: the link keeps running and says why."""
+        try:
+            self._service(0.05)
+        except Exception as error:  # pragma: no cover - only on bugs or OS trouble
+            self.error_count += 1
+            self.inbox.put(LinkEvent("error", 0, "", f"I/O loop: {error!r}", time.time()), self._stop.is_set)
+            self._stop.wait(0.1)
+
+    def _run(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+class Server(_Endpoint):
+    """OpenIGTLink server for several clients at once (each gets a ``connection_id``); clients
+    beyond ``max_connections`` are turned away (closed at once, reported as an error event)."""
+
+    def __init__(
+        self,
+        port: int = DEFAULT_PORT,
+        host: str = "127.0.0.1",
+        *,
+        inbox: Inbox | None = None,
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        check_crc: bool = True,
+        max_header_version: int = 1,
+        stall_timeout_s: float = 10.0,
+        idle_timeout_s: float | None = None,
+        max_outgoing_bytes: int = 256 * 1024 * 1024,
+        listener: Listener | None = None,
+        max_connections: int = 32,
+    ):
+        super().__init__(
+            inbox=inbox,
+            max_body_size=max_body_size,
+            check_crc=check_crc,
+            max_header_version=max_header_version,
+            stall_timeout_s=stall_timeout_s,
+            idle_timeout_s=idle_timeout_s,
+            max_outgoing_bytes=max_outgoing_bytes,
+            listener=listener,
+        )
+        self.max_connections = max_connections
+        self.host = host
+        self._requested_port = port
+        self._listening: socket.socket | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound port (the one the OS picked when constructed with ``port=0``)."""
+        if self._listening is None:
+            return self._requested_port
+        return self._listening.getsockname()[1]
+
+    def start(self) -> None:
+        """Bind and listen (errors such as a port in use are raised here), then serve."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.host, self._requested_port))
+        except OSError as error:
+            sock.close()
+            raise ProtocolError(
+                "port", f"cannot listen on {self.host}:{self._requested_port}: {error}"
+            ) from error
+        sock.listen(16)
+        sock.setblocking(False)
+        self._listening = sock
+        self._selector.register(sock, selectors.EVENT_READ, self._accept)
+        self._start_thread(f"igtl-server-{self.port}")
+
+    def _accept(self) -> None:
+        assert self._listening is not None
+        try:
+            sock, address = self._listening.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            return
+        peer = f"{address[0]}:{address[1]}"
+        if len(self._connections) >= self.max_connections:
+            sock.close()
+            self.error_count += 1
+            self.inbox.put(
+                LinkEvent(
+                    "error", 0, peer, f"refused: already {self.max_connections} connections", time.time()
+                ),
+                self._stop.is_set,
+            )
+            return
+        self._add_connection(sock, peer)
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self._service_guarded()
+        finally:
+            # Stop accepting first, so that no client connects while the others are closed.
+            if self._listening is not None:
+                with contextlib.suppress(KeyError, ValueError, OSError):
+                    self._selector.unregister(self._listening)
+                self._listening.close()
+            self._close_all()
+
+
+class Client(_Endpoint):
+    """OpenIGTLink client that connects, and reconnects every ``reconnect_interval_s`` after the
+    server goes away, for as long as it runs."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = DEFAULT_PORT,
+        *,
+        inbox: Inbox | None = None,
+        reconnect_interval_s: float = 0.5,
+        connect_timeout_s: float = 2.0,
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        check_crc: bool = True,
+        max_header_version: int = 1,
+        stall_timeout_s: float = 10.0,
+        idle_timeout_s: float | None = None,
+        max_outgoing_bytes: int = 256 * 1024 * 1024,
+        listener: Listener | None = None,
+    ):
+        super().__init__(
+            inbox=inbox,
+            max_body_size=max_body_size,
+            check_crc=check_crc,
+            max_header_version=max_header_version,
+            stall_timeout_s=stall_timeout_s,
+            idle_timeout_s=idle_timeout_s,
+            max_outgoing_bytes=max_outgoing_bytes,
+            listener=listener,
+        )
+        self.host = host
+        self.port = port
+        self.reconnect_interval_s = reconnect_interval_s
+        self.connect_timeout_s = connect_timeout_s
+        self.connect_count = 0
+
+    def start(self) -> None:
+        self._start_thread(f"igtl-client-{self.host}:{self.port}")
+
+    @property
+    def connection_id(self) -> int | None:
+        ids = self.connection_ids
+        return ids[0] if ids else None
+
+    def wait_connected(self, timeout_s: float) -> bool:
+        """Wait until connected (for scripts and tests; a GUI polls ``connected`` instead)."""
+        deadline = time.monotonic() + timeout_s
+        while not self.connected:
+            if time.monotonic() > deadline or self._stop.is_set():
+                return False
+            time.sleep(0.01)
+        return True
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                if not self._connections:
+                    try:
+                        sock = socket.create_connection(
+                            (self.host, self.port), timeout=self.connect_timeout_s
+                        )
+                    except OSError:
+                        self._stop.wait(self.reconnect_interval_s)
+                        continue
+                    self.connect_count += 1
+                    self._add_connection(sock, f"{self.host}:{self.port}")
+                self._service_guarded()
+        finally:
+            self._close_all()
