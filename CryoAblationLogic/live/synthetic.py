@@ -74,20 +74,21 @@ class SyntheticSettings:
             raise InputError("--property-spread", "must lie in [0, 0.9)")
 
 
-def plan_case(spacing_mm: float, protocol_scale: float = 1.0):
-    """The demo case (``commands/demo.py``) with its protocol durations scaled."""
+def plan_case(spacing_mm: float, protocol_scale: float = 1.0, lead_in_s: float = 0.0):
+    """The demo case (``commands/demo.py``) with its protocol durations scaled, after a lead-in
+    of ``lead_in_s`` with the probes off (placement checked on the images before freezing)."""
     from ..case import parse_case
     from ..commands.demo import build_demo_case
 
     data, labels = build_demo_case(spacing_mm)
-    data["protocol"] = [
+    protocol = [{"action": "off", "duration_s": lead_in_s, "probes": "all"}] if lead_in_s > 0 else []
+    data["protocol"] = protocol + [
         {**step, "duration_s": round(step["duration_s"] * protocol_scale, 3)} for step in data["protocol"]
     ]
     data["outputs"]["snapshot_times_s"] = [
-        round(t * protocol_scale, 3) for t in data["outputs"]["snapshot_times_s"]
+        round(lead_in_s + t * protocol_scale, 3) for t in data["outputs"]["snapshot_times_s"]
     ]
     return parse_case(data, arrays={"labels.nrrd": labels})
-
 
 def perturbed_truth(case, settings: SyntheticSettings):
     """The case as it "really" is: tissue properties and probe placement off the plan (seeded)."""
