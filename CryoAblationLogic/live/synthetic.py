@@ -90,6 +90,7 @@ def plan_case(spacing_mm: float, protocol_scale: float = 1.0, lead_in_s: float =
     ]
     return parse_case(data, arrays={"labels.nrrd": labels})
 
+
 def perturbed_truth(case, settings: SyntheticSettings):
     """The case as it "really" is: tissue properties and probe placement off the plan (seeded)."""
     rng = np.random.default_rng(settings.seed)
