@@ -3,6 +3,7 @@ moves; the full run reports progress, can be cancelled, and puts its result into
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from types import SimpleNamespace
@@ -179,3 +180,29 @@ def test_full_run_can_be_cancelled(coarse_plan):
     assert isinstance(job.error, SimulationCancelled)
     assert job.poll() is None
     assert parameters.get(P.TEMPERATURE_VOLUME) is None  # nothing half-done in the scene
+
+
+def test_playback_frames_cover_the_protocol():
+    data = {
+        "protocol": [
+            {"action": "freeze", "duration_s": 600},
+            {"action": "thaw", "duration_s": 480},
+            {"action": "freeze", "duration_s": 600},
+        ],
+        "outputs": {"snapshot_times_s": [1000.0, 5000.0]},
+    }
+    times = workflow.playback_times(data, 300.0)
+    # every 300 s, the step boundaries (600, 1080, 1680) and the case's snapshot inside the run
+    assert times == [300.0, 600.0, 900.0, 1000.0, 1080.0, 1200.0, 1500.0, 1680.0]
+    with pytest.raises(ValueError, match="positive"):
+        workflow.playback_times(data, 0.0)
+
+
+def test_simulate_scene_runs_the_case_the_scene_describes(coarse_plan):
+    scene, parameters = coarse_plan
+    progress = []
+    scene_case, result = workflow.simulate_scene(scene, parameters, progress=lambda f, t: progress.append(f))
+    assert result.grid == scene_case.grid
+    assert sorted(result.snapshots) == [60.0, 120.0]
+    assert progress and progress[-1] == pytest.approx(1.0)
+    assert all(b >= a for a, b in itertools.pairwise(progress))
