@@ -206,3 +206,27 @@ def test_simulate_scene_runs_the_case_the_scene_describes(coarse_plan):
     assert sorted(result.snapshots) == [60.0, 120.0]
     assert progress and progress[-1] == pytest.approx(1.0)
     assert all(b >= a for a, b in itertools.pairwise(progress))
+
+
+def test_dragging_a_followed_probe_requests_a_preview(coarse_plan):
+    """The wiring the Slicer module uses: needle follower → preview request → overlay."""
+    scene, parameters = coarse_plan
+    computed = []
+
+    def recording_preview(case, spacing_mm, duration_s):
+        computed.append(case.probes[0].tip_mm)
+        return simulate_stub(case)
+
+    preview = LivePreview(scene, parameters, run_preview=recording_preview)
+    follower = probes.NeedleFollower(probes.default_catalog(), on_probe_moved=preview.request)
+    try:
+        follower.follow_all(scene)
+        probe = parameters.probes()[0]
+        tip, _ = probes.probe_tip_entry(probe)
+        probe.SetNthControlPointPositionWorld(probes.TIP_INDEX, (tip + np.array([0.0, 0.0, 3.0])).tolist())
+        wait_for_overlay(preview)
+        np.testing.assert_allclose(computed[-1], tip + np.array([0.0, 0.0, 3.0]))
+        assert parameters.get(P.PREVIEW_SEGMENTATION).GetSegmentation().GetNumberOfSegments() == 3
+    finally:
+        follower.stop()
+        preview.stop()
