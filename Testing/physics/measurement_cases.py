@@ -19,11 +19,15 @@ def probe_run(
     materials: dict | None = None,
 ):
     """Probes along z (tips at z = −25 mm) at the given x; returns (case, result)."""
-    n = int(round(2 * half_width_mm / spacing_mm)) + 1
-    nz = int(round(80.0 / spacing_mm)) + 1
+    n = round(2 * half_width_mm / spacing_mm) + 1
+    nz = round(80.0 / spacing_mm) + 1
     data = {
         "format": "cryoablation-case/1",
-        "grid": {"origin_mm": [-half_width_mm, -half_width_mm, -40.0], "spacing_mm": spacing_mm, "size": [n, n, nz]},
+        "grid": {
+            "origin_mm": [-half_width_mm, -half_width_mm, -40.0],
+            "spacing_mm": spacing_mm,
+            "size": [n, n, nz],
+        },
         "initial_temperature_c": initial_c,
         "tissue": tissue,
         "probes": [
@@ -60,4 +64,6 @@ def isotherm_radius(r: np.ndarray, temperature: np.ndarray, level: float) -> flo
     n = int(above[0])
     if n == 0:
         return 0.0
-    return float(r[n - 1] + (level - temperature[n - 1]) * (r[n] - r[n - 1]) / (temperature[n] - temperature[n - 1]))
+    return float(
+        r[n - 1] + (level - temperature[n - 1]) * (r[n] - r[n - 1]) / (temperature[n] - temperature[n - 1])
+    )

@@ -33,7 +33,9 @@ def _tc9_single(spacing_mm):
 
 def _tc11(spacing_mm, perfusion=None):
     materials = {"kidney": {"perfusion": perfusion}} if perfusion is not None else None
-    case, result = probe_run("argon-1.47mm", "kidney", 37.0, 600.0, spacing_mm=spacing_mm, materials=materials)
+    case, result = probe_run(
+        "argon-1.47mm", "kidney", 37.0, 600.0, spacing_mm=spacing_mm, materials=materials
+    )
     r, temperature = radial_profile(case, result)
     return float(np.interp(10.0, r, temperature))
 
@@ -53,7 +55,9 @@ def test_tc9_17g_isotherm_structure_in_gel():
 
 
 def test_tc9_needles_25mm_apart_do_not_merge_at_minus_40():
-    case, result = probe_run("argon-1.47mm", "gel", 37.0, 600.0, spacing_mm=DEFAULT_SPACING_MM, x_positions=(-12.5, 12.5))
+    case, result = probe_run(
+        "argon-1.47mm", "gel", 37.0, 600.0, spacing_mm=DEFAULT_SPACING_MM, x_positions=(-12.5, 12.5)
+    )
     start, end = case.probes[0].active_segment_mm()
     midpoint = result.temperature_final[
         tuple(np.rint(result.grid.ras_to_index([0.0, 0.0, 0.5 * (start[2] + end[2])])).astype(int))
@@ -70,6 +74,6 @@ def test_tc11_perfusion_keeps_kidney_warmer_than_minus_20_at_1cm():
 def test_measurements_at_half_millimetre():
     r30, r0, area_share = _tc7(0.5)
     assert 2 * r30 == pytest.approx(12.0, abs=3.0) and area_share == pytest.approx(0.13, abs=0.05)
-    r40, r0, r_squared = _tc9_single(0.5)
+    r40, r0, _ = _tc9_single(0.5)
     assert r40 == pytest.approx(10.0, abs=3.0) and r0 - r40 == pytest.approx(10.0, abs=3.0)
     assert _tc11(0.5) > -20.0

@@ -47,17 +47,28 @@ def test_stencil_weights_sum_to_one_and_follow_the_probe():
 
 def _freeze_single_probe(offset_mm: float, spacing_mm: float = 1.0, duration_s: float = 240.0):
     half = 15.0
-    n = int(round(2 * half / spacing_mm)) + 1
+    n = round(2 * half / spacing_mm) + 1
     case = parse_case(
         {
             "format": "cryoablation-case/1",
-            "grid": {"origin_mm": [-half, -half, -20.0], "spacing_mm": spacing_mm, "size": [n, n, int(40 / spacing_mm) + 1]},
+            "grid": {
+                "origin_mm": [-half, -half, -20.0],
+                "spacing_mm": spacing_mm,
+                "size": [n, n, int(40 / spacing_mm) + 1],
+            },
             "initial_temperature_c": 37.0,
             "tissue": "gel",
             "probes": [
-                {"name": "P", "model": "argon-1.47mm", "tip_mm": [offset_mm, 0.0, -15.0], "entry_mm": [offset_mm, 0.0, 30.0]}
+                {
+                    "name": "P",
+                    "model": "argon-1.47mm",
+                    "tip_mm": [offset_mm, 0.0, -15.0],
+                    "entry_mm": [offset_mm, 0.0, 30.0],
+                }
             ],
-            "protocol": [{"action": "freeze", "duration_s": duration_s, "probes": "all", "flow_percent": 100}],
+            "protocol": [
+                {"action": "freeze", "duration_s": duration_s, "probes": "all", "flow_percent": 100}
+            ],
         }
     )
     simulation = Simulation(case)

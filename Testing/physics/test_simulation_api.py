@@ -30,7 +30,12 @@ def test_simulate_result_is_complete_deterministic_and_balanced(gel_case):
     assert np.all(first.min_temperature <= first.temperature_final)
     assert set(first.snapshots) == {120.0, 240.0}
     assert np.array_equal(first.snapshots[240.0], first.temperature_final)
-    assert first.isotherm_volumes_ml[0.0] > first.isotherm_volumes_ml[-20.0] > first.isotherm_volumes_ml[-40.0] > 0
+    assert (
+        first.isotherm_volumes_ml[0.0]
+        > first.isotherm_volumes_ml[-20.0]
+        > first.isotherm_volumes_ml[-40.0]
+        > 0
+    )
     t, volume = first.ice_volume_history[0.0]
     assert t[0] == 0.0 and t[-1] == 240.0 and volume[-1] == pytest.approx(first.isotherm_volumes_ml[0.0])
     times, values = first.sensors["TC1"]
@@ -126,7 +131,9 @@ def test_result_folder_matches_the_contract(gel_case, tmp_path):
     assert summary["grid"] == gel_case.grid.to_dict()
     field, grid = read_nrrd(out / "temperature_final.nrrd")
     assert grid.size == gel_case.grid.size
-    assert np.allclose(grid.origin_mm, gel_case.grid.origin_mm) and np.allclose(grid.spacing_mm, gel_case.grid.spacing_mm)
+    assert np.allclose(grid.origin_mm, gel_case.grid.origin_mm) and np.allclose(
+        grid.spacing_mm, gel_case.grid.spacing_mm
+    )
     assert np.allclose(field, result.temperature_final)
 
 
