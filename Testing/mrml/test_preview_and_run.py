@@ -153,6 +153,22 @@ def test_full_run_reports_progress_and_fills_the_scene(coarse_plan):
     assert plan.nodes.sensor_chart.GetNumberOfPlotSeriesNodes() == 2
 
 
+def test_full_result_hides_the_preview_overlay(coarse_plan):
+    scene, parameters = coarse_plan
+    preview = LivePreview(scene, parameters, run_preview=lambda case, spacing, duration: simulate_stub(case))
+    try:
+        preview.request()
+        wait_for_overlay(preview)
+    finally:
+        preview.stop()
+    overlay = parameters.get(P.PREVIEW_SEGMENTATION)
+    assert overlay.GetDisplayNode().GetVisibility()
+    job = workflow.SimulationJob(scene, parameters)
+    job.start()
+    assert job.wait(120.0) and job.poll() is not None
+    assert not overlay.GetDisplayNode().GetVisibility()
+
+
 def surface_area_mm2(surface) -> float:
     mass = vtkMassProperties()
     mass.SetInputData(surface)
@@ -226,7 +242,9 @@ def test_dragging_a_followed_probe_requests_a_preview(coarse_plan):
         probe.SetNthControlPointPositionWorld(probes.TIP_INDEX, (tip + np.array([0.0, 0.0, 3.0])).tolist())
         wait_for_overlay(preview)
         np.testing.assert_allclose(computed[-1], tip + np.array([0.0, 0.0, 3.0]))
-        assert parameters.get(P.PREVIEW_SEGMENTATION).GetSegmentation().GetNumberOfSegments() == 3
+        overlay = parameters.get(P.PREVIEW_SEGMENTATION)
+        assert overlay.GetSegmentation().GetNumberOfSegments() == 3
+        assert overlay.GetDisplayNode().GetVisibility()
     finally:
         follower.stop()
         preview.stop()
