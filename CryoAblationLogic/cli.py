@@ -19,6 +19,9 @@ SUBCOMMAND_MODULES = (
     "demo",
     "simulate",
     "phantom",
+    "simulate_scanner",
+    "monitor",
+    "replay",
 )
 
 EXIT_INPUT_ERROR = 2

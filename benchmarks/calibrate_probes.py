@@ -34,13 +34,19 @@ from CryoAblationLogic.physics.simulation import simulate  # noqa: E402
 SPACING_MM = 1.0
 
 
-def single_probe_case(model: str, tissue: str, initial_c: float, freeze_s: float, half_width_mm: float = 30.0):
-    n = int(round(2 * half_width_mm / SPACING_MM)) + 1
-    nz = int(round(80.0 / SPACING_MM)) + 1
+def single_probe_case(
+    model: str, tissue: str, initial_c: float, freeze_s: float, half_width_mm: float = 30.0
+):
+    n = round(2 * half_width_mm / SPACING_MM) + 1
+    nz = round(80.0 / SPACING_MM) + 1
     return parse_case(
         {
             "format": "cryoablation-case/1",
-            "grid": {"origin_mm": [-half_width_mm, -half_width_mm, -40.0], "spacing_mm": SPACING_MM, "size": [n, n, nz]},
+            "grid": {
+                "origin_mm": [-half_width_mm, -half_width_mm, -40.0],
+                "spacing_mm": SPACING_MM,
+                "size": [n, n, nz],
+            },
             "initial_temperature_c": initial_c,
             "boundaries": {"default": {"type": "fixed", "temperature_c": initial_c}},
             "tissue": tissue,
@@ -69,14 +75,19 @@ def mid_plane_radius(result, case, level_c: float) -> float:
     start, end = case.probes[0].active_segment_mm()
     mid = 0.5 * (start + end)
     grid = result.grid
-    k = int(round(grid.ras_to_index(mid)[2]))
+    k = round(grid.ras_to_index(mid)[2])
     plane = result.temperature_final[:, :, k]
     x = grid.axis_mm(0)
     y = grid.axis_mm(1)
     radii = []
-    c0 = int(round(grid.ras_to_index(mid)[0]))
-    c1 = int(round(grid.ras_to_index(mid)[1]))
-    for profile, axis in ((plane[c0:, c1], x[c0:]), (plane[c0::-1, c1], -x[c0::-1]), (plane[c0, c1:], y[c1:]), (plane[c0, c1::-1], -y[c1::-1])):
+    c0 = round(grid.ras_to_index(mid)[0])
+    c1 = round(grid.ras_to_index(mid)[1])
+    for profile, axis in (
+        (plane[c0:, c1], x[c0:]),
+        (plane[c0::-1, c1], -x[c0::-1]),
+        (plane[c0, c1:], y[c1:]),
+        (plane[c0, c1::-1], -y[c1::-1]),
+    ):
         above = np.nonzero(profile > level_c)[0]
         if above.size == 0 or above[0] == 0:
             radii.append(0.0 if above.size else float(abs(axis[-1])))
@@ -99,7 +110,10 @@ def calibrate_17g() -> float:
         history = result.probe_history["P"]
         surface = float(history["surface_c"][-1])
         power_per_m = float(history["power_w"][-1]) / (case.probes[0].active_length_mm * 1e-3)
-        print(f"  17G iteration {iteration}: h = {htc:.1f} W/m²/K → surface {surface:.2f} °C, q' = {power_per_m:.1f} W/m")
+        print(
+            f"  17G iteration {iteration}: h = {htc:.1f} W/m²/K → surface {surface:.2f} °C, "
+            f"q' = {power_per_m:.1f} W/m"
+        )
         if abs(surface - target) < 0.5:
             break
         # The surface film carries q' from the surface to the coolant: h = q' / (2π r ΔT).
@@ -132,7 +146,9 @@ def calibrate_24mm() -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--write", action="store_true", help="store the fitted values in Resources/probes.json")
+    parser.add_argument(
+        "--write", action="store_true", help="store the fitted values in Resources/probes.json"
+    )
     args = parser.parse_args()
     fitted = {"argon-1.47mm": calibrate_17g(), "argon-2.4mm": calibrate_24mm()}
     for name, htc in fitted.items():

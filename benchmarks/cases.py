@@ -14,7 +14,7 @@ REFERENCE_PROTOCOL = [
 def three_probe_kidney(spacing_mm: float = 1.0, protocol=None) -> dict:
     """Three argon-1.47mm probes 15 mm apart (a triangle) in perfused kidney, 96×96×112 mm box."""
     extent = np.array([95.0, 95.0, 111.0])  # 96×96×112 voxels at 1 mm
-    size = [int(round(e / spacing_mm)) + 1 for e in extent]
+    size = [round(e / spacing_mm) + 1 for e in extent]
     origin = [-0.5 * e for e in extent]
     circumradius = 15.0 / np.sqrt(3.0)
     probes = []

@@ -1,7 +1,7 @@
 """Scene benchmarks (issue 4): scene → case, live preview latency, isotherms and metrics into the
 scene, .mrb save/load. Prints wall times, the limits they are held to, and the machine.
 
-    python benchmarks/scene_bench.py [--repeat N] [--check]
+    python benchmarks/scene_bench.py [--repeat N] [--check] [--skip-preview] [--json PATH]
 
 ``--check`` exits with status 1 when a timed step is over its limit. Each figure is the best of
 ``--repeat`` runs (default 3), as the machine may be shared.
@@ -10,6 +10,7 @@ scene, .mrb save/load. Prints wall times, the limits they are held to, and the m
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import sys
@@ -23,7 +24,7 @@ import numpy as np
 
 from CryoAblationLogic import metrics
 from CryoAblationLogic.grid import Grid
-from CryoAblationLogic.mrml import case_io, inputs, probes, results
+from CryoAblationLogic.mrml import case_io, inputs, probes, results, workflow
 from CryoAblationLogic.mrml import parameters as P
 from CryoAblationLogic.mrml.app import create_scene_app, load_scene_mrb, save_scene_mrb
 from CryoAblationLogic.mrml.colors import create_isotherm_color_table, isotherm_levels
@@ -35,7 +36,7 @@ from CryoAblationLogic.mrml.volumes import add_volume_node
 LIMITS_S = {
     "scene_to_case_256x256x64": 0.5,
     "scene_to_case_256x256x64_resampled_1mm": 0.5,
-    "metrics_30mm_target_1mm_grid": 0.2,
+    "metrics_into_table_nodes_30mm_target_1mm_grid": 0.2,
     "live_preview_probe_move_to_overlay": 0.3,
 }
 
@@ -119,8 +120,9 @@ def radial_field(grid: Grid, center, radius_mm: float) -> np.ndarray:
 
 
 def bench_metrics_and_isotherms(repeat: int) -> dict[str, float]:
-    """Metrics (coverage, margins, QAM, critical structures) for a 30 mm target on a 1 mm grid,
-    and the isotherm segmentation update, on the phantom-sized grid (121 × 121 × 111)."""
+    """Metrics (coverage, margins, QAM, critical structures) for a 30 mm target on a 1 mm grid put
+    into the scene's table nodes (benchmarks/metrics_bench.py times the metrics alone), and the
+    isotherm segmentation update, on the phantom-sized grid (121 × 121 × 111)."""
     grid = Grid((-60.0, -60.0, -55.0), (1.0, 1.0, 1.0), (121, 121, 111))
     center = np.array([-22.0, -6.0, 4.0])
     field = radial_field(grid, center, 40.0)
@@ -128,10 +130,14 @@ def bench_metrics_and_isotherms(repeat: int) -> dict[str, float]:
     target = (x - center[0]) ** 2 + (y - center[1]) ** 2 + (z - center[2]) ** 2 <= 15.0**2
     critical = {"Bowel": (x + 42.0) ** 2 + (y - 24.0) ** 2 <= 10.0**2}
     figures = {}
-    figures["metrics_30mm_target_1mm_grid"] = best_of(
-        repeat, lambda: metrics.isotherm_metrics(field, grid, target, (0.0, -20.0, -40.0), critical)
-    )
     app = create_scene_app()
+    parameters = P.get_parameter_node(app.scene)
+
+    def metrics_into_tables():
+        computed = metrics.isotherm_metrics(field, grid, target, (0.0, -20.0, -40.0), critical)
+        workflow.show_metrics(app.scene, parameters, computed, list(computed.warnings))
+
+    figures["metrics_into_table_nodes_30mm_target_1mm_grid"] = best_of(repeat, metrics_into_tables)
     levels = isotherm_levels(create_isotherm_color_table(app.scene))
     segmentation = create_isotherm_segmentation(app.scene)
     figures["isotherm_segmentation_3_levels_1mm_phantom_grid"] = best_of(
@@ -140,13 +146,14 @@ def bench_metrics_and_isotherms(repeat: int) -> dict[str, float]:
     return figures
 
 
-def bench_live_preview(repeat: int) -> dict[str, float]:
+def bench_live_preview(repeat: int, with_solver: bool = True) -> dict[str, float]:
     """A probe is moved; time until the preview overlay shows the isotherms for the new position
     (scene → coarse case around the probes, solver preview in the worker thread, contouring into
     the overlay). Also the same path with an instant stand-in for the solver, which is the scene
     side's share of the latency."""
     figures = {}
-    for label, run_preview in (("", None), ("_scene_side_only", _instant_preview)):
+    variants = [("", None)] if with_solver else []
+    for label, run_preview in [*variants, ("_scene_side_only", _instant_preview)]:
         app = create_scene_app()
         parameters = build_phantom_scene(app.scene, app.segmentations_logic, spacing_mm=1.0)
         preview = LivePreview(app.scene, parameters, run_preview=run_preview)
@@ -223,15 +230,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs per timed step (best is kept)")
     parser.add_argument("--check", action="store_true", help="exit 1 if a step is over its limit")
     parser.add_argument(
-        "--skip-preview", action="store_true", help="leave out the live preview (needs the solver)"
+        "--skip-preview", action="store_true", help="leave out the live preview with the solver"
     )
+    parser.add_argument("--json", type=Path, help="also write the figures, limits and machine to this file")
     args = parser.parse_args(argv)
     print(f"scene benchmarks on {machine()}")
     figures: dict[str, float] = {}
     figures.update(bench_scene_to_case(args.repeat))
     figures.update(bench_metrics_and_isotherms(args.repeat))
-    if not args.skip_preview:
-        figures.update(bench_live_preview(args.repeat))
+    figures.update(bench_live_preview(args.repeat, with_solver=not args.skip_preview))
     figures.update(bench_results_and_mrb())
     over = []
     for name, seconds in figures.items():
@@ -242,6 +249,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:52s} {seconds:8.3f} s{verdict}")
         if limit is not None and seconds > limit:
             over.append(name)
+    if args.json is not None:
+        report = {"machine": machine(), "seconds": figures, "limits_s": LIMITS_S, "over_limit": over}
+        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return 1 if args.check and over else 0
 
 

@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--spacing-mm", "must lie between 0.5 and 4 mm")
     out: Path = args.out
     case_path = write_demo_case(out, args.spacing_mm)
-    case, result = run_demo_case(case_path, out / "result")
+    _, result = run_demo_case(case_path, out / "result")
     volumes = ", ".join(
         f"{level:g} °C: {volume:.1f} ml" for level, volume in result.isotherm_volumes_ml.items()
     )

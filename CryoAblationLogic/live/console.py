@@ -7,7 +7,8 @@ STRING ``ACK_<id>``. The cryo console sends TRANSFORM ``Probe<n>ToScanner`` (pro
 STATUS ``Cryo`` or STRING ``CryoState`` with "<ACTION> <probe> [PASSIVE|ACTIVE|<flow>%]" (ACTION
 is FREEZE, THAW, OFF or IDLE), and temperatures as NDARRAY ``ProbeTemps`` (°C, one per probe in
 probe order), SENSOR ``Probe<n>Temp`` (kelvin, the SI unit code) or STRING ``ProbeTemps`` (JSON
-object or comma-separated °C).
+object or comma-separated °C); other sensors of the plan (thermocouples) as SENSOR ``<sensor name>``
+in kelvin.
 
     for event in interpret(received.message, received.arrival_time_s): ...
 """
@@ -117,6 +118,17 @@ class ProbeTemperatures:
 
 
 @dataclass(frozen=True)
+class SensorReading:
+    """Temperatures (°C) of a named sensor (a thermocouple or sensor needle of the plan): SENSOR
+    ``<sensor name>`` in kelvin, any name other than ``Probe<n>Temp``."""
+
+    name: str
+    temperatures_c: tuple[float, ...]
+    time_s: float | None
+    arrival_time_s: float
+
+
+@dataclass(frozen=True)
 class CommandAck:
     command_id: str
     text: str
@@ -141,6 +153,7 @@ Event = (
     | ProbeStateChange
     | ConsoleFault
     | ProbeTemperatures
+    | SensorReading
     | CommandAck
     | Unrecognised
 )
@@ -230,6 +243,9 @@ def interpret(message: Message, arrival_time_s: float = 0.0) -> list[Event]:
                 )
             value_c = float(kelvin_to_celsius(message.values[0]))
             return [ProbeTemperatures({int(match.group(1)): value_c}, message.timestamp_s, t)]
+        if not match and message.unit == KELVIN and message.values.size >= 1:
+            values = tuple(float(kelvin_to_celsius(v)) for v in message.values)
+            return [SensorReading(name, values, message.timestamp_s, t)]
     return [Unrecognised(message.message_type, name, "no convention for it", t)]
 
 

@@ -10,7 +10,8 @@ clock, Unix s), ``direction`` ("in" or "out"), ``connection_id``, ``peer``; for 
 ``message_type``, ``device_name``, ``timestamp_s`` (the message's own time stamp, null if unset),
 ``timestamp_raw``, ``header_version``, ``message_id``, ``metadata`` and ``content`` (per type, see
 :func:`message_content`); for events ``event`` and ``detail``. Non-finite numbers are written as
-the strings "nan", "inf" and "-inf" so that every line is strict JSON.
+the strings "nan", "inf" and "-inf" so that every line is strict JSON. Live mode adds records of
+``kind`` "live" (``note`` and ``detail``: its settings, clock moves and applied events).
 """
 
 from __future__ import annotations
@@ -141,7 +142,7 @@ def message_content(message: Message) -> dict:
 def write_image_nrrd(path: Path, message: ImageMessage, compress: bool = False) -> Path:
     """The transmitted (sub-)volume as NRRD in LPS, the way Slicer writes volumes (oblique
     directions kept)."""
-    import SimpleITK as sitk  # noqa: PLC0415 - heavy import, only for journals with images
+    import SimpleITK as sitk
 
     voxels = message.voxels
     order = (2, 1, 0) if voxels.ndim == 3 else (2, 1, 0, 3)
@@ -162,7 +163,7 @@ def write_image_nrrd(path: Path, message: ImageMessage, compress: bool = False) 
 
 def read_image_nrrd(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """(voxels indexed [i, j, k(, c)], 4×4 IJK→LPS matrix) of a journal image."""
-    import SimpleITK as sitk  # noqa: PLC0415
+    import SimpleITK as sitk
 
     if not Path(path).is_file():
         raise InputError(str(path), "journal image file not found")
@@ -257,6 +258,22 @@ class Journal:
                     "peer": event.peer,
                     "event": event.kind,
                     "detail": event.detail,
+                }
+            )
+
+    def record_note(self, note: str, detail: dict, time_s: float | None = None) -> dict:
+        """Journal a record of live mode's own (``kind`` "live", ``note`` its name, ``detail`` a
+        JSON-ready dict): the session settings, the clock moves and events it applied."""
+        with self._lock:
+            if self._file.closed:
+                raise InputError("journal", f"{self.path} is closed")
+            return self._append(
+                {
+                    "seq": self._seq,
+                    "kind": "live",
+                    "arrival_time_s": time.time() if time_s is None else time_s,
+                    "note": note,
+                    "detail": detail,
                 }
             )
 

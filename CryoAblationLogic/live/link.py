@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
-from ..igtl.inbox import LinkEvent, Received
+from ..igtl.inbox import COALESCED_TYPES, Inbox, LinkEvent, Received
 from ..igtl.messages import Message, timestamp_from_seconds
 from ..igtl.transport import DEFAULT_PORT, Client, Server
 from .console import (
@@ -74,7 +74,10 @@ class LiveLink:
         scanner: Endpoint | None = Endpoint("server"),
         console: Endpoint | None = None,
         command_timeout_s: float = 5.0,
+        coalesce: frozenset[str] = COALESCED_TYPES,
     ):
+        """``coalesce``: message types whose pending older copies a newer one may replace in the
+        inbox (live mode keeps every pose: only IMAGE frames are coalesced there)."""
         self.journal = journal
         self.command_timeout_s = command_timeout_s
         self.commands = {source: CommandTracker() for source in SOURCES}
@@ -85,10 +88,11 @@ class LiveLink:
             if endpoint is None:
                 continue
             listener = journal.record if journal is not None else None
+            inbox = Inbox(coalesce=coalesce)
             if endpoint.role == "server":
-                self.links[source] = Server(endpoint.port, endpoint.host, listener=listener)
+                self.links[source] = Server(endpoint.port, endpoint.host, inbox=inbox, listener=listener)
             else:
-                self.links[source] = Client(endpoint.host, endpoint.port, listener=listener)
+                self.links[source] = Client(endpoint.host, endpoint.port, inbox=inbox, listener=listener)
 
     def start(self) -> None:
         for link in self.links.values():
@@ -113,21 +117,34 @@ class LiveLink:
     def poll(self, max_items: int = 1000) -> list[tuple[str, Event | LinkEvent | CommandTimeout]]:
         """Events since the last poll, oldest first, per source; never blocks."""
         out: list[tuple[str, Event | LinkEvent | CommandTimeout]] = []
+        for source, item, events in self.poll_received(max_items):
+            if isinstance(item, Received):
+                out.extend((source, event) for event in events)
+            else:
+                out.append((source, item))
+        return out
+
+    def poll_received(
+        self, max_items: int = 1000
+    ) -> list[tuple[str, Received | LinkEvent | CommandTimeout, list[Event]]]:
+        """Like :meth:`poll`, with each message as received (its own time stamp, arrival time) and
+        the events it carries; link events and command timeouts come with no events."""
+        out: list[tuple[str, Received | LinkEvent | CommandTimeout, list[Event]]] = []
         for source, link in self.links.items():
             for item in link.inbox.drain(max_items):
                 if isinstance(item, LinkEvent):
                     if self.journal is not None:
                         self.journal.record_event(item)
-                    out.append((source, item))
+                    out.append((source, item, []))
                     continue
-                out.extend((source, event) for event in self._interpret(source, item))
+                out.append((source, item, self._interpret(source, item)))
         now = time.time()
         for source, tracker in self.commands.items():
             for command_id in tracker.overdue(now, self.command_timeout_s):
                 if (source, command_id) not in self._timed_out:
                     self._timed_out.add((source, command_id))
                     text, sent = tracker.pending[command_id]
-                    out.append((source, CommandTimeout(command_id, text, sent)))
+                    out.append((source, CommandTimeout(command_id, text, sent), []))
         return out
 
     def _interpret(self, source: str, item: Received) -> list[Event]:

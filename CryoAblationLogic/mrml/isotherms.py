@@ -163,12 +163,9 @@ def segmentation_levels(segmentation_node) -> list[float]:
     segmentation = segmentation_node.GetSegmentation()
     levels = []
     for segment_id in segmentation.GetSegmentIDs():
-        segment = segmentation.GetSegment(segment_id)
-        if segment.HasTag(LEVEL_TAG):
-            value = ""
-            tag_found, value = _tag(segment, LEVEL_TAG)
-            if tag_found:
-                levels.append(float(value))
+        tag_found, value = _tag(segmentation.GetSegment(segment_id), LEVEL_TAG)
+        if tag_found:
+            levels.append(float(value))
     return levels
 
 

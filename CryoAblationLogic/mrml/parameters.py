@@ -136,6 +136,7 @@ def get_parameter_node(scene, create: bool = True) -> ParameterNode | None:
         node.SetName(MODULE_NAME)
         node.SetSingletonTag(MODULE_NAME)
         node.SetModuleName(MODULE_NAME)
+        node.SetAttribute("ModuleName", MODULE_NAME)  # as ScriptedLoadableModuleLogic tags it
         node = scene.AddNode(node)
         parameters = ParameterNode(node)
         parameters.set_settings(PlanSettings())

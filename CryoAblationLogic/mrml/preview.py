@@ -126,6 +126,7 @@ class LivePreview:
         update_isotherm_segmentation(
             segmentation, outcome.temperature_final, outcome.grid, levels_of(self.parameters)
         )
+        segmentation.GetDisplayNode().SetVisibility(True)  # hidden while a full result was shown
         self.last_applied_generation = generation
         self.last_latency_s = time.monotonic() - requested_s
         return True

@@ -85,6 +85,9 @@ def show_result(scene, parameters: P.ParameterNode, result) -> ResultNodes:
         isotherms = create_isotherm_segmentation(scene, "Isotherms")
         parameters.set(P.ISOTHERM_SEGMENTATION, isotherms)
     volumes_ml = update_isotherm_segmentation(isotherms, result.temperature_final, grid, levels)
+    preview = parameters.get(P.PREVIEW_SEGMENTATION)
+    if preview is not None and preview.GetDisplayNode() is not None:
+        preview.GetDisplayNode().SetVisibility(False)  # the full result replaces the quick preview
 
     browser, temperature_sequence, isotherm_sequence = _playback(
         scene, parameters, result, levels=levels, temperature=temperature, isotherms=isotherms

@@ -116,14 +116,21 @@ def show_plan_result(
         scene_case.data["probes"], catalog, target, critical, vessels, result.grid
     )
     warnings = [*computed.warnings, *probe_warnings]
+    metrics_table, critical_table, warnings_table = show_metrics(scene, parameters, computed, warnings)
+    return PlanResult(
+        nodes, computed, warnings, probe_warnings, metrics_table, critical_table, warnings_table
+    )
+
+
+def show_metrics(scene, parameters: P.ParameterNode, computed, warnings: list[str]) -> tuple[Any, Any, Any]:
+    """Plan metrics (``metrics.PlanMetrics``) and warnings into their table nodes:
+    ``(per-isotherm metrics, critical structures, warnings)``."""
     metrics_table = _metrics_table(scene, parameters, computed, plan_metrics.ISOTHERM_COLUMNS)
     critical_table = _critical_table(scene, parameters, computed, plan_metrics.CRITICAL_COLUMNS)
     warnings_table = get_or_create(scene, "vtkMRMLTableNode", "Plan warnings", parameters, P.WARNINGS_TABLE)
     set_table_columns(warnings_table, [Column("Warning", list(warnings) or ["none"])])
     put_in_folder(scene, RESULT_FOLDER, [metrics_table, critical_table, warnings_table])
-    return PlanResult(
-        nodes, computed, warnings, probe_warnings, metrics_table, critical_table, warnings_table
-    )
+    return metrics_table, critical_table, warnings_table
 
 
 def _metrics_table(scene, parameters, computed, titles: Mapping[str, str]):

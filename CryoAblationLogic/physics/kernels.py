@@ -18,10 +18,7 @@ cells are replaced by the sub-voxel coupling in g (so they are skipped here).
 
 from __future__ import annotations
 
-
-import numpy as np
 from numba import njit, prange
-
 
 # Columns of the material property table (float64[n_materials, N_PROPS]).
 CF, CU, TS, TL, HL, KF, KU, KEXP, W, QM, TB = range(11)
@@ -119,7 +116,28 @@ def _link(kp, kn, inv_d2):
     return 2.0 * kp * kn / (kp + kn) * inv_d2
 
 
-def _sor_sweep(color, T, H, Hold, kcell, mat, fixed, g, gT, q, props, lo, hi, size, inv_d2, dt, omega, tol, change, bounds):
+def _sor_sweep(
+    color,
+    T,
+    H,
+    Hold,
+    kcell,
+    mat,
+    fixed,
+    g,
+    gT,
+    q,
+    props,
+    lo,
+    hi,
+    size,
+    inv_d2,
+    dt,
+    omega,
+    tol,
+    change,
+    bounds,
+):
     """One half-sweep (cells with (i+j+k) % 2 == color) over [lo, hi).
 
     change[i] gets the largest |ΔT| of plane i and bounds[i] = (jmin, jmax, kmin, kmax) of the cells
@@ -178,8 +196,7 @@ def _sor_sweep(color, T, H, Hold, kcell, mat, fixed, g, gT, q, props, lo, hi, si
                         h_new = max(h_cur + omega * (h_new - h_cur), p[HL])
                         t_new = temperature_of(h_new, p)
                 change_here = abs(t_new - T[i, j, k])
-                if change_here > largest:
-                    largest = change_here
+                largest = max(largest, change_here)
                 if change_here > tol:
                     jmin = min(jmin, j)
                     jmax = max(jmax, j)
@@ -192,8 +209,6 @@ def _sor_sweep(color, T, H, Hold, kcell, mat, fixed, g, gT, q, props, lo, hi, si
         bounds[i, 1] = jmax
         bounds[i, 2] = kmin
         bounds[i, 3] = kmax
-
-
 
 
 def _finish_step(T, H, Hold, Tmin, kcell, mat, fixed, g, gT, q, props, lo, hi, size, inv_d2, dt, sums):
@@ -292,8 +307,7 @@ def _update_temperature(T, H, Tmin, mat, fixed, props, lo, hi, levels, counts):
                 if fixed[i, j, k] == 0:
                     T[i, j, k] = temperature_of(H[i, j, k], props[mat[i, j, k]])
                 t = T[i, j, k]
-                if t < Tmin[i, j, k]:
-                    Tmin[i, j, k] = t
+                Tmin[i, j, k] = min(Tmin[i, j, k], t)
                 for lv in range(nlev):
                     if t <= levels[lv]:
                         counts[i, lv] += 1
@@ -325,8 +339,7 @@ def max_departure(T, mat, fixed, basal_t, lo, hi):
                 if fixed[i, j, k] != 0:
                     continue
                 d = abs(T[i, j, k] - basal_t[mat[i, j, k]])
-                if d > value:
-                    value = d
+                value = max(value, d)
     return value
 
 

@@ -249,7 +249,7 @@ class Simulation:
                 if not stencil.inside.any():
                     raise InputError(
                         f"sources[{index}].radius_mm",
-                        f"the sphere holds no voxel centre on this grid (spacing {max(grid.spacing_mm):g} mm); "
+                        f"no voxel centre lies inside the sphere (spacing {max(grid.spacing_mm):g} mm); "
                         "refine the grid or enlarge the sphere",
                     )
                 self.fixed[stencil.inside] = 2
@@ -292,7 +292,7 @@ class Simulation:
     def _build_box(self) -> None:
         """Initial active box: around probes, sources and fixed faces colder or warmer than the start."""
         grid = self.grid
-        margin = max(4, int(math.ceil(3.0 / min(grid.spacing_mm))))
+        margin = max(4, math.ceil(3.0 / min(grid.spacing_mm)))
         size = self.size
         lo = size.copy()
         hi = np.zeros(3, dtype=np.int64)
@@ -422,17 +422,37 @@ class Simulation:
         box_voxels = int(np.prod(hi - lo))
         big = box_voxels >= PARALLEL_MIN_VOXELS
         (kn.prepare_step if big else kn.prepare_step_serial)(
-            self.T, self.H, self.Hold, self.Hprev, self.kcell, self.mat, self.fixed, self.props, lo, hi, size, ratio
+            self.T,
+            self.H,
+            self.Hold,
+            self.Hprev,
+            self.kcell,
+            self.mat,
+            self.fixed,
+            self.props,
+            lo,
+            hi,
+            size,
+            ratio,
         )
         self._update_coupling(states)
         if box_voxels > 0:
             self._solve(dt)
             (kn.finish_step if big else kn.finish_step_serial)(
-                self.T, self.H, self.Hold, self.Tmin, self.kcell, self.mat, self.fixed, self.g, self.gT, self.q,
-                self.props, lo, hi, size, self.inv_d2, dt, self._sums,
+                self.T, self.H, self.Hold, self.Tmin, self.kcell, self.mat, self.fixed, self.g, self.gT,
+                self.q, self.props, lo, hi, size, self.inv_d2, dt, self._sums,
             )  # fmt: skip
             (kn.update_temperature if big else kn.update_temperature_serial)(
-                self.T, self.H, self.Tmin, self.mat, self.fixed, self.props, lo, hi, self._levels, self._counts
+                self.T,
+                self.H,
+                self.Tmin,
+                self.mat,
+                self.fixed,
+                self.props,
+                lo,
+                hi,
+                self._levels,
+                self._counts,
             )
             sums = self._sums[lo[0] : hi[0]].sum(axis=0) * self.voxel_m3
             self._energy_change += sums[0]
@@ -464,8 +484,13 @@ class Simulation:
             bounds = self._bounds[lo[0] : hi[0]]
             moving = np.nonzero(bounds[:, 1] >= bounds[:, 0])[0]
             if moving.size:
-                move_lo = np.minimum(move_lo, [lo[0] + moving[0], bounds[moving, 0].min(), bounds[moving, 2].min()])
-                move_hi = np.maximum(move_hi, [lo[0] + moving[-1] + 1, bounds[moving, 1].max() + 1, bounds[moving, 3].max() + 1])
+                move_lo = np.minimum(
+                    move_lo, [lo[0] + moving[0], bounds[moving, 0].min(), bounds[moving, 2].min()]
+                )
+                move_hi = np.maximum(
+                    move_hi,
+                    [lo[0] + moving[-1] + 1, bounds[moving, 1].max() + 1, bounds[moving, 3].max() + 1],
+                )
         self.sweeps += 1
         self.voxel_updates += voxels
         return largest, move_lo, move_hi
@@ -563,14 +588,24 @@ class Simulation:
                 a, b = lo.copy(), hi.copy()
                 a[axis], b[axis] = outer, inner
                 kn.fill_basal(
-                    self.T, self.H, self.Hprev, self.Tmin, self.mat, self.fixed, self._basal_t, self._basal_h, a, b, True
+                    self.T,
+                    self.H,
+                    self.Hprev,
+                    self.Tmin,
+                    self.mat,
+                    self.fixed,
+                    self._basal_t,
+                    self._basal_h,
+                    a,
+                    b,
+                    True,
                 )
 
     def _grow_box(self, dt: float) -> None:
         if np.any(self.hi <= self.lo):
             return
         rim = 2
-        grow = max(4, int(math.ceil(3.0 * math.sqrt(2e-7 * dt) * 1e3 / min(self.grid.spacing_mm))) + 2)
+        grow = max(4, math.ceil(3.0 * math.sqrt(2e-7 * dt) * 1e3 / min(self.grid.spacing_mm)) + 2)
         new_lo, new_hi = self.lo.copy(), self.hi.copy()
         for axis in range(3):
             if self.lo[axis] > 0:
@@ -601,7 +636,17 @@ class Simulation:
     def _fill_outside_old(self, a, b, old_lo, old_hi) -> None:
         # The slab [a, b) lies outside the old box along one axis by construction.
         kn.fill_basal(
-            self.T, self.H, self.Hprev, self.Tmin, self.mat, self.fixed, self._basal_t, self._basal_h, a, b, True
+            self.T,
+            self.H,
+            self.Hprev,
+            self.Tmin,
+            self.mat,
+            self.fixed,
+            self._basal_t,
+            self._basal_h,
+            a,
+            b,
+            True,
         )
 
     # --- reading --------------------------------------------------------------------------------
@@ -761,7 +806,7 @@ def simulate(
 
 
 def coarsen_case(case: Case, spacing_mm: float, duration_s: float | None = None) -> Case:
-    """The same case on a coarser grid over the same extent (labels by nearest voxel), optionally shortened."""
+    """The case on a coarser grid over the same extent (labels by nearest voxel), optionally shortened."""
     grid = case.grid
     extent = (np.asarray(grid.size) - 1) * np.asarray(grid.spacing_mm)
     size = tuple(int(max(3, math.floor(e / spacing_mm + 1e-9) + 1)) for e in extent)

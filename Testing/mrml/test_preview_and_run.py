@@ -3,6 +3,7 @@ moves; the full run reports progress, can be cancelled, and puts its result into
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from types import SimpleNamespace
@@ -152,6 +153,22 @@ def test_full_run_reports_progress_and_fills_the_scene(coarse_plan):
     assert plan.nodes.sensor_chart.GetNumberOfPlotSeriesNodes() == 2
 
 
+def test_full_result_hides_the_preview_overlay(coarse_plan):
+    scene, parameters = coarse_plan
+    preview = LivePreview(scene, parameters, run_preview=lambda case, spacing, duration: simulate_stub(case))
+    try:
+        preview.request()
+        wait_for_overlay(preview)
+    finally:
+        preview.stop()
+    overlay = parameters.get(P.PREVIEW_SEGMENTATION)
+    assert overlay.GetDisplayNode().GetVisibility()
+    job = workflow.SimulationJob(scene, parameters)
+    job.start()
+    assert job.wait(120.0) and job.poll() is not None
+    assert not overlay.GetDisplayNode().GetVisibility()
+
+
 def surface_area_mm2(surface) -> float:
     mass = vtkMassProperties()
     mass.SetInputData(surface)
@@ -179,3 +196,55 @@ def test_full_run_can_be_cancelled(coarse_plan):
     assert isinstance(job.error, SimulationCancelled)
     assert job.poll() is None
     assert parameters.get(P.TEMPERATURE_VOLUME) is None  # nothing half-done in the scene
+
+
+def test_playback_frames_cover_the_protocol():
+    data = {
+        "protocol": [
+            {"action": "freeze", "duration_s": 600},
+            {"action": "thaw", "duration_s": 480},
+            {"action": "freeze", "duration_s": 600},
+        ],
+        "outputs": {"snapshot_times_s": [1000.0, 5000.0]},
+    }
+    times = workflow.playback_times(data, 300.0)
+    # every 300 s, the step boundaries (600, 1080, 1680) and the case's snapshot inside the run
+    assert times == [300.0, 600.0, 900.0, 1000.0, 1080.0, 1200.0, 1500.0, 1680.0]
+    with pytest.raises(ValueError, match="positive"):
+        workflow.playback_times(data, 0.0)
+
+
+def test_simulate_scene_runs_the_case_the_scene_describes(coarse_plan):
+    scene, parameters = coarse_plan
+    progress = []
+    scene_case, result = workflow.simulate_scene(scene, parameters, progress=lambda f, t: progress.append(f))
+    assert result.grid == scene_case.grid
+    assert sorted(result.snapshots) == [60.0, 120.0]
+    assert progress and progress[-1] == pytest.approx(1.0)
+    assert all(b >= a for a, b in itertools.pairwise(progress))
+
+
+def test_dragging_a_followed_probe_requests_a_preview(coarse_plan):
+    """The wiring the Slicer module uses: needle follower → preview request → overlay."""
+    scene, parameters = coarse_plan
+    computed = []
+
+    def recording_preview(case, spacing_mm, duration_s):
+        computed.append(case.probes[0].tip_mm)
+        return simulate_stub(case)
+
+    preview = LivePreview(scene, parameters, run_preview=recording_preview)
+    follower = probes.NeedleFollower(probes.default_catalog(), on_probe_moved=preview.request)
+    try:
+        follower.follow_all(scene)
+        probe = parameters.probes()[0]
+        tip, _ = probes.probe_tip_entry(probe)
+        probe.SetNthControlPointPositionWorld(probes.TIP_INDEX, (tip + np.array([0.0, 0.0, 3.0])).tolist())
+        wait_for_overlay(preview)
+        np.testing.assert_allclose(computed[-1], tip + np.array([0.0, 0.0, 3.0]))
+        overlay = parameters.get(P.PREVIEW_SEGMENTATION)
+        assert overlay.GetSegmentation().GetNumberOfSegments() == 3
+        assert overlay.GetDisplayNode().GetVisibility()
+    finally:
+        follower.stop()
+        preview.stop()

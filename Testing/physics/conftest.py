@@ -11,6 +11,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))  # analytic.py, cases.py (import-mode=importlib has no package)
 
+
 # §1.1 property set with a mushy range of width dT below 0 °C (the sharp-front convention of §7).
 def tissue_material(d_t: float = 0.1, perfusion: float = 0.0, latent: float = 2.5e8) -> dict:
     return {

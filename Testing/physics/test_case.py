@@ -61,7 +61,11 @@ _DELETE = object()
         (("probes", 0, "entry_mm"), [0, 0, -15], "probes[0].entry_mm"),
         (("probes", 0, "diameter_mm"), 0, "probes[0].diameter_mm"),
         (("sources",), [{"type": "cube"}], "sources[0].type"),
-        (("sources",), [{"type": "sphere", "center_mm": [0, 0, 0], "radius_mm": 2}], "sources[0].temperature_c"),
+        (
+            ("sources",),
+            [{"type": "sphere", "center_mm": [0, 0, 0], "radius_mm": 2}],
+            "sources[0].temperature_c",
+        ),
         (("protocol", 0, "action"), "boil", "protocol[0].action"),
         (("protocol", 0, "flow_percent"), 120, "protocol[0].flow_percent"),
         (("protocol", 1, "mode"), _DELETE, "protocol[1].mode"),

@@ -39,7 +39,7 @@ def frozen_fraction(field_c: np.ndarray, d_t: float) -> np.ndarray:
 def planar_neumann(spacing_mm=0.5, d_t=0.1, latent=2.5e8, times=(60.0, 600.0), max_dt_s=None):
     """TC-1 / TC-6: a slab frozen from a face held at −150 °C; fronts X(t) in mm."""
     length = 80.0
-    n = int(round(length / spacing_mm)) + 1
+    n = round(length / spacing_mm) + 1
     case = parse_case(
         {
             "format": "cryoablation-case/1",
@@ -74,7 +74,7 @@ def planar_neumann(spacing_mm=0.5, d_t=0.1, latent=2.5e8, times=(60.0, 600.0), m
 def line_sink(spacing_mm=0.5, power_w_per_m=50.0, times=(150.0, 600.0), half_width_mm=20.0, probe_r_mm=1.5):
     """TC-3: a line sink along z in a medium at the melting point; frozen radius R(t) in mm."""
     d_t = 0.05
-    n = 2 * int(round(half_width_mm / spacing_mm)) + 1
+    n = 2 * round(half_width_mm / spacing_mm) + 1
     c = half_width_mm
     thickness = 3 * spacing_mm
     case = parse_case(
@@ -82,11 +82,20 @@ def line_sink(spacing_mm=0.5, power_w_per_m=50.0, times=(150.0, 600.0), half_wid
             "format": "cryoablation-case/1",
             "grid": {"origin_mm": [-c, -c, 0.0], "spacing_mm": spacing_mm, "size": [n, n, 3]},
             "initial_temperature_c": 0.0,
-            "boundaries": {"default": {"type": "fixed", "temperature_c": 0.0}, "z-": {"type": "adiabatic"}, "z+": {"type": "adiabatic"}},
+            "boundaries": {
+                "default": {"type": "fixed", "temperature_c": 0.0},
+                "z-": {"type": "adiabatic"},
+                "z+": {"type": "adiabatic"},
+            },
             "materials": {"m": material(d_t)},
             "tissue": "m",
             "sources": [
-                {"type": "line_sink", "start_mm": [0, 0, -0.5 * spacing_mm], "end_mm": [0, 0, thickness - 0.5 * spacing_mm], "power_w_per_m": power_w_per_m}
+                {
+                    "type": "line_sink",
+                    "start_mm": [0, 0, -0.5 * spacing_mm],
+                    "end_mm": [0, 0, thickness - 0.5 * spacing_mm],
+                    "power_w_per_m": power_w_per_m,
+                }
             ],
             "protocol": [{"action": "off", "duration_s": max(times)}],
         }
@@ -115,7 +124,7 @@ def steady_sphere(spacing_mm=1.0, perfusion=1800.0, half_width_mm=40.0, duration
     One octant: the ball sits at the corner where three adiabatic (mirror) faces meet.
     """
     d_t = 0.1
-    n = int(round(half_width_mm / spacing_mm))
+    n = round(half_width_mm / spacing_mm)
     corner = -0.5 * spacing_mm
     case = parse_case(
         {
@@ -130,7 +139,9 @@ def steady_sphere(spacing_mm=1.0, perfusion=1800.0, half_width_mm=40.0, duration
             },
             "materials": {"m": material(d_t, perfusion=perfusion)},
             "tissue": "m",
-            "sources": [{"type": "sphere", "center_mm": [corner] * 3, "radius_mm": 1.2, "temperature_c": -150.0}],
+            "sources": [
+                {"type": "sphere", "center_mm": [corner] * 3, "radius_mm": 1.2, "temperature_c": -150.0}
+            ],
             "protocol": [{"action": "off", "duration_s": duration_s}],
         }
     )

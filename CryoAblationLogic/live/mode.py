@@ -1,0 +1,529 @@
+"""Live mode: the plan's simulation driven by what the cryo console reports, as it happens.
+
+A :class:`LiveSession` owns a :class:`~CryoAblationLogic.physics.simulation.Simulation` of the
+plan's case. Every probe starts off; the console's freeze/thaw/off events switch the probes in
+the solver (``set_probe_state``) at the moment they happened, and the solver follows the
+procedure clock.
+
+Procedure clock: the console's own time stamps (a message without one counts at its arrival
+time), from the first console message on (procedure time 0). Only console messages move it, and it
+never goes back: an event stamped earlier than the clock takes effect at the clock. When the
+console falls silent, :meth:`LiveSession.follow_wall_clock` moves it on with a monotonic clock, and
+journals each such move, so that a replay moves it at the same point.
+
+Determinism: the solver stops only at the update ticks (every ``update_interval_s`` of procedure
+time), at the snapshot times of the case and at the times of applied events — all functions of the
+messages, never of when they were polled. Feeding the journaled messages again in journal order
+(:func:`replay_journal`) therefore repeats every solver step and gives the same field bit for bit.
+That holds while all console messages come over one link (their order is then the journal order)
+and TRANSFORM poses are not coalesced (the monitor keeps every pose).
+
+Probe poses (``Probe<n>ToScanner``: origin at the tip, z axis up the shaft): console probe ``n`` is
+the plan's ``n``-th probe. Before any probe has frozen, a pose that differs from the solver's
+geometry (by more than ``pose_tolerance_mm`` at the tip or ``pose_tolerance_deg``) rebuilds the
+solver with the measured placement (public API: a new ``Simulation`` of the moved case, advanced
+to the clock with the probes as they were; probes that never froze leave the field untouched, so
+nothing is lost). Once freezing has begun, the solver has no way to move a probe inside an
+existing ice ball, and a probe frozen into the ice cannot move much anyway: a later move is
+recorded (a :class:`Note` "probe_move_ignored" with the distance) and the solver keeps the
+geometry it froze with.
+
+Sensor readings: probe temperatures (``ProbeTemps`` / ``Probe<n>Temp``) are recorded beside the
+solver's probe surface temperature and the predicted tissue temperature at the probe tip; readings
+of the plan's sensors (SENSOR ``<sensor name>``) beside the predicted temperature at the sensor.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from ..case import Case
+from ..errors import InputError
+from ..igtl.messages import Message
+from .console import (
+    ConsoleFault,
+    Event,
+    ProbePose,
+    ProbeStateChange,
+    ProbeTemperatures,
+    ScannerImage,
+    SensorReading,
+    Unrecognised,
+    interpret,
+)
+
+CONSOLE_EVENTS = (ProbePose, ProbeStateChange, ConsoleFault, ProbeTemperatures, SensorReading)
+DEFAULT_UPDATE_INTERVAL_S = 1.0
+_EPS = 1e-9
+
+
+@dataclass(frozen=True)
+class FieldUpdate:
+    """The solver reached ``time_s`` (procedure s): isotherm volumes (ml) of the field then."""
+
+    time_s: float
+    volumes_ml: dict[float, float]
+    states: dict[str, tuple[str, float, str | None]]
+
+
+@dataclass(frozen=True)
+class SensorSample:
+    """A measured temperature beside the prediction. ``time_s``: the reading's procedure time;
+    ``predicted_time_s``: the solver time of the prediction (the last update at or before it)."""
+
+    name: str
+    time_s: float
+    measured_c: float
+    predicted_c: float
+    predicted_time_s: float
+    kind: str  # "probe" (surface temperature predicted) or "sensor" (tissue temperature)
+    predicted_tissue_c: float | None = None  # probes: tissue temperature at the tip
+
+
+@dataclass(frozen=True)
+class Note:
+    """Something live mode did or declined to do, at procedure time ``time_s``."""
+
+    time_s: float
+    what: str
+    detail: dict
+
+
+@dataclass
+class _Settings:
+    update_interval_s: float
+    pose_tolerance_mm: float
+    pose_tolerance_deg: float
+    probe_names: list[str]
+
+    def to_dict(self) -> dict:
+        return {
+            "update_interval_s": self.update_interval_s,
+            "pose_tolerance_mm": self.pose_tolerance_mm,
+            "pose_tolerance_deg": self.pose_tolerance_deg,
+            "probe_names": list(self.probe_names),
+        }
+
+
+def pose_to_tip_entry(pose: np.ndarray, shaft_length_mm: float) -> tuple[np.ndarray, np.ndarray]:
+    """(tip, point on the shaft ``shaft_length_mm`` up from the tip) of a probe pose."""
+    pose = np.asarray(pose, dtype=np.float64)
+    axis = pose[:3, 2]
+    norm = np.linalg.norm(axis)
+    if not norm > 0:
+        raise InputError("Probe<n>ToScanner", "pose has no shaft direction (zero z axis)")
+    tip = pose[:3, 3].copy()
+    return tip, tip + axis / norm * shaft_length_mm
+
+
+class LiveSession:
+    """Live mode for one procedure (see the module docstring).
+
+    ``journal``: a :class:`~.journal.Journal` that receives the session's own records (settings,
+    clock moves, applied events); None in a replay. ``on_update(session, update)`` is called at each
+    update tick, ``on_event(session, event)`` for each event fed.
+    """
+
+    def __init__(
+        self,
+        case: Case,
+        *,
+        update_interval_s: float = DEFAULT_UPDATE_INTERVAL_S,
+        pose_tolerance_mm: float = 0.25,
+        pose_tolerance_deg: float = 0.5,
+        probe_names: list[str] | None = None,
+        journal=None,
+        on_update: Callable[[LiveSession, FieldUpdate], None] | None = None,
+        simulation_options: dict | None = None,
+    ):
+        if not (math.isfinite(update_interval_s) and update_interval_s > 0):
+            raise InputError(
+                "update_interval_s", f"must be a positive number of seconds, got {update_interval_s}"
+            )
+        if pose_tolerance_mm < 0 or pose_tolerance_deg < 0:
+            raise InputError("pose_tolerance", "must not be negative")
+        names = [p.name for p in case.probes] if probe_names is None else list(probe_names)
+        unknown = set(names) - {p.name for p in case.probes}
+        if unknown:
+            raise InputError("probe_names", f"not probes of the case: {sorted(unknown)}")
+        self.settings = _Settings(float(update_interval_s), pose_tolerance_mm, pose_tolerance_deg, names)
+        self.planned_case = case
+        self.case = case
+        self.journal = journal
+        self.on_update = on_update
+        self._simulation_options = dict(simulation_options or {})
+        from ..physics.simulation import Simulation
+
+        self._simulation_class = Simulation
+        self.simulation = Simulation(case, **self._simulation_options)
+        self.states: dict[str, tuple[str, float, str | None]] = {}
+        for probe in case.probes:
+            self._set_state(probe.name, "off", 0.0, None)
+        self.origin_s: float | None = None  # sender clock at procedure time 0
+        self.clock_s = 0.0  # procedure time (s)
+        self.console_messages = 0
+        self.freezing_started = False
+        self._next_tick = self.settings.update_interval_s
+        self._snapshot_times = sorted(float(t) for t in case.outputs.snapshot_times_s)
+        self.snapshots: dict[float, np.ndarray] = {}
+        self.updates: list[FieldUpdate] = []
+        self.samples: list[SensorSample] = []
+        self._last_reading: dict[str, tuple[float, float]] = {}
+        self.notes: list[Note] = []
+        self.poses: dict[int, np.ndarray] = {}
+        self.latest_image: ScannerImage | None = None
+        self.image_count = 0
+        self._wall_ref: float | None = None  # monotonic time when the clock last moved
+        self.started_wall_s = time.perf_counter()
+        if journal is not None:
+            journal.record_note("start", {"settings": self.settings.to_dict(), "case": case.name or ""})
+
+    # --- feeding ---------------------------------------------------------------------------------
+
+    def feed(self, message: Message, arrival_time_s: float, events: list[Event] | None = None) -> list[Event]:
+        """One received message (``events``: what :func:`~.console.interpret` made of it, if
+        already known). Returns the events."""
+        if events is None:
+            try:
+                events = interpret(message, arrival_time_s)
+            except InputError as error:
+                events = [Unrecognised(message.message_type, message.device_name, str(error), arrival_time_s)]
+        sender_s = message.timestamp_s if message.timestamp_s else arrival_time_s
+        if any(isinstance(e, CONSOLE_EVENTS) for e in events):
+            self.console_messages += 1
+            if self.origin_s is None:
+                self.origin_s = sender_s
+            self._move_clock(sender_s - self.origin_s)
+            self._wall_ref = time.monotonic()
+        for event in events:
+            self._apply(event)
+        return events
+
+    def follow_wall_clock(self, silence_s: float = 2.0, now: float | None = None) -> bool:
+        """While the console is silent for more than ``silence_s``, move the procedure clock on in
+        real time (whole update intervals), journaling the move. True if it moved."""
+        if self.origin_s is None or self._wall_ref is None:
+            return False
+        now = time.monotonic() if now is None else now
+        silent = now - self._wall_ref
+        if silent <= silence_s:
+            return False
+        interval = self.settings.update_interval_s
+        target = math.floor((self.clock_s + silent) / interval + _EPS) * interval
+        if target <= self.clock_s + _EPS:
+            return False
+        self._wall_ref = now
+        if self.journal is not None:
+            self.journal.record_note(
+                "clock", {"time_s": target, "after_console_messages": self.console_messages}
+            )
+        self._move_clock(target)
+        return True
+
+    def set_clock(self, time_s: float) -> None:
+        """Move the procedure clock to ``time_s`` (a journaled wall-clock move, in a replay)."""
+        self._move_clock(time_s)
+
+    def finish(self) -> None:
+        """Bring the solver to the procedure clock (end of the session)."""
+        self._advance_stops(self.clock_s)
+        self.simulation.advance_to(self.clock_s)
+
+    # --- the clock and the solver ---------------------------------------------------------------
+
+    def _move_clock(self, time_s: float) -> None:
+        if time_s <= self.clock_s:
+            return
+        self.clock_s = time_s
+        self._advance_stops(time_s)
+
+    def _advance_stops(self, target_s: float) -> None:
+        """Advance the solver through every tick and snapshot time up to ``target_s``."""
+        while True:
+            snapshot = next((t for t in self._snapshot_times if t not in self.snapshots), math.inf)
+            stop = min(self._next_tick, snapshot)
+            if stop > target_s + _EPS:
+                return
+            self.simulation.advance_to(stop)
+            if abs(stop - snapshot) <= _EPS:
+                self.snapshots[snapshot] = self.simulation.temperature_c
+            if abs(stop - self._next_tick) <= _EPS:
+                self._next_tick = stop + self.settings.update_interval_s
+                self._publish(stop)
+
+    def _publish(self, time_s: float) -> None:
+        update = FieldUpdate(time_s, self.simulation.isotherm_volumes_ml(), dict(self.states))
+        self.updates.append(update)
+        if self.on_update is not None:
+            self.on_update(self, update)
+
+    def _at_clock(self) -> None:
+        """Bring the solver exactly to the clock (an event takes effect now)."""
+        self._advance_stops(self.clock_s)
+        self.simulation.advance_to(self.clock_s)
+
+    def _set_state(self, name: str, action: str, flow: float, mode: str | None) -> None:
+        self.simulation.set_probe_state(name, action, flow if action == "freeze" else 100, mode)
+        self.states[name] = self.simulation.probe_state(name)
+
+    def _note(self, what: str, **detail) -> Note:
+        note = Note(self.clock_s, what, detail)
+        self.notes.append(note)
+        if self.journal is not None:
+            self.journal.record_note(what, {"time_s": self.clock_s, **detail})
+        return note
+
+    def probe_name(self, number: int) -> str | None:
+        names = self.settings.probe_names
+        return names[number - 1] if 1 <= number <= len(names) else None
+
+    def _apply(self, event: Event) -> None:
+        if isinstance(event, ProbeStateChange):
+            name = self.probe_name(event.probe)
+            if name is None:
+                self._note("unknown_probe", probe=event.probe, action=event.action)
+                return
+            self._at_clock()
+            flow = 100.0 if event.flow_percent is None else float(event.flow_percent)
+            if event.action == "freeze" and flow <= 0:  # the console's way of saying "no gas"
+                self._set_state(name, "off", 0.0, None)
+            else:
+                self._set_state(name, event.action, flow, event.mode)
+            self.freezing_started |= event.action == "freeze" and flow > 0
+            action, flow_applied, mode = self.states[name]
+            self._note("probe_state", probe=name, action=action, flow_percent=flow_applied, mode=mode)
+        elif isinstance(event, ProbePose):
+            self._apply_pose(event)
+        elif isinstance(event, ProbeTemperatures):
+            self._record_probe_temperatures(event)
+        elif isinstance(event, SensorReading):
+            self._record_sensor(event)
+        elif isinstance(event, ConsoleFault):
+            self._note("console_fault", code=event.code, error=event.error_name, text=event.text)
+        elif isinstance(event, ScannerImage):
+            self.latest_image = event
+            self.image_count += 1
+
+    # --- probe poses ------------------------------------------------------------------------------
+
+    def _apply_pose(self, event: ProbePose) -> None:
+        self.poses[event.probe] = np.asarray(event.matrix, dtype=np.float64)
+        name = self.probe_name(event.probe)
+        if name is None:
+            return
+        index = next(i for i, p in enumerate(self.case.probes) if p.name == name)
+        spec = self.case.probes[index]
+        shaft = float(np.linalg.norm(np.subtract(spec.entry_mm, spec.tip_mm)))
+        tip, entry = pose_to_tip_entry(event.matrix, shaft)
+        moved_mm = float(np.linalg.norm(tip - np.asarray(spec.tip_mm)))
+        cosine = float(np.clip(np.dot(spec.direction, (entry - tip) / shaft), -1.0, 1.0))
+        turned_deg = math.degrees(math.acos(cosine))
+        if moved_mm <= self.settings.pose_tolerance_mm and turned_deg <= self.settings.pose_tolerance_deg:
+            return
+        if self.freezing_started:
+            if not any(
+                n.what == "probe_move_ignored" and n.detail["probe"] == name for n in self.notes[-20:]
+            ):
+                self._note("probe_move_ignored", probe=name, moved_mm=moved_mm, turned_deg=turned_deg)
+            return
+        if not self.case.grid.contains_ras(tip):
+            self._note("probe_outside_grid", probe=name, tip_mm=tip.tolist())
+            return
+        probes = list(self.case.probes)
+        probes[index] = replace(
+            spec, tip_mm=tuple(float(v) for v in tip), entry_mm=tuple(float(v) for v in entry)
+        )
+        self._rebuild(replace(self.case, probes=probes))
+        self._note("probe_moved", probe=name, moved_mm=moved_mm, turned_deg=turned_deg, tip_mm=tip.tolist())
+
+    def _rebuild(self, case: Case) -> None:
+        """A new solver with the moved probes, brought to the solver's time with the same states
+        (before any freezing the probes have not touched the field)."""
+        time_s = self.simulation.time_s
+        self.case = case
+        self.simulation = self._simulation_class(case, **self._simulation_options)
+        for name, (action, flow, mode) in self.states.items():
+            self._set_state(name, action, flow, mode)
+        self.simulation.advance_to(time_s)
+
+    # --- sensors ----------------------------------------------------------------------------------
+
+    def _reading_time(self, time_s: float | None, arrival_s: float) -> float:
+        sender = time_s if time_s else arrival_s
+        return sender - self.origin_s if self.origin_s is not None else 0.0
+
+    def _record_probe_temperatures(self, event: ProbeTemperatures) -> None:
+        history = self.simulation.probe_history
+        t = self._reading_time(event.time_s, event.arrival_time_s)
+        for number, measured in sorted(event.temperatures_c.items()):
+            name = self.probe_name(number)
+            if name is None or not math.isfinite(measured):
+                continue
+            last = self._last_reading.get(name)
+            if last is not None and last[0] == t and abs(last[1] - measured) < 1e-6:
+                continue  # the same reading sent twice (NDARRAY ProbeTemps and SENSOR Probe<n>Temp)
+            self._last_reading[name] = (t, measured)
+            surface = history[name]["surface_c"]
+            predicted = float(surface[-1]) if len(surface) else float(self.case.initial_temperature_c)
+            spec = next(p for p in self.case.probes if p.name == name)
+            tissue = self.simulation.temperature_at(spec.tip_mm)
+            self.samples.append(
+                SensorSample(name, t, float(measured), predicted, self.simulation.time_s, "probe", tissue)
+            )
+
+    def _record_sensor(self, event: SensorReading) -> None:
+        sensor = next((s for s in self.case.sensors if s.name == event.name), None)
+        if sensor is None:
+            if not any(n.what == "unknown_sensor" and n.detail["name"] == event.name for n in self.notes):
+                self._note("unknown_sensor", name=event.name)
+            return
+        t = self._reading_time(event.time_s, event.arrival_time_s)
+        predicted = self.simulation.temperature_at(sensor.position_mm)
+        self.samples.append(
+            SensorSample(
+                sensor.name, t, float(event.temperatures_c[0]), predicted, self.simulation.time_s, "sensor"
+            )
+        )
+
+    # --- reading ---------------------------------------------------------------------------------
+
+    @property
+    def time_s(self) -> float:
+        """Solver time (procedure s)."""
+        return self.simulation.time_s
+
+    @property
+    def temperature_c(self) -> np.ndarray:
+        return self.simulation.temperature_c
+
+    def result(self):
+        """The session so far as a :class:`~CryoAblationLogic.physics.simulation.SimulationResult`."""
+        from ..physics.simulation import SimulationResult
+
+        sim = self.simulation
+        return SimulationResult(
+            grid=self.case.grid,
+            temperature_final=sim.temperature_c,
+            min_temperature=sim.min_temperature_c,
+            snapshots=dict(self.snapshots),
+            sensors=sim.sensor_history,
+            isotherm_volumes_ml=sim.isotherm_volumes_ml(),
+            ice_volume_history=sim.ice_volume_history(),
+            energy_balance_error=sim.energy_balance_error(),
+            wall_s=time.perf_counter() - self.started_wall_s,
+            simulated_s=sim.time_s,
+            probe_history=sim.probe_history,
+            steps=sim.steps,
+            sweeps=sim.sweeps,
+            voxel_updates=sim.voxel_updates,
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Results
+
+
+def write_live_results(session: LiveSession, out_dir: str | Path) -> Path:
+    """The result folder of ``case-format.md`` (the prediction at the end of the session) plus,
+    from live mode: ``ice_volume_history.csv`` (isotherm volumes at every update),
+    ``sensor_readings.csv`` (measured beside predicted), ``live_events.csv`` (what was applied
+    when), ``case.cryo.json`` (the case as finally placed) and keys ``live`` in summary.json."""
+    from ..case import save_case
+    from ..results import write_result_folder
+
+    out = Path(out_dir)
+    result = session.result()
+    write_result_folder(result, out, session.case)
+    levels = list(session.case.outputs.isotherms_c)
+    with (out / "ice_volume_history.csv").open("w", newline="", encoding="utf-8") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["time_s", *[f"volume_ml_at_{level:g}C" for level in levels]])
+        for update in session.updates:
+            writer.writerow([f"{update.time_s:g}", *[f"{update.volumes_ml[float(lv)]:.6g}" for lv in levels]])
+    with (out / "sensor_readings.csv").open("w", newline="", encoding="utf-8") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(
+            ["name", "kind", "time_s", "measured_c", "predicted_c", "predicted_time_s", "predicted_tissue_c"]
+        )
+        for s in session.samples:
+            tissue = "" if s.predicted_tissue_c is None else f"{s.predicted_tissue_c:.4f}"
+            writer.writerow(
+                [
+                    s.name,
+                    s.kind,
+                    f"{s.time_s:.3f}",
+                    f"{s.measured_c:.4f}",
+                    f"{s.predicted_c:.4f}",
+                    f"{s.predicted_time_s:.3f}",
+                    tissue,
+                ]
+            )
+    with (out / "live_events.csv").open("w", newline="", encoding="utf-8") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["time_s", "what", "detail"])
+        for note in session.notes:
+            writer.writerow([f"{note.time_s:.3f}", note.what, json.dumps(note.detail, sort_keys=True)])
+    save_case(session.case, out / "case.cryo.json", labelmap_filename="labels.nrrd")
+    summary_path = out / "summary.json"
+    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    summary["live"] = {
+        "settings": session.settings.to_dict(),
+        "procedure_time_s": session.clock_s,
+        "console_messages": session.console_messages,
+        "images": session.image_count,
+        "updates": len(session.updates),
+        "sensor_readings": len(session.samples),
+        "probe_states": {name: list(state) for name, state in session.states.items()},
+        "notes": [{"time_s": n.time_s, "what": n.what, **n.detail} for n in session.notes],
+    }
+    summary_path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Replay
+
+
+def session_settings(records: list[dict]) -> dict:
+    """The settings the session of a journal ran with (its first "start" record)."""
+    for record in records:
+        if record.get("kind") == "live" and record.get("note") == "start":
+            return dict(record["detail"]["settings"])
+    raise InputError("journal", "has no live-mode start record (not written by a monitor session)")
+
+
+def replay_journal(session: LiveSession, contents, start_index: int = 0) -> int:
+    """Feed a journal's incoming messages (and its journaled wall-clock moves) into ``session``
+    in journal order; returns how many messages were fed."""
+    from .replay import record_to_message
+
+    records = contents.records[start_index:]
+    clock_moves = sorted(
+        (r["detail"]["after_console_messages"], r["detail"]["time_s"])
+        for r in records
+        if r.get("kind") == "live" and r.get("note") == "clock"
+    )
+    moves = iter(clock_moves)
+    pending = next(moves, None)
+    fed = 0
+    for record in records:
+        if record.get("kind") != "message" or record.get("direction") != "in":
+            continue
+        while pending is not None and pending[0] <= session.console_messages:
+            session.set_clock(pending[1])
+            pending = next(moves, None)
+        message = record_to_message(record, contents.folder)
+        session.feed(message, record["arrival_time_s"])
+        fed += 1
+    while pending is not None and pending[0] <= session.console_messages:
+        session.set_clock(pending[1])
+        pending = next(moves, None)
+    return fed

@@ -1,0 +1,145 @@
+"""A monitoring run: the live links, the journal and a :class:`~.mode.LiveSession`, stepped by a
+loop (``cryoablation monitor``) or a GUI timer (Slicer), and the replay of a finished one.
+
+    monitor = start_monitor(case, journal_path, [Endpoint("client", "127.0.0.1", 18944)])
+    while running: monitor.step(); time.sleep(0.05)
+    monitor.close()                       # stop the links, feed what is left, bring the solver to the clock
+    write_live_results(monitor.session, out_dir)
+
+The case is saved beside the journal (``<procedure>_case/case.cryo.json``) and loaded back before
+the session starts, so that live mode and :func:`replay_procedure` work from the same case file.
+Opening an existing journal resumes it: its messages are fed again first (no network), then the
+session goes on live, appending to the same journal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import InputError
+from ..igtl.inbox import Received
+from .journal import Journal, read_journal
+from .link import Endpoint, LiveLink
+from .mode import LiveSession, replay_journal, session_settings
+
+CASE_FOLDER_SUFFIX = "_case"
+LIVE_COALESCED = frozenset({"IMAGE"})  # frames may be coalesced for the display; poses never
+
+
+def journal_location(path: str | Path) -> tuple[Path, str]:
+    """(folder, procedure name) of a journal path ``<folder>/<procedure>.jsonl``."""
+    path = Path(path)
+    if path.suffix != ".jsonl":
+        raise InputError("--journal", f"{path}: a journal is a .jsonl file")
+    return path.parent, path.stem
+
+
+def case_path_for(journal_path: Path) -> Path:
+    folder, procedure = journal_location(journal_path)
+    return folder / f"{procedure}{CASE_FOLDER_SUFFIX}" / "case.cryo.json"
+
+
+@dataclass
+class Monitor:
+    link: LiveLink
+    journal: Journal
+    session: LiveSession
+    resumed_messages: int = 0
+    silence_s: float | None = 2.0  # None: the clock follows the console only
+    closed: bool = False
+
+    def step(self, max_items: int = 1000, follow_wall_clock: bool = True) -> int:
+        """Feed what arrived; move the clock on if the console is silent. Returns messages fed."""
+        fed = 0
+        for _, item, events in self.link.poll_received(max_items):
+            if isinstance(item, Received):
+                self.session.feed(item.message, item.arrival_time_s, events)
+                fed += 1
+        if fed == 0 and follow_wall_clock and self.silence_s:
+            self.session.follow_wall_clock(self.silence_s)
+        return fed
+
+    def close(self) -> None:
+        """Stop the links, feed everything still waiting, bring the solver to the clock."""
+        if self.closed:
+            return
+        self.link.stop()
+        while self.step(100_000, follow_wall_clock=False):
+            pass
+        self.session.finish()
+        self.journal.record_note("stop", {"time_s": self.session.clock_s})
+        self.journal.close()
+        self.closed = True
+
+
+def start_monitor(
+    case,
+    journal_path: str | Path,
+    scanner: Endpoint | None,
+    console: Endpoint | None,
+    *,
+    update_interval_s: float = 1.0,
+    on_update=None,
+    silence_s: float | None = 2.0,
+) -> Monitor:
+    """Open (or resume) the journal, start the session and the links."""
+    from ..case import load_case, save_case
+
+    journal_path = Path(journal_path)
+    folder, procedure = journal_location(journal_path)
+    case_file = case_path_for(journal_path)
+    resumed = 0
+    if journal_path.exists() and journal_path.stat().st_size > 0:
+        contents = read_journal(journal_path)
+        settings = session_settings(contents.records)
+        session = LiveSession(load_case(case_file), on_update=on_update, **settings)
+        resumed = replay_journal(session, contents)
+        journal = Journal(folder, procedure)
+        session.journal = journal
+        journal.record_note("resume", {"time_s": session.clock_s, "messages": resumed})
+    else:
+        save_case(case, case_file, labelmap_filename="labels.nrrd")
+        journal = Journal(folder, procedure)
+        journal.record_note("case", {"file": str(case_file.relative_to(folder))})
+        session = LiveSession(
+            load_case(case_file), update_interval_s=update_interval_s, journal=journal, on_update=on_update
+        )
+    link = LiveLink(journal, scanner=scanner, console=console, coalesce=LIVE_COALESCED)
+    try:
+        link.start()
+    except Exception:
+        journal.close()
+        raise
+    return Monitor(link, journal, session, resumed, silence_s)
+
+
+def replay_procedure(journal_path: str | Path, on_update=None) -> tuple[LiveSession, bool]:
+    """Run a journaled procedure through live mode again (same case, same settings); returns the
+    session, brought to the procedure clock, and whether the journal's last line was cut off."""
+    from ..case import load_case
+
+    journal_path = Path(journal_path)
+    contents = read_journal(journal_path)
+    settings = session_settings(contents.records)
+    case_file = case_path_for(journal_path)
+    if not case_file.is_file():
+        raise InputError(str(case_file), "the case file saved beside the journal is missing")
+    session = LiveSession(load_case(case_file), on_update=on_update, **settings)
+    replay_journal(session, contents)
+    session.finish()
+    return session, contents.truncated_tail
+
+
+def journal_summary(journal_path: str | Path) -> dict:
+    """Counts of a journal's records by kind and message type (for reports and tests)."""
+    contents = read_journal(journal_path)
+    counts: dict[str, int] = {}
+    for record in contents.records:
+        key = (
+            record["kind"]
+            if record["kind"] != "message"
+            else f"{record['direction']}:{record['message_type']}"
+        )
+        counts[key] = counts.get(key, 0) + 1
+    return {"records": len(contents.records), "truncated_tail": contents.truncated_tail, "counts": counts}
