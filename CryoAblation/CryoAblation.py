@@ -146,6 +146,7 @@ class CryoAblationParameterNode:
 NO_ROLE = ""  # the segments table's choice for a segment left out of the plan
 STATUS_COLORS = {"off": "#9e9e9e", "waiting": "#f0a020", "connected": "#2ca02c"}
 PROBE_TABLE_DELAY_S = 0.3  # refresh the probe table and its warnings once a drag has paused this long
+LIVE_SCENE_INTERVAL_S = 5.0  # live mode: how often the prediction so far is put into the scene
 
 
 class CryoAblationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -199,6 +200,7 @@ class CryoAblationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.timeSlider.connect("valueChanged(double)", self.onTimeChanged)
         # 5. Monitor
         self.ui.connectButton.connect("toggled(bool)", self.onConnectToggled)
+        self.ui.liveModeCheckBox.connect("toggled(bool)", self.onLiveModeToggled)
         self.ui.replayJournalButton.connect("clicked(bool)", self.onReplayJournal)
         # 6. Results
         self.ui.showIceVolumePlotButton.connect("clicked(bool)", self.onShowIceVolumePlot)
@@ -503,17 +505,42 @@ class CryoAblationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 )
             else:
                 self.logic.stopMonitoring()
+        self.updateConnectionControls()
+
+    def onLiveModeToggled(self, checked) -> None:
+        p = self._parameterNode
+        try:
+            with slicer.util.tryWithErrorDisplay(_("Failed to switch live mode."), waitCursor=True):
+                if checked:
+                    self.logic.startLiveMode(
+                        p.scannerHost, p.scannerPort, p.consoleHost, p.consolePort, p.journalPath
+                    )
+                elif self.logic.liveModeActive():
+                    self.logic.stopMonitoring()
+        finally:
+            self.ui.numbaStatusLabel.text = self.logic.numbaStatusText()
+            self.updateConnectionControls()
+
+    def updateConnectionControls(self) -> None:
+        """Buttons and fields as the connection now is (plain monitoring or live mode)."""
         active = self.logic.monitoringActive()
-        self.ui.connectButton.text = _("Disconnect") if active else _("Connect")
-        self.ui.connectButton.blockSignals(True)
-        self.ui.connectButton.checked = active
-        self.ui.connectButton.blockSignals(False)
+        live = self.logic.liveModeActive()
+        for button, checked in (
+            (self.ui.connectButton, active and not live),
+            (self.ui.liveModeCheckBox, live),
+        ):
+            button.blockSignals(True)
+            button.checked = checked
+            button.blockSignals(False)
+        self.ui.connectButton.text = _("Disconnect") if active and not live else _("Connect")
+        self.ui.connectButton.enabled = not live
         for widget in (
             self.ui.scannerHostLineEdit,
             self.ui.scannerPortSpinBox,
             self.ui.consoleHostLineEdit,
             self.ui.consolePortSpinBox,
             self.ui.journalPathLineEdit,
+            self.ui.replayJournalButton,
         ):
             widget.enabled = not active
         self.updateMonitor()
@@ -599,6 +626,10 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
         self._placementTags = {}
         self._labelsCache = {}  # the tissue label map, reused while the segmentation is unchanged
         self._link = None  # the live links to the scanner and the console, while connected
+        self._liveMonitor = None  # live mode: links, journal and the solver in step with the console
+        self._liveShownAt = 0.0
+        self._liveShownTimeS = -1.0
+        self._liveSession = None  # the last live-mode session (running, stopped or replayed)
         self._journal = None
         self._monitorState = None
         self._runningCase = None  # (case, result) of the run in progress, set by the worker thread
@@ -1078,11 +1109,46 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
                 journal.close()
             raise
         self._link, self._journal = link, journal
+        self._liveSession = None
         self._monitorState = monitoring.MonitorState()
         self._monitorState.started()
 
     def monitoringActive(self) -> bool:
-        return self._link is not None
+        return self._link is not None or self._liveMonitor is not None
+
+    def liveModeActive(self) -> bool:
+        return self._liveMonitor is not None
+
+    def startLiveMode(self, scannerHost, scannerPort, consoleHost, consolePort, journalPath) -> None:
+        """Connect and run the plan's simulation in step with the procedure: the console's freeze
+        and thaw events drive the probes, its readings are shown beside the prediction. Needs
+        numba and a journal file (the procedure can then be replayed exactly)."""
+        from CryoAblationLogic import monitoring
+
+        if not journalPath.strip():
+            raise ValueError(_("Live mode records the procedure: enter a journal file (….jsonl) first."))
+        monitoring.journal_location(journalPath)
+        scanner, console = monitoring.live_endpoints(scannerHost, scannerPort, consoleHost, consolePort)
+        self.requireNumba()  # before importing the solver, which needs numba
+        from CryoAblationLogic.live.runner import start_monitor
+        from CryoAblationLogic.mrml import case_io
+
+        case = case_io.build_case(slicer.mrmlScene, self.planParameters()).parse()
+        self.stopMonitoring()
+        self._liveMonitor = start_monitor(case, journalPath.strip(), scanner, console)
+        self._liveSession = self._liveMonitor.session
+        self._monitorState = monitoring.MonitorState()
+        self._monitorState.started()
+        self._liveShownAt = time.monotonic()
+        self._liveShownTimeS = -1.0
+
+    def _showLiveResult(self, session) -> None:
+        """The prediction so far into the scene (temperature, isotherms, plots)."""
+        from CryoAblationLogic.mrml import results
+
+        results.show_result(slicer.mrmlScene, self.planParameters(), session.result())
+        self._liveShownAt = time.monotonic()
+        self._liveShownTimeS = session.time_s
 
     def pollMonitoring(self) -> tuple:
         """``(lights {source: off|waiting|connected}, sensor rows, messages)`` after taking the
@@ -1093,6 +1159,19 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
         if self._link is not None:
             for source, event in self._link.poll():
                 state.apply(source, event)
+        if self._liveMonitor is not None:
+            self._liveMonitor.step()
+            session = self._liveMonitor.session
+            if (
+                session.time_s > self._liveShownTimeS
+                and time.monotonic() - self._liveShownAt >= LIVE_SCENE_INTERVAL_S
+            ):
+                self._showLiveResult(session)
+            lights = monitoring.lights_from_link(self._liveMonitor.link)
+            return lights, monitoring.live_rows(session), monitoring.live_notes(session)
+        if self._link is None and self._liveSession is not None:  # a stopped or replayed live session
+            session = self._liveSession
+            return dict(state.lights), monitoring.live_rows(session), monitoring.live_notes(session)
         return dict(state.lights), state.sensor_rows(), list(state.messages)
 
     def replayJournal(self, journalPath: str) -> int:
@@ -1104,12 +1183,32 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
             raise RuntimeError(_("Disconnect before replaying a journal."))
         if not journalPath.strip():
             raise ValueError(_("Enter the journal file to replay."))
+        if monitoring.is_live_journal(journalPath.strip()):
+            return self._replayLiveJournal(journalPath.strip())
         state = monitoring.MonitorState()
         count = monitoring.replay_journal(state, journalPath.strip())
         self._monitorState = state
+        self._liveSession = None
         return count
 
+    def _replayLiveJournal(self, journalPath: str) -> int:
+        """A live-mode journal runs through live mode again: the same prediction, into the scene."""
+        from CryoAblationLogic import monitoring
+
+        self.requireNumba()  # before importing the solver, which needs numba
+        from CryoAblationLogic.live.runner import replay_procedure
+
+        session, _truncated = replay_procedure(journalPath)
+        self._showLiveResult(session)
+        self._monitorState = monitoring.MonitorState()
+        self._liveSession = session
+        return session.console_messages
+
     def stopMonitoring(self) -> None:
+        monitor, self._liveMonitor = self._liveMonitor, None
+        if monitor is not None:
+            monitor.close()  # feeds what is left and brings the solver to the procedure clock
+            self._showLiveResult(monitor.session)
         link, journal = self._link, self._journal
         self._link = self._journal = None
         if self._monitorState is not None:

@@ -139,3 +139,51 @@ def replay_journal(state: MonitorState, journal_path: str | Path) -> int:
             state.apply("journal", event)
 
     return replay(journal_path, take, speed=0.0)
+
+
+def lights_from_link(link, sources: tuple[str, ...] = ("scanner", "console")) -> dict[str, str]:
+    """Status lights read from the links themselves (live mode's runner consumes the link events)."""
+    return {source: CONNECTED if link.connected(source) else WAITING for source in sources}
+
+
+def live_rows(session) -> list[tuple[str, str, str]]:
+    """``(name and state, measured °C beside the prediction, procedure time s)`` for each probe
+    and sensor of a live-mode session, from its latest reading."""
+    latest = {}
+    for sample in session.samples:
+        latest[sample.name] = sample
+    rows = []
+    for name, sample in latest.items():
+        state = session.states.get(name)
+        label = name
+        if state is not None:
+            action, flow, mode = state
+            detail = mode or (f"{flow:g}%" if action == "freeze" else "")
+            label = f"{name} ({action} {detail})".replace(" )", ")")
+        rows.append(
+            (label, f"{sample.measured_c:.1f} (predicted {sample.predicted_c:.1f})", f"{sample.time_s:.1f}")
+        )
+    return rows
+
+
+def live_notes(session, count: int = MAX_MESSAGES) -> list[str]:
+    """What live mode did or declined to do (its latest notes), as text."""
+    texts = []
+    for note in session.notes[-count:]:
+        detail = ", ".join(f"{key} {value}" for key, value in sorted(note.detail.items()))
+        texts.append(
+            f"{note.time_s:.0f} s: {note.what.replace('_', ' ')}" + (f" ({detail})" if detail else "")
+        )
+    return texts
+
+
+def is_live_journal(journal_path: str | Path) -> bool:
+    """Whether a journal was written by live mode (it can then be replayed with the prediction)."""
+    from .live.journal import read_journal
+    from .live.mode import session_settings
+
+    try:
+        session_settings(read_journal(journal_path).records)
+    except InputError:
+        return False
+    return True

@@ -303,3 +303,56 @@ def test_without_numba_the_user_is_asked_and_the_rest_keeps_working(
     assert not logic.previewActive() and not logic.simulationRunning()
     assert logic.numbaStatusText().startswith("numba was not installed")
     logic.stopBackgroundWork()
+
+
+def test_live_mode_runs_the_plan_in_step_with_the_console_and_replays_the_same(logic, scene_app, tmp_path):
+    """Live mode: the console's freeze events drive the plan's probes in the solver, its probe
+    readings come back beside the prediction, the prediction lands in the scene when it stops, and
+    replaying the journal gives the same prediction."""
+    from CryoAblationLogic.igtl.messages import StringMessage
+    from CryoAblationLogic.igtl.transport import Server, timestamp_from_seconds
+
+    plan = logic.loadSamplePhantom()
+    scenarios.place_probes(scene_app.scene, plan)
+    logic.setGridSpacingMm(4.0)
+    console_port = free_port()
+    console = Server(console_port, "127.0.0.1")
+    console.start()
+    journal = tmp_path / "live-001.jsonl"
+    base = float(int(time.time()))
+
+    def at(seconds: float, device: str, text: str) -> StringMessage:
+        message = StringMessage(device_name=device, text=text)
+        message.timestamp_raw = timestamp_from_seconds(base + seconds)  # the console's clock
+        return message
+
+    try:
+        logic.startLiveMode("127.0.0.1", free_port(), "127.0.0.1", console_port, str(journal))
+        assert logic.liveModeActive() and logic.monitoringActive()
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline and not console.connected:
+            logic.pollMonitoring()
+            time.sleep(0.02)
+        for number in (1, 2, 3):
+            console.send(at(0.0, "CryoState", f"FREEZE {number} 100%"), stamp=False)
+        console.send(at(30.0, "ProbeTemps", "-75.0, -70.5, -72.0"), stamp=False)
+        rows: list = []
+        deadline = time.monotonic() + 60.0
+        while time.monotonic() < deadline and len(rows) < 3:
+            lights, rows, notes = logic.pollMonitoring()
+            time.sleep(0.02)
+        assert lights["console"] == "connected"
+        assert [row[0] for row in rows] == ["P1 (freeze 100%)", "P2 (freeze 100%)", "P3 (freeze 100%)"]
+        assert rows[0][1].startswith("-75.0 (predicted ") and rows[0][2] == "30.0"
+        assert any("probe state" in note for note in notes)
+    finally:
+        logic.stopMonitoring()
+        console.stop()
+    assert not logic.liveModeActive()
+    temperature = plan.get(P.TEMPERATURE_VOLUME)
+    assert temperature is not None  # the prediction so far, shown in the scene
+    live_rows = logic.pollMonitoring()[1]
+    assert logic.replayJournal(str(journal)) == 4
+    assert logic.pollMonitoring()[1] == live_rows  # the replay predicts exactly the same
+    with pytest.raises(ValueError, match="journal file"):
+        logic.startLiveMode("127.0.0.1", free_port(), "127.0.0.1", console_port, "")

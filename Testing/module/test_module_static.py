@@ -246,6 +246,7 @@ LOGIC_STATE_QUERIES = {
     "getParameterNode",
     "simulationRunning",
     "numbaStatusText",
+    "liveModeActive",
     "monitoringActive",
     "previewActive",
 }
