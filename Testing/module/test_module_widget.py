@@ -183,3 +183,42 @@ def test_declining_numba_leaves_the_panel_usable_and_says_why(no_numba, widget, 
     ui.protocolPresetComboBox.setCurrentText("10-5-10")
     ui.applyPresetButton.click()
     assert ui.protocolTable.rowCount == 3  # planning goes on
+
+
+def test_live_mode_from_the_panel(widget, scene_app, tmp_path):
+    from CryoAblationLogic.igtl.messages import StringMessage
+    from CryoAblationLogic.igtl.transport import Server
+
+    ui = widget.ui
+    ui.loadPhantomButton.click()
+    scenarios.place_probes(scene_app.scene, widget.logic.planParameters())
+    widget.logic.setGridSpacingMm(4.0)
+    console_port = free_port()
+    console = Server(console_port, "127.0.0.1")
+    console.start()
+    parameters = widget._parameterNode
+    parameters.scannerPort = free_port()
+    parameters.consolePort = console_port
+    parameters.journalPath = ""
+    try:
+        ui.liveModeCheckBox.checked = True  # refused without a journal: the box unticks itself
+        assert not ui.liveModeCheckBox.checked and not widget.logic.liveModeActive()
+        parameters.journalPath = str(tmp_path / "live-panel.jsonl")
+        ui.liveModeCheckBox.checked = True
+        assert widget.logic.liveModeActive()
+        assert not ui.connectButton.enabled and not ui.replayJournalButton.enabled
+        deadline = time.monotonic() + 30.0
+        sent = False
+        while time.monotonic() < deadline and ui.sensorsTable.rowCount == 0:
+            if not sent and console.connected:
+                console.send(StringMessage(device_name="CryoState", text="FREEZE 1 100%"))
+                console.send(StringMessage(device_name="ProbeTemps", text="-20.0"))
+                sent = True
+            widget.onTimer()
+            time.sleep(0.02)
+        assert "predicted" in ui.sensorsTable.item(0, 1).text()
+    finally:
+        ui.liveModeCheckBox.checked = False
+        console.stop()
+    assert not widget.logic.liveModeActive() and ui.connectButton.enabled
+    assert widget.logic.planParameters().get(P.TEMPERATURE_VOLUME) is not None
