@@ -1294,7 +1294,7 @@ class CryoAblationTest(ScriptedLoadableModuleTest):
         self.setUp()
         self.test_sample_data()
         self.setUp()
-        self.test_plan_simulate_save_and_reload()
+        self.test_plan_simulate_save_reload_and_live()
         self.setUp()
         self.test_replay_journal()
 
@@ -1321,8 +1321,11 @@ class CryoAblationTest(ScriptedLoadableModuleTest):
         roles = {info.name: info.role for info in inputs.segment_infos(segmentation)}
         self.assertEqual(roles, {name: role for name, _material, role in phantom.LABELS.values()})
 
-    def test_plan_simulate_save_and_reload(self):
+    def test_plan_simulate_save_reload_and_live(self):
+        import shutil
+
         from CryoAblationLogic import scenarios
+        from CryoAblationLogic.mrml import parameters as P
 
         self.delayDisplay("Loading the phantom")
         parameters = scenarios.load_phantom(slicer.mrmlScene, slicer.modules.segmentations.logic())
@@ -1340,6 +1343,13 @@ class CryoAblationTest(ScriptedLoadableModuleTest):
             slicer.mrmlScene, os.path.join(slicer.app.temporaryPath, "CryoAblationTest.mrb")
         )
         self.delayDisplay("Plan survived save and reload")
+        self.delayDisplay("Monitoring a short procedure in live mode, then replaying it")
+        parameters = P.get_parameter_node(slicer.mrmlScene)
+        journal = os.path.join(slicer.app.temporaryPath, "CryoAblationTest-live", "live-short.jsonl")
+        shutil.rmtree(os.path.dirname(journal), ignore_errors=True)
+        live = scenarios.run_short_live_procedure(slicer.mrmlScene, parameters, journal)
+        scenarios.replay_live_procedure(journal, live)
+        self.delayDisplay("Live mode and its replay agree")
 
     def test_replay_journal(self):
         import shutil

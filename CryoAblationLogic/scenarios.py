@@ -299,3 +299,82 @@ def replay_short_journal(journal_path: str | Path):
     check(state.images_received == 1, f"{state.images_received} scanner frames replayed, 1 recorded")
     check(list(state.messages) == [], f"the replay reported problems: {list(state.messages)}")
     return state
+
+
+# -- a short procedure in live mode, and its replay ----------------------------------------------
+def run_short_live_procedure(scene, parameters, journal_path: str | Path, timeout_s: float = 60.0):
+    """Monitor a short freeze in live mode, as the panel's Live mode does: a console on this
+    computer (loopback) freezes every probe, reports temperatures, thaws probe 1 passively.
+
+    The console's messages carry their own clock, so the procedure takes no real time; the live
+    session follows the console's clock only. Returns the session once the monitor is closed.
+    """
+    import socket
+    import time
+
+    from .igtl.messages import StringMessage
+    from .igtl.transport import Server, timestamp_from_seconds
+    from .live.link import Endpoint
+    from .live.runner import start_monitor
+    from .mrml.case_io import build_case
+
+    case = build_case(scene, parameters).parse()
+    with socket.socket() as probe_socket:
+        probe_socket.bind(("127.0.0.1", 0))
+        port = probe_socket.getsockname()[1]
+    start = float(int(time.time()))
+
+    def at(seconds: float, device: str, text: str) -> StringMessage:
+        message = StringMessage(device_name=device, text=text)
+        message.timestamp_raw = timestamp_from_seconds(start + seconds)
+        return message
+
+    count = len(case.probes)
+    messages = [at(0.0, "CryoState", f"FREEZE {n} 100%") for n in range(1, count + 1)]
+    messages += [
+        at(60.0, "ProbeTemps", ", ".join(["-80.0"] * count)),
+        at(90.0, "CryoState", "THAW 1 PASSIVE"),
+        at(120.0, "ProbeTemps", ", ".join(["-60.0"] + ["-95.0"] * (count - 1))),
+    ]
+    console = Server(port, "127.0.0.1")
+    console.start()
+    monitor = start_monitor(case, journal_path, None, Endpoint("client", "127.0.0.1", port), silence_s=None)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not console.connected and time.monotonic() < deadline:
+            monitor.step()
+            time.sleep(0.02)
+        check(console.connected, "live mode did not connect to the console on this computer")
+        for message in messages:
+            console.send(message, stamp=False)
+        while monitor.session.console_messages < len(messages) and time.monotonic() < deadline:
+            monitor.step()
+            time.sleep(0.02)
+    finally:
+        monitor.close()
+        console.stop()
+    session = monitor.session
+    check(session.console_messages == len(messages), f"live mode took {session.console_messages} messages")
+    check(abs(session.clock_s - 120.0) < 1e-6, f"the procedure clock is at {session.clock_s} s, not 120 s")
+    check(session.states[case.probes[0].name][0] == "thaw", "probe 1 was not thawed by the console")
+    check(float(np.min(session.temperature_c)) < 0.0, "live mode predicted no freezing")
+    return session
+
+
+def replay_live_procedure(journal_path: str | Path, live_session):
+    """Replay a live-mode journal (as the panel's Replay does) and check it predicts exactly what
+    live mode predicted: the same field, the same readings beside the same predictions."""
+    from .live.runner import replay_procedure
+
+    session, truncated = replay_procedure(journal_path)
+    check(not truncated, "the journal's last line was cut off")
+    check(
+        bool(np.array_equal(session.temperature_c, live_session.temperature_c)),
+        "the replayed prediction differs from the live one",
+    )
+    check(
+        [(s.name, s.time_s, s.measured_c, s.predicted_c) for s in session.samples]
+        == [(s.name, s.time_s, s.measured_c, s.predicted_c) for s in live_session.samples],
+        "the replayed readings and predictions differ from the live ones",
+    )
+    return session

@@ -356,3 +356,53 @@ def test_live_mode_runs_the_plan_in_step_with_the_console_and_replays_the_same(l
     assert logic.pollMonitoring()[1] == live_rows  # the replay predicts exactly the same
     with pytest.raises(ValueError, match="journal file"):
         logic.startLiveMode("127.0.0.1", free_port(), "127.0.0.1", console_port, "")
+
+
+def test_the_slicer_self_test_itself_runs_here(module, monkeypatch, scene_app, tmp_path):
+    """``CryoAblationTest`` (what ``--testing`` runs in Slicer), run on the stood-in Qt layer:
+    SampleData is replaced by a stand-in that loads the cached files with Slicer's own readers."""
+    import sys
+    import types
+
+    import slicer
+
+    parent = types.SimpleNamespace()
+    module.CryoAblation(parent)
+    monkeypatch.setattr(slicer.modules, "cryoablation", parent, raising=False)
+    cache = tmp_path / "remote-cache"
+    scene_app.scene.GetCacheManager().SetRemoteCacheDirectory(str(cache))
+    sources: dict[str, list] = {}
+
+    class SampleDataLogic:
+        @staticmethod
+        def registerCustomSampleDataSource(**kwargs):
+            sources.setdefault(kwargs["category"], []).append(types.SimpleNamespace(**kwargs))
+
+        @staticmethod
+        def sampleDataSourcesByCategory(category):
+            return sources.get(category, [])
+
+        def downloadSamples(self, name):
+            (source,) = [s for group in sources.values() for s in group if s.sampleName == name]
+            nodes = []
+            for file_name, node_name, kind in zip(
+                source.fileNames, source.nodeNames, source.loadFileType, strict=True
+            ):
+                path = cache / file_name
+                assert path.is_file(), f"SampleData would have to download {file_name}"
+                if kind == "VolumeFile":
+                    node = scene_app.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", node_name)
+                    storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
+                else:
+                    node = scene_app.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", node_name)
+                    storage = slicer.vtkMRMLSegmentationStorageNode()
+                scene_app.scene.AddNode(storage)
+                storage.SetFileName(str(path))
+                assert storage.ReadData(node) == 1
+                nodes.append(node)
+            return nodes
+
+    monkeypatch.setitem(sys.modules, "SampleData", types.SimpleNamespace(SampleDataLogic=SampleDataLogic))
+    module.registerSampleData()
+    test = module.CryoAblationTest()
+    test.runTest()

@@ -104,3 +104,13 @@ def test_replay_check_notices_a_journal_that_differs(tmp_path):
         journal.record_message(StringMessage(device_name="ProbeTemps", text="5.0, 6.0"), peer="console")
     with pytest.raises(scenarios.ScenarioFailure, match="last probe temperatures"):
         scenarios.replay_short_journal(path)
+
+
+def test_live_procedure_and_its_replay(scene_app, tmp_path):
+    parameters = scenarios.load_phantom(scene_app.scene, scene_app.segmentations_logic)
+    scenarios.place_probes(scene_app.scene, parameters)
+    parameters.update_settings(grid_spacing_mm=4.0)
+    journal = tmp_path / "live-short.jsonl"
+    live = scenarios.run_short_live_procedure(scene_app.scene, parameters, journal)
+    replayed = scenarios.replay_live_procedure(journal, live)
+    assert len(replayed.samples) == 2 * len(parameters.probes())
