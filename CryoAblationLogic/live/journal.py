@@ -141,7 +141,7 @@ def message_content(message: Message) -> dict:
 def write_image_nrrd(path: Path, message: ImageMessage, compress: bool = False) -> Path:
     """The transmitted (sub-)volume as NRRD in LPS, the way Slicer writes volumes (oblique
     directions kept)."""
-    import SimpleITK as sitk  # noqa: PLC0415 - heavy import, only for journals with images
+    import SimpleITK as sitk
 
     voxels = message.voxels
     order = (2, 1, 0) if voxels.ndim == 3 else (2, 1, 0, 3)
@@ -162,7 +162,7 @@ def write_image_nrrd(path: Path, message: ImageMessage, compress: bool = False) 
 
 def read_image_nrrd(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """(voxels indexed [i, j, k(, c)], 4×4 IJK→LPS matrix) of a journal image."""
-    import SimpleITK as sitk  # noqa: PLC0415
+    import SimpleITK as sitk
 
     if not Path(path).is_file():
         raise InputError(str(path), "journal image file not found")

@@ -301,7 +301,7 @@ class ConsoleSimulator:
 
 
 def main(argv: list[str] | None = None) -> int:  # pragma: no cover - interactive tool
-    from ..phantom import demo_probe_plan, make_phantom  # noqa: PLC0415 - only for the stand-alone tool
+    from ..phantom import demo_probe_plan, make_phantom
 
     parser = argparse.ArgumentParser(description="Simulated MR bridge and cryo console for live mode.")
     parser.add_argument("--scanner-host", default="127.0.0.1", help="host where Slicer listens")
