@@ -44,7 +44,7 @@ lint: $(VENV)/.installed-test
 
 verify: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -m slow -p no:cacheprovider Testing
-	$(BIN)/python -m CryoAblationLogic.verification
+	$(BIN)/python Testing/physics/verify.py
 
 bench: $(VENV)/.installed-base
 	$(BIN)/python benchmarks/run.py

@@ -28,7 +28,7 @@ class ProgressBar:
     def __call__(self, fraction: float, time_s: float) -> None:
         if not self.enabled:
             return
-        filled = int(round(fraction * self.width))
+        filled = round(fraction * self.width)
         percent = int(fraction * 100)
         if percent == self._last:
             return

@@ -18,10 +18,7 @@ cells are replaced by the sub-voxel coupling in g (so they are skipped here).
 
 from __future__ import annotations
 
-
-import numpy as np
 from numba import njit, prange
-
 
 # Columns of the material property table (float64[n_materials, N_PROPS]).
 CF, CU, TS, TL, HL, KF, KU, KEXP, W, QM, TB = range(11)
@@ -88,17 +85,30 @@ def solve_cell(rhs, a, p):
     return t, rhs - a * t
 
 
-@njit(cache=True, parallel=True)
-def prepare_step(H, Hold, kcell, mat, props, lo, hi, size):
-    """Lag the conductivity (box plus one shell) and keep H^n of the box."""
+def _prepare_step(T, H, Hold, Hprev, kcell, mat, fixed, props, lo, hi, size, ratio):
+    """Lag the conductivity (box plus one shell), keep H^n and start from a linear extrapolation.
+
+    The first guess H^n + ratio·(H^n − H^(n−1)) (ratio = dt_new/dt_old, 0 after a change of state)
+    removes most of the smooth error that Gauss–Seidel is slow to remove; the converged step does
+    not depend on it.
+    """
     i0, j0, k0 = max(lo[0] - 1, 0), max(lo[1] - 1, 0), max(lo[2] - 1, 0)
     i1, j1, k1 = min(hi[0] + 1, size[0]), min(hi[1] + 1, size[1]), min(hi[2] + 1, size[2])
     for i in prange(i0, i1):
+        inside_i = lo[0] <= i < hi[0]
         for j in range(j0, j1):
+            inside_j = inside_i and lo[1] <= j < hi[1]
             for k in range(k0, k1):
                 h = H[i, j, k]
-                kcell[i, j, k] = conductivity(h, props[mat[i, j, k]])
-                Hold[i, j, k] = h
+                p = props[mat[i, j, k]]
+                kcell[i, j, k] = conductivity(h, p) if fixed[i, j, k] != 2 else 0.0
+                if inside_j and lo[2] <= k < hi[2]:
+                    Hold[i, j, k] = h
+                    if fixed[i, j, k] == 0 and ratio > 0.0:
+                        guess = h + ratio * (h - Hprev[i, j, k])
+                        H[i, j, k] = guess
+                        T[i, j, k] = temperature_of(guess, p)
+                    Hprev[i, j, k] = h
 
 
 @njit(cache=True, inline="always")
@@ -106,12 +116,38 @@ def _link(kp, kn, inv_d2):
     return 2.0 * kp * kn / (kp + kn) * inv_d2
 
 
-@njit(cache=True, parallel=True)
-def sor_sweep(color, T, H, Hold, kcell, mat, fixed, g, gT, q, props, lo, hi, size, inv_d2, dt, omega, change):
-    """One half-sweep (cells with (i+j+k) % 2 == color); change[i] gets the largest |ΔT| of plane i."""
+def _sor_sweep(
+    color,
+    T,
+    H,
+    Hold,
+    kcell,
+    mat,
+    fixed,
+    g,
+    gT,
+    q,
+    props,
+    lo,
+    hi,
+    size,
+    inv_d2,
+    dt,
+    omega,
+    tol,
+    change,
+    bounds,
+):
+    """One half-sweep (cells with (i+j+k) % 2 == color) over [lo, hi).
+
+    change[i] gets the largest |ΔT| of plane i and bounds[i] = (jmin, jmax, kmin, kmax) of the cells
+    of plane i that changed by more than ``tol`` (empty: jmin > jmax), so that further sweeps can be
+    confined to where the solution still moves.
+    """
     nx, ny, nz = size[0], size[1], size[2]
     for i in prange(lo[0], hi[0]):
         largest = 0.0
+        jmin, jmax, kmin, kmax = ny, -1, nz, -1
         for j in range(lo[1], hi[1]):
             start = lo[2] + ((i + j + lo[2] + color) & 1)
             for k in range(start, hi[2], 2):
@@ -121,27 +157,27 @@ def sor_sweep(color, T, H, Hold, kcell, mat, fixed, g, gT, q, props, lo, hi, siz
                 kp = kcell[i, j, k]
                 asum = 0.0
                 s = 0.0
-                if i > 0 and fixed[i - 1, j, k] != 2:
+                if i > 0:
                     a = _link(kp, kcell[i - 1, j, k], inv_d2[0])
                     asum += a
                     s += a * T[i - 1, j, k]
-                if i < nx - 1 and fixed[i + 1, j, k] != 2:
+                if i < nx - 1:
                     a = _link(kp, kcell[i + 1, j, k], inv_d2[0])
                     asum += a
                     s += a * T[i + 1, j, k]
-                if j > 0 and fixed[i, j - 1, k] != 2:
+                if j > 0:
                     a = _link(kp, kcell[i, j - 1, k], inv_d2[1])
                     asum += a
                     s += a * T[i, j - 1, k]
-                if j < ny - 1 and fixed[i, j + 1, k] != 2:
+                if j < ny - 1:
                     a = _link(kp, kcell[i, j + 1, k], inv_d2[1])
                     asum += a
                     s += a * T[i, j + 1, k]
-                if k > 0 and fixed[i, j, k - 1] != 2:
+                if k > 0:
                     a = _link(kp, kcell[i, j, k - 1], inv_d2[2])
                     asum += a
                     s += a * T[i, j, k - 1]
-                if k < nz - 1 and fixed[i, j, k + 1] != 2:
+                if k < nz - 1:
                     a = _link(kp, kcell[i, j, k + 1], inv_d2[2])
                     asum += a
                     s += a * T[i, j, k + 1]
@@ -151,28 +187,41 @@ def sor_sweep(color, T, H, Hold, kcell, mat, fixed, g, gT, q, props, lo, hi, siz
                 asum += g[i, j, k] + w
                 s += gT[i, j, k] + w * p[TB] + fl * p[QM] + q[i, j, k]
                 t_new, h_new = solve_cell(Hold[i, j, k] + dt * s, dt * asum, p)
+                # Over-relax only within one phase: across the latent plateau SOR can cycle.
                 if omega != 1.0:
-                    h_new = h_cur + omega * (h_new - h_cur)
-                    t_new = temperature_of(h_new, p)
+                    if h_cur <= 0.0 and h_new <= 0.0:
+                        h_new = min(h_cur + omega * (h_new - h_cur), 0.0)
+                        t_new = temperature_of(h_new, p)
+                    elif h_cur >= p[HL] and h_new >= p[HL]:
+                        h_new = max(h_cur + omega * (h_new - h_cur), p[HL])
+                        t_new = temperature_of(h_new, p)
                 change_here = abs(t_new - T[i, j, k])
-                if change_here > largest:
-                    largest = change_here
+                largest = max(largest, change_here)
+                if change_here > tol:
+                    jmin = min(jmin, j)
+                    jmax = max(jmax, j)
+                    kmin = min(kmin, k)
+                    kmax = max(kmax, k)
                 H[i, j, k] = h_new
                 T[i, j, k] = t_new
         change[i] = largest
+        bounds[i, 0] = jmin
+        bounds[i, 1] = jmax
+        bounds[i, 2] = kmin
+        bounds[i, 3] = kmax
 
 
-@njit(cache=True, parallel=True)
-def finish_step(
-    T, H, Hold, Tmin, kcell, mat, fixed, g, gT, q, props, lo, hi, size, inv_d2, levels, sums, counts
-):
-    """After the solve: energy terms of the step (W, per plane) and the isotherm voxel counts.
+def _finish_step(T, H, Hold, Tmin, kcell, mat, fixed, g, gT, q, props, lo, hi, size, inv_d2, dt, sums):
+    """Close the step conservatively and collect its energy terms.
 
-    sums[i] = (dH/dt·V-free sum, boundary inflow, coupling, perfusion, metabolic, imposed source,
-    |coupling|) per unit volume; the caller multiplies by the voxel volume. Also lowers Tmin.
+    With the temperatures of the (converged) iterate held, every voxel's enthalpy is set to
+    H^n + dt·(net heat inflow), the fluxes between voxels being equal and opposite; so the total
+    enthalpy changes by exactly dt·(boundary + coupling + perfusion + metabolic + source heat), the
+    terms returned per plane in sums[i] (per unit volume; the caller multiplies by the voxel volume):
+    (ΔH, boundary inflow, probe/sphere coupling, perfusion, metabolic, imposed source). The correction
+    to the iterate is of the order of its residual. Temperatures follow in :func:`update_temperature`.
     """
     nx, ny, nz = size[0], size[1], size[2]
-    nlev = levels.shape[0]
     for i in prange(lo[0], hi[0]):
         d_h = 0.0
         ext = 0.0
@@ -180,40 +229,65 @@ def finish_step(
         perf = 0.0
         met = 0.0
         src = 0.0
-        for lv in range(nlev):
-            counts[i, lv] = 0
         for j in range(lo[1], hi[1]):
             for k in range(lo[2], hi[2]):
-                t = T[i, j, k]
-                if t < Tmin[i, j, k]:
-                    Tmin[i, j, k] = t
-                for lv in range(nlev):
-                    if t <= levels[lv]:
-                        counts[i, lv] += 1
                 if fixed[i, j, k] != 0:
                     continue
                 p = props[mat[i, j, k]]
-                h = H[i, j, k]
-                d_h += h - Hold[i, j, k]
+                t = T[i, j, k]
                 kp = kcell[i, j, k]
-                # Links to cells outside the box or held fixed carry heat across the box surface.
-                if i > 0 and fixed[i - 1, j, k] != 2 and (i - 1 < lo[0] or fixed[i - 1, j, k] == 1):
-                    ext += _link(kp, kcell[i - 1, j, k], inv_d2[0]) * (T[i - 1, j, k] - t)
-                if i < nx - 1 and fixed[i + 1, j, k] != 2 and (i + 1 >= hi[0] or fixed[i + 1, j, k] == 1):
-                    ext += _link(kp, kcell[i + 1, j, k], inv_d2[0]) * (T[i + 1, j, k] - t)
-                if j > 0 and fixed[i, j - 1, k] != 2 and (j - 1 < lo[1] or fixed[i, j - 1, k] == 1):
-                    ext += _link(kp, kcell[i, j - 1, k], inv_d2[1]) * (T[i, j - 1, k] - t)
-                if j < ny - 1 and fixed[i, j + 1, k] != 2 and (j + 1 >= hi[1] or fixed[i, j + 1, k] == 1):
-                    ext += _link(kp, kcell[i, j + 1, k], inv_d2[1]) * (T[i, j + 1, k] - t)
-                if k > 0 and fixed[i, j, k - 1] != 2 and (k - 1 < lo[2] or fixed[i, j, k - 1] == 1):
-                    ext += _link(kp, kcell[i, j, k - 1], inv_d2[2]) * (T[i, j, k - 1] - t)
-                if k < nz - 1 and fixed[i, j, k + 1] != 2 and (k + 1 >= hi[2] or fixed[i, j, k + 1] == 1):
-                    ext += _link(kp, kcell[i, j, k + 1], inv_d2[2]) * (T[i, j, k + 1] - t)
-                coup += gT[i, j, k] - g[i, j, k] * t
-                fl = liquid_fraction(h, p)
-                perf += p[W] * fl * (p[TB] - t)
-                met += p[QM] * fl
-                src += q[i, j, k]
+                inner = 0.0
+                outer = 0.0
+                # Links to voxels outside the box or held fixed carry heat across the box surface.
+                if i > 0:
+                    f = _link(kp, kcell[i - 1, j, k], inv_d2[0]) * (T[i - 1, j, k] - t)
+                    if i - 1 < lo[0] or fixed[i - 1, j, k] == 1:
+                        outer += f
+                    else:
+                        inner += f
+                if i < nx - 1:
+                    f = _link(kp, kcell[i + 1, j, k], inv_d2[0]) * (T[i + 1, j, k] - t)
+                    if i + 1 >= hi[0] or fixed[i + 1, j, k] == 1:
+                        outer += f
+                    else:
+                        inner += f
+                if j > 0:
+                    f = _link(kp, kcell[i, j - 1, k], inv_d2[1]) * (T[i, j - 1, k] - t)
+                    if j - 1 < lo[1] or fixed[i, j - 1, k] == 1:
+                        outer += f
+                    else:
+                        inner += f
+                if j < ny - 1:
+                    f = _link(kp, kcell[i, j + 1, k], inv_d2[1]) * (T[i, j + 1, k] - t)
+                    if j + 1 >= hi[1] or fixed[i, j + 1, k] == 1:
+                        outer += f
+                    else:
+                        inner += f
+                if k > 0:
+                    f = _link(kp, kcell[i, j, k - 1], inv_d2[2]) * (T[i, j, k - 1] - t)
+                    if k - 1 < lo[2] or fixed[i, j, k - 1] == 1:
+                        outer += f
+                    else:
+                        inner += f
+                if k < nz - 1:
+                    f = _link(kp, kcell[i, j, k + 1], inv_d2[2]) * (T[i, j, k + 1] - t)
+                    if k + 1 >= hi[2] or fixed[i, j, k + 1] == 1:
+                        outer += f
+                    else:
+                        inner += f
+                fl = liquid_fraction(H[i, j, k], p)
+                c_coup = gT[i, j, k] - g[i, j, k] * t
+                c_perf = p[W] * fl * (p[TB] - t)
+                c_met = p[QM] * fl
+                c_src = q[i, j, k]
+                h_new = Hold[i, j, k] + dt * (inner + outer + c_coup + c_perf + c_met + c_src)
+                H[i, j, k] = h_new
+                d_h += H[i, j, k] - Hold[i, j, k]  # as stored (float32)
+                ext += outer
+                coup += c_coup
+                perf += c_perf
+                met += c_met
+                src += c_src
         sums[i, 0] = d_h
         sums[i, 1] = ext
         sums[i, 2] = coup
@@ -222,8 +296,25 @@ def finish_step(
         sums[i, 5] = src
 
 
-@njit(cache=True, parallel=True)
-def fill_basal(T, H, Tmin, mat, fixed, basal_t, basal_h, lo, hi, lower_min):
+def _update_temperature(T, H, Tmin, mat, fixed, props, lo, hi, levels, counts):
+    """T from H after the conservative update; lower Tmin; count voxels at or below each level."""
+    nlev = levels.shape[0]
+    for i in prange(lo[0], hi[0]):
+        for lv in range(nlev):
+            counts[i, lv] = 0
+        for j in range(lo[1], hi[1]):
+            for k in range(lo[2], hi[2]):
+                if fixed[i, j, k] == 0:
+                    T[i, j, k] = temperature_of(H[i, j, k], props[mat[i, j, k]])
+                t = T[i, j, k]
+                Tmin[i, j, k] = min(Tmin[i, j, k], t)
+                for lv in range(nlev):
+                    if t <= levels[lv]:
+                        counts[i, lv] += 1
+
+
+@njit(cache=True)
+def fill_basal(T, H, Hprev, Tmin, mat, fixed, basal_t, basal_h, lo, hi, lower_min):
     """Set the non-fixed cells of a sub-box to their material's basal (probe-free) state."""
     for i in prange(lo[0], hi[0]):
         for j in range(lo[1], hi[1]):
@@ -233,27 +324,23 @@ def fill_basal(T, H, Tmin, mat, fixed, basal_t, basal_h, lo, hi, lower_min):
                 m = mat[i, j, k]
                 T[i, j, k] = basal_t[m]
                 H[i, j, k] = basal_h[m]
+                Hprev[i, j, k] = basal_h[m]
                 if lower_min and basal_t[m] < Tmin[i, j, k]:
                     Tmin[i, j, k] = basal_t[m]
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def max_departure(T, mat, fixed, basal_t, lo, hi):
     """Largest |T − basal| over the non-fixed cells of a sub-box."""
-    n = hi[0] - lo[0]
-    largest = np.zeros(max(n, 1))
-    for ii in prange(n):
-        i = lo[0] + ii
-        value = 0.0
+    value = 0.0
+    for i in range(lo[0], hi[0]):
         for j in range(lo[1], hi[1]):
             for k in range(lo[2], hi[2]):
                 if fixed[i, j, k] != 0:
                     continue
                 d = abs(T[i, j, k] - basal_t[mat[i, j, k]])
-                if d > value:
-                    value = d
-        largest[ii] = value
-    return largest.max()
+                value = max(value, d)
+    return value
 
 
 @njit(cache=True, parallel=True)
@@ -263,3 +350,15 @@ def enthalpy_field(T, mat, props, H):
         for j in range(ny):
             for k in range(nz):
                 H[i, j, k] = enthalpy_of(T[i, j, k], props[mat[i, j, k]])
+
+
+# Parallel over the outer axis for large boxes; serial for small ones, where waking threads on a
+# busy machine costs more than the work itself.
+sor_sweep = njit(cache=True, parallel=True)(_sor_sweep)
+sor_sweep_serial = njit(cache=True)(_sor_sweep)
+prepare_step = njit(cache=True, parallel=True)(_prepare_step)
+prepare_step_serial = njit(cache=True)(_prepare_step)
+finish_step = njit(cache=True, parallel=True)(_finish_step)
+finish_step_serial = njit(cache=True)(_finish_step)
+update_temperature = njit(cache=True, parallel=True)(_update_temperature)
+update_temperature_serial = njit(cache=True)(_update_temperature)

@@ -77,7 +77,7 @@ def material_from_dict(data: dict, key: str, base: Material | None = None) -> Ma
     values: dict = base.to_dict() if base is not None else {}
     values.setdefault("source", "")
     values.setdefault("k_frozen_exponent", 0.0)
-    for name in REQUIRED_KEYS + ("k_frozen_exponent",):
+    for name in (*REQUIRED_KEYS, "k_frozen_exponent"):
         if name in data:
             value = data[name]
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):

@@ -85,8 +85,9 @@ def line_sink_deposit(grid: Grid, start_mm, end_mm) -> tuple[np.ndarray, np.ndar
     n = max(int(np.ceil(length / (min(grid.spacing_mm) / 8.0))), 1)
     ts = (np.arange(n) + 0.5) / n
     points = start[None, :] + ts[:, None] * (end - start)[None, :]
-    ijk = grid.ras_to_index(points)
-    base = np.floor(ijk).astype(int)
+    # A line reaching the outer half of a boundary voxel deposits there (nothing leaves the grid).
+    ijk = np.clip(grid.ras_to_index(points), 0.0, np.asarray(grid.size) - 1.0)
+    base = np.minimum(np.floor(ijk).astype(int), np.asarray(grid.size) - 2)
     frac = ijk - base
     size = np.asarray(grid.size)
     indices, weights = [], []

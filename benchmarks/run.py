@@ -1,0 +1,127 @@
+"""Speed and memory benchmarks of the ice-ball solver (``make bench``), issue 3 goals.
+
+Each benchmark runs in its own process (so its peak memory is its own) after a small warm-up run
+that loads the compiled kernels from numba's cache. Prints wall time, voxel updates per second,
+peak memory and the machine. Timings on a shared machine are noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+BENCHMARKS = {
+    # name: (description, goal wall s, goal peak MB or None)
+    "reference-1mm": ("3 × argon-1.47mm, kidney, 10-8-10 (1680 s), 1 mm, 96×96×112", 2.0, None),
+    "reference-0.5mm": ("same case on a 0.5 mm grid (191×191×223)", 20.0, 1536.0),
+    "preview-2mm": ("2 mm preview of a 10-min freeze of the same plan", 0.1, None),
+}
+
+
+def machine() -> str:
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        load = os.getloadavg()[0]
+        load_text = f", load average {load:.1f}"
+    except OSError:
+        load_text = ""
+    threads = os.environ.get("NUMBA_NUM_THREADS", str(os.cpu_count()))
+    system = f"{platform.system()} Python {platform.python_version()}"
+    return f"{cpu} ({os.cpu_count()} cores, numba threads {threads}{load_text}), {system}"
+
+
+def run_one(name: str) -> dict:
+    from cases import three_probe_kidney
+
+    from CryoAblationLogic.case import parse_case
+    from CryoAblationLogic.physics.simulation import preview, simulate
+
+    warm = parse_case(
+        three_probe_kidney(4.0, protocol=[{"action": "freeze", "duration_s": 20, "probes": "all"}])
+    )
+    simulate(warm)  # loads the cached kernels (compiles them on the very first run)
+    if name == "preview-2mm":
+        case = parse_case(three_probe_kidney(1.0))
+        walls = []
+        for _ in range(5):
+            start = time.perf_counter()
+            result = preview(case, spacing_mm=2.0, duration_s=600.0)
+            walls.append(time.perf_counter() - start)
+        wall = sorted(walls)[len(walls) // 2]
+    else:
+        spacing = 1.0 if name == "reference-1mm" else 0.5
+        case = parse_case(three_probe_kidney(spacing))
+        start = time.perf_counter()
+        result = simulate(case)
+        wall = time.perf_counter() - start
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    return {
+        "name": name,
+        "wall_s": wall,
+        "simulated_s": result.simulated_s,
+        "voxel_updates": result.voxel_updates,
+        "updates_per_s": result.voxel_updates / result.wall_s if result.wall_s > 0 else 0.0,
+        "steps": result.steps,
+        "sweeps": result.sweeps,
+        "grid": list(result.grid.size),
+        "peak_mb": peak_mb,
+        "ice_ml": {f"{k:g}": round(v, 2) for k, v in result.isotherm_volumes_ml.items()},
+        "energy_balance_error": result.energy_balance_error,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--one", choices=sorted(BENCHMARKS), help=argparse.SUPPRESS)
+    parser.add_argument("names", nargs="*", help="benchmarks to run (default: all)")
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(run_one(args.one)))
+        return 0
+    print(f"machine: {machine()}")
+    print("note: a shared, busy machine makes these numbers noisy; compare runs on the same machine\n")
+    failures = 0
+    for name in args.names or list(BENCHMARKS):
+        description, goal_s, goal_mb = BENCHMARKS[name]
+        proc = subprocess.run(
+            [sys.executable, __file__, "--one", name], capture_output=True, text=True, check=False
+        )
+        if proc.returncode != 0:
+            print(f"{name}: FAILED\n{proc.stderr}")
+            failures += 1
+            continue
+        r = json.loads(proc.stdout.strip().splitlines()[-1])
+        speedup = r["simulated_s"] / r["wall_s"]
+        met = r["wall_s"] <= goal_s and (goal_mb is None or r["peak_mb"] <= goal_mb)
+        print(f"{name}: {description}")
+        print(
+            f"  wall {r['wall_s']:.2f} s (goal ≤ {goal_s:g} s{f', ≤ {goal_mb:.0f} MB' if goal_mb else ''}: "
+            f"{'met' if met else 'NOT met'}), {speedup:.0f}× real time, "
+            f"{r['updates_per_s'] / 1e6:.1f} M voxel updates/s "
+            f"({r['voxel_updates'] / 1e6:.0f} M in {r['steps']} steps, {r['sweeps']} sweeps), "
+            f"peak memory {r['peak_mb']:.0f} MB, grid {r['grid']}, "
+            f"ice {r['ice_ml']} ml, energy balance error {r['energy_balance_error']:.1e}"
+        )
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
