@@ -56,7 +56,7 @@ def _crc64_python(data: bytes | bytearray | memoryview, crc: int = 0) -> int:
 def _load_compiled():
     """Compile (or load from numba's cache) the fast loop on first use; None without numba."""
     try:
-        import numba  # noqa: PLC0415 - heavy import, only needed once a large body arrives
+        import numba
     except ImportError:  # pragma: no cover - depends on the installation
         return None
 

@@ -266,7 +266,7 @@ def test_slow_but_moving_message_is_not_a_stall():
 
 
 def test_unexpected_decoder_failure_costs_the_connection_not_the_server(server, monkeypatch):
-    from CryoAblationLogic.igtl import codec  # noqa: PLC0415 - the module whose reader is patched
+    from CryoAblationLogic.igtl import codec
 
     def broken(self, data):
         raise RuntimeError("decoder bug")
