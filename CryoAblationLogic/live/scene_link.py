@@ -1,0 +1,382 @@
+"""Live mode in a Slicer scene: what the scanner and the console send, mapped onto MRML nodes.
+
+- IMAGE → one live volume node, updated in place (the voxel buffer is reused while the frame
+  keeps its size and type, so views and slice logics keep their pipelines);
+- TRANSFORM ``Probe<n>ToScanner`` → the probe's markups line (the plan's probe of that number,
+  found by name) follows: tip = the pose's origin, entry up its z axis at the line's length;
+- freeze/thaw/off → the live solver (:class:`~.mode.LiveSession`) → the overlay: a temperature
+  volume and an isotherm segmentation (the scene adapters' ``mrml.volumes`` / ``mrml.isotherms``),
+  refreshed once per :meth:`LiveScene.step` when the solver has a newer update;
+- sensor readings → a table node (measured beside predicted).
+
+Where the messages come from is a :class:`MessageSource`: inside Slicer with the OpenIGTLinkIF
+module, :class:`ConnectorSource` observes the nodes its ``vtkMRMLIGTLConnectorNode`` creates and
+turns them back into messages; elsewhere :class:`ClientSource` runs our own client
+(:class:`~.link.LiveLink`). Messages the connector cannot carry (SENSOR, NDARRAY, POSITION) come
+through our client beside it (:func:`choose_sources`). Both feed the same session and the same
+nodes, and both journal what they receive, so a replay does not care which one ran.
+
+Needs the ``slicer`` module (Slicer, or ``slicer-core`` headless); imported only by callers that
+have a scene.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from ..igtl.messages import ImageMessage, Message, StatusMessage, StringMessage, TransformMessage
+from ..mrml import colors, isotherms, probes, tables, volumes
+from .console import Event, ProbePose, ScannerImage
+from .link import LiveLink
+from .mode import LiveSession, pose_to_tip_entry
+
+LIVE_FOLDER = "Cryoablation live"
+IMAGE_NODE_NAME = "Live MR"
+TEMPERATURE_NODE_NAME = "Live temperature"
+ISOTHERM_NODE_NAME = "Live isotherms"
+SENSOR_TABLE_NAME = "Live sensor readings"
+_PROBE_POSE = re.compile(r"^Probe(\d+)ToScanner$")
+
+
+class LiveScene:
+    """The scene nodes of live mode, fed by :meth:`apply` and refreshed by :meth:`refresh`."""
+
+    def __init__(self, scene, session: LiveSession, level_table=None):
+        self.scene = scene
+        self.session = session
+        if level_table is None:
+            level_table = colors.create_isotherm_color_table(
+                scene, session.case.outputs.isotherms_c or colors.DEFAULT_ISOTHERM_LEVELS_C
+            )
+        self.level_table = level_table
+        self.image_node = None
+        self.temperature_node = None
+        self.isotherm_node = None
+        self.sensor_table = None
+        self.probe_lines: dict[int, object] = {}
+        self.overlay_time_s: float | None = None
+        self.overlay_volumes_ml: dict[float, float] = {}
+        self._samples_shown = 0
+
+    # --- images ---------------------------------------------------------------------------------
+
+    def show_image(self, event: ScannerImage):
+        """Put an MR frame into the live volume node (in place when size and type are unchanged)."""
+        voxels = np.asarray(event.voxels)
+        if voxels.ndim == 4 and voxels.shape[3] == 1:
+            voxels = voxels[..., 0]
+        node = self.image_node
+        if node is None:
+            node = self.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", IMAGE_NODE_NAME)
+            node.CreateDefaultDisplayNodes()
+            tables.put_in_folder(self.scene, LIVE_FOLDER, [node])
+            self.image_node = node
+        image = node.GetImageData()
+        matrix = volumes.matrix_to_vtk(event.ijk_to_ras)
+        was_modifying = node.StartModify()
+        try:
+            node.SetIJKToRASMatrix(matrix)
+            if image is not None and image.GetDimensions() == voxels.shape and _same_type(image, voxels):
+                target = volumes.image_data_to_array(image)  # a view of the node's buffer
+                np.copyto(target, voxels)
+                image.GetPointData().GetScalars().Modified()
+                image.Modified()
+            else:
+                node.SetAndObserveImageData(volumes.field_to_image_data(voxels))
+            node.Modified()
+        finally:
+            node.EndModify(was_modifying)
+        return node
+
+    # --- probes ---------------------------------------------------------------------------------
+
+    def probe_line(self, number: int):
+        """The plan's probe line of console probe ``number`` (by the plan's probe name), made from
+        the plan if the scene has none."""
+        if number in self.probe_lines:
+            return self.probe_lines[number]
+        name = self.session.probe_name(number)
+        if name is None:
+            return None
+        line = next((n for n in probes.probe_nodes(self.scene) if n.GetName() == name), None)
+        if line is None:
+            spec = next(p for p in self.session.case.probes if p.name == name)
+            line = probes.add_probe(self.scene, name, spec.tip_mm, spec.entry_mm, spec.model)
+        self.probe_lines[number] = line
+        return line
+
+    def move_probe(self, event: ProbePose):
+        line = self.probe_line(event.probe)
+        if line is None:
+            return None
+        tip, entry = probes.probe_tip_entry(line)
+        new_tip, new_entry = pose_to_tip_entry(event.matrix, float(np.linalg.norm(entry - tip)))
+        was_modifying = line.StartModify()
+        try:
+            line.SetNthControlPointPositionWorld(probes.TIP_INDEX, *new_tip.tolist())
+            line.SetNthControlPointPositionWorld(probes.ENTRY_INDEX, *new_entry.tolist())
+        finally:
+            line.EndModify(was_modifying)
+        return line
+
+    # --- overlay and sensors ---------------------------------------------------------------------
+
+    def refresh_overlay(self, force: bool = False) -> bool:
+        """Show the solver's latest field (temperature volume and isotherms) if it is newer."""
+        session = self.session
+        if not force and self.overlay_time_s == session.time_s:
+            return False
+        field = session.temperature_c
+        grid = session.case.grid
+        if self.temperature_node is None:
+            self.temperature_node = volumes.add_volume_node(self.scene, TEMPERATURE_NODE_NAME, field, grid)
+            colors.show_with_temperature_colors(self.scene, self.temperature_node)
+            self.isotherm_node = isotherms.create_isotherm_segmentation(self.scene, ISOTHERM_NODE_NAME)
+            tables.put_in_folder(self.scene, LIVE_FOLDER, [self.temperature_node, self.isotherm_node])
+        else:
+            volumes.set_volume_field(self.temperature_node, field, grid)
+        self.overlay_volumes_ml = isotherms.update_isotherm_segmentation(
+            self.isotherm_node, field, grid, colors.isotherm_levels(self.level_table)
+        )
+        self.overlay_time_s = session.time_s
+        return True
+
+    def refresh_sensor_table(self) -> bool:
+        samples = self.session.samples
+        if len(samples) == self._samples_shown and self.sensor_table is not None:
+            return False
+        if self.sensor_table is None:
+            self.sensor_table = self.scene.AddNewNodeByClass("vtkMRMLTableNode", SENSOR_TABLE_NAME)
+            tables.put_in_folder(self.scene, LIVE_FOLDER, [self.sensor_table])
+        tables.set_table_columns(
+            self.sensor_table,
+            [
+                tables.Column("Sensor", [s.name for s in samples]),
+                tables.Column("Time", [s.time_s for s in samples], "s", "procedure time of the reading"),
+                tables.Column("Measured", [s.measured_c for s in samples], "°C"),
+                tables.Column("Predicted", [s.predicted_c for s in samples], "°C", "live solver"),
+                tables.Column(
+                    "Predicted at",
+                    [s.predicted_time_s for s in samples],
+                    "s",
+                    "solver time of the prediction",
+                ),
+            ],
+        )
+        self._samples_shown = len(samples)
+        return True
+
+    # --- dispatch -------------------------------------------------------------------------------
+
+    def apply(self, events: list[Event]) -> None:
+        """Map events onto nodes (images, probe lines); the solver has them from the session."""
+        for event in events:
+            if isinstance(event, ScannerImage):
+                self.show_image(event)
+            elif isinstance(event, ProbePose):
+                self.move_probe(event)
+
+    def refresh(self) -> None:
+        self.refresh_overlay()
+        self.refresh_sensor_table()
+
+
+def _same_type(image, voxels: np.ndarray) -> bool:
+    scalars = image.GetPointData().GetScalars()
+    if scalars is None or image.GetNumberOfScalarComponents() != 1:
+        return False
+    from vtkmodules.util import numpy_support
+
+    return numpy_support.get_vtk_array_type(voxels.dtype) == scalars.GetDataType()
+
+
+# ---------------------------------------------------------------------------------------------
+# Where the messages come from
+
+
+class ClientSource:
+    """Our own OpenIGTLink client/server (:class:`~.link.LiveLink`, journaled by its listener)."""
+
+    kind = "client"
+
+    def __init__(self, link: LiveLink):
+        self.link = link
+
+    def start(self) -> None:
+        self.link.start()
+
+    def stop(self) -> None:
+        self.link.stop()
+
+    def poll(self, max_items: int = 1000) -> list[tuple[Message, float, list[Event] | None]]:
+        from ..igtl.inbox import Received
+
+        return [
+            (item.message, item.arrival_time_s, events)
+            for _, item, events in self.link.poll_received(max_items)
+            if isinstance(item, Received)
+        ]
+
+
+class ConnectorSource:
+    """Slicer's OpenIGTLinkIF connector (``vtkMRMLIGTLConnectorNode``): the nodes it creates or
+    updates (volume, linear transform, text, IGTL status) become our messages again, journaled as
+    received (time stamp: the arrival here; the connector keeps no sender time stamp)."""
+
+    kind = "connector"
+
+    def __init__(self, connector_node, journal=None):
+        self.connector = connector_node
+        self.journal = journal
+        self._pending: list[tuple[Message, float]] = []
+        self._observed: dict[str, tuple[object, int]] = {}
+        self._tags: list[int] = []
+
+    def start(self) -> None:
+        connector = self.connector
+        for event_name in ("NewDeviceEvent", "DeviceModifiedEvent"):
+            event = getattr(connector, event_name, None)
+            if event is not None:
+                self._tags.append(connector.AddObserver(event, self._on_connector_event))
+        for index in range(connector.GetNumberOfIncomingMRMLNodes()):
+            self._observe(connector.GetIncomingMRMLNode(index))
+        if hasattr(connector, "Start") and connector.GetState() == getattr(connector, "StateOff", 0):
+            connector.Start()
+
+    def stop(self) -> None:
+        for tag in self._tags:
+            self.connector.RemoveObserver(tag)
+        for node, tag in self._observed.values():
+            node.RemoveObserver(tag)
+        self._tags.clear()
+        self._observed.clear()
+
+    def _on_connector_event(self, caller, _event, call_data=None) -> None:
+        for index in range(caller.GetNumberOfIncomingMRMLNodes()):
+            self._observe(caller.GetIncomingMRMLNode(index))
+
+    def _observe(self, node) -> None:
+        if node is None or node.GetID() in self._observed:
+            return
+        event = getattr(node, "ModifiedEvent", 33)
+        tag = node.AddObserver(event, lambda caller, _e: self._on_node_modified(caller))
+        self._observed[node.GetID()] = (node, tag)
+        self._on_node_modified(node)
+
+    def _on_node_modified(self, node) -> None:
+        message = node_to_message(node)
+        if message is None:
+            return
+        arrival = time.time()
+        if self.journal is not None:
+            self.journal.record_message(message, arrival, "in", peer="OpenIGTLinkIF connector")
+        self._pending.append((message, arrival))
+
+    def poll(self, max_items: int = 1000) -> list[tuple[Message, float, list[Event] | None]]:
+        taken, self._pending = self._pending[:max_items], self._pending[max_items:]
+        return [(message, arrival, None) for message, arrival in taken]
+
+
+def node_to_message(node) -> Message | None:
+    """The OpenIGTLink message an OpenIGTLinkIF node stands for (None for other nodes)."""
+    name = node.GetName()
+    if node.IsA("vtkMRMLLinearTransformNode"):
+        from vtkmodules.vtkCommonMath import vtkMatrix4x4
+
+        matrix = vtkMatrix4x4()
+        node.GetMatrixTransformToParent(matrix)
+        return TransformMessage(volumes.vtk_to_matrix(matrix), device_name=name)
+    if node.IsA("vtkMRMLScalarVolumeNode") and node.GetImageData() is not None:
+        voxels = np.array(volumes.image_data_to_array(node.GetImageData()))
+        ijk_to_ras = volumes.ijk_to_ras(node)
+        centre = ijk_to_ras @ np.append((np.asarray(voxels.shape[:3]) - 1) / 2.0, 1.0)
+        return ImageMessage(voxels, ijk_to_ras[:3, :3], centre[:3], device_name=name)
+    if node.IsA("vtkMRMLTextNode"):
+        return StringMessage(node.GetText() or "", device_name=name)
+    if node.IsA("vtkMRMLIGTLStatusNode"):
+        return StatusMessage(
+            node.GetCode(),
+            node.GetSubCode(),
+            node.GetErrorName() or "",
+            node.GetStatusString() or "",
+            device_name=name,
+        )
+    return None
+
+
+def connector_available() -> bool:
+    """True inside a Slicer that has the OpenIGTLinkIF module (its connector node class)."""
+    try:
+        import slicer
+    except ImportError:
+        return False
+    return hasattr(slicer, "vtkMRMLIGTLConnectorNode")
+
+
+def choose_sources(
+    scene,
+    journal,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 18944,
+    sensor_port: int | None = None,
+    use_connector: bool | None = None,
+    link_factory: Callable[..., LiveLink] | None = None,
+) -> list:
+    """The message sources for this Slicer: the OpenIGTLinkIF connector (client of ``host:port``)
+    plus our client on ``sensor_port`` for SENSOR/NDARRAY/POSITION where the module is there; our
+    own client of ``host:port`` alone where it is not."""
+    from .link import Endpoint
+    from .runner import LIVE_COALESCED
+
+    make_link = link_factory or (lambda **kw: LiveLink(journal, coalesce=LIVE_COALESCED, **kw))
+    if use_connector is None:
+        use_connector = connector_available()
+    if not use_connector:
+        return [ClientSource(make_link(scanner=None, console=Endpoint("client", host, port)))]
+    connector = scene.AddNewNodeByClass("vtkMRMLIGTLConnectorNode", "CryoAblation connector")
+    connector.SetTypeClient(host, port)
+    if hasattr(connector, "SetOutgoingMessageHeaderVersionMaximum"):
+        connector.SetOutgoingMessageHeaderVersionMaximum(1)  # legacy peers choke on the v2 probe
+    sources: list = [ConnectorSource(connector, journal)]
+    if sensor_port is not None:
+        sources.append(ClientSource(make_link(scanner=None, console=Endpoint("client", host, sensor_port))))
+    return sources
+
+
+class LiveSceneMonitor:
+    """Live mode in a scene: poll the sources, feed the session, map onto nodes. Call
+    :meth:`step` from a timer (Slicer: ``qt.QTimer``, every 50 ms)."""
+
+    def __init__(self, live_scene: LiveScene, sources: list, silence_s: float | None = 2.0):
+        self.live_scene = live_scene
+        self.session = live_scene.session
+        self.sources = sources
+        self.silence_s = silence_s
+
+    def start(self) -> None:
+        for source in self.sources:
+            source.start()
+
+    def stop(self) -> None:
+        for source in self.sources:
+            source.stop()
+        self.step(follow_wall_clock=False)
+        self.session.finish()
+        self.live_scene.refresh()
+
+    def step(self, follow_wall_clock: bool = True) -> int:
+        fed = 0
+        for source in self.sources:
+            for message, arrival, events in source.poll():
+                events = self.session.feed(message, arrival, events)
+                self.live_scene.apply(events)
+                fed += 1
+        if fed == 0 and follow_wall_clock and self.silence_s:
+            self.session.follow_wall_clock(self.silence_s)
+        self.live_scene.refresh()
+        return fed

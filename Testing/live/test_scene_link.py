@@ -1,0 +1,158 @@
+"""Live mode in a real MRML scene (slicer-core, no Qt) through our own client: the live volume is
+updated in place, the probe line follows its pose, a freeze reaches the isotherm overlay, sensor
+readings land in a table. (The OpenIGTLinkIF connector path needs Slicer with that module; only
+its node → message mapping is checked here, on real MRML nodes.)"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from live_testing import TIP_MM, pose, sensor, small_case, stamped, state, temperatures
+
+pytest.importorskip("slicer", reason="the scene mapping needs slicer-core")
+
+from CryoAblationLogic.grid import Grid
+from CryoAblationLogic.igtl.messages import ImageMessage, TransformMessage
+from CryoAblationLogic.igtl.transport import Server
+from CryoAblationLogic.live.console import interpret
+from CryoAblationLogic.live.journal import Journal, read_journal
+from CryoAblationLogic.live.link import Endpoint, LiveLink
+from CryoAblationLogic.live.mode import LiveSession
+from CryoAblationLogic.live.runner import LIVE_COALESCED
+from CryoAblationLogic.live.scene_link import (
+    ClientSource,
+    LiveScene,
+    LiveSceneMonitor,
+    choose_sources,
+    node_to_message,
+)
+from CryoAblationLogic.mrml import probes, tables, volumes
+from CryoAblationLogic.mrml.app import create_scene_app
+
+
+def frame(value_offset: int, t: float) -> ImageMessage:
+    voxels = (np.arange(20 * 16 * 5, dtype=np.int16).reshape(20, 16, 5) + value_offset).astype(np.int16)
+    return stamped(
+        ImageMessage(voxels, np.diag([1.5, 1.5, 4.0]), np.array([1.0, 2.0, 3.0]), device_name="MR Image"), t
+    )
+
+
+def pump(monitor: LiveSceneMonitor, until, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not until():
+        assert time.monotonic() < deadline, "timed out waiting for the scene"
+        monitor.step(follow_wall_clock=False)
+        time.sleep(0.01)
+
+
+def test_messages_through_our_client_reach_the_scene_nodes(tmp_path):
+    app = create_scene_app()
+    scene = app.scene
+    planned = probes.add_probe(scene, "P1", TIP_MM, (0.0, 0.0, 60.0), "argon-1.47mm")
+    session = LiveSession(small_case(), update_interval_s=2.0)
+    live = LiveScene(scene, session)
+    journal = Journal(tmp_path, "procedure")
+    console = Server(0)
+    console.start()
+    try:
+        link = LiveLink(
+            journal,
+            scanner=None,
+            console=Endpoint("client", "127.0.0.1", console.port),
+            coalesce=LIVE_COALESCED,
+        )
+        monitor = LiveSceneMonitor(live, [ClientSource(link)])
+        monitor.start()
+        assert link.links["console"].wait_connected(10.0)
+        deadline = time.monotonic() + 10
+        while not console.connected and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+        # an image, then another of the same size: one node, one voxel buffer, new values
+        console.send(frame(0, 0.0), stamp=False)
+        pump(monitor, lambda: live.image_node is not None)
+        node = live.image_node
+        buffer = node.GetImageData()
+        console.send(frame(1000, 0.5), stamp=False)
+        pump(monitor, lambda: volumes.image_data_to_array(node.GetImageData())[0, 0, 0] == 1000)
+        assert node.GetImageData() is buffer and live.image_node is node
+        shown = volumes.image_data_to_array(node.GetImageData())
+        np.testing.assert_array_equal(shown, frame(1000, 0.5).voxels)
+        np.testing.assert_allclose(volumes.ijk_to_ras(node)[:3, :3], np.diag([1.5, 1.5, 4.0]))
+        named = scene.GetNodesByName("Live MR")
+        assert named.GetNumberOfItems() == 1
+
+        # the plan's probe line follows the console's pose (3 mm to the right)
+        console.send(pose(0.0, (3.0, 0.0, TIP_MM[2]), (3.0, 0.0, 60.0)), stamp=False)
+        pump(monitor, lambda: probes.probe_tip_entry(planned)[0][0] > 2.9)
+        tip, entry = probes.probe_tip_entry(planned)
+        np.testing.assert_allclose(tip, (3.0, 0.0, TIP_MM[2]), atol=1e-4)
+        np.testing.assert_allclose(entry, (3.0, 0.0, 60.0), atol=1e-3)
+        assert live.probe_lines[1] is planned
+
+        # a freeze reaches the overlay once the clock has passed it
+        console.send(state("FREEZE 1", 2.0), stamp=False)
+        for t in np.arange(3.0, 40.01, 1.0):
+            console.send(temperatures(t, [-100.0]), stamp=False)
+            console.send(sensor("TC1", t, 20.0), stamp=False)
+        pump(monitor, lambda: session.clock_s >= 40.0 - 1e-6)
+        assert live.overlay_time_s == pytest.approx(40.0)
+        segmentation = live.isotherm_node.GetSegmentation()
+        assert segmentation.GetNumberOfSegments() == 3
+        assert live.overlay_volumes_ml[0.0] > 0.0
+        shown_field, _ = volumes.volume_field(live.temperature_node)
+        np.testing.assert_array_equal(shown_field, session.temperature_c)
+
+        # readings beside the prediction
+        rows = tables.table_column(live.sensor_table, "Sensor")
+        assert rows.count("P1") == 38 and rows.count("TC1") == 38
+        predicted = tables.table_column(live.sensor_table, "Predicted")
+        assert predicted[-1] == pytest.approx(session.samples[-1].predicted_c)
+        monitor.stop()
+    finally:
+        console.stop()
+        journal.close()
+    received = [r for r in read_journal(tmp_path / "procedure.jsonl").records if r["kind"] == "message"]
+    assert len(received) == 3 + 1 + 2 * 38  # everything journaled, both images included
+
+
+def test_without_the_openigtlink_module_our_client_is_chosen(tmp_path):
+    app = create_scene_app()
+    with Journal(tmp_path, "procedure") as journal:
+        sources = choose_sources(app.scene, journal, port=18999)
+    assert [s.kind for s in sources] == ["client"]
+    assert sources[0].link.links["console"].port == 18999
+
+
+def test_connector_nodes_turn_back_into_the_messages_they_came_from():
+    scene = create_scene_app().scene
+    transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "Probe2ToScanner")
+    matrix = np.eye(4)
+    matrix[:3, 3] = (1.0, 2.0, 3.0)
+    transform.SetMatrixTransformToParent(volumes.matrix_to_vtk(matrix))
+    message = node_to_message(transform)
+    assert isinstance(message, TransformMessage) and message.device_name == "Probe2ToScanner"
+    (event,) = interpret(message, 5.0)
+    assert event.probe == 2 and np.allclose(event.matrix, matrix)
+
+    text = scene.AddNewNodeByClass("vtkMRMLTextNode", "CryoState")
+    text.SetText("THAW 1 ACTIVE")
+    (change,) = interpret(node_to_message(text))
+    assert (change.probe, change.action, change.mode) == (1, "thaw", "active")
+    temps = scene.AddNewNodeByClass("vtkMRMLTextNode", "ProbeTemps")
+    temps.SetText('{"1": -120.5}')
+    (reading,) = interpret(node_to_message(temps))
+    assert reading.temperatures_c == {1: -120.5}
+
+    voxels = np.arange(24, dtype=np.int16).reshape(4, 3, 2)
+    image = volumes.add_volume_node(
+        scene, "MR Image", voxels, Grid((5.0, 6.0, 7.0), (1.0, 2.0, 3.0), (4, 3, 2))
+    )
+    message = node_to_message(image)
+    assert isinstance(message, ImageMessage)
+    (scan,) = interpret(message)
+    np.testing.assert_array_equal(scan.voxels, voxels)
+    np.testing.assert_allclose(scan.ijk_to_ras, volumes.ijk_to_ras(image))
+    assert node_to_message(scene.AddNewNodeByClass("vtkMRMLTableNode", "x")) is None
