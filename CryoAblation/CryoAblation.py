@@ -42,8 +42,8 @@ class CryoAblation(ScriptedLoadableModule):
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = _("CryoAblation")
         self.parent.categories = [translate("qSlicerAbstractCoreModule", "IGT")]
-        # OpenIGTLinkIF is used when it is installed but is not a dependency: without it the module
-        # still plans and simulates, and only the Monitor section is disabled.
+        # No module dependency: the Monitor section speaks OpenIGTLink through CryoAblationLogic's own
+        # transport, so SlicerOpenIGTLink need not be installed.
         self.parent.dependencies = []
         self.parent.contributors = ["CryoAblation contributors"]
         self.parent.helpText = _(
@@ -64,8 +64,8 @@ class CryoAblation(ScriptedLoadableModule):
         ).format(url=USING_THE_MODULE_URL)
         self.parent.acknowledgementText = _(
             "CryoAblation is an open-source extension for 3D Slicer, developed by the CryoAblation "
-            "contributors. It builds on 3D Slicer, SlicerOpenIGTLink, VTK, SimpleITK, numpy and "
-            "numba. The synthetic phantom used by the sample data and the self-test is made in code."
+            "contributors. It builds on 3D Slicer, the OpenIGTLink protocol, VTK, SimpleITK, numpy "
+            "and numba. The synthetic phantom used by the sample data and the self-test is made in code."
         )
         # Sample data registers once the SampleData module is loaded.
         slicer.app.connect("startupCompleted()", registerSampleData)
