@@ -25,7 +25,23 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-import CryoAblationLogic as cryolib  # must stay above the class CryoAblationLogic defined below
+
+def _addSourceTreeToPath() -> None:
+    """Developers point Slicer's "Additional module paths" at this folder of a source checkout; the
+    package then sits one level up, beside it, and is put on sys.path. An installed extension ships
+    the package in qt-scripted-modules/, which is on sys.path already."""
+    import importlib.util
+    import sys
+
+    if importlib.util.find_spec("CryoAblationLogic") is None:
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        if os.path.isfile(os.path.join(root, "CryoAblationLogic", "__init__.py")):
+            sys.path.insert(0, root)
+
+
+_addSourceTreeToPath()
+
+import CryoAblationLogic as cryolib  # noqa: E402  (must stay above the class CryoAblationLogic below)
 
 USING_THE_MODULE_URL = "https://github.com/CryoAblation/SlicerCryoAblation#using-the-module"
 
