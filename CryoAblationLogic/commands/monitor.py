@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--wall-clock-after",
         type=float,
-        default=2.0,
+        default=1.0,
         metavar="S",
         help="when the console is silent this long, the clock follows the wall clock (0: never)",
     )

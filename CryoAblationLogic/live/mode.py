@@ -207,7 +207,7 @@ class LiveSession:
             self._apply(event)
         return events
 
-    def follow_wall_clock(self, silence_s: float = 2.0, now: float | None = None) -> bool:
+    def follow_wall_clock(self, silence_s: float = 1.0, now: float | None = None) -> bool:
         """While the console is silent for more than ``silence_s``, move the procedure clock on in
         real time (whole update intervals), journaling the move. True if it moved."""
         if self.origin_s is None or self._wall_ref is None:

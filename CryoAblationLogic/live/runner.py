@@ -46,7 +46,7 @@ class Monitor:
     journal: Journal
     session: LiveSession
     resumed_messages: int = 0
-    silence_s: float | None = 2.0  # None: the clock follows the console only
+    silence_s: float | None = 1.0  # None: the clock follows the console only
     closed: bool = False
 
     def step(self, max_items: int = 1000, follow_wall_clock: bool = True) -> int:
@@ -81,7 +81,7 @@ def start_monitor(
     *,
     update_interval_s: float = 1.0,
     on_update=None,
-    silence_s: float | None = 2.0,
+    silence_s: float | None = 1.0,
 ) -> Monitor:
     """Open (or resume) the journal, start the session and the links."""
     from ..case import load_case, save_case

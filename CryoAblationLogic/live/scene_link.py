@@ -24,13 +24,19 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
 
 import numpy as np
 
 from ..igtl.messages import ImageMessage, Message, StatusMessage, StringMessage, TransformMessage
 from ..mrml import colors, isotherms, probes, tables, volumes
-from .console import Event, ProbePose, ScannerImage
+from .console import (
+    SCAN_PLANE_DEVICE,
+    Event,
+    ProbePose,
+    ScannerImage,
+    scan_plane_message,
+    scanner_command,
+)
 from .link import LiveLink
 from .mode import LiveSession, pose_to_tip_entry
 
@@ -212,6 +218,12 @@ class ClientSource:
     def stop(self) -> None:
         self.link.stop()
 
+    def send_scan_plane(self, plane_to_ras: np.ndarray) -> int:
+        return self.link.send_scan_plane(plane_to_ras) if "scanner" in self.link.links else 0
+
+    def send_scanner_command(self, command: str) -> str | None:
+        return self.link.send_scanner_command(command) if "scanner" in self.link.links else None
+
     def poll(self, max_items: int = 1000) -> list[tuple[Message, float, list[Event] | None]]:
         from ..igtl.inbox import Received
 
@@ -232,6 +244,8 @@ class ConnectorSource:
     def __init__(self, connector_node, journal=None):
         self.connector = connector_node
         self.journal = journal
+        self._plane_node = None
+        self._command_ids = 0
         self._pending: list[tuple[Message, float]] = []
         self._observed: dict[str, tuple[object, int]] = {}
         self._tags: list[int] = []
@@ -276,6 +290,31 @@ class ConnectorSource:
             self.journal.record_message(message, arrival, "in", peer="OpenIGTLinkIF connector")
         self._pending.append((message, arrival))
 
+    def send_scan_plane(self, plane_to_ras: np.ndarray) -> int:
+        """TRANSFORM ``PLANE_0`` through the connector (an outgoing transform node it pushes)."""
+        scene = self.connector.GetScene()
+        if self._plane_node is None:
+            self._plane_node = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", SCAN_PLANE_DEVICE)
+            self.connector.RegisterOutgoingMRMLNode(self._plane_node)
+        self._plane_node.SetMatrixTransformToParent(volumes.matrix_to_vtk(np.asarray(plane_to_ras, float)))
+        if self.journal is not None:
+            self.journal.record_message(scan_plane_message(plane_to_ras), direction="out", peer="connector")
+        return 1
+
+    def send_scanner_command(self, command: str) -> str | None:
+        """STRING ``CMD_<id>`` through the connector (an outgoing text node, pushed once)."""
+        self._command_ids += 1
+        command_id = f"{int(time.time() * 1000) % 10**10}{self._command_ids:03d}"[-16:]
+        message = scanner_command(command, command_id)
+        node = self.connector.GetScene().AddNewNodeByClass("vtkMRMLTextNode", message.device_name)
+        node.SetText(message.text)
+        self.connector.RegisterOutgoingMRMLNode(node)
+        if hasattr(self.connector, "PushNode"):
+            self.connector.PushNode(node)
+        if self.journal is not None:
+            self.journal.record_message(message, direction="out", peer="connector")
+        return command_id
+
     def poll(self, max_items: int = 1000) -> list[tuple[Message, float, list[Event] | None]]:
         taken, self._pending = self._pending[:max_items], self._pending[max_items:]
         return [(message, arrival, None) for message, arrival in taken]
@@ -317,34 +356,33 @@ def connector_available() -> bool:
     return hasattr(slicer, "vtkMRMLIGTLConnectorNode")
 
 
-def choose_sources(
-    scene,
-    journal,
-    *,
-    host: str = "127.0.0.1",
-    port: int = 18944,
-    sensor_port: int | None = None,
-    use_connector: bool | None = None,
-    link_factory: Callable[..., LiveLink] | None = None,
-) -> list:
-    """The message sources for this Slicer: the OpenIGTLinkIF connector (client of ``host:port``)
-    plus our client on ``sensor_port`` for SENSOR/NDARRAY/POSITION where the module is there; our
-    own client of ``host:port`` alone where it is not."""
-    from .link import Endpoint
+def choose_sources(scene, journal, *, scanner=None, console=None, use_connector: bool | None = None) -> list:
+    """The message sources for this Slicer, given :class:`~.link.Endpoint` s of the MR bridge
+    (``scanner``) and the cryo console (``console``).
+
+    With the OpenIGTLinkIF module, the MR bridge goes through its connector (IMAGE, STATUS, and our
+    PLANE_0 / CMD_<id> out), and the console through our client: a console sends SENSOR/NDARRAY
+    temperatures, which the connector cannot carry. Without the module, both go through our own
+    client. ``use_connector`` forces the choice (None: decide by what is installed)."""
     from .runner import LIVE_COALESCED
 
-    make_link = link_factory or (lambda **kw: LiveLink(journal, coalesce=LIVE_COALESCED, **kw))
     if use_connector is None:
         use_connector = connector_available()
-    if not use_connector:
-        return [ClientSource(make_link(scanner=None, console=Endpoint("client", host, port)))]
-    connector = scene.AddNewNodeByClass("vtkMRMLIGTLConnectorNode", "CryoAblation connector")
-    connector.SetTypeClient(host, port)
+    if not use_connector or scanner is None:
+        link = LiveLink(journal, scanner=scanner, console=console, coalesce=LIVE_COALESCED)
+        return [ClientSource(link)]
+    connector = scene.AddNewNodeByClass("vtkMRMLIGTLConnectorNode", "CryoAblation MR bridge")
+    if scanner.role == "server":
+        connector.SetTypeServer(scanner.port)
+    else:
+        connector.SetTypeClient(scanner.host, scanner.port)
     if hasattr(connector, "SetOutgoingMessageHeaderVersionMaximum"):
         connector.SetOutgoingMessageHeaderVersionMaximum(1)  # legacy peers choke on the v2 probe
     sources: list = [ConnectorSource(connector, journal)]
-    if sensor_port is not None:
-        sources.append(ClientSource(make_link(scanner=None, console=Endpoint("client", host, sensor_port))))
+    if console is not None:
+        sources.append(
+            ClientSource(LiveLink(journal, scanner=None, console=console, coalesce=LIVE_COALESCED))
+        )
     return sources
 
 
@@ -352,7 +390,7 @@ class LiveSceneMonitor:
     """Live mode in a scene: poll the sources, feed the session, map onto nodes. Call
     :meth:`step` from a timer (Slicer: ``qt.QTimer``, every 50 ms)."""
 
-    def __init__(self, live_scene: LiveScene, sources: list, silence_s: float | None = 2.0):
+    def __init__(self, live_scene: LiveScene, sources: list, silence_s: float | None = 1.0):
         self.live_scene = live_scene
         self.session = live_scene.session
         self.sources = sources
@@ -368,6 +406,22 @@ class LiveSceneMonitor:
         self.step(follow_wall_clock=False)
         self.session.finish()
         self.live_scene.refresh()
+
+    def send_scan_plane(self, plane_to_ras: np.ndarray) -> int:
+        """Our scan plane (4×4, RAS) to the MR bridge as TRANSFORM ``PLANE_0``."""
+        return sum(source.send_scan_plane(plane_to_ras) for source in self.sources)
+
+    def send_scan_plane_from_slice(self, slice_node) -> int:
+        """The plane of a slice view (its SliceToRAS) as the scan plane."""
+        return self.send_scan_plane(volumes.vtk_to_matrix(slice_node.GetSliceToRAS()))
+
+    def send_scanner_command(self, command: str) -> str | None:
+        """START_UP / START_SEQUENCE / STOP_SEQUENCE as ``CMD_<id>`` (answered by ``ACK_<id>``)."""
+        for source in self.sources:
+            command_id = source.send_scanner_command(command)
+            if command_id is not None:
+                return command_id
+        return None
 
     def step(self, follow_wall_clock: bool = True) -> int:
         fed = 0

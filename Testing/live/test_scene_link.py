@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 import pytest
-from live_testing import TIP_MM, pose, sensor, small_case, stamped, state, temperatures
+from live_testing import TIP_MM, free_port, pose, sensor, small_case, stamped, state, temperatures
 
 pytest.importorskip("slicer", reason="the scene mapping needs slicer-core")
 
@@ -121,9 +121,11 @@ def test_messages_through_our_client_reach_the_scene_nodes(tmp_path):
 def test_without_the_openigtlink_module_our_client_is_chosen(tmp_path):
     app = create_scene_app()
     with Journal(tmp_path, "procedure") as journal:
-        sources = choose_sources(app.scene, journal, port=18999)
+        sources = choose_sources(
+            app.scene, journal, scanner=Endpoint("server", port=0), console=Endpoint("client", port=18999)
+        )
     assert [s.kind for s in sources] == ["client"]
-    assert sources[0].link.links["console"].port == 18999
+    assert sources[0].link.links["console"].port == 18999 and "scanner" in sources[0].link.links
 
 
 def test_connector_nodes_turn_back_into_the_messages_they_came_from():
@@ -156,3 +158,38 @@ def test_connector_nodes_turn_back_into_the_messages_they_came_from():
     np.testing.assert_array_equal(scan.voxels, voxels)
     np.testing.assert_allclose(scan.ijk_to_ras, volumes.ijk_to_ras(image))
     assert node_to_message(scene.AddNewNodeByClass("vtkMRMLTableNode", "x")) is None
+
+
+def test_scan_plane_and_scanner_commands_go_out_and_its_frames_come_back(tmp_path):
+    from CryoAblationLogic.live.simulator import ScannerSimulator
+
+    app = create_scene_app()
+    session = LiveSession(small_case())
+    live = LiveScene(app.scene, session)
+    port = free_port()
+    with Journal(tmp_path, "procedure") as journal:
+        (source,) = choose_sources(
+            app.scene, journal, scanner=Endpoint("server", port=port), use_connector=False
+        )
+        monitor = LiveSceneMonitor(live, [source])
+        monitor.start()
+        volume = np.arange(30 * 30 * 30, dtype=np.int16).reshape(30, 30, 30)
+        scanner = ScannerSimulator(volume, np.diag([2.0, 2.0, 2.0, 1.0]), port=port, frame_interval_s=0.1)
+        scanner.start()
+        try:
+            pump(monitor, lambda: source.link.connected("scanner"))
+            slice_node = app.scene.AddNewNodeByClass("vtkMRMLSliceNode")
+            slice_node.SetOrientationToCoronal()
+            slice_node.UpdateMatrices()
+            assert monitor.send_scan_plane_from_slice(slice_node) == 1
+            command_id = monitor.send_scanner_command("START_SEQUENCE")
+            pump(monitor, lambda: live.image_node is not None and not source.link.commands["scanner"].pending)
+            expected = volumes.vtk_to_matrix(slice_node.GetSliceToRAS())
+            np.testing.assert_allclose(scanner.plane_to_ras, expected, atol=1e-6)
+            assert scanner.state == "Scanning" and command_id
+            assert live.image_node.GetImageData().GetDimensions() == (64, 64, 1)
+        finally:
+            monitor.stop()
+            scanner.stop()
+    sent = [r for r in read_journal(tmp_path / "procedure.jsonl").records if r.get("direction") == "out"]
+    assert [r["device_name"] for r in sent] == ["PLANE_0", f"CMD_{command_id}"]
