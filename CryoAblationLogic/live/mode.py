@@ -7,7 +7,8 @@ procedure clock.
 
 Procedure clock: the console's own time stamps (a message without one counts at its arrival
 time), from the first console message on (procedure time 0). Only console messages move it, and it
-never goes back: an event stamped earlier than the clock takes effect at the clock. When the
+never goes back: an event stamped earlier than the clock takes effect at the clock (and a time
+stamp more than an hour ahead is taken for a wrong clock: noted, the clock stays). When the
 console falls silent, :meth:`LiveSession.follow_wall_clock` moves it on with a monotonic clock, and
 journals each such move, so that a replay moves it at the same point.
 
@@ -27,6 +28,9 @@ nothing is lost). Once freezing has begun, the solver has no way to move a probe
 existing ice ball, and a probe frozen into the ice cannot move much anyway: a later move is
 recorded (a :class:`Note` "probe_move_ignored" with the distance) and the solver keeps the
 geometry it froze with.
+
+Snapshots of the field are kept at the case's ``outputs.snapshot_times_s``, read as procedure
+times.
 
 Sensor readings: probe temperatures (``ProbeTemps`` / ``Probe<n>Temp``) are recorded beside the
 solver's probe surface temperature and the predicted tissue temperature at the probe tip; readings
@@ -62,6 +66,7 @@ from .console import (
 
 CONSOLE_EVENTS = (ProbePose, ProbeStateChange, ConsoleFault, ProbeTemperatures, SensorReading)
 DEFAULT_UPDATE_INTERVAL_S = 1.0
+MAX_CLOCK_JUMP_S = 3600.0  # a console time this far ahead of the clock is a wrong clock, not time passing
 _EPS = 1e-9
 
 
@@ -201,7 +206,13 @@ class LiveSession:
             self.console_messages += 1
             if self.origin_s is None:
                 self.origin_s = sender_s
-            self._move_clock(sender_s - self.origin_s)
+            procedure_s = sender_s - self.origin_s
+            if procedure_s - self.clock_s > MAX_CLOCK_JUMP_S:
+                self._note(
+                    "clock_jump_ignored", device=message.device_name, ahead_s=procedure_s - self.clock_s
+                )
+            else:
+                self._move_clock(procedure_s)
             self._wall_ref = time.monotonic()
         for event in events:
             self._apply(event)

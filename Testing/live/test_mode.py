@@ -77,6 +77,14 @@ def test_an_event_stamped_before_the_clock_takes_effect_at_the_clock(case):
     assert [n.time_s for n in session.notes if n.what == "probe_state"] == [pytest.approx(5.0)]
 
 
+def test_a_console_time_far_ahead_is_a_wrong_clock_not_time_passing(case):
+    session = LiveSession(case)
+    feed_clock(session, [0.0, 1.0])
+    session.feed(state("FREEZE 1", 7200.0), ORIGIN_S + 7200.0)
+    assert session.clock_s == pytest.approx(1.0) and session.states["P1"][0] == "freeze"
+    assert [n.what for n in session.notes] == ["clock_jump_ignored", "probe_state"]
+
+
 def test_thaw_and_off_change_the_prediction_from_that_moment(case):
     texts = ("FREEZE 1", "THAW 1 ACTIVE", "OFF 1")
     sessions = {text: LiveSession(small_case(), update_interval_s=3.0) for text in texts}
