@@ -82,8 +82,12 @@ def start_monitor(
     update_interval_s: float = 1.0,
     on_update=None,
     silence_s: float | None = 1.0,
+    fsync: bool = False,
+    compress_images: bool = False,
 ) -> Monitor:
-    """Open (or resume) the journal, start the session and the links."""
+    """Open (or resume) the journal, start the session and the links. ``fsync``: every journal
+    record forced to disk (survives a power cut, not only a crash of this process);
+    ``compress_images``: gzip the journal's NRRD frames."""
     from ..case import load_case, save_case
 
     journal_path = Path(journal_path)
@@ -95,12 +99,12 @@ def start_monitor(
         settings = session_settings(contents.records)
         session = LiveSession(load_case(case_file), on_update=on_update, **settings)
         resumed = replay_journal(session, contents)
-        journal = Journal(folder, procedure)
+        journal = Journal(folder, procedure, fsync=fsync, compress_images=compress_images)
         session.journal = journal
         journal.record_note("resume", {"time_s": session.clock_s, "messages": resumed})
     else:
         save_case(case, case_file, labelmap_filename="labels.nrrd")
-        journal = Journal(folder, procedure)
+        journal = Journal(folder, procedure, fsync=fsync, compress_images=compress_images)
         journal.record_note("case", {"file": str(case_file.relative_to(folder))})
         session = LiveSession(
             load_case(case_file), update_interval_s=update_interval_s, journal=journal, on_update=on_update
