@@ -45,6 +45,8 @@ IMAGE_NODE_NAME = "Live MR"
 TEMPERATURE_NODE_NAME = "Live temperature"
 ISOTHERM_NODE_NAME = "Live isotherms"
 SENSOR_TABLE_NAME = "Live sensor readings"
+SENSOR_CHART_NAME = "Live sensor chart"
+SENSOR_RGB = ((0.9, 0.3, 0.1), (0.1, 0.5, 0.9), (0.2, 0.7, 0.2), (0.7, 0.2, 0.7), (0.9, 0.7, 0.1))
 _PROBE_POSE = re.compile(r"^Probe(\d+)ToScanner$")
 
 
@@ -66,7 +68,11 @@ class LiveScene:
         self.probe_lines: dict[int, object] = {}
         self.overlay_time_s: float | None = None
         self.overlay_volumes_ml: dict[float, float] = {}
+        self.sensor_chart = None
+        self.sensor_refresh_s = 1.0
         self._samples_shown = 0
+        self._sensor_refreshed = -float("inf")
+        self._charted: list[str] = []
 
     # --- images ---------------------------------------------------------------------------------
 
@@ -151,29 +157,62 @@ class LiveScene:
         self.overlay_time_s = session.time_s
         return True
 
-    def refresh_sensor_table(self) -> bool:
+    def refresh_sensor_table(self, force: bool = False) -> bool:
+        """The readings beside the predictions: per sensor a time, a measured and a predicted
+        column (shorter series padded with NaN), and a chart of them. Rewritten at most once per
+        ``sensor_refresh_s`` (the table holds the whole procedure)."""
         samples = self.session.samples
-        if len(samples) == self._samples_shown and self.sensor_table is not None:
+        now = time.monotonic()
+        if not force and (
+            len(samples) == self._samples_shown or now - self._sensor_refreshed < self.sensor_refresh_s
+        ):
             return False
+        names = list(dict.fromkeys(s.name for s in samples))
+        by_name = {name: [s for s in samples if s.name == name] for name in names}
+        length = max((len(rows) for rows in by_name.values()), default=0)
+
+        def padded(values: list[float]) -> list[float]:
+            return values + [float("nan")] * (length - len(values))
+
+        columns: list[tables.Column] = []
+        x_names: list[str] = []
+        series = []
+        for index, (name, rows) in enumerate(by_name.items()):
+            rgb = SENSOR_RGB[index % len(SENSOR_RGB)]
+            columns += [
+                tables.Column(f"{name} time", padded([r.time_s for r in rows]), "s", "procedure time"),
+                tables.Column(f"{name} measured", padded([r.measured_c for r in rows]), "°C"),
+                tables.Column(
+                    f"{name} predicted",
+                    padded([r.predicted_c for r in rows]),
+                    "°C",
+                    "live solver, last update",
+                ),
+            ]
+            x_names += [f"{name} time"] * 2
+            series += [
+                (f"{name} measured", f"{name} measured", rgb),
+                (f"{name} predicted", f"{name} predicted", tuple(0.5 + 0.5 * c for c in rgb)),
+            ]
         if self.sensor_table is None:
             self.sensor_table = self.scene.AddNewNodeByClass("vtkMRMLTableNode", SENSOR_TABLE_NAME)
-            tables.put_in_folder(self.scene, LIVE_FOLDER, [self.sensor_table])
-        tables.set_table_columns(
-            self.sensor_table,
-            [
-                tables.Column("Sensor", [s.name for s in samples]),
-                tables.Column("Time", [s.time_s for s in samples], "s", "procedure time of the reading"),
-                tables.Column("Measured", [s.measured_c for s in samples], "°C"),
-                tables.Column("Predicted", [s.predicted_c for s in samples], "°C", "live solver"),
-                tables.Column(
-                    "Predicted at",
-                    [s.predicted_time_s for s in samples],
-                    "s",
-                    "solver time of the prediction",
-                ),
-            ],
-        )
+            self.sensor_chart = self.scene.AddNewNodeByClass("vtkMRMLPlotChartNode", SENSOR_CHART_NAME)
+            tables.put_in_folder(self.scene, LIVE_FOLDER, [self.sensor_table, self.sensor_chart])
+        tables.set_table_columns(self.sensor_table, columns or [tables.Column("Time", [], "s")])
+        if names != self._charted:  # new sensors: new series (the table's columns are observed)
+            tables.set_chart_series(
+                self.scene,
+                self.sensor_chart,
+                self.sensor_table,
+                x_names,
+                series,
+                title="Sensor readings and prediction",
+                x_title="Procedure time (s)",
+                y_title="Temperature (°C)",
+            )
+            self._charted = names
         self._samples_shown = len(samples)
+        self._sensor_refreshed = now
         return True
 
     # --- dispatch -------------------------------------------------------------------------------
@@ -405,7 +444,8 @@ class LiveSceneMonitor:
             source.stop()
         self.step(follow_wall_clock=False)
         self.session.finish()
-        self.live_scene.refresh()
+        self.live_scene.refresh_overlay()
+        self.live_scene.refresh_sensor_table(force=True)
 
     def send_scan_plane(self, plane_to_ras: np.ndarray) -> int:
         """Our scan plane (4×4, RAS) to the MR bridge as TRANSFORM ``PLANE_0``."""

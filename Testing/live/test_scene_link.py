@@ -105,12 +105,14 @@ def test_messages_through_our_client_reach_the_scene_nodes(tmp_path):
         shown_field, _ = volumes.volume_field(live.temperature_node)
         np.testing.assert_array_equal(shown_field, session.temperature_c)
 
-        # readings beside the prediction
-        rows = tables.table_column(live.sensor_table, "Sensor")
-        assert rows.count("P1") == 38 and rows.count("TC1") == 38
-        predicted = tables.table_column(live.sensor_table, "Predicted")
-        assert predicted[-1] == pytest.approx(session.samples[-1].predicted_c)
+        # readings beside the prediction, a table and a chart
         monitor.stop()
+        measured = tables.table_column(live.sensor_table, "P1 measured")
+        predicted = tables.table_column(live.sensor_table, "TC1 predicted")
+        assert len(measured) == 38 and measured[-1] == pytest.approx(-100.0)
+        tc1 = [s for s in session.samples if s.name == "TC1"]
+        assert predicted == pytest.approx([s.predicted_c for s in tc1])
+        assert live.sensor_chart.GetNumberOfPlotSeriesNodes() == 4
     finally:
         console.stop()
         journal.close()
