@@ -134,7 +134,7 @@ class LiveSession:
 
     ``journal``: a :class:`~.journal.Journal` that receives the session's own records (settings,
     clock moves, applied events); None in a replay. ``on_update(session, update)`` is called at each
-    update tick, ``on_event(session, event)`` for each event fed.
+    update tick.
     """
 
     def __init__(
@@ -176,7 +176,9 @@ class LiveSession:
         self.clock_s = 0.0  # procedure time (s)
         self.console_messages = 0
         self.freezing_started = False
+        self._ticks = 0  # update ticks reached; the next one is at (ticks + 1) × interval
         self._next_tick = self.settings.update_interval_s
+        self._ignored_moves: dict[str, float] = {}  # probe → largest move noted after freezing began
         self._snapshot_times = sorted(float(t) for t in case.outputs.snapshot_times_s)
         self.snapshots: dict[float, np.ndarray] = {}
         self.updates: list[FieldUpdate] = []
@@ -267,7 +269,8 @@ class LiveSession:
             if abs(stop - snapshot) <= _EPS:
                 self.snapshots[snapshot] = self.simulation.temperature_c
             if abs(stop - self._next_tick) <= _EPS:
-                self._next_tick = stop + self.settings.update_interval_s
+                self._ticks += 1
+                self._next_tick = (self._ticks + 1) * self.settings.update_interval_s
                 self._publish(stop)
 
     def _publish(self, time_s: float) -> None:
@@ -340,9 +343,9 @@ class LiveSession:
         if moved_mm <= self.settings.pose_tolerance_mm and turned_deg <= self.settings.pose_tolerance_deg:
             return
         if self.freezing_started:
-            if not any(
-                n.what == "probe_move_ignored" and n.detail["probe"] == name for n in self.notes[-20:]
-            ):
+            # noted the first time and whenever the probe has moved a further millimetre
+            if moved_mm >= self._ignored_moves.get(name, -math.inf) + 1.0:
+                self._ignored_moves[name] = moved_mm
                 self._note("probe_move_ignored", probe=name, moved_mm=moved_mm, turned_deg=turned_deg)
             return
         if not self.case.grid.contains_ras(tip):
