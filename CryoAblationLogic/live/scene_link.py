@@ -17,7 +17,14 @@ through our client beside it (:func:`choose_sources`). Both feed the same sessio
 nodes, and both journal what they receive, so a replay does not care which one ran.
 
 Needs the ``slicer`` module (Slicer, or ``slicer-core`` headless); imported only by callers that
-have a scene.
+have a scene. In Slicer (the module's live tab):
+
+    monitor = start_scene_monitor(slicer.mrmlScene, case, journal_path,
+                                  scanner=Endpoint("server", port=18944),          # MR bridge connects
+                                  console=Endpoint("client", console_host, 18945))  # we connect
+    timer = qt.QTimer(); timer.timeout.connect(monitor.step); timer.start(20)
+    ... monitor.send_scan_plane_from_slice(sliceNode); monitor.send_scanner_command("START_SEQUENCE")
+    timer.stop(); monitor.stop()        # then write_live_results(monitor.session, out_dir) if wanted
 """
 
 from __future__ import annotations
@@ -427,13 +434,15 @@ def choose_sources(scene, journal, *, scanner=None, console=None, use_connector:
 
 class LiveSceneMonitor:
     """Live mode in a scene: poll the sources, feed the session, map onto nodes. Call
-    :meth:`step` from a timer (Slicer: ``qt.QTimer``, every 50 ms)."""
+    :meth:`step` from a timer (Slicer: ``qt.QTimer``, every 20 ms: a frame waits for the next
+    tick). ``journal``: closed by :meth:`stop` (the sources journal what they receive)."""
 
-    def __init__(self, live_scene: LiveScene, sources: list, silence_s: float | None = 1.0):
+    def __init__(self, live_scene: LiveScene, sources: list, silence_s: float | None = 1.0, journal=None):
         self.live_scene = live_scene
         self.session = live_scene.session
         self.sources = sources
         self.silence_s = silence_s
+        self.journal = journal
 
     def start(self) -> None:
         for source in self.sources:
@@ -446,6 +455,9 @@ class LiveSceneMonitor:
         self.session.finish()
         self.live_scene.refresh_overlay()
         self.live_scene.refresh_sensor_table(force=True)
+        if self.journal is not None:
+            self.journal.record_note("stop", {"time_s": self.session.clock_s})
+            self.journal.close()
 
     def send_scan_plane(self, plane_to_ras: np.ndarray) -> int:
         """Our scan plane (4×4, RAS) to the MR bridge as TRANSFORM ``PLANE_0``."""
@@ -474,3 +486,32 @@ class LiveSceneMonitor:
             self.session.follow_wall_clock(self.silence_s)
         self.live_scene.refresh()
         return fed
+
+
+def start_scene_monitor(
+    scene,
+    case,
+    journal_path,
+    *,
+    scanner=None,
+    console=None,
+    use_connector: bool | None = None,
+    level_table=None,
+    update_interval_s: float = 1.0,
+    silence_s: float | None = 1.0,
+) -> LiveSceneMonitor:
+    """Live mode in ``scene``: the journal and session of :func:`~.runner.open_session` (a new
+    procedure, or the journal's resumed), the scene nodes, the sources of :func:`choose_sources`,
+    started."""
+    from .runner import open_session
+
+    journal, session, _ = open_session(case, journal_path, update_interval_s=update_interval_s)
+    live = LiveScene(scene, session, level_table)
+    sources = choose_sources(scene, journal, scanner=scanner, console=console, use_connector=use_connector)
+    monitor = LiveSceneMonitor(live, sources, silence_s, journal)
+    try:
+        monitor.start()
+    except Exception:
+        journal.close()
+        raise
+    return monitor

@@ -20,13 +20,14 @@ from CryoAblationLogic.live.console import interpret
 from CryoAblationLogic.live.journal import Journal, read_journal
 from CryoAblationLogic.live.link import Endpoint, LiveLink
 from CryoAblationLogic.live.mode import LiveSession
-from CryoAblationLogic.live.runner import LIVE_COALESCED
+from CryoAblationLogic.live.runner import LIVE_COALESCED, replay_procedure
 from CryoAblationLogic.live.scene_link import (
     ClientSource,
     LiveScene,
     LiveSceneMonitor,
     choose_sources,
     node_to_message,
+    start_scene_monitor,
 )
 from CryoAblationLogic.mrml import probes, tables, volumes
 from CryoAblationLogic.mrml.app import create_scene_app
@@ -166,32 +167,35 @@ def test_scan_plane_and_scanner_commands_go_out_and_its_frames_come_back(tmp_pat
     from CryoAblationLogic.live.simulator import ScannerSimulator
 
     app = create_scene_app()
-    session = LiveSession(small_case())
-    live = LiveScene(app.scene, session)
     port = free_port()
-    with Journal(tmp_path, "procedure") as journal:
-        (source,) = choose_sources(
-            app.scene, journal, scanner=Endpoint("server", port=port), use_connector=False
-        )
-        monitor = LiveSceneMonitor(live, [source])
-        monitor.start()
-        volume = np.arange(30 * 30 * 30, dtype=np.int16).reshape(30, 30, 30)
-        scanner = ScannerSimulator(volume, np.diag([2.0, 2.0, 2.0, 1.0]), port=port, frame_interval_s=0.1)
-        scanner.start()
-        try:
-            pump(monitor, lambda: source.link.connected("scanner"))
-            slice_node = app.scene.AddNewNodeByClass("vtkMRMLSliceNode")
-            slice_node.SetOrientationToCoronal()
-            slice_node.UpdateMatrices()
-            assert monitor.send_scan_plane_from_slice(slice_node) == 1
-            command_id = monitor.send_scanner_command("START_SEQUENCE")
-            pump(monitor, lambda: live.image_node is not None and not source.link.commands["scanner"].pending)
-            expected = volumes.vtk_to_matrix(slice_node.GetSliceToRAS())
-            np.testing.assert_allclose(scanner.plane_to_ras, expected, atol=1e-6)
-            assert scanner.state == "Scanning" and command_id
-            assert live.image_node.GetImageData().GetDimensions() == (64, 64, 1)
-        finally:
-            monitor.stop()
-            scanner.stop()
-    sent = [r for r in read_journal(tmp_path / "procedure.jsonl").records if r.get("direction") == "out"]
+    journal_path = tmp_path / "procedure.jsonl"
+    monitor = start_scene_monitor(
+        app.scene, small_case(), journal_path, scanner=Endpoint("server", port=port), use_connector=False
+    )
+    (source,) = monitor.sources
+    live = monitor.live_scene
+    volume = np.arange(30 * 30 * 30, dtype=np.int16).reshape(30, 30, 30)
+    scanner = ScannerSimulator(volume, np.diag([2.0, 2.0, 2.0, 1.0]), port=port, frame_interval_s=0.1)
+    scanner.start()
+    try:
+        pump(monitor, lambda: source.link.connected("scanner"))
+        slice_node = app.scene.AddNewNodeByClass("vtkMRMLSliceNode")
+        slice_node.SetOrientationToCoronal()
+        slice_node.UpdateMatrices()
+        assert monitor.send_scan_plane_from_slice(slice_node) == 1
+        command_id = monitor.send_scanner_command("START_SEQUENCE")
+        pump(monitor, lambda: live.image_node is not None and not source.link.commands["scanner"].pending)
+        expected = volumes.vtk_to_matrix(slice_node.GetSliceToRAS())
+        np.testing.assert_allclose(scanner.plane_to_ras, expected, atol=1e-6)
+        assert scanner.state == "Scanning" and command_id
+        assert live.image_node.GetImageData().GetDimensions() == (64, 64, 1)
+    finally:
+        monitor.stop()
+        scanner.stop()
+    records = read_journal(journal_path).records
+    sent = [r for r in records if r.get("direction") == "out"]
     assert [r["device_name"] for r in sent] == ["PLANE_0", f"CMD_{command_id}"]
+    assert records[-1]["note"] == "stop"
+    replayed, _ = replay_procedure(journal_path)  # the scene's journal replays like the monitor's
+    images = [r for r in records if r.get("message_type") == "IMAGE"]
+    assert replayed.image_count == len(images) >= monitor.session.image_count >= 1
