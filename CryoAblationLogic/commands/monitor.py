@@ -25,6 +25,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, help="port of the scanner/console to connect to")
     parser.add_argument("--listen", type=int, metavar="PORT", help="accept scanner/console connections here")
     parser.add_argument(
+        "--listen-host",
+        default="127.0.0.1",
+        help="address to accept them on (default 127.0.0.1; 0.0.0.0: all)",
+    )
+    parser.add_argument(
         "--journal", type=Path, help="procedure journal (.jsonl; default DIR/journal/procedure.jsonl)"
     )
     parser.add_argument("--out", type=Path, required=True, help="result folder")
@@ -87,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     case = (
         load_case(args.case) if args.case else plan_case(args.spacing_mm, args.protocol_scale, args.lead_in_s)
     )
-    scanner = Endpoint("server", "127.0.0.1", args.listen) if args.listen is not None else None
+    scanner = Endpoint("server", args.listen_host, args.listen) if args.listen is not None else None
     console = Endpoint("client", args.host, args.port) if args.port is not None else None
     stop = _Stop()
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
