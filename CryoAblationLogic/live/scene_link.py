@@ -29,7 +29,6 @@ have a scene. In Slicer (the module's live tab):
 
 from __future__ import annotations
 
-import re
 import time
 
 import numpy as np
@@ -54,7 +53,7 @@ ISOTHERM_NODE_NAME = "Live isotherms"
 SENSOR_TABLE_NAME = "Live sensor readings"
 SENSOR_CHART_NAME = "Live sensor chart"
 SENSOR_RGB = ((0.9, 0.3, 0.1), (0.1, 0.5, 0.9), (0.2, 0.7, 0.2), (0.7, 0.2, 0.7), (0.9, 0.7, 0.1))
-_PROBE_POSE = re.compile(r"^Probe(\d+)ToScanner$")
+CONTENT_EVENTS = ("ImageDataModifiedEvent", "TransformModifiedEvent", "TextModifiedEvent")
 
 
 class LiveScene:
@@ -322,10 +321,21 @@ class ConnectorSource:
     def _observe(self, node) -> None:
         if node is None or node.GetID() in self._observed:
             return
-        event = getattr(node, "ModifiedEvent", 33)
+        # the content's own event where the node has one (display changes are no new message)
+        event = next(
+            (getattr(node, name) for name in CONTENT_EVENTS if hasattr(node, name)),
+            getattr(node, "ModifiedEvent", 33),
+        )
         tag = node.AddObserver(event, lambda caller, _e: self._on_node_modified(caller))
         self._observed[node.GetID()] = (node, tag)
         self._on_node_modified(node)
+
+    def image_node_for(self, device_name: str):
+        """The connector's own volume node of an image device (live mode shows it as it is)."""
+        for node, _ in self._observed.values():
+            if node.GetName() == device_name and node.IsA("vtkMRMLScalarVolumeNode"):
+                return node
+        return None
 
     def _on_node_modified(self, node) -> None:
         message = node_to_message(node)
@@ -478,8 +488,13 @@ class LiveSceneMonitor:
     def step(self, follow_wall_clock: bool = True) -> int:
         fed = 0
         for source in self.sources:
+            adopt = getattr(source, "image_node_for", None)
             for message, arrival, events in source.poll():
                 events = self.session.feed(message, arrival, events)
+                node = adopt(message.device_name) if adopt and isinstance(message, ImageMessage) else None
+                if node is not None:  # the connector's volume node is already updated in place
+                    self.live_scene.image_node = node
+                    events = [e for e in events if not isinstance(e, ScannerImage)]
                 self.live_scene.apply(events)
                 fed += 1
         if fed == 0 and follow_wall_clock and self.silence_s:

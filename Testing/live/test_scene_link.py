@@ -23,12 +23,14 @@ from CryoAblationLogic.live.mode import LiveSession
 from CryoAblationLogic.live.runner import LIVE_COALESCED, replay_procedure
 from CryoAblationLogic.live.scene_link import (
     ClientSource,
+    ConnectorSource,
     LiveScene,
     LiveSceneMonitor,
     choose_sources,
     node_to_message,
     start_scene_monitor,
 )
+from CryoAblationLogic.live.simulator import probe_pose
 from CryoAblationLogic.mrml import probes, tables, volumes
 from CryoAblationLogic.mrml.app import create_scene_app
 
@@ -199,3 +201,51 @@ def test_scan_plane_and_scanner_commands_go_out_and_its_frames_come_back(tmp_pat
     replayed, _ = replay_procedure(journal_path)  # the scene's journal replays like the monitor's
     images = [r for r in records if r.get("message_type") == "IMAGE"]
     assert replayed.image_count == len(images) >= monitor.session.image_count >= 1
+
+
+class StandInConnector:
+    """Only what ConnectorSource asks of a ``vtkMRMLIGTLConnectorNode``: the nodes it made from
+    incoming messages (real MRML nodes here; no OpenIGTLinkIF in slicer-core)."""
+
+    def __init__(self, nodes):
+        self.nodes = nodes
+
+    def GetNumberOfIncomingMRMLNodes(self):
+        return len(self.nodes)
+
+    def GetIncomingMRMLNode(self, index):
+        return self.nodes[index]
+
+
+def test_nodes_the_connector_updates_feed_the_session_and_journal(tmp_path):
+    app = create_scene_app()
+    scene = app.scene
+    grid = Grid((0.0, 0.0, 0.0), (2.0, 2.0, 2.0), (6, 5, 4))
+    image = volumes.add_volume_node(scene, "MR Image", np.zeros(grid.size, dtype=np.int16), grid)
+    transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "Probe1ToScanner")
+    text = scene.AddNewNodeByClass("vtkMRMLTextNode", "CryoState")
+    text.SetText("OFF 1")
+    session = LiveSession(small_case())
+    live = LiveScene(scene, session)
+    with Journal(tmp_path, "procedure") as journal:
+        source = ConnectorSource(StandInConnector([image, transform, text]), journal)
+        monitor = LiveSceneMonitor(live, [source], silence_s=None)
+        monitor.start()
+        monitor.step()
+        assert live.image_node is image  # the connector's own node, not a copy
+        assert scene.GetNodesByName("Live MR").GetNumberOfItems() == 0
+        moved = np.asarray(probe_pose((3.0, 0.0, TIP_MM[2]), (3.0, 0.0, 60.0)))
+        transform.SetMatrixTransformToParent(volumes.matrix_to_vtk(moved))
+        text.SetText("FREEZE 1 80%")
+        monitor.step()
+        monitor.stop()
+    assert session.states["P1"] == ("freeze", 80.0, None)
+    assert session.case.probes[0].tip_mm == pytest.approx((3.0, 0.0, TIP_MM[2]), abs=1e-4)
+    records = read_journal(tmp_path / "procedure.jsonl").records
+    assert [(r["message_type"], r["device_name"]) for r in records] == [
+        ("IMAGE", "MR Image"),
+        ("TRANSFORM", "Probe1ToScanner"),
+        ("STRING", "CryoState"),
+        ("TRANSFORM", "Probe1ToScanner"),
+        ("STRING", "CryoState"),
+    ]
