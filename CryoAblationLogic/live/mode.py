@@ -217,7 +217,10 @@ class LiveSession:
                 self._move_clock(procedure_s)
             self._wall_ref = time.monotonic()
         for event in events:
-            self._apply(event)
+            try:
+                self._apply(event)
+            except InputError as error:  # a message live mode cannot use costs that message only
+                self._note("event_refused", event=type(event).__name__, reason=str(error))
         return events
 
     def follow_wall_clock(self, silence_s: float = 1.0, now: float | None = None) -> bool:
@@ -348,13 +351,14 @@ class LiveSession:
                 self._ignored_moves[name] = moved_mm
                 self._note("probe_move_ignored", probe=name, moved_mm=moved_mm, turned_deg=turned_deg)
             return
-        if not self.case.grid.contains_ras(tip):
-            self._note("probe_outside_grid", probe=name, tip_mm=tip.tolist())
-            return
         probes = list(self.case.probes)
         probes[index] = replace(
             spec, tip_mm=tuple(float(v) for v in tip), entry_mm=tuple(float(v) for v in entry)
         )
+        if not all(self.case.grid.contains_ras(end) for end in (tip, *probes[index].active_segment_mm())):
+            if not any(n.what == "probe_outside_grid" and n.detail["probe"] == name for n in self.notes):
+                self._note("probe_outside_grid", probe=name, tip_mm=tip.tolist())
+            return
         self._rebuild(replace(self.case, probes=probes))
         self._note("probe_moved", probe=name, moved_mm=moved_mm, turned_deg=turned_deg, tip_mm=tip.tolist())
 

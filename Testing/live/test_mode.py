@@ -160,6 +160,18 @@ def test_console_input_for_an_unknown_probe_is_noted_not_applied(case):
     ]
 
 
+def test_a_pose_live_mode_cannot_use_is_noted_and_costs_nothing_else(case):
+    session = LiveSession(case)
+    flat = pose(0.0)
+    flat.matrix[:3, 2] = 0.0  # no shaft direction
+    session.feed(flat, ORIGIN_S)
+    session.feed(pose(1.0, (0.0, 0.0, 30.0), (0.0, 0.0, 90.0)), ORIGIN_S + 1.0)  # tip beyond the grid
+    session.feed(pose(2.0, (0.0, 0.0, 30.0), (0.0, 0.0, 90.0)), ORIGIN_S + 2.0)
+    session.feed(state("FREEZE 1", 3.0), ORIGIN_S + 3.0)
+    assert [n.what for n in session.notes] == ["event_refused", "probe_outside_grid", "probe_state"]
+    assert session.case.probes[0].tip_mm == pytest.approx(TIP_MM) and session.clock_s == pytest.approx(3.0)
+
+
 def test_bad_settings_are_refused_naming_them(case):
     with pytest.raises(InputError, match="update_interval_s"):
         LiveSession(case, update_interval_s=0.0)
