@@ -25,6 +25,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, help="port of the scanner/console to connect to")
     parser.add_argument("--listen", type=int, metavar="PORT", help="accept scanner/console connections here")
     parser.add_argument(
+        "--listen-host",
+        default="127.0.0.1",
+        help="address to accept them on (default 127.0.0.1; 0.0.0.0: all)",
+    )
+    parser.add_argument(
         "--journal", type=Path, help="procedure journal (.jsonl; default DIR/journal/procedure.jsonl)"
     )
     parser.add_argument("--out", type=Path, required=True, help="result folder")
@@ -34,6 +39,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="stop cleanly when the peer that connected goes away",
     )
+    parser.add_argument(
+        "--fsync", action="store_true", help="force every journal record to disk (power-cut safe)"
+    )
+    parser.add_argument("--compress-images", action="store_true", help="gzip the journal's image files")
     parser.add_argument("--case", type=Path, help="the plan (.cryo.json); default: the built-in demo case")
     parser.add_argument("--spacing-mm", type=float, default=3.0, help="demo case grid spacing (default 3)")
     parser.add_argument("--protocol-scale", type=float, default=1.0, help="demo case protocol scale")
@@ -43,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--wall-clock-after",
         type=float,
-        default=2.0,
+        default=1.0,
         metavar="S",
         help="when the console is silent this long, the clock follows the wall clock (0: never)",
     )
@@ -75,19 +84,28 @@ def run(args: argparse.Namespace) -> int:
 
     if args.port is None and args.listen is None:
         raise InputError("--port", "give --host/--port to connect, --listen PORT to accept, or both")
+    if not args.wall_clock_after >= 0:
+        raise InputError("--wall-clock-after", "must be a number of seconds ≥ 0 (0: never)")
     if args.duration is not None and not args.duration > 0:
         raise InputError("--duration", "must be a positive number of seconds")
     journal_path = args.journal or args.out / "journal" / "procedure.jsonl"
     case = (
         load_case(args.case) if args.case else plan_case(args.spacing_mm, args.protocol_scale, args.lead_in_s)
     )
-    scanner = Endpoint("server", "127.0.0.1", args.listen) if args.listen is not None else None
+    scanner = Endpoint("server", args.listen_host, args.listen) if args.listen is not None else None
     console = Endpoint("client", args.host, args.port) if args.port is not None else None
     stop = _Stop()
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         monitor = start_monitor(
-            case, journal_path, scanner, console, update_interval_s=args.update_interval_s
+            case,
+            journal_path,
+            scanner,
+            console,
+            update_interval_s=args.update_interval_s,
+            silence_s=args.wall_clock_after or None,
+            fsync=args.fsync,
+            compress_images=args.compress_images,
         )
         if monitor.resumed_messages:
             print(f"resumed {journal_path}: {monitor.resumed_messages} messages fed again", flush=True)

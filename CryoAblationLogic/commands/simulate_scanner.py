@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         image_every=args.image_every,
         seed=args.seed,
     )
-    procedure = SyntheticProcedure(settings)
+    settings.check()
     if args.connect:
         host, _, port = args.connect.rpartition(":")
         if not host or not port.isdigit():
@@ -68,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         endpoint = Server(args.port, args.host)
         where = f"listening on {args.host}:{args.port}"
+    procedure = SyntheticProcedure(settings)
     endpoint.start()
     print(
         f"simulate-scanner: {procedure.end_s:g} s procedure ×{settings.acceleration:g}, {where}", flush=True

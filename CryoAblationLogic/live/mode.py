@@ -7,7 +7,8 @@ procedure clock.
 
 Procedure clock: the console's own time stamps (a message without one counts at its arrival
 time), from the first console message on (procedure time 0). Only console messages move it, and it
-never goes back: an event stamped earlier than the clock takes effect at the clock. When the
+never goes back: an event stamped earlier than the clock takes effect at the clock (and a time
+stamp more than an hour ahead is taken for a wrong clock: noted, the clock stays). When the
 console falls silent, :meth:`LiveSession.follow_wall_clock` moves it on with a monotonic clock, and
 journals each such move, so that a replay moves it at the same point.
 
@@ -27,6 +28,9 @@ nothing is lost). Once freezing has begun, the solver has no way to move a probe
 existing ice ball, and a probe frozen into the ice cannot move much anyway: a later move is
 recorded (a :class:`Note` "probe_move_ignored" with the distance) and the solver keeps the
 geometry it froze with.
+
+Snapshots of the field are kept at the case's ``outputs.snapshot_times_s``, read as procedure
+times.
 
 Sensor readings: probe temperatures (``ProbeTemps`` / ``Probe<n>Temp``) are recorded beside the
 solver's probe surface temperature and the predicted tissue temperature at the probe tip; readings
@@ -62,6 +66,7 @@ from .console import (
 
 CONSOLE_EVENTS = (ProbePose, ProbeStateChange, ConsoleFault, ProbeTemperatures, SensorReading)
 DEFAULT_UPDATE_INTERVAL_S = 1.0
+MAX_CLOCK_JUMP_S = 3600.0  # a console time this far ahead of the clock is a wrong clock, not time passing
 _EPS = 1e-9
 
 
@@ -129,7 +134,7 @@ class LiveSession:
 
     ``journal``: a :class:`~.journal.Journal` that receives the session's own records (settings,
     clock moves, applied events); None in a replay. ``on_update(session, update)`` is called at each
-    update tick, ``on_event(session, event)`` for each event fed.
+    update tick.
     """
 
     def __init__(
@@ -171,7 +176,9 @@ class LiveSession:
         self.clock_s = 0.0  # procedure time (s)
         self.console_messages = 0
         self.freezing_started = False
+        self._ticks = 0  # update ticks reached; the next one is at (ticks + 1) × interval
         self._next_tick = self.settings.update_interval_s
+        self._ignored_moves: dict[str, float] = {}  # probe → largest move noted after freezing began
         self._snapshot_times = sorted(float(t) for t in case.outputs.snapshot_times_s)
         self.snapshots: dict[float, np.ndarray] = {}
         self.updates: list[FieldUpdate] = []
@@ -201,13 +208,22 @@ class LiveSession:
             self.console_messages += 1
             if self.origin_s is None:
                 self.origin_s = sender_s
-            self._move_clock(sender_s - self.origin_s)
+            procedure_s = sender_s - self.origin_s
+            if procedure_s - self.clock_s > MAX_CLOCK_JUMP_S:
+                self._note(
+                    "clock_jump_ignored", device=message.device_name, ahead_s=procedure_s - self.clock_s
+                )
+            else:
+                self._move_clock(procedure_s)
             self._wall_ref = time.monotonic()
         for event in events:
-            self._apply(event)
+            try:
+                self._apply(event)
+            except InputError as error:  # a message live mode cannot use costs that message only
+                self._note("event_refused", event=type(event).__name__, reason=str(error))
         return events
 
-    def follow_wall_clock(self, silence_s: float = 2.0, now: float | None = None) -> bool:
+    def follow_wall_clock(self, silence_s: float = 1.0, now: float | None = None) -> bool:
         """While the console is silent for more than ``silence_s``, move the procedure clock on in
         real time (whole update intervals), journaling the move. True if it moved."""
         if self.origin_s is None or self._wall_ref is None:
@@ -256,7 +272,8 @@ class LiveSession:
             if abs(stop - snapshot) <= _EPS:
                 self.snapshots[snapshot] = self.simulation.temperature_c
             if abs(stop - self._next_tick) <= _EPS:
-                self._next_tick = stop + self.settings.update_interval_s
+                self._ticks += 1
+                self._next_tick = (self._ticks + 1) * self.settings.update_interval_s
                 self._publish(stop)
 
     def _publish(self, time_s: float) -> None:
@@ -329,18 +346,19 @@ class LiveSession:
         if moved_mm <= self.settings.pose_tolerance_mm and turned_deg <= self.settings.pose_tolerance_deg:
             return
         if self.freezing_started:
-            if not any(
-                n.what == "probe_move_ignored" and n.detail["probe"] == name for n in self.notes[-20:]
-            ):
+            # noted the first time and whenever the probe has moved a further millimetre
+            if moved_mm >= self._ignored_moves.get(name, -math.inf) + 1.0:
+                self._ignored_moves[name] = moved_mm
                 self._note("probe_move_ignored", probe=name, moved_mm=moved_mm, turned_deg=turned_deg)
-            return
-        if not self.case.grid.contains_ras(tip):
-            self._note("probe_outside_grid", probe=name, tip_mm=tip.tolist())
             return
         probes = list(self.case.probes)
         probes[index] = replace(
             spec, tip_mm=tuple(float(v) for v in tip), entry_mm=tuple(float(v) for v in entry)
         )
+        if not all(self.case.grid.contains_ras(end) for end in (tip, *probes[index].active_segment_mm())):
+            if not any(n.what == "probe_outside_grid" and n.detail["probe"] == name for n in self.notes):
+                self._note("probe_outside_grid", probe=name, tip_mm=tip.tolist())
+            return
         self._rebuild(replace(self.case, probes=probes))
         self._note("probe_moved", probe=name, moved_mm=moved_mm, turned_deg=turned_deg, tip_mm=tip.tolist())
 

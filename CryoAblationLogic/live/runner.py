@@ -46,7 +46,7 @@ class Monitor:
     journal: Journal
     session: LiveSession
     resumed_messages: int = 0
-    silence_s: float | None = 2.0  # None: the clock follows the console only
+    silence_s: float | None = 1.0  # None: the clock follows the console only
     closed: bool = False
 
     def step(self, max_items: int = 1000, follow_wall_clock: bool = True) -> int:
@@ -73,6 +73,43 @@ class Monitor:
         self.closed = True
 
 
+def open_session(
+    case,
+    journal_path: str | Path,
+    *,
+    update_interval_s: float = 1.0,
+    on_update=None,
+    fsync: bool = False,
+    compress_images: bool = False,
+) -> tuple[Journal, LiveSession, int]:
+    """The journal and the live session of a procedure: a new journal with ``case`` saved beside
+    it, or an existing one resumed (its case and settings, its messages fed again). Returns
+    (journal, session, messages fed again). ``fsync``: every journal record forced to disk
+    (survives a power cut, not only a crash of this process); ``compress_images``: gzip the
+    journal's NRRD frames."""
+    from ..case import load_case, save_case
+
+    journal_path = Path(journal_path)
+    folder, procedure = journal_location(journal_path)
+    case_file = case_path_for(journal_path)
+    if journal_path.exists() and journal_path.stat().st_size > 0:
+        contents = read_journal(journal_path)
+        settings = session_settings(contents.records)
+        session = LiveSession(load_case(case_file), on_update=on_update, **settings)
+        resumed = replay_journal(session, contents)
+        journal = Journal(folder, procedure, fsync=fsync, compress_images=compress_images)
+        session.journal = journal
+        journal.record_note("resume", {"time_s": session.clock_s, "messages": resumed})
+        return journal, session, resumed
+    save_case(case, case_file, labelmap_filename="labels.nrrd")
+    journal = Journal(folder, procedure, fsync=fsync, compress_images=compress_images)
+    journal.record_note("case", {"file": str(case_file.relative_to(folder))})
+    session = LiveSession(
+        load_case(case_file), update_interval_s=update_interval_s, journal=journal, on_update=on_update
+    )
+    return journal, session, 0
+
+
 def start_monitor(
     case,
     journal_path: str | Path,
@@ -81,30 +118,19 @@ def start_monitor(
     *,
     update_interval_s: float = 1.0,
     on_update=None,
-    silence_s: float | None = 2.0,
+    silence_s: float | None = 1.0,
+    fsync: bool = False,
+    compress_images: bool = False,
 ) -> Monitor:
-    """Open (or resume) the journal, start the session and the links."""
-    from ..case import load_case, save_case
-
-    journal_path = Path(journal_path)
-    folder, procedure = journal_location(journal_path)
-    case_file = case_path_for(journal_path)
-    resumed = 0
-    if journal_path.exists() and journal_path.stat().st_size > 0:
-        contents = read_journal(journal_path)
-        settings = session_settings(contents.records)
-        session = LiveSession(load_case(case_file), on_update=on_update, **settings)
-        resumed = replay_journal(session, contents)
-        journal = Journal(folder, procedure)
-        session.journal = journal
-        journal.record_note("resume", {"time_s": session.clock_s, "messages": resumed})
-    else:
-        save_case(case, case_file, labelmap_filename="labels.nrrd")
-        journal = Journal(folder, procedure)
-        journal.record_note("case", {"file": str(case_file.relative_to(folder))})
-        session = LiveSession(
-            load_case(case_file), update_interval_s=update_interval_s, journal=journal, on_update=on_update
-        )
+    """Open (or resume) the journal and the session (:func:`open_session`), start the links."""
+    journal, session, resumed = open_session(
+        case,
+        journal_path,
+        update_interval_s=update_interval_s,
+        on_update=on_update,
+        fsync=fsync,
+        compress_images=compress_images,
+    )
     link = LiveLink(journal, scanner=scanner, console=console, coalesce=LIVE_COALESCED)
     try:
         link.start()

@@ -17,20 +17,32 @@ through our client beside it (:func:`choose_sources`). Both feed the same sessio
 nodes, and both journal what they receive, so a replay does not care which one ran.
 
 Needs the ``slicer`` module (Slicer, or ``slicer-core`` headless); imported only by callers that
-have a scene.
+have a scene. In Slicer (the module's live tab):
+
+    monitor = start_scene_monitor(slicer.mrmlScene, case, journal_path,
+                                  scanner=Endpoint("server", port=18944),          # MR bridge connects
+                                  console=Endpoint("client", console_host, 18945))  # we connect
+    timer = qt.QTimer(); timer.timeout.connect(monitor.step); timer.start(20)
+    ... monitor.send_scan_plane_from_slice(sliceNode); monitor.send_scanner_command("START_SEQUENCE")
+    timer.stop(); monitor.stop()        # then write_live_results(monitor.session, out_dir) if wanted
 """
 
 from __future__ import annotations
 
-import re
 import time
-from collections.abc import Callable
 
 import numpy as np
 
 from ..igtl.messages import ImageMessage, Message, StatusMessage, StringMessage, TransformMessage
 from ..mrml import colors, isotherms, probes, tables, volumes
-from .console import Event, ProbePose, ScannerImage
+from .console import (
+    SCAN_PLANE_DEVICE,
+    Event,
+    ProbePose,
+    ScannerImage,
+    scan_plane_message,
+    scanner_command,
+)
 from .link import LiveLink
 from .mode import LiveSession, pose_to_tip_entry
 
@@ -39,7 +51,9 @@ IMAGE_NODE_NAME = "Live MR"
 TEMPERATURE_NODE_NAME = "Live temperature"
 ISOTHERM_NODE_NAME = "Live isotherms"
 SENSOR_TABLE_NAME = "Live sensor readings"
-_PROBE_POSE = re.compile(r"^Probe(\d+)ToScanner$")
+SENSOR_CHART_NAME = "Live sensor chart"
+SENSOR_RGB = ((0.9, 0.3, 0.1), (0.1, 0.5, 0.9), (0.2, 0.7, 0.2), (0.7, 0.2, 0.7), (0.9, 0.7, 0.1))
+CONTENT_EVENTS = ("ImageDataModifiedEvent", "TransformModifiedEvent", "TextModifiedEvent")
 
 
 class LiveScene:
@@ -60,7 +74,11 @@ class LiveScene:
         self.probe_lines: dict[int, object] = {}
         self.overlay_time_s: float | None = None
         self.overlay_volumes_ml: dict[float, float] = {}
+        self.sensor_chart = None
+        self.sensor_refresh_s = 1.0
         self._samples_shown = 0
+        self._sensor_refreshed = -float("inf")
+        self._charted: list[str] = []
 
     # --- images ---------------------------------------------------------------------------------
 
@@ -145,29 +163,62 @@ class LiveScene:
         self.overlay_time_s = session.time_s
         return True
 
-    def refresh_sensor_table(self) -> bool:
+    def refresh_sensor_table(self, force: bool = False) -> bool:
+        """The readings beside the predictions: per sensor a time, a measured and a predicted
+        column (shorter series padded with NaN), and a chart of them. Rewritten at most once per
+        ``sensor_refresh_s`` (the table holds the whole procedure)."""
         samples = self.session.samples
-        if len(samples) == self._samples_shown and self.sensor_table is not None:
+        now = time.monotonic()
+        if not force and (
+            len(samples) == self._samples_shown or now - self._sensor_refreshed < self.sensor_refresh_s
+        ):
             return False
+        names = list(dict.fromkeys(s.name for s in samples))
+        by_name = {name: [s for s in samples if s.name == name] for name in names}
+        length = max((len(rows) for rows in by_name.values()), default=0)
+
+        def padded(values: list[float]) -> list[float]:
+            return values + [float("nan")] * (length - len(values))
+
+        columns: list[tables.Column] = []
+        x_names: list[str] = []
+        series = []
+        for index, (name, rows) in enumerate(by_name.items()):
+            rgb = SENSOR_RGB[index % len(SENSOR_RGB)]
+            columns += [
+                tables.Column(f"{name} time", padded([r.time_s for r in rows]), "s", "procedure time"),
+                tables.Column(f"{name} measured", padded([r.measured_c for r in rows]), "°C"),
+                tables.Column(
+                    f"{name} predicted",
+                    padded([r.predicted_c for r in rows]),
+                    "°C",
+                    "live solver, last update",
+                ),
+            ]
+            x_names += [f"{name} time"] * 2
+            series += [
+                (f"{name} measured", f"{name} measured", rgb),
+                (f"{name} predicted", f"{name} predicted", tuple(0.5 + 0.5 * c for c in rgb)),
+            ]
         if self.sensor_table is None:
             self.sensor_table = self.scene.AddNewNodeByClass("vtkMRMLTableNode", SENSOR_TABLE_NAME)
-            tables.put_in_folder(self.scene, LIVE_FOLDER, [self.sensor_table])
-        tables.set_table_columns(
-            self.sensor_table,
-            [
-                tables.Column("Sensor", [s.name for s in samples]),
-                tables.Column("Time", [s.time_s for s in samples], "s", "procedure time of the reading"),
-                tables.Column("Measured", [s.measured_c for s in samples], "°C"),
-                tables.Column("Predicted", [s.predicted_c for s in samples], "°C", "live solver"),
-                tables.Column(
-                    "Predicted at",
-                    [s.predicted_time_s for s in samples],
-                    "s",
-                    "solver time of the prediction",
-                ),
-            ],
-        )
+            self.sensor_chart = self.scene.AddNewNodeByClass("vtkMRMLPlotChartNode", SENSOR_CHART_NAME)
+            tables.put_in_folder(self.scene, LIVE_FOLDER, [self.sensor_table, self.sensor_chart])
+        tables.set_table_columns(self.sensor_table, columns or [tables.Column("Time", [], "s")])
+        if names != self._charted:  # new sensors: new series (the table's columns are observed)
+            tables.set_chart_series(
+                self.scene,
+                self.sensor_chart,
+                self.sensor_table,
+                x_names,
+                series,
+                title="Sensor readings and prediction",
+                x_title="Procedure time (s)",
+                y_title="Temperature (°C)",
+            )
+            self._charted = names
         self._samples_shown = len(samples)
+        self._sensor_refreshed = now
         return True
 
     # --- dispatch -------------------------------------------------------------------------------
@@ -212,6 +263,12 @@ class ClientSource:
     def stop(self) -> None:
         self.link.stop()
 
+    def send_scan_plane(self, plane_to_ras: np.ndarray) -> int:
+        return self.link.send_scan_plane(plane_to_ras) if "scanner" in self.link.links else 0
+
+    def send_scanner_command(self, command: str) -> str | None:
+        return self.link.send_scanner_command(command) if "scanner" in self.link.links else None
+
     def poll(self, max_items: int = 1000) -> list[tuple[Message, float, list[Event] | None]]:
         from ..igtl.inbox import Received
 
@@ -232,6 +289,8 @@ class ConnectorSource:
     def __init__(self, connector_node, journal=None):
         self.connector = connector_node
         self.journal = journal
+        self._plane_node = None
+        self._command_ids = 0
         self._pending: list[tuple[Message, float]] = []
         self._observed: dict[str, tuple[object, int]] = {}
         self._tags: list[int] = []
@@ -262,10 +321,21 @@ class ConnectorSource:
     def _observe(self, node) -> None:
         if node is None or node.GetID() in self._observed:
             return
-        event = getattr(node, "ModifiedEvent", 33)
+        # the content's own event where the node has one (display changes are no new message)
+        event = next(
+            (getattr(node, name) for name in CONTENT_EVENTS if hasattr(node, name)),
+            getattr(node, "ModifiedEvent", 33),
+        )
         tag = node.AddObserver(event, lambda caller, _e: self._on_node_modified(caller))
         self._observed[node.GetID()] = (node, tag)
         self._on_node_modified(node)
+
+    def image_node_for(self, device_name: str):
+        """The connector's own volume node of an image device (live mode shows it as it is)."""
+        for node, _ in self._observed.values():
+            if node.GetName() == device_name and node.IsA("vtkMRMLScalarVolumeNode"):
+                return node
+        return None
 
     def _on_node_modified(self, node) -> None:
         message = node_to_message(node)
@@ -275,6 +345,31 @@ class ConnectorSource:
         if self.journal is not None:
             self.journal.record_message(message, arrival, "in", peer="OpenIGTLinkIF connector")
         self._pending.append((message, arrival))
+
+    def send_scan_plane(self, plane_to_ras: np.ndarray) -> int:
+        """TRANSFORM ``PLANE_0`` through the connector (an outgoing transform node it pushes)."""
+        scene = self.connector.GetScene()
+        if self._plane_node is None:
+            self._plane_node = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", SCAN_PLANE_DEVICE)
+            self.connector.RegisterOutgoingMRMLNode(self._plane_node)
+        self._plane_node.SetMatrixTransformToParent(volumes.matrix_to_vtk(np.asarray(plane_to_ras, float)))
+        if self.journal is not None:
+            self.journal.record_message(scan_plane_message(plane_to_ras), direction="out", peer="connector")
+        return 1
+
+    def send_scanner_command(self, command: str) -> str | None:
+        """STRING ``CMD_<id>`` through the connector (an outgoing text node, pushed once)."""
+        self._command_ids += 1
+        command_id = f"{int(time.time() * 1000) % 10**10}{self._command_ids:03d}"[-16:]
+        message = scanner_command(command, command_id)
+        node = self.connector.GetScene().AddNewNodeByClass("vtkMRMLTextNode", message.device_name)
+        node.SetText(message.text)
+        self.connector.RegisterOutgoingMRMLNode(node)
+        if hasattr(self.connector, "PushNode"):
+            self.connector.PushNode(node)
+        if self.journal is not None:
+            self.journal.record_message(message, direction="out", peer="connector")
+        return command_id
 
     def poll(self, max_items: int = 1000) -> list[tuple[Message, float, list[Event] | None]]:
         taken, self._pending = self._pending[:max_items], self._pending[max_items:]
@@ -317,46 +412,47 @@ def connector_available() -> bool:
     return hasattr(slicer, "vtkMRMLIGTLConnectorNode")
 
 
-def choose_sources(
-    scene,
-    journal,
-    *,
-    host: str = "127.0.0.1",
-    port: int = 18944,
-    sensor_port: int | None = None,
-    use_connector: bool | None = None,
-    link_factory: Callable[..., LiveLink] | None = None,
-) -> list:
-    """The message sources for this Slicer: the OpenIGTLinkIF connector (client of ``host:port``)
-    plus our client on ``sensor_port`` for SENSOR/NDARRAY/POSITION where the module is there; our
-    own client of ``host:port`` alone where it is not."""
-    from .link import Endpoint
+def choose_sources(scene, journal, *, scanner=None, console=None, use_connector: bool | None = None) -> list:
+    """The message sources for this Slicer, given :class:`~.link.Endpoint` s of the MR bridge
+    (``scanner``) and the cryo console (``console``).
+
+    With the OpenIGTLinkIF module, the MR bridge goes through its connector (IMAGE, STATUS, and our
+    PLANE_0 / CMD_<id> out), and the console through our client: a console sends SENSOR/NDARRAY
+    temperatures, which the connector cannot carry. Without the module, both go through our own
+    client. ``use_connector`` forces the choice (None: decide by what is installed)."""
     from .runner import LIVE_COALESCED
 
-    make_link = link_factory or (lambda **kw: LiveLink(journal, coalesce=LIVE_COALESCED, **kw))
     if use_connector is None:
         use_connector = connector_available()
-    if not use_connector:
-        return [ClientSource(make_link(scanner=None, console=Endpoint("client", host, port)))]
-    connector = scene.AddNewNodeByClass("vtkMRMLIGTLConnectorNode", "CryoAblation connector")
-    connector.SetTypeClient(host, port)
+    if not use_connector or scanner is None:
+        link = LiveLink(journal, scanner=scanner, console=console, coalesce=LIVE_COALESCED)
+        return [ClientSource(link)]
+    connector = scene.AddNewNodeByClass("vtkMRMLIGTLConnectorNode", "CryoAblation MR bridge")
+    if scanner.role == "server":
+        connector.SetTypeServer(scanner.port)
+    else:
+        connector.SetTypeClient(scanner.host, scanner.port)
     if hasattr(connector, "SetOutgoingMessageHeaderVersionMaximum"):
         connector.SetOutgoingMessageHeaderVersionMaximum(1)  # legacy peers choke on the v2 probe
     sources: list = [ConnectorSource(connector, journal)]
-    if sensor_port is not None:
-        sources.append(ClientSource(make_link(scanner=None, console=Endpoint("client", host, sensor_port))))
+    if console is not None:
+        sources.append(
+            ClientSource(LiveLink(journal, scanner=None, console=console, coalesce=LIVE_COALESCED))
+        )
     return sources
 
 
 class LiveSceneMonitor:
     """Live mode in a scene: poll the sources, feed the session, map onto nodes. Call
-    :meth:`step` from a timer (Slicer: ``qt.QTimer``, every 50 ms)."""
+    :meth:`step` from a timer (Slicer: ``qt.QTimer``, every 20 ms: a frame waits for the next
+    tick). ``journal``: closed by :meth:`stop` (the sources journal what they receive)."""
 
-    def __init__(self, live_scene: LiveScene, sources: list, silence_s: float | None = 2.0):
+    def __init__(self, live_scene: LiveScene, sources: list, silence_s: float | None = 1.0, journal=None):
         self.live_scene = live_scene
         self.session = live_scene.session
         self.sources = sources
         self.silence_s = silence_s
+        self.journal = journal
 
     def start(self) -> None:
         for source in self.sources:
@@ -367,16 +463,70 @@ class LiveSceneMonitor:
             source.stop()
         self.step(follow_wall_clock=False)
         self.session.finish()
-        self.live_scene.refresh()
+        self.live_scene.refresh_overlay()
+        self.live_scene.refresh_sensor_table(force=True)
+        if self.journal is not None:
+            self.journal.record_note("stop", {"time_s": self.session.clock_s})
+            self.journal.close()
+
+    def send_scan_plane(self, plane_to_ras: np.ndarray) -> int:
+        """Our scan plane (4×4, RAS) to the MR bridge as TRANSFORM ``PLANE_0``."""
+        return sum(source.send_scan_plane(plane_to_ras) for source in self.sources)
+
+    def send_scan_plane_from_slice(self, slice_node) -> int:
+        """The plane of a slice view (its SliceToRAS) as the scan plane."""
+        return self.send_scan_plane(volumes.vtk_to_matrix(slice_node.GetSliceToRAS()))
+
+    def send_scanner_command(self, command: str) -> str | None:
+        """START_UP / START_SEQUENCE / STOP_SEQUENCE as ``CMD_<id>`` (answered by ``ACK_<id>``)."""
+        for source in self.sources:
+            command_id = source.send_scanner_command(command)
+            if command_id is not None:
+                return command_id
+        return None
 
     def step(self, follow_wall_clock: bool = True) -> int:
         fed = 0
         for source in self.sources:
+            adopt = getattr(source, "image_node_for", None)
             for message, arrival, events in source.poll():
                 events = self.session.feed(message, arrival, events)
+                node = adopt(message.device_name) if adopt and isinstance(message, ImageMessage) else None
+                if node is not None:  # the connector's volume node is already updated in place
+                    self.live_scene.image_node = node
+                    events = [e for e in events if not isinstance(e, ScannerImage)]
                 self.live_scene.apply(events)
                 fed += 1
         if fed == 0 and follow_wall_clock and self.silence_s:
             self.session.follow_wall_clock(self.silence_s)
         self.live_scene.refresh()
         return fed
+
+
+def start_scene_monitor(
+    scene,
+    case,
+    journal_path,
+    *,
+    scanner=None,
+    console=None,
+    use_connector: bool | None = None,
+    level_table=None,
+    update_interval_s: float = 1.0,
+    silence_s: float | None = 1.0,
+) -> LiveSceneMonitor:
+    """Live mode in ``scene``: the journal and session of :func:`~.runner.open_session` (a new
+    procedure, or the journal's resumed), the scene nodes, the sources of :func:`choose_sources`,
+    started."""
+    from .runner import open_session
+
+    journal, session, _ = open_session(case, journal_path, update_interval_s=update_interval_s)
+    live = LiveScene(scene, session, level_table)
+    sources = choose_sources(scene, journal, scanner=scanner, console=console, use_connector=use_connector)
+    monitor = LiveSceneMonitor(live, sources, silence_s, journal)
+    try:
+        monitor.start()
+    except Exception:
+        journal.close()
+        raise
+    return monitor

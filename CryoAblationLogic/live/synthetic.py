@@ -267,9 +267,12 @@ def serve(
             if isinstance(message, StringMessage) and message.device_name.startswith("CMD_"):
                 for reply in _ack(message):
                     endpoint.send(reply)
+    truth = ", ".join(
+        f"{level:g} °C: {ml:.2f} ml" for level, ml in procedure.simulation.isotherm_volumes_ml().items()
+    )
     log(
         f"procedure served: {procedure.end_s:g} s in {time.monotonic() - start_wall:.1f} s wall, "
-        f"{sent} messages"
+        f"{sent} messages; the truth's ice volumes {truth}"
     )
     time.sleep(linger_s)
     return sent

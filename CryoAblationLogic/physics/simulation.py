@@ -116,7 +116,7 @@ class Simulation:
         case: Case,
         max_dt_s: float | None = None,
         tolerance_c: float = 0.02,
-        omega: float = 1.5,
+        omega: float = 1.3,
         snapshot_count: int = 0,
     ):
         check_memory(case.grid, snapshot_count)

@@ -146,7 +146,7 @@ def test_simulator_monitor_journal_replay_give_the_same_isotherms(tmp_path):
 def test_a_monitor_killed_mid_procedure_loses_nothing_it_received(tmp_path):
     served = ServedProcedure()
     out = tmp_path / "live"
-    process = monitor(served.port, out, "--wall-clock-after", "0", "--update-interval-s", "5")
+    process = monitor(served.port, out, "--wall-clock-after", "0", "--update-interval-s", "5", "--fsync")
     journal = out / "journal" / "procedure.jsonl"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and len(served.sent) < 120:
@@ -197,7 +197,7 @@ def _stopped_cleanly(out: Path, output: str) -> dict:
 def test_duration_stops_the_monitor_cleanly_with_its_files_written(tmp_path):
     console = _console_peer()
     try:
-        process = monitor(console.port, tmp_path / "out", "--duration", "4")
+        process = monitor(console.port, tmp_path / "out", "--duration", "4", "--compress-images")
         output, _ = process.communicate(timeout=120)
     finally:
         console.stop()
@@ -222,3 +222,23 @@ def test_sigint_stops_the_monitor_cleanly_with_its_files_written(tmp_path):
     assert process.returncode == 0, output
     assert "stopped (SIGINT)" in output
     _stopped_cleanly(tmp_path / "out", output)
+
+
+@pytest.mark.parametrize(
+    ("argv", "key"),
+    [
+        (["monitor", "--out", "x"], "--port"),
+        (["monitor", "--port", "1", "--out", "x", "--duration", "0"], "--duration"),
+        (["monitor", "--port", "1", "--out", "x", "--wall-clock-after", "-1"], "--wall-clock-after"),
+        (["monitor", "--port", "1", "--out", "x", "--journal", "j.txt", "--duration", "1"], "--journal"),
+        (["replay", "missing.jsonl", "--out", "x"], "journal not found"),
+        (["simulate-scanner", "--spacing-mm", "9"], "--spacing-mm"),
+        (["simulate-scanner", "--acceleration", "0"], "--acceleration"),
+        (["simulate-scanner", "--connect", "nowhere"], "--connect"),
+    ],
+)
+def test_bad_arguments_exit_2_naming_them(tmp_path, monkeypatch, capsys, argv, key):
+    monkeypatch.chdir(tmp_path)
+    assert cli_main(argv) == 2
+    assert key in capsys.readouterr().err
+    assert not (tmp_path / "x" / "summary.json").exists()

@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 import pytest
-from live_testing import TIP_MM, pose, sensor, small_case, stamped, state, temperatures
+from live_testing import TIP_MM, free_port, pose, sensor, small_case, stamped, state, temperatures
 
 pytest.importorskip("slicer", reason="the scene mapping needs slicer-core")
 
@@ -20,14 +20,17 @@ from CryoAblationLogic.live.console import interpret
 from CryoAblationLogic.live.journal import Journal, read_journal
 from CryoAblationLogic.live.link import Endpoint, LiveLink
 from CryoAblationLogic.live.mode import LiveSession
-from CryoAblationLogic.live.runner import LIVE_COALESCED
+from CryoAblationLogic.live.runner import LIVE_COALESCED, replay_procedure
 from CryoAblationLogic.live.scene_link import (
     ClientSource,
+    ConnectorSource,
     LiveScene,
     LiveSceneMonitor,
     choose_sources,
     node_to_message,
+    start_scene_monitor,
 )
+from CryoAblationLogic.live.simulator import probe_pose
 from CryoAblationLogic.mrml import probes, tables, volumes
 from CryoAblationLogic.mrml.app import create_scene_app
 
@@ -105,12 +108,14 @@ def test_messages_through_our_client_reach_the_scene_nodes(tmp_path):
         shown_field, _ = volumes.volume_field(live.temperature_node)
         np.testing.assert_array_equal(shown_field, session.temperature_c)
 
-        # readings beside the prediction
-        rows = tables.table_column(live.sensor_table, "Sensor")
-        assert rows.count("P1") == 38 and rows.count("TC1") == 38
-        predicted = tables.table_column(live.sensor_table, "Predicted")
-        assert predicted[-1] == pytest.approx(session.samples[-1].predicted_c)
+        # readings beside the prediction, a table and a chart
         monitor.stop()
+        measured = tables.table_column(live.sensor_table, "P1 measured")
+        predicted = tables.table_column(live.sensor_table, "TC1 predicted")
+        assert len(measured) == 38 and measured[-1] == pytest.approx(-100.0)
+        tc1 = [s for s in session.samples if s.name == "TC1"]
+        assert predicted == pytest.approx([s.predicted_c for s in tc1])
+        assert live.sensor_chart.GetNumberOfPlotSeriesNodes() == 4
     finally:
         console.stop()
         journal.close()
@@ -121,9 +126,11 @@ def test_messages_through_our_client_reach_the_scene_nodes(tmp_path):
 def test_without_the_openigtlink_module_our_client_is_chosen(tmp_path):
     app = create_scene_app()
     with Journal(tmp_path, "procedure") as journal:
-        sources = choose_sources(app.scene, journal, port=18999)
+        sources = choose_sources(
+            app.scene, journal, scanner=Endpoint("server", port=0), console=Endpoint("client", port=18999)
+        )
     assert [s.kind for s in sources] == ["client"]
-    assert sources[0].link.links["console"].port == 18999
+    assert sources[0].link.links["console"].port == 18999 and "scanner" in sources[0].link.links
 
 
 def test_connector_nodes_turn_back_into_the_messages_they_came_from():
@@ -156,3 +163,89 @@ def test_connector_nodes_turn_back_into_the_messages_they_came_from():
     np.testing.assert_array_equal(scan.voxels, voxels)
     np.testing.assert_allclose(scan.ijk_to_ras, volumes.ijk_to_ras(image))
     assert node_to_message(scene.AddNewNodeByClass("vtkMRMLTableNode", "x")) is None
+
+
+def test_scan_plane_and_scanner_commands_go_out_and_its_frames_come_back(tmp_path):
+    from CryoAblationLogic.live.simulator import ScannerSimulator
+
+    app = create_scene_app()
+    port = free_port()
+    journal_path = tmp_path / "procedure.jsonl"
+    monitor = start_scene_monitor(
+        app.scene, small_case(), journal_path, scanner=Endpoint("server", port=port), use_connector=False
+    )
+    (source,) = monitor.sources
+    live = monitor.live_scene
+    volume = np.arange(30 * 30 * 30, dtype=np.int16).reshape(30, 30, 30)
+    scanner = ScannerSimulator(volume, np.diag([2.0, 2.0, 2.0, 1.0]), port=port, frame_interval_s=0.1)
+    scanner.start()
+    try:
+        pump(monitor, lambda: source.link.connected("scanner"))
+        slice_node = app.scene.AddNewNodeByClass("vtkMRMLSliceNode")
+        slice_node.SetOrientationToCoronal()
+        slice_node.UpdateMatrices()
+        assert monitor.send_scan_plane_from_slice(slice_node) == 1
+        command_id = monitor.send_scanner_command("START_SEQUENCE")
+        pump(monitor, lambda: live.image_node is not None and not source.link.commands["scanner"].pending)
+        expected = volumes.vtk_to_matrix(slice_node.GetSliceToRAS())
+        np.testing.assert_allclose(scanner.plane_to_ras, expected, atol=1e-6)
+        assert scanner.state == "Scanning" and command_id
+        assert live.image_node.GetImageData().GetDimensions() == (64, 64, 1)
+    finally:
+        monitor.stop()
+        scanner.stop()
+    records = read_journal(journal_path).records
+    sent = [r for r in records if r.get("direction") == "out"]
+    assert [r["device_name"] for r in sent] == ["PLANE_0", f"CMD_{command_id}"]
+    assert records[-1]["note"] == "stop"
+    replayed, _ = replay_procedure(journal_path)  # the scene's journal replays like the monitor's
+    images = [r for r in records if r.get("message_type") == "IMAGE"]
+    assert replayed.image_count == len(images) >= monitor.session.image_count >= 1
+
+
+class StandInConnector:
+    """Only what ConnectorSource asks of a ``vtkMRMLIGTLConnectorNode``: the nodes it made from
+    incoming messages (real MRML nodes here; no OpenIGTLinkIF in slicer-core)."""
+
+    def __init__(self, nodes):
+        self.nodes = nodes
+
+    def GetNumberOfIncomingMRMLNodes(self):
+        return len(self.nodes)
+
+    def GetIncomingMRMLNode(self, index):
+        return self.nodes[index]
+
+
+def test_nodes_the_connector_updates_feed_the_session_and_journal(tmp_path):
+    app = create_scene_app()
+    scene = app.scene
+    grid = Grid((0.0, 0.0, 0.0), (2.0, 2.0, 2.0), (6, 5, 4))
+    image = volumes.add_volume_node(scene, "MR Image", np.zeros(grid.size, dtype=np.int16), grid)
+    transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "Probe1ToScanner")
+    text = scene.AddNewNodeByClass("vtkMRMLTextNode", "CryoState")
+    text.SetText("OFF 1")
+    session = LiveSession(small_case())
+    live = LiveScene(scene, session)
+    with Journal(tmp_path, "procedure") as journal:
+        source = ConnectorSource(StandInConnector([image, transform, text]), journal)
+        monitor = LiveSceneMonitor(live, [source], silence_s=None)
+        monitor.start()
+        monitor.step()
+        assert live.image_node is image  # the connector's own node, not a copy
+        assert scene.GetNodesByName("Live MR").GetNumberOfItems() == 0
+        moved = np.asarray(probe_pose((3.0, 0.0, TIP_MM[2]), (3.0, 0.0, 60.0)))
+        transform.SetMatrixTransformToParent(volumes.matrix_to_vtk(moved))
+        text.SetText("FREEZE 1 80%")
+        monitor.step()
+        monitor.stop()
+    assert session.states["P1"] == ("freeze", 80.0, None)
+    assert session.case.probes[0].tip_mm == pytest.approx((3.0, 0.0, TIP_MM[2]), abs=1e-4)
+    records = read_journal(tmp_path / "procedure.jsonl").records
+    assert [(r["message_type"], r["device_name"]) for r in records] == [
+        ("IMAGE", "MR Image"),
+        ("TRANSFORM", "Probe1ToScanner"),
+        ("STRING", "CryoState"),
+        ("TRANSFORM", "Probe1ToScanner"),
+        ("STRING", "CryoState"),
+    ]

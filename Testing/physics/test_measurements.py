@@ -40,6 +40,7 @@ def _tc11(spacing_mm, perfusion=None):
     return float(np.interp(10.0, r, temperature))
 
 
+@pytest.mark.slow
 def test_tc7_single_2_4mm_probe_in_39c_agar():
     r30, r0, area_share = _tc7(DEFAULT_SPACING_MM)
     assert 2 * r30 == pytest.approx(12.0, abs=3.0)  # −30 °C diameter 1.2 ± 0.3 cm (the calibration target)
@@ -54,6 +55,7 @@ def test_tc9_17g_isotherm_structure_in_gel():
     assert r_squared > 0.9
 
 
+@pytest.mark.slow
 def test_tc9_needles_25mm_apart_do_not_merge_at_minus_40():
     case, result = probe_run(
         "argon-1.47mm", "gel", 37.0, 600.0, spacing_mm=DEFAULT_SPACING_MM, x_positions=(-12.5, 12.5)
