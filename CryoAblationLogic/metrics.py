@@ -453,7 +453,7 @@ def probe_geometry(
     return ProbeGeometry(name, tip, entry, lengths["active_length_mm"], lengths["tip_length_mm"])
 
 
-def probe_warnings(  # noqa: PLR0917 - the positional order is the agreed cross-area API (notes/API.md)
+def probe_warnings(  # the positional order is the agreed cross-area API (notes/API.md)
     probes: Sequence[object],
     catalog: Mapping[str, object] | None,
     target_mask: np.ndarray | None,

@@ -101,7 +101,7 @@ def run_demo_case(case_path: Path, result_dir: Path):
 
 def write_scene_and_report(out: Path, case_path: Path, result, spacing_mm: float) -> tuple[Path, Path]:
     """The phantom scene with the plan and its result as ``out/scene.mrb``, and ``out/report.html``."""
-    from ..mrml.demo_scene import write_demo_report, write_demo_scene  # noqa: PLC0415 (heavy: slicer)
+    from ..mrml.demo_scene import write_demo_report, write_demo_scene  # heavy: slicer
 
     demo, scene_path = write_demo_scene(out, case_path, result, spacing_mm)
     return scene_path, write_demo_report(out, demo, result)
