@@ -249,6 +249,15 @@ def interpret(message: Message, arrival_time_s: float = 0.0) -> list[Event]:
     return [Unrecognised(message.message_type, name, "no convention for it", t)]
 
 
+def interpret_or_unrecognised(message: Message, arrival_time_s: float = 0.0) -> list[Event]:
+    """:func:`interpret`, with a message that breaks a convention (InputError) as one
+    :class:`Unrecognised` event saying why: a bad message costs that message only."""
+    try:
+        return interpret(message, arrival_time_s)
+    except InputError as error:
+        return [Unrecognised(message.message_type, message.device_name, str(error), arrival_time_s)]
+
+
 # ---------------------------------------------------------------------------------------------
 # What we send
 

@@ -179,6 +179,12 @@ def read_image_nrrd(path: Path) -> tuple[np.ndarray, np.ndarray]:
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
+def check_procedure_name(procedure: str, key: str = "procedure") -> None:
+    """A procedure name is a file name stem of letters, digits, '_', '.' and '-'."""
+    if not procedure or _UNSAFE.sub("", procedure) != procedure:
+        raise InputError(key, f"{procedure!r}: use letters, digits, '_', '.' or '-' only")
+
+
 class Journal:
     """Append-only journal of one procedure. Thread-safe: the network thread may record while
     the main thread records what it sends. Reopening continues the same file (an incomplete last
@@ -187,8 +193,7 @@ class Journal:
     def __init__(
         self, folder: str | Path, procedure: str, fsync: bool = False, compress_images: bool = False
     ):
-        if not procedure or _UNSAFE.sub("", procedure) != procedure:
-            raise InputError("procedure", f"{procedure!r}: use letters, digits, '_', '.' or '-' only")
+        check_procedure_name(procedure)
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.path = self.folder / f"{procedure}.jsonl"

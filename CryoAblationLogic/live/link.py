@@ -32,9 +32,8 @@ from .console import (
     CommandAck,
     CommandTracker,
     Event,
-    Unrecognised,
     command_message,
-    interpret,
+    interpret_or_unrecognised,
     scan_plane_message,
     scanner_command,
 )
@@ -148,14 +147,7 @@ class LiveLink:
         return out
 
     def _interpret(self, source: str, item: Received) -> list[Event]:
-        try:
-            events = interpret(item.message, item.arrival_time_s)
-        except InputError as error:
-            return [
-                Unrecognised(
-                    item.message.message_type, item.message.device_name, str(error), item.arrival_time_s
-                )
-            ]
+        events = interpret_or_unrecognised(item.message, item.arrival_time_s)
         for event in events:
             if isinstance(event, CommandAck):
                 self.commands[source].acknowledge(event)

@@ -60,8 +60,7 @@ from .console import (
     ProbeTemperatures,
     ScannerImage,
     SensorReading,
-    Unrecognised,
-    interpret,
+    interpret_or_unrecognised,
 )
 
 CONSOLE_EVENTS = (ProbePose, ProbeStateChange, ConsoleFault, ProbeTemperatures, SensorReading)
@@ -199,10 +198,7 @@ class LiveSession:
         """One received message (``events``: what :func:`~.console.interpret` made of it, if
         already known). Returns the events."""
         if events is None:
-            try:
-                events = interpret(message, arrival_time_s)
-            except InputError as error:
-                events = [Unrecognised(message.message_type, message.device_name, str(error), arrival_time_s)]
+            events = interpret_or_unrecognised(message, arrival_time_s)
         sender_s = message.timestamp_s if message.timestamp_s else arrival_time_s
         if any(isinstance(e, CONSOLE_EVENTS) for e in events):
             self.console_messages += 1

@@ -1,5 +1,6 @@
 """A monitoring run: the live links, the journal and a :class:`~.mode.LiveSession`, stepped by a
-loop (``cryoablation monitor``) or a GUI timer (Slicer), and the replay of a finished one.
+loop (``cryoablation monitor``), and the replay of a finished one. In a Slicer scene live mode runs
+through :mod:`.scene_link` (same :func:`open_session`, its own sources and scene nodes).
 
     monitor = start_monitor(case, journal_path, [Endpoint("client", "127.0.0.1", 18944)])
     while running: monitor.step(); time.sleep(0.05)
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..igtl.inbox import Received
-from .journal import Journal, read_journal
+from .journal import Journal, check_procedure_name, read_journal
 from .link import Endpoint, LiveLink
 from .mode import LiveSession, replay_journal, session_settings
 
@@ -27,11 +28,16 @@ CASE_FOLDER_SUFFIX = "_case"
 LIVE_COALESCED = frozenset({"IMAGE"})  # frames may be coalesced for the display; poses never
 
 
-def journal_location(path: str | Path) -> tuple[Path, str]:
-    """(folder, procedure name) of a journal path ``<folder>/<procedure>.jsonl``."""
-    path = Path(path)
+def journal_location(path: str | Path, key: str = "--journal") -> tuple[Path, str]:
+    """(folder, procedure name) of a journal path ``<folder>/<procedure>.jsonl``; a bad path
+    raises InputError naming ``key`` (the option or the field it came from)."""
+    text = str(path).strip()
+    if not text:
+        raise InputError(key, "choose a journal file (…/<procedure>.jsonl)")
+    path = Path(text).expanduser()
     if path.suffix != ".jsonl":
-        raise InputError("--journal", f"{path}: a journal is a .jsonl file")
+        raise InputError(key, f"{path}: a journal is a .jsonl file")
+    check_procedure_name(path.stem, key)
     return path.parent, path.stem
 
 

@@ -9,7 +9,8 @@
   refreshed once per :meth:`LiveScene.step` when the solver has a newer update;
 - sensor readings → a table node (measured beside predicted).
 
-Where the messages come from is a :class:`MessageSource`: inside Slicer with the OpenIGTLinkIF
+Where the messages come from is a message source (``start``, ``stop``, ``poll`` → :data:`Polled`
+items, ``send_scan_plane``, ``send_scanner_command``): inside Slicer with the OpenIGTLinkIF
 module, :class:`ConnectorSource` observes the nodes its ``vtkMRMLIGTLConnectorNode`` creates and
 turns them back into messages; elsewhere :class:`ClientSource` runs our own client
 (:class:`~.link.LiveLink`). Messages the connector cannot carry (SENSOR, NDARRAY, POSITION) come
@@ -23,6 +24,7 @@ have a scene. In Slicer (the module's live tab):
                                   scanner=Endpoint("server", port=18944),          # MR bridge connects
                                   console=Endpoint("client", console_host, 18945))  # we connect
     timer = qt.QTimer(); timer.timeout.connect(monitor.step); timer.start(20)
+    ... after each step, monitor.events: the (peer, event) pairs it took (status lights, messages)
     ... monitor.send_scan_plane_from_slice(sliceNode); monitor.send_scanner_command("START_SEQUENCE")
     timer.stop(); monitor.stop()        # then write_live_results(monitor.session, out_dir) if wanted
 """
@@ -33,6 +35,7 @@ import time
 
 import numpy as np
 
+from ..igtl.inbox import LinkEvent, Received
 from ..igtl.messages import ImageMessage, Message, StatusMessage, StringMessage, TransformMessage
 from ..mrml import colors, isotherms, probes, tables, volumes
 from .console import (
@@ -54,6 +57,13 @@ SENSOR_TABLE_NAME = "Live sensor readings"
 SENSOR_CHART_NAME = "Live sensor chart"
 SENSOR_RGB = ((0.9, 0.3, 0.1), (0.1, 0.5, 0.9), (0.2, 0.7, 0.2), (0.7, 0.2, 0.7), (0.9, 0.7, 0.1))
 CONTENT_EVENTS = ("ImageDataModifiedEvent", "TransformModifiedEvent", "TextModifiedEvent")
+CONNECTOR_PEER = "OpenIGTLinkIF connector"
+CONNECTOR_NODE_NAME = "CryoAblation MR bridge"
+
+# What a source's poll returns, oldest first: (peer "scanner" or "console", the message received,
+# its arrival time (Unix s), the events it carries (None: not interpreted yet)); or, for a link
+# event or a command not acknowledged in time, (peer, None, time noticed, [that event]).
+Polled = tuple[str, Message | None, float, list | None]
 
 
 class LiveScene:
@@ -67,14 +77,19 @@ class LiveScene:
                 scene, session.case.outputs.isotherms_c or colors.DEFAULT_ISOTHERM_LEVELS_C
             )
         self.level_table = level_table
-        self.image_node = None
-        self.temperature_node = None
-        self.isotherm_node = None
-        self.sensor_table = None
+        # the nodes of an earlier live session in this scene are reused (live mode off and on again)
+        self.image_node = _live_node(scene, "vtkMRMLScalarVolumeNode", IMAGE_NODE_NAME)
+        self.temperature_node, self.isotherm_node = _live_pair(
+            scene,
+            ("vtkMRMLScalarVolumeNode", TEMPERATURE_NODE_NAME),
+            ("vtkMRMLSegmentationNode", ISOTHERM_NODE_NAME),
+        )
+        self.sensor_table, self.sensor_chart = _live_pair(
+            scene, ("vtkMRMLTableNode", SENSOR_TABLE_NAME), ("vtkMRMLPlotChartNode", SENSOR_CHART_NAME)
+        )
         self.probe_lines: dict[int, object] = {}
         self.overlay_time_s: float | None = None
         self.overlay_volumes_ml: dict[float, float] = {}
-        self.sensor_chart = None
         self.sensor_refresh_s = 1.0
         self._samples_shown = 0
         self._sensor_refreshed = -float("inf")
@@ -236,6 +251,31 @@ class LiveScene:
         self.refresh_sensor_table()
 
 
+def _live_node(scene, class_name: str, name: str):
+    """The node of that class and name in the live folder of ``scene``, or None."""
+    from slicer import vtkMRMLSubjectHierarchyNode
+    from vtkmodules.vtkCommonCore import vtkIdList
+
+    folders = vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    folder = folders.GetItemChildWithName(folders.GetSceneItemID(), LIVE_FOLDER) if folders else 0
+    if not folder:
+        return None
+    children = vtkIdList()
+    folders.GetItemChildren(folder, children)
+    for index in range(children.GetNumberOfIds()):
+        node = folders.GetItemDataNode(children.GetId(index))
+        if node is not None and node.IsA(class_name) and node.GetName() == name:
+            return node
+    return None
+
+
+def _live_pair(scene, first: tuple[str, str], second: tuple[str, str]):
+    """Two live nodes made together (a volume and its isotherms, a table and its chart), reused
+    only both at once."""
+    pair = (_live_node(scene, *first), _live_node(scene, *second))
+    return pair if None not in pair else (None, None)
+
+
 def _same_type(image, voxels: np.ndarray) -> bool:
     scalars = image.GetPointData().GetScalars()
     if scalars is None or image.GetNumberOfScalarComponents() != 1:
@@ -269,14 +309,14 @@ class ClientSource:
     def send_scanner_command(self, command: str) -> str | None:
         return self.link.send_scanner_command(command) if "scanner" in self.link.links else None
 
-    def poll(self, max_items: int = 1000) -> list[tuple[Message, float, list[Event] | None]]:
-        from ..igtl.inbox import Received
-
-        return [
-            (item.message, item.arrival_time_s, events)
-            for _, item, events in self.link.poll_received(max_items)
-            if isinstance(item, Received)
-        ]
+    def poll(self, max_items: int = 1000) -> list[Polled]:
+        out: list[Polled] = []
+        for peer, item, events in self.link.poll_received(max_items):
+            if isinstance(item, Received):
+                out.append((peer, item.message, item.arrival_time_s, events))
+            else:  # a link event or a command not acknowledged in time
+                out.append((peer, None, time.time(), [item]))
+        return out
 
 
 class ConnectorSource:
@@ -294,6 +334,7 @@ class ConnectorSource:
         self._pending: list[tuple[Message, float]] = []
         self._observed: dict[str, tuple[object, int]] = {}
         self._tags: list[int] = []
+        self._connected = False
 
     def start(self) -> None:
         connector = self.connector
@@ -307,6 +348,8 @@ class ConnectorSource:
             connector.Start()
 
     def stop(self) -> None:
+        if hasattr(self.connector, "Stop"):  # free the port for the next live session
+            self.connector.Stop()
         for tag in self._tags:
             self.connector.RemoveObserver(tag)
         for node, tag in self._observed.values():
@@ -343,7 +386,7 @@ class ConnectorSource:
             return
         arrival = time.time()
         if self.journal is not None:
-            self.journal.record_message(message, arrival, "in", peer="OpenIGTLinkIF connector")
+            self.journal.record_message(message, arrival, "in", peer=CONNECTOR_PEER)
         self._pending.append((message, arrival))
 
     def send_scan_plane(self, plane_to_ras: np.ndarray) -> int:
@@ -371,9 +414,24 @@ class ConnectorSource:
             self.journal.record_message(message, direction="out", peer="connector")
         return command_id
 
-    def poll(self, max_items: int = 1000) -> list[tuple[Message, float, list[Event] | None]]:
+    def connected(self) -> bool:
+        """The connector's own state (a connector without one, e.g. a stand-in, counts as off)."""
+        state = getattr(self.connector, "GetState", None)
+        return state is not None and state() == getattr(self.connector, "StateConnected", 2)
+
+    def poll(self, max_items: int = 1000) -> list[Polled]:
+        """What the connector brought since the last poll (all from the MR bridge, "scanner"),
+        with a link event where its connection came up or went down."""
+        out: list[Polled] = []
+        connected = self.connected()
+        if connected != self._connected:
+            self._connected = connected
+            kind = "connected" if connected else "disconnected"
+            now = time.time()
+            out.append(("scanner", None, now, [LinkEvent(kind, 0, CONNECTOR_PEER, "", now)]))
         taken, self._pending = self._pending[:max_items], self._pending[max_items:]
-        return [(message, arrival, None) for message, arrival in taken]
+        out += [("scanner", message, arrival, None) for message, arrival in taken]
+        return out
 
 
 def node_to_message(node) -> Message | None:
@@ -427,7 +485,9 @@ def choose_sources(scene, journal, *, scanner=None, console=None, use_connector:
     if not use_connector or scanner is None:
         link = LiveLink(journal, scanner=scanner, console=console, coalesce=LIVE_COALESCED)
         return [ClientSource(link)]
-    connector = scene.AddNewNodeByClass("vtkMRMLIGTLConnectorNode", "CryoAblation MR bridge")
+    connector = scene.GetFirstNodeByName(CONNECTOR_NODE_NAME)  # an earlier live session's
+    if connector is None or not connector.IsA("vtkMRMLIGTLConnectorNode"):
+        connector = scene.AddNewNodeByClass("vtkMRMLIGTLConnectorNode", CONNECTOR_NODE_NAME)
     if scanner.role == "server":
         connector.SetTypeServer(scanner.port)
     else:
@@ -453,6 +513,9 @@ class LiveSceneMonitor:
         self.sources = sources
         self.silence_s = silence_s
         self.journal = journal
+        # (peer, event) pairs of the last step: what the messages carried, link events, commands
+        # not acknowledged in time (for a panel's status lights and messages)
+        self.events: list[tuple[str, object]] = []
 
     def start(self) -> None:
         for source in self.sources:
@@ -461,7 +524,8 @@ class LiveSceneMonitor:
     def stop(self) -> None:
         for source in self.sources:
             source.stop()
-        self.step(follow_wall_clock=False)
+        while self.step(follow_wall_clock=False):  # everything received before the stop
+            pass
         self.session.finish()
         self.live_scene.refresh_overlay()
         self.live_scene.refresh_sensor_table(force=True)
@@ -486,11 +550,19 @@ class LiveSceneMonitor:
         return None
 
     def step(self, follow_wall_clock: bool = True) -> int:
+        """Feed what arrived into the session and the nodes, refresh the overlay and the sensor
+        table if there is something newer; returns the messages fed (their events, link events
+        and command timeouts are in :attr:`events` until the next step)."""
         fed = 0
+        self.events = []
         for source in self.sources:
             adopt = getattr(source, "image_node_for", None)
-            for message, arrival, events in source.poll():
+            for peer, message, arrival, events in source.poll():
+                if message is None:
+                    self.events += [(peer, event) for event in events]
+                    continue
                 events = self.session.feed(message, arrival, events)
+                self.events += [(peer, event) for event in events]
                 node = adopt(message.device_name) if adopt and isinstance(message, ImageMessage) else None
                 if node is not None:  # the connector's volume node is already updated in place
                     self.live_scene.image_node = node

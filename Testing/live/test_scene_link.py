@@ -249,3 +249,101 @@ def test_nodes_the_connector_updates_feed_the_session_and_journal(tmp_path):
         ("TRANSFORM", "Probe1ToScanner"),
         ("STRING", "CryoState"),
     ]
+
+
+class StandInConnectorWithState(StandInConnector):
+    """A stand-in that also has the connector's state, Start and Stop."""
+
+    StateOff, StateWaitConnection, StateConnected = 0, 1, 2
+
+    def __init__(self, nodes):
+        super().__init__(nodes)
+        self.state = self.StateOff
+
+    def GetState(self):
+        return self.state
+
+    def Start(self):
+        self.state = self.StateWaitConnection
+
+    def Stop(self):
+        self.state = self.StateOff
+
+
+def test_each_step_exposes_its_events_with_their_peer_and_the_connectors_state(tmp_path):
+    """What a panel needs after a step: the (peer, event) pairs of the messages, and a link event
+    when the connector's connection comes up or goes down; stopping frees the connector."""
+    from CryoAblationLogic.igtl.inbox import LinkEvent
+    from CryoAblationLogic.live.console import ProbeStateChange
+
+    scene = create_scene_app().scene
+    text = scene.AddNewNodeByClass("vtkMRMLTextNode", "CryoState")
+    text.SetText("OFF 1")
+    connector = StandInConnectorWithState([text])
+    live = LiveScene(scene, LiveSession(small_case()))
+    with Journal(tmp_path, "procedure") as journal:
+        monitor = LiveSceneMonitor(live, [ConnectorSource(connector, journal)], silence_s=None)
+        monitor.start()
+        assert connector.state == connector.StateWaitConnection
+        monitor.step()
+        assert [(peer, type(e).__name__) for peer, e in monitor.events] == [("scanner", "ProbeStateChange")]
+        connector.state = connector.StateConnected
+        text.SetText("FREEZE 1 100%")
+        monitor.step()
+        (link_peer, link_event), (peer, change) = monitor.events
+        assert link_peer == peer == "scanner" and isinstance(link_event, LinkEvent)
+        assert link_event.kind == "connected" and isinstance(change, ProbeStateChange)
+        monitor.step()
+        assert monitor.events == []
+        monitor.stop()
+    assert connector.state == connector.StateOff
+
+
+def test_our_clients_link_events_reach_the_step_events(tmp_path):
+    console = Server(0)
+    console.start()
+    live = LiveScene(create_scene_app().scene, LiveSession(small_case()))
+    link = LiveLink(
+        Journal(tmp_path, "procedure"),
+        scanner=None,
+        console=Endpoint("client", "127.0.0.1", console.port),
+        coalesce=LIVE_COALESCED,
+    )
+    monitor = LiveSceneMonitor(live, [ClientSource(link)], silence_s=None, journal=link.journal)
+    monitor.start()
+    seen: list = []
+    try:
+        deadline = time.monotonic() + 10
+        while not any(getattr(e, "kind", "") == "connected" for _, e in seen):
+            assert time.monotonic() < deadline, "no connected event"
+            monitor.step()
+            seen += monitor.events
+            time.sleep(0.01)
+        console.send(state("FREEZE 1 100%", 0.0), stamp=False)
+        seen_before = len(seen)
+        while not any(type(e).__name__ == "ProbeStateChange" for _, e in seen[seen_before:]):
+            assert time.monotonic() < deadline, "the freeze did not come"
+            monitor.step()
+            seen += monitor.events
+            time.sleep(0.01)
+    finally:
+        monitor.stop()
+        console.stop()
+    assert [(peer, type(e).__name__) for peer, e in seen] == [
+        ("console", "LinkEvent"),
+        ("console", "ProbeStateChange"),
+    ]
+
+
+def test_a_second_live_session_reuses_the_scene_nodes_of_the_first(tmp_path):
+    scene = create_scene_app().scene
+    first = LiveScene(scene, LiveSession(small_case()))
+    first.show_image(interpret(frame(0, 0.0))[0])
+    first.refresh_overlay(force=True)
+    first.refresh_sensor_table(force=True)
+    second = LiveScene(scene, LiveSession(small_case()))
+    for name in ("image_node", "temperature_node", "isotherm_node", "sensor_table", "sensor_chart"):
+        assert getattr(second, name) is getattr(first, name) is not None, name
+    second.refresh_overlay(force=True)
+    for node_name in ("Live MR", "Live temperature", "Live isotherms"):
+        assert scene.GetNodesByName(node_name).GetNumberOfItems() == 1
