@@ -58,8 +58,8 @@ class CryoAblation(ScriptedLoadableModule):
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = _("CryoAblation")
         self.parent.categories = [translate("qSlicerAbstractCoreModule", "IGT")]
-        # No module dependency: the Monitor section speaks OpenIGTLink through CryoAblationLogic's own
-        # transport, so SlicerOpenIGTLink need not be installed.
+        # No module dependency: live mode uses OpenIGTLinkIF's connector for the scanner where
+        # SlicerOpenIGTLink is installed, and CryoAblationLogic's own transport otherwise.
         self.parent.dependencies = []
         self.parent.contributors = ["CryoAblation contributors"]
         self.parent.helpText = _(
@@ -162,7 +162,6 @@ class CryoAblationParameterNode:
 NO_ROLE = ""  # the segments table's choice for a segment left out of the plan
 STATUS_COLORS = {"off": "#9e9e9e", "waiting": "#f0a020", "connected": "#2ca02c"}
 PROBE_TABLE_DELAY_S = 0.3  # refresh the probe table and its warnings once a drag has paused this long
-LIVE_SCENE_INTERVAL_S = 5.0  # live mode: how often the prediction so far is put into the scene
 
 
 class CryoAblationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -642,9 +641,7 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
         self._placementTags = {}
         self._labelsCache = {}  # the tissue label map, reused while the segmentation is unchanged
         self._link = None  # the live links to the scanner and the console, while connected
-        self._liveMonitor = None  # live mode: links, journal and the solver in step with the console
-        self._liveShownAt = 0.0
-        self._liveShownTimeS = -1.0
+        self._liveMonitor = None  # live mode: LiveSceneMonitor (sources, journal, solver, scene nodes)
         self._liveSession = None  # the last live-mode session (running, stopped or replayed)
         self._journal = None
         self._monitorState = None
@@ -1109,12 +1106,13 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
         from CryoAblationLogic import monitoring
         from CryoAblationLogic.live.journal import Journal
         from CryoAblationLogic.live.link import LiveLink
+        from CryoAblationLogic.live.runner import journal_location
 
         self.stopMonitoring()
         scanner, console = monitoring.live_endpoints(scannerHost, scannerPort, consoleHost, consolePort)
         journal = None
         if journalPath.strip():
-            folder, procedure = monitoring.journal_location(journalPath)
+            folder, procedure = journal_location(journalPath, key="journal")
             journal = Journal(folder, procedure)
         link = LiveLink(journal, scanner=scanner, console=console)
         try:
@@ -1136,39 +1134,55 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
         return self._liveMonitor is not None
 
     def startLiveMode(self, scannerHost, scannerPort, consoleHost, consolePort, journalPath) -> None:
-        """Connect and run the plan's simulation in step with the procedure: the console's freeze
-        and thaw events drive the probes, its readings are shown beside the prediction. Needs
-        numba and a journal file (the procedure can then be replayed exactly)."""
+        """Connect and run the plan's simulation in step with the procedure, in the scene: the
+        console's freeze and thaw events drive the probes in the solver, whose temperature and
+        isotherms are refreshed as it advances (every update interval of procedure time); the
+        scanner's images go into one live volume, the plan's probe lines follow the reported
+        poses, readings go into a table and a chart beside the prediction. Inside Slicer with the
+        OpenIGTLinkIF module the scanner comes through its connector node. Needs numba and a
+        journal file (the procedure can then be replayed exactly)."""
         from CryoAblationLogic import monitoring
+        from CryoAblationLogic.live.runner import journal_location
 
         if not journalPath.strip():
             raise ValueError(_("Live mode records the procedure: enter a journal file (….jsonl) first."))
-        monitoring.journal_location(journalPath)
+        journal_location(journalPath, key="journal")
         scanner, console = monitoring.live_endpoints(scannerHost, scannerPort, consoleHost, consolePort)
         self.requireNumba()  # before importing the solver, which needs numba
-        from CryoAblationLogic.live.runner import start_monitor
+        from CryoAblationLogic.live.scene_link import start_scene_monitor
         from CryoAblationLogic.mrml import case_io
+        from CryoAblationLogic.mrml import parameters as P
 
-        case = case_io.build_case(slicer.mrmlScene, self.planParameters()).parse()
+        parameters = self.planParameters()
+        case = case_io.build_case(slicer.mrmlScene, parameters).parse()
         self.stopMonitoring()
-        self._liveMonitor = start_monitor(case, journalPath.strip(), scanner, console)
+        self._liveMonitor = start_scene_monitor(
+            slicer.mrmlScene,
+            case,
+            journalPath.strip(),
+            scanner=scanner,
+            console=console,
+            level_table=parameters.get(P.ISOTHERM_LEVELS),  # the plan's isotherm levels and colours
+        )
         self._liveSession = self._liveMonitor.session
-        self._monitorState = monitoring.MonitorState()
+        self._monitorState = monitoring.MonitorState(live=True)
         self._monitorState.started()
-        self._liveShownAt = time.monotonic()
-        self._liveShownTimeS = -1.0
+
+    def liveSceneNodes(self):
+        """The scene nodes of the running live mode (``LiveScene``: image, temperature, isotherm,
+        sensor table and chart nodes, the probe lines it moves); None when live mode is off."""
+        return self._liveMonitor.live_scene if self._liveMonitor is not None else None
 
     def _showLiveResult(self, session) -> None:
-        """The prediction so far into the scene (temperature, isotherms, plots)."""
+        """A live session's prediction as the plan's result (Results section, plots, report)."""
         from CryoAblationLogic.mrml import results
 
         results.show_result(slicer.mrmlScene, self.planParameters(), session.result())
-        self._liveShownAt = time.monotonic()
-        self._liveShownTimeS = session.time_s
 
     def pollMonitoring(self) -> tuple:
         """``(lights {source: off|waiting|connected}, sensor rows, messages)`` after taking the
-        events that arrived since the last call."""
+        events that arrived since the last call (in live mode: one step of the live monitor, which
+        also updates its scene nodes)."""
         from CryoAblationLogic import monitoring
 
         state = self._monitorState or monitoring.MonitorState()
@@ -1177,17 +1191,10 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
                 state.apply(source, event)
         if self._liveMonitor is not None:
             self._liveMonitor.step()
-            session = self._liveMonitor.session
-            if (
-                session.time_s > self._liveShownTimeS
-                and time.monotonic() - self._liveShownAt >= LIVE_SCENE_INTERVAL_S
-            ):
-                self._showLiveResult(session)
-            lights = monitoring.lights_from_link(self._liveMonitor.link)
-            return lights, monitoring.live_rows(session), monitoring.live_notes(session)
-        if self._link is None and self._liveSession is not None:  # a stopped or replayed live session
-            session = self._liveSession
-            return dict(state.lights), monitoring.live_rows(session), monitoring.live_notes(session)
+            for source, event in self._liveMonitor.events:
+                state.apply(source, event)
+        if self._link is None and self._liveSession is not None:  # running, stopped or replayed
+            return monitoring.live_panel(state, self._liveSession)
         return dict(state.lights), state.sensor_rows(), list(state.messages)
 
     def replayJournal(self, journalPath: str) -> int:
@@ -1223,7 +1230,7 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
     def stopMonitoring(self) -> None:
         monitor, self._liveMonitor = self._liveMonitor, None
         if monitor is not None:
-            monitor.close()  # feeds what is left and brings the solver to the procedure clock
+            monitor.stop()  # feeds what is left, brings the solver to the procedure clock, closes the journal
             self._showLiveResult(monitor.session)
         link, journal = self._link, self._journal
         self._link = self._journal = None
@@ -1364,7 +1371,10 @@ class CryoAblationTest(ScriptedLoadableModuleTest):
         journal = os.path.join(slicer.app.temporaryPath, "CryoAblationTest-live", "live-short.jsonl")
         shutil.rmtree(os.path.dirname(journal), ignore_errors=True)
         live = scenarios.run_short_live_procedure(slicer.mrmlScene, parameters, journal)
-        scenarios.replay_live_procedure(journal, live)
+        self.delayDisplay(
+            "Live mode showed the MR frames, the probes as placed, the overlay and the readings"
+        )
+        scenarios.replay_live_procedure(journal, live.session)
         self.delayDisplay("Live mode and its replay agree")
 
     def test_replay_journal(self):

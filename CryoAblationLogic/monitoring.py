@@ -1,17 +1,17 @@
 """What the panel's Monitor section shows, kept from the live links' events (no Qt, no I/O).
 
-:class:`MonitorState` takes the ``(source, event)`` pairs :meth:`CryoAblationLogic.live.link.LiveLink.poll`
-returns and keeps what the panel shows: a status light per link (off, waiting, connected), the
-latest reading of each probe temperature, each probe's state from the console, and the messages
-the user must see (console faults, unrecognised messages, commands not acknowledged, dropped
-messages). :func:`journal_location` and :func:`live_endpoints` turn the panel's fields into what
-:class:`~CryoAblationLogic.live.journal.Journal` and :class:`~CryoAblationLogic.live.link.LiveLink`
-take.
+:class:`MonitorState` takes the ``(source, event)`` pairs that
+:meth:`CryoAblationLogic.live.link.LiveLink.poll` returns (plain monitoring) or that
+:attr:`CryoAblationLogic.live.scene_link.LiveSceneMonitor.events` holds after each step (live mode)
+and keeps what the panel shows: a status light per link (off, waiting, connected), the latest
+reading of each probe temperature, each probe's state from the console, and the messages the user
+must see (console faults, unrecognised messages, commands not acknowledged, dropped messages).
+:func:`live_panel` adds what live mode knows: readings beside the prediction and the session's
+notes. :func:`live_endpoints` turns the panel's fields into the endpoints of the live links.
 """
 
 from __future__ import annotations
 
-import re
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +30,7 @@ class MonitorState:
     probe_states: dict[int, str] = field(default_factory=dict)  # probe → "freeze 100%", "thaw passive", ...
     messages: deque = field(default_factory=lambda: deque(maxlen=MAX_MESSAGES))
     images_received: int = 0
+    live: bool = False  # live mode: console faults are shown from the session's notes (with their time)
 
     def __post_init__(self) -> None:
         for source in self.sources:
@@ -61,7 +62,7 @@ class MonitorState:
         elif kind == "ProbeStateChange":
             detail = event.mode or (f"{event.flow_percent:g}%" if event.flow_percent is not None else "")
             self.probe_states[int(event.probe)] = f"{event.action.lower()} {detail}".strip()
-        elif kind == "ConsoleFault":
+        elif kind == "ConsoleFault" and not self.live:
             self._say(f"console fault {event.error_name} ({event.code}): {event.text}")
         elif kind == "ScannerStatus":
             if not event.ok:
@@ -85,22 +86,6 @@ class MonitorState:
             name = f"Probe {probe}" + (f" ({state})" if state else "")
             rows.append((name, f"{temperature:.1f}", f"{time_s:.1f}"))
         return rows
-
-
-_PROCEDURE = re.compile(r"^[A-Za-z0-9_.-]+$")
-
-
-def journal_location(path: str | Path) -> tuple[Path, str]:
-    """``(folder, procedure)`` of a journal file path ``<folder>/<procedure>.jsonl``."""
-    path = Path(str(path).strip()).expanduser()
-    if not str(path) or path.name in ("", "."):
-        raise InputError("journal", "choose a journal file (…/<procedure>.jsonl)")
-    if path.suffix != ".jsonl":
-        raise InputError("journal", f"{path.name}: a journal file name ends in .jsonl")
-    procedure = path.stem
-    if not _PROCEDURE.match(procedure):
-        raise InputError("journal", f"{path.name}: use letters, digits, '_', '.' or '-' in the name")
-    return path.parent, procedure
 
 
 def live_endpoints(scanner_host: str, scanner_port: int, console_host: str, console_port: int):
@@ -127,23 +112,14 @@ def replay_journal(state: MonitorState, journal_path: str | Path) -> int:
     turned into the typed events the panel shows, so a procedure can be reviewed without a
     scanner or console.
     """
-    from .live.console import Unrecognised, interpret
+    from .live.console import interpret_or_unrecognised
     from .live.replay import replay
 
     def take(message) -> None:
-        try:
-            events = interpret(message, 0.0)
-        except InputError as error:
-            events = [Unrecognised(message.message_type, message.device_name, str(error), 0.0)]
-        for event in events:
+        for event in interpret_or_unrecognised(message, 0.0):
             state.apply("journal", event)
 
     return replay(journal_path, take, speed=0.0)
-
-
-def lights_from_link(link, sources: tuple[str, ...] = ("scanner", "console")) -> dict[str, str]:
-    """Status lights read from the links themselves (live mode's runner consumes the link events)."""
-    return {source: CONNECTED if link.connected(source) else WAITING for source in sources}
 
 
 def live_rows(session) -> list[tuple[str, str, str]]:
@@ -175,6 +151,13 @@ def live_notes(session, count: int = MAX_MESSAGES) -> list[str]:
             f"{note.time_s:.0f} s: {note.what.replace('_', ' ')}" + (f" ({detail})" if detail else "")
         )
     return texts
+
+
+def live_panel(state: MonitorState, session) -> tuple[dict[str, str], list[tuple[str, str, str]], list[str]]:
+    """``(lights, sensor rows, messages)`` of live mode, running or after it: the lights and the
+    link's problems from ``state``, the readings beside the prediction and the notes from
+    ``session``."""
+    return dict(state.lights), live_rows(session), list(state.messages) + live_notes(session)
 
 
 def is_live_journal(journal_path: str | Path) -> bool:

@@ -302,68 +302,207 @@ def replay_short_journal(journal_path: str | Path):
 
 
 # -- a short procedure in live mode, and its replay ----------------------------------------------
-def run_short_live_procedure(scene, parameters, journal_path: str | Path, timeout_s: float = 60.0):
-    """Monitor a short freeze in live mode, as the panel's Live mode does: a console on this
-    computer (loopback) freezes every probe, reports temperatures, thaws probe 1 passively.
+LIVE_FREEZE_S = 30.0  # procedure seconds of freezing in the short live procedure
+LIVE_READING_EVERY_S = 1.0  # the console's probe temperatures, this often
+LIVE_PROBE_SHIFT_MM = (2.0, 0.0, 0.0)  # probe 1 as placed, off the plan
+LIVE_THAW_S = 20.0  # probe 1 thaws passively then
 
-    The console's messages carry their own clock, so the procedure takes no real time; the live
-    session follows the console's clock only. Returns the session once the monitor is closed.
+
+def simulated_mr_bridge(image_node, port: int, frame_interval_s: float = 0.2, slice_pixels=(32, 32)):
+    """An MR bridge on this computer (:class:`~CryoAblationLogic.live.simulator.ScannerSimulator`,
+    not started) that scans ``image_node``'s volume and connects to live mode's ``port``."""
+    from .live.simulator import ScannerSimulator
+    from .mrml import volumes
+
+    return ScannerSimulator(
+        np.array(volumes.image_data_to_array(image_node.GetImageData())),
+        volumes.ijk_to_ras(image_node),
+        port=port,
+        frame_interval_s=frame_interval_s,
+        slice_pixels=slice_pixels,
+    )
+
+
+@dataclass
+class LiveRun:
+    """A short live procedure, monitored and stopped: the session and how the scene showed it."""
+
+    session: Any  # live.mode.LiveSession
+    scene_nodes: Any  # live.scene_link.LiveScene
+    overlay_times_s: list[float]  # the solver times the overlay showed, in order
+    frames_sent: int  # by the MR bridge
+
+
+def run_short_live_procedure(scene, parameters, journal_path: str | Path, timeout_s: float = 60.0) -> LiveRun:
+    """Monitor a short freeze in live mode the way the panel's Live mode does
+    (:func:`~CryoAblationLogic.live.scene_link.start_scene_monitor` on the plan, stepped as the
+    panel's timer steps it), with an MR bridge and a cryo console on this computer (loopback):
+    the bridge (:class:`~CryoAblationLogic.live.simulator.ScannerSimulator` on the plan's image)
+    scans once told to; the console reports probe 1 placed 2 mm off the plan, freezes every
+    probe, reports temperatures every half second and a reading of the tumour-edge sensor every
+    second, thaws probe 1 passively.
+
+    The console's messages carry their own clock, sent one at a time: the procedure takes only the
+    time the solver needs. Checks what the scene shows: the bridge's frames in one live volume
+    node, probe 1's line at the reported pose, the overlay (temperature and isotherms) refreshed at
+    every update of the solver, at least once per second of procedure time while freezing, and
+    the readings in the sensor table. Always through our own client: the OpenIGTLinkIF connector
+    takes its messages in Qt's event loop, which a scenario does not run.
     """
+    import math
     import socket
     import time
 
-    from .igtl.messages import StringMessage
+    from .igtl.messages import SensorMessage, StringMessage, TransformMessage
     from .igtl.transport import Server, timestamp_from_seconds
+    from .igtl.units import KELVIN, celsius_to_kelvin
     from .live.link import Endpoint
-    from .live.runner import start_monitor
+    from .live.scene_link import start_scene_monitor
+    from .live.simulator import probe_pose
+    from .mrml import parameters as P
+    from .mrml import probes, tables, volumes
     from .mrml.case_io import build_case
 
     case = build_case(scene, parameters).parse()
-    with socket.socket() as probe_socket:
-        probe_socket.bind(("127.0.0.1", 0))
-        port = probe_socket.getsockname()[1]
+
+    def free_port() -> int:
+        with socket.socket() as probe_socket:
+            probe_socket.bind(("127.0.0.1", 0))
+            return probe_socket.getsockname()[1]
+
     start = float(int(time.time()))
 
-    def at(seconds: float, device: str, text: str) -> StringMessage:
-        message = StringMessage(device_name=device, text=text)
+    def at(seconds: float, message):
         message.timestamp_raw = timestamp_from_seconds(start + seconds)
         return message
 
     count = len(case.probes)
-    messages = [at(0.0, "CryoState", f"FREEZE {n} 100%") for n in range(1, count + 1)]
-    messages += [
-        at(60.0, "ProbeTemps", ", ".join(["-80.0"] * count)),
-        at(90.0, "CryoState", "THAW 1 PASSIVE"),
-        at(120.0, "ProbeTemps", ", ".join(["-60.0"] + ["-95.0"] * (count - 1))),
+    first = case.probes[0]
+    placed_tip = np.add(first.tip_mm, LIVE_PROBE_SHIFT_MM)
+    placed_entry = np.add(first.entry_mm, LIVE_PROBE_SHIFT_MM)
+    messages = [
+        at(0.0, TransformMessage(probe_pose(placed_tip, placed_entry), device_name="Probe1ToScanner"))
     ]
-    console = Server(port, "127.0.0.1")
+    messages += [
+        at(0.0, StringMessage(device_name="CryoState", text=f"FREEZE {n} 100%")) for n in range(1, count + 1)
+    ]
+    steps = round(LIVE_FREEZE_S / LIVE_READING_EVERY_S)
+    for index in range(1, steps + 1):
+        t = index * LIVE_READING_EVERY_S
+        values = [-150.0 + 187.0 * math.exp(-t / 10.0)] * count  # the tips cooling towards -150 °C
+        messages.append(
+            at(t, StringMessage(device_name="ProbeTemps", text=", ".join(f"{v:.1f}" for v in values)))
+        )
+        if index % 2 == 0 and case.sensors:
+            kelvin = celsius_to_kelvin(37.0 - t)
+            messages.append(at(t, SensorMessage([kelvin], unit=KELVIN, device_name=case.sensors[0].name)))
+        if abs(t - LIVE_THAW_S) < 1e-9:
+            messages.append(at(t, StringMessage(device_name="CryoState", text="THAW 1 PASSIVE")))
+    console_messages = len(messages)
+
+    image_node = parameters.get(P.INPUT_VOLUME)
+    check(image_node is not None, "the plan has no image for the MR bridge to scan")
+    scanner_port = free_port()
+    console = Server(free_port(), "127.0.0.1")
     console.start()
-    monitor = start_monitor(case, journal_path, None, Endpoint("client", "127.0.0.1", port), silence_s=None)
-    try:
-        deadline = time.monotonic() + timeout_s
-        while not console.connected and time.monotonic() < deadline:
-            monitor.step()
-            time.sleep(0.02)
-        check(console.connected, "live mode did not connect to the console on this computer")
-        for message in messages:
-            console.send(message, stamp=False)
-        while monitor.session.console_messages < len(messages) and time.monotonic() < deadline:
-            monitor.step()
-            time.sleep(0.02)
-    finally:
-        monitor.close()
-        console.stop()
+    monitor = start_scene_monitor(
+        scene,
+        case,
+        journal_path,
+        scanner=Endpoint("server", "127.0.0.1", scanner_port),
+        console=Endpoint("client", "127.0.0.1", console.port),
+        use_connector=False,
+        level_table=parameters.get(P.ISOTHERM_LEVELS),
+        silence_s=None,  # the console's clock only: the run does not depend on the machine's speed
+    )
+    bridge = simulated_mr_bridge(image_node, scanner_port, slice_pixels=(32, 32))
+    bridge.start()
+    live = monitor.live_scene
     session = monitor.session
-    check(session.console_messages == len(messages), f"live mode took {session.console_messages} messages")
-    check(abs(session.clock_s - 120.0) < 1e-6, f"the procedure clock is at {session.clock_s} s, not 120 s")
-    check(session.states[case.probes[0].name][0] == "thaw", "probe 1 was not thawed by the console")
+    overlay_times: list[float] = []
+    deadline = time.monotonic() + timeout_s
+
+    def step_until(done, what: str) -> None:
+        while not done():
+            check(time.monotonic() < deadline, f"live mode: no {what} within {timeout_s:g} s")
+            monitor.step()
+            if live.overlay_time_s is not None and live.overlay_time_s not in overlay_times[-1:]:
+                overlay_times.append(live.overlay_time_s)
+            time.sleep(0.01)
+
+    try:
+        (source,) = monitor.sources
+        step_until(lambda: console.connected and source.link.connected("scanner"), "console and MR bridge")
+        monitor.send_scan_plane(bridge.plane_to_ras)
+        command_id = monitor.send_scanner_command("START_SEQUENCE")
+        step_until(lambda: live.image_node is not None, "MR frame")
+        check(bridge.state == "Scanning" and command_id is not None, "the MR bridge did not start scanning")
+        step_until(lambda: not source.link.commands["scanner"].pending, "acknowledgement of START_SEQUENCE")
+        for message in messages:
+            taken = session.console_messages
+            console.send(message, stamp=False)
+            step_until(lambda taken=taken: session.console_messages > taken, f"{message.device_name} taken")
+    finally:
+        monitor.stop()
+        bridge.stop()
+        console.stop()
+
+    check(session.console_messages == console_messages, f"live mode took {session.console_messages} messages")
+    check(
+        abs(session.clock_s - LIVE_FREEZE_S) < 1e-6,
+        f"the procedure clock is at {session.clock_s} s, not {LIVE_FREEZE_S} s",
+    )
+    check(session.states[first.name][0] == "thaw", "probe 1 was not thawed by the console")
     check(float(np.min(session.temperature_c)) < 0.0, "live mode predicted no freezing")
-    return session
+    # the MR bridge's frames: one live volume node, a slice of the plan's image
+    frame = live.image_node.GetImageData() if live.image_node is not None else None
+    check(
+        frame is not None and frame.GetDimensions() == (32, 32, 1), "the MR frame is not in the live volume"
+    )
+    check(
+        scene.GetNodesByName(live.image_node.GetName()).GetNumberOfItems() == 1,
+        "the MR frames made more than one volume node",
+    )
+    # probe 1's line at the pose the console reported
+    line = next((n for n in probes.probe_nodes(scene) if n.GetName() == first.name), None)
+    tip, entry = probes.probe_tip_entry(line)
+    check(
+        np.allclose(tip, placed_tip, atol=1e-3) and np.allclose(entry, placed_entry, atol=1e-3),
+        f"probe {first.name}'s line is at {tip.tolist()} → {entry.tolist()}, not the reported pose",
+    )
+    # the overlay followed the solver: every update shown, at least once a second while freezing
+    interval = session.settings.update_interval_s
+    shown = [t for t in overlay_times if t <= LIVE_FREEZE_S + 1e-9]
+    gaps = [b - a for a, b in itertools.pairwise([0.0, *shown])]
+    check(
+        interval <= 1.0 and shown and max(gaps) <= interval + 1e-9 and shown[-1] >= LIVE_FREEZE_S - 1e-9,
+        f"the overlay showed solver times {shown}: not at least once per second of procedure time",
+    )
+    check(len(shown) >= LIVE_FREEZE_S / interval, f"the overlay was refreshed {len(shown)} times")
+    field = volumes.image_data_to_array(live.temperature_node.GetImageData())
+    check(float(np.min(field)) < 0.0, "the overlay's temperature volume shows no freezing")
+    check(
+        live.isotherm_node.GetSegmentation().GetNumberOfSegments() == len(live.overlay_volumes_ml) > 0,
+        "the overlay's isotherm segmentation has no isotherm segments",
+    )
+    # the readings beside the prediction: one table row per reading, a chart of them
+    readings = sum(1 for s in session.samples if s.name == first.name)
+    check(readings == steps, f"{readings} readings of probe {first.name} recorded, {steps} sent")
+    check(live.sensor_table is not None, "no sensor table")
+    measured = tables.table_column(live.sensor_table, f"{first.name} measured")
+    expected = [s.measured_c for s in session.samples if s.name == first.name]
+    check(
+        np.allclose(measured[:readings], expected) and live.sensor_table.GetNumberOfRows() >= readings,
+        f"the sensor table shows {measured} for probe {first.name}, the console sent {expected}",
+    )
+    check(live.sensor_chart is not None, "no chart of the sensor readings")
+    return LiveRun(session, live, overlay_times, bridge.frames_sent)
 
 
 def replay_live_procedure(journal_path: str | Path, live_session):
     """Replay a live-mode journal (as the panel's Replay does) and check it predicts exactly what
-    live mode predicted: the same field, the same readings beside the same predictions."""
+    live mode predicted: the same field, the same readings beside the same predictions.
+    ``live_session``: the :class:`~CryoAblationLogic.live.mode.LiveSession` (``LiveRun.session``)."""
     from .live.runner import replay_procedure
 
     session, truncated = replay_procedure(journal_path)

@@ -358,6 +358,102 @@ def test_live_mode_runs_the_plan_in_step_with_the_console_and_replays_the_same(l
         logic.startLiveMode("127.0.0.1", free_port(), "127.0.0.1", console_port, "")
 
 
+def test_live_mode_against_the_simulated_bridge_and_console_fills_the_scene(logic, scene_app, tmp_path):
+    """Live mode as the panel runs it (``startLiveMode``, then ``pollMonitoring`` from the timer)
+    against the MR bridge and cryo console simulators on loopback, in real time: both lights turn
+    green, the bridge's frames show in one live volume, probe 1's line follows the pose the console
+    reports, the overlay is refreshed at least once per second of procedure time while freezing,
+    and the readings fill the sensor table, its chart and the panel's rows."""
+    from CryoAblationLogic.igtl.messages import StringMessage
+    from CryoAblationLogic.live.scene_link import IMAGE_NODE_NAME
+    from CryoAblationLogic.live.simulator import ConsoleSimulator, probe_pose
+    from CryoAblationLogic.mrml import probes, tables, volumes
+
+    plan = logic.loadSamplePhantom()
+    scenarios.place_probes(scene_app.scene, plan)
+    logic.setGridSpacingMm(4.0)
+    shift = np.array([1.5, 0.0, 0.0])  # probe 1 as placed, off the plan
+    placed = [
+        (np.add(p["tip_mm"], shift if n == 0 else 0.0), np.add(p["entry_mm"], shift if n == 0 else 0.0))
+        for n, p in enumerate(phantom.demo_probe_plan())
+    ]
+    console = ConsoleSimulator(
+        [probe_pose(tip, entry) for tip, entry in placed], port=0, update_interval_s=0.2
+    )
+    image = plan.get(P.INPUT_VOLUME)
+    scanner_port = free_port()
+    bridge = scenarios.simulated_mr_bridge(image, scanner_port, slice_pixels=(48, 48))
+    bridge.state = "Scanning"  # as after START_SEQUENCE
+    console.start()
+    overlay_times: list[float] = []
+    panel: dict = {}
+
+    def poll_until(done, what: str, timeout_s: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            panel["lights"], panel["rows"], panel["messages"] = logic.pollMonitoring()  # the timer's call
+            live = logic.liveSceneNodes()
+            if live.overlay_time_s is not None and live.overlay_time_s not in overlay_times[-1:]:
+                overlay_times.append(live.overlay_time_s)
+            if done():
+                return
+            assert time.monotonic() < deadline, f"no {what}; the panel shows {panel}"
+            time.sleep(0.02)
+
+    def line_tip(name: str) -> np.ndarray:
+        line = next(n for n in probes.probe_nodes(scene_app.scene) if n.GetName() == name)
+        return probes.probe_tip_entry(line)[0]
+
+    try:
+        logic.startLiveMode("127.0.0.1", scanner_port, "127.0.0.1", console.port, str(tmp_path / "sim.jsonl"))
+        bridge.start()
+        live = logic.liveSceneNodes()
+        session = live.session
+        poll_until(
+            lambda: (
+                panel["lights"] == {"scanner": "connected", "console": "connected"}
+                and live.image_node is not None
+                and np.allclose(line_tip("P1"), placed[0][0], atol=1e-3)
+            ),
+            "connection, MR frame and probe pose",
+        )
+        assert live.image_node.GetName() == IMAGE_NODE_NAME
+        assert live.image_node.GetImageData().GetDimensions() == (48, 48, 1)
+        # the operator freezes every probe at the console, which reports it (STATUS Cryo)
+        for number in (1, 2, 3):
+            *_, status = console.handle(StringMessage(f"FREEZE {number} 100%", device_name=f"CMD_{number}"))
+            console.server.send(status)
+        poll_until(lambda: session.freezing_started, "freeze")
+        frozen_at = session.clock_s
+        # the first overlay of the freeze (its first solver steps may still be compiled by numba)
+        poll_until(lambda: overlay_times[-1] > frozen_at, "overlay after the freeze began")
+        watched_from = overlay_times[-1]
+        poll_until(lambda: session.clock_s >= watched_from + 3.0, "3 s of freezing")
+        frames_shown = bridge.frames_sent
+    finally:
+        logic.stopMonitoring()
+        bridge.stop()
+        console.stop()
+    assert scene_app.scene.GetNodesByName(IMAGE_NODE_NAME).GetNumberOfItems() == 1 and frames_shown > 5
+    assert np.allclose(line_tip("P1"), placed[0][0], atol=1e-3)
+    assert np.allclose(line_tip("P2"), placed[1][0], atol=1e-3)
+    freezing = [t for t in overlay_times if t >= watched_from]
+    gaps = np.diff(freezing)
+    assert len(freezing) >= 4 and gaps.max() <= 1.0 + 1e-9, (
+        f"overlay at {overlay_times}, froze at {frozen_at}"
+    )
+    assert volumes.image_data_to_array(live.temperature_node.GetImageData()).min() < 37.0
+    readings = [s.measured_c for s in session.samples if s.name == "P1"]
+    assert len(readings) >= 10 and tables.table_column(live.sensor_table, "P1 measured")[: len(readings)] == (
+        pytest.approx(readings)
+    )
+    assert live.sensor_chart.GetNumberOfPlotSeriesNodes() == 2 * 3  # measured and predicted per probe
+    assert [row[0] for row in panel["rows"]] == ["P1 (freeze 100%)", "P2 (freeze 100%)", "P3 (freeze 100%)"]
+    assert all("(predicted " in row[1] for row in panel["rows"])
+    assert not any("not acknowledged" in text for text in panel["messages"])
+    assert logic.pollMonitoring()[0] == {"scanner": "off", "console": "off"}
+
+
 def test_the_slicer_self_test_itself_runs_here(module, monkeypatch, scene_app, tmp_path):
     """``CryoAblationTest`` (what ``--testing`` runs in Slicer), run on the stood-in Qt layer:
     SampleData is replaced by a stand-in that loads the cached files with Slicer's own readers."""

@@ -217,6 +217,9 @@ def test_live_mode_from_the_panel(widget, scene_app, tmp_path):
             widget.onTimer()
             time.sleep(0.02)
         assert "predicted" in ui.sensorsTable.item(0, 1).text()
+        assert "#2ca02c" in ui.consoleStatusLabel.styleSheet  # the light follows live mode's events
+        table = widget.logic.liveSceneNodes().sensor_table  # the timer's step fills the scene too
+        assert table is not None and table.GetName() == "Live sensor readings"
     finally:
         ui.liveModeCheckBox.checked = False
         console.stop()

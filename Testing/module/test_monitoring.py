@@ -22,6 +22,7 @@ from CryoAblationLogic.live.console import (
 )
 from CryoAblationLogic.live.journal import Journal, read_journal
 from CryoAblationLogic.live.link import CommandTimeout, LiveLink
+from CryoAblationLogic.live.runner import journal_location
 
 
 def test_lights_follow_start_connect_disconnect_and_stop():
@@ -71,10 +72,23 @@ def test_messages_keep_only_the_latest():
 
 
 def test_journal_location_from_the_panel_path(tmp_path):
-    assert monitoring.journal_location(tmp_path / "case-001.jsonl") == (tmp_path, "case-001")
-    for bad in ("", str(tmp_path / "case.txt"), str(tmp_path / "bad name.jsonl")):
-        with pytest.raises(InputError, match="journal"):
-            monitoring.journal_location(bad)
+    """The panel's journal field and the monitor command's --journal share one check."""
+    assert journal_location(f" {tmp_path / 'case-001.jsonl'} ", key="journal") == (tmp_path, "case-001")
+    for bad in ("", "  ", str(tmp_path / "case.txt"), str(tmp_path / "bad name.jsonl")):
+        with pytest.raises(InputError) as refused:
+            journal_location(bad, key="journal")
+        assert refused.value.key == "journal"
+    with pytest.raises(InputError, match="--journal"):
+        journal_location(tmp_path / "case.txt")
+
+
+def test_in_live_mode_console_faults_are_left_to_the_sessions_notes():
+    """Live mode shows a fault once, from the session's notes (with its procedure time); the link's
+    own problems still come from the state."""
+    state = monitoring.MonitorState(live=True)
+    state.apply("console", ConsoleFault(18, "HARDWARE_FAILURE", "gas pressure low", 1.0))
+    state.apply("console", CommandTimeout("7", "FREEZE 1 100%", 3.0))
+    assert list(state.messages) == ["console: command 'FREEZE 1 100%' was not acknowledged"]
 
 
 def test_endpoints_listen_for_the_scanner_and_connect_to_the_console():
@@ -98,7 +112,7 @@ def test_a_console_on_loopback_turns_the_light_green_and_fills_the_table(tmp_pat
     console_port = free_port()
     console = Server(console_port, "127.0.0.1")
     console.start()
-    folder, procedure = monitoring.journal_location(tmp_path / "procedure.jsonl")
+    folder, procedure = journal_location(tmp_path / "procedure.jsonl", key="journal")
     scanner, console_endpoint = monitoring.live_endpoints("127.0.0.1", free_port(), "127.0.0.1", console_port)
     journal = Journal(folder, procedure)
     link = LiveLink(journal, scanner=scanner, console=console_endpoint)

@@ -112,5 +112,29 @@ def test_live_procedure_and_its_replay(scene_app, tmp_path):
     parameters.update_settings(grid_spacing_mm=4.0)
     journal = tmp_path / "live-short.jsonl"
     live = scenarios.run_short_live_procedure(scene_app.scene, parameters, journal)
-    replayed = scenarios.replay_live_procedure(journal, live)
-    assert len(replayed.samples) == 2 * len(parameters.probes())
+    assert live.frames_sent >= 1 and live.scene_nodes.image_node is not None
+    freezing = [t for t in live.overlay_times_s if t <= scenarios.LIVE_FREEZE_S]
+    assert len(freezing) >= scenarios.LIVE_FREEZE_S  # at least one overlay per second of freezing
+    replayed = scenarios.replay_live_procedure(journal, live.session)
+    probe_readings = round(scenarios.LIVE_FREEZE_S / scenarios.LIVE_READING_EVERY_S)
+    sensor_readings = probe_readings // 2
+    assert len(replayed.samples) == probe_readings * len(parameters.probes()) + sensor_readings
+
+
+def test_live_procedure_check_notices_an_overlay_that_lags(scene_app, tmp_path, monkeypatch):
+    """The overlay check is not vacuous: an overlay refreshed only every 2 s of procedure time fails."""
+    from CryoAblationLogic.live.scene_link import LiveScene
+
+    parameters = scenarios.load_phantom(scene_app.scene, scene_app.segmentations_logic)
+    scenarios.place_probes(scene_app.scene, parameters)
+    parameters.update_settings(grid_spacing_mm=4.0)
+    real_refresh = LiveScene.refresh_overlay
+
+    def every_other_second(self, force=False):
+        if not force and self.session.time_s % 2.0:
+            return False
+        return real_refresh(self, force)
+
+    monkeypatch.setattr(LiveScene, "refresh_overlay", every_other_second)
+    with pytest.raises(scenarios.ScenarioFailure, match="at least once per second"):
+        scenarios.run_short_live_procedure(scene_app.scene, parameters, tmp_path / "lagging.jsonl")
