@@ -56,3 +56,12 @@ def test_icon_is_a_128_pixel_png_at_the_advertised_path():
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = struct.unpack(">II", data[16:24])
     assert (width, height) == (128, 128)
+
+
+def test_every_advertised_screenshot_is_a_png_in_the_repository():
+    top = (REPO / "CMakeLists.txt").read_text(encoding="utf-8")
+    urls = re.search(r'set\(EXTENSION_SCREENSHOTURLS "([^"]+)"\)', top).group(1).split()
+    assert urls
+    for url in urls:
+        data = (REPO / url.split("/main/", 1)[1]).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n", url
