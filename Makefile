@@ -46,8 +46,13 @@ verify: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -m slow -p no:cacheprovider Testing
 	$(BIN)/python Testing/physics/verify.py
 
+# Each script prints its wall times, goals and the machine; run them on a quiet machine.
 bench: $(VENV)/.installed-base
 	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/metrics_bench.py
+	$(BIN)/python benchmarks/scene_bench.py
+	$(BIN)/python benchmarks/igtl_bench.py
+	$(BIN)/python benchmarks/live_bench.py
 
 clean:
 	rm -rf $(VENV) out .peers .pytest_cache .ruff_cache
