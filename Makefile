@@ -42,9 +42,10 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# The table first (it prints every check, failing or not), then the slow full-resolution tests.
 verify: $(VENV)/.installed-test
-	$(BIN)/python -m pytest -m slow -p no:cacheprovider Testing
 	$(BIN)/python Testing/physics/verify.py
+	$(BIN)/python -m pytest -m slow -p no:cacheprovider Testing
 
 # Each script prints its wall times, goals and the machine; run them on a quiet machine.
 bench: $(VENV)/.installed-base

@@ -15,7 +15,7 @@ from pathlib import Path
 NAME = "demo"
 HELP = "build the built-in renal-tumour phantom case, simulate it and write case and results to a folder"
 
-ROI_MARGIN_MM = 30.0  # around the tumour and the probes' active segments
+ROI_MARGIN_MM = 20.0  # around the tumour and the probes' active segments
 DEMO_ISOTHERMS_C = [0.0, -20.0, -40.0]
 DEMO_SNAPSHOTS_S = [600.0, 1080.0, 1680.0]
 

@@ -151,3 +151,45 @@ def sphere_stencil(grid: Grid, center_mm, radius_mm: float) -> SphereStencil:
     ii, jj, kk = np.nonzero(factor > 0)
     flat = np.ravel_multi_index((ii + lo[0], jj + lo[1], kk + lo[2]), grid.size).astype(np.int64)
     return SphereStencil(inside=inside, flat_index=flat, link_factor=factor[factor > 0])
+
+
+SPHERE_KERNEL_EQUIVALENT_RADIUS = 0.61286  # r_eq / R for the 3-D kernel (1 − r²/R²)²: R/r_eq = 700/429
+SPHERE_WELL_MAX_RADIUS_VOXELS = 4.0  # smaller balls are coupled through the spherical well model
+
+
+@dataclass
+class SphereWellStencil:
+    flat_index: np.ndarray
+    weight: np.ndarray  # sums to 1
+    kernel_radius_mm: float
+    equivalent_radius_mm: float
+    fraction_inside: float  # share of the kernel on the grid (1/8 for a ball at a mirror corner)
+
+
+def sphere_well_stencil(grid: Grid, center_mm, radius_mm: float) -> SphereWellStencil:
+    """A ball too small for the grid, as a spherical well: the heat 4πk(T_avg − T_ball)/(1/a − 1/r_eq)
+    is taken from the voxels within R of its centre with weights (1 − r²/R²)², where
+    r_eq = 0.61286·R makes the kernel-weighted mean of the smeared sink's 1/r potential exact
+    (Newton's shell theorem; checked in Testing/physics/test_probe_coupling.py)."""
+    center = np.asarray(center_mm, float)
+    radius = max(2.5 * max(grid.spacing_mm), 3.0 * radius_mm)
+    # Lattice points of the whole kernel, on the grid or not (a ball on a grid face or corner, whose
+    # faces are mirrors, exchanges only the share of its heat that falls on the grid).
+    lo = np.floor(grid.ras_to_index(center - radius)).astype(int)
+    hi = np.ceil(grid.ras_to_index(center + radius)).astype(int) + 1
+    idx = [np.arange(lo[a], hi[a]) for a in range(3)]
+    ii, jj, kk = np.meshgrid(*idx, indexing="ij")
+    spacing = np.asarray(grid.spacing_mm)
+    x = grid.origin_mm[0] + ii * spacing[0] - center[0]
+    y = grid.origin_mm[1] + jj * spacing[1] - center[1]
+    z = grid.origin_mm[2] + kk * spacing[2] - center[2]
+    r2 = x * x + y * y + z * z
+    weight = np.where(r2 < radius * radius, (1.0 - r2 / (radius * radius)) ** 2, 0.0)
+    size = np.asarray(grid.size)
+    on_grid = (ii >= 0) & (jj >= 0) & (kk >= 0) & (ii < size[0]) & (jj < size[1]) & (kk < size[2])
+    keep = on_grid & (weight > 0)
+    flat = np.ravel_multi_index((ii[keep], jj[keep], kk[keep]), grid.size).astype(np.int64)
+    w = weight[keep]
+    return SphereWellStencil(
+        flat, w / w.sum(), radius, SPHERE_KERNEL_EQUIVALENT_RADIUS * radius, float(w.sum() / weight.sum())
+    )

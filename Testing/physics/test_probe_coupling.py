@@ -10,7 +10,11 @@ from scipy.integrate import quad
 
 from CryoAblationLogic.case import parse_case
 from CryoAblationLogic.grid import Grid
-from CryoAblationLogic.physics.probe_coupling import KERNEL_EQUIVALENT_RADIUS, probe_stencil
+from CryoAblationLogic.physics.probe_coupling import (
+    KERNEL_EQUIVALENT_RADIUS,
+    SPHERE_KERNEL_EQUIVALENT_RADIUS,
+    probe_stencil,
+)
 from CryoAblationLogic.physics.simulation import Simulation
 
 
@@ -27,6 +31,20 @@ def test_equivalent_radius_of_the_kernel():
 
     mean = quad(lambda r: kernel(r) * potential(r) * 2 * math.pi * r, 0, 1, limit=200)[0]
     assert KERNEL_EQUIVALENT_RADIUS == pytest.approx(math.exp(mean), abs=1e-4)
+
+
+def test_equivalent_radius_of_the_spherical_kernel():
+    """R/r_eq = ∬ K K / |x − y| for K ∝ (1 − r²)² in 3-D, by Newton's shell theorem."""
+
+    def kernel(r):
+        return (1 - r * r) ** 2 * 105 / (32 * math.pi)  # ∫ K 4πr² dr = 1
+
+    def potential(r):
+        inner = quad(lambda s: kernel(s) * 4 * math.pi * s * s, 0, r)[0] / r if r > 0 else 0.0
+        return inner + quad(lambda s: kernel(s) * 4 * math.pi * s, r, 1)[0]
+
+    mean = quad(lambda r: kernel(r) * potential(r) * 4 * math.pi * r * r, 0, 1, limit=200)[0]
+    assert SPHERE_KERNEL_EQUIVALENT_RADIUS == pytest.approx(1.0 / mean, abs=1e-4)
 
 
 def test_stencil_weights_sum_to_one_and_follow_the_probe():

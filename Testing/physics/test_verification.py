@@ -78,7 +78,7 @@ def test_tc3_full_resolution():
 
 @pytest.mark.slow
 def test_tc4_steady_sphere_with_perfusion():
-    result = steady_sphere(spacing_mm=0.5, half_width_mm=50.0)
+    result = steady_sphere(spacing_mm=1.0, half_width_mm=60.0)
     assert result["exact_mm"] == pytest.approx(12.370, abs=1e-2)
     assert result["radius_mm"] == pytest.approx(result["exact_mm"], rel=0.03)
 
@@ -88,7 +88,7 @@ def test_tc4_steady_sphere_coarse_and_monotone_in_perfusion():
     for w in (1800.0, 7200.0):
         result = steady_sphere(spacing_mm=1.0, perfusion=w, half_width_mm=40.0)
         radii[w] = result["radius_mm"]
-        # The 1.2 mm ball spans one voxel per octant at 1 mm: its surface is resolved only along
-        # the axes (sub-voxel links), so R₀ comes out ~7 % small here, ~3.7 % at 0.5 mm (first order).
-        assert result["radius_mm"] == pytest.approx(result["exact_mm"], rel=0.08)
+        # The fixed 37 °C faces 40 mm out cool the far field a little: 2.3 % small at W = 1800
+        # (1.2 % with the faces 60 mm out, the slow test).
+        assert result["radius_mm"] == pytest.approx(result["exact_mm"], rel=0.04)
     assert radii[7200.0] < radii[1800.0]
