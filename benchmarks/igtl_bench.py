@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import socket
 import time
 
 import numpy as np
+from machine import describe as describe_machine  # benchmarks/ is the script folder, on sys.path
 
 from CryoAblationLogic.igtl import ImageMessage, decode, encode
 from CryoAblationLogic.igtl.inbox import Inbox, Received
@@ -89,7 +89,7 @@ def run(repeat: int) -> dict:
         "decode": _stats(decode_s),
         "wire_to_inbox": _stats(wire_s),
         "send_to_inbox": _stats(send_s),
-        "machine": f"{platform.machine()}, {platform.python_implementation()} {platform.python_version()}",
+        "machine": describe_machine(),
     }
 
 

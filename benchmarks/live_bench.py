@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import socket
 import tempfile
 import time
 
 import numpy as np
+from machine import describe as describe_machine  # benchmarks/ is the script folder, on sys.path
 
 from CryoAblationLogic.igtl.codec import encode
 from CryoAblationLogic.igtl.messages import (
@@ -45,20 +44,6 @@ from CryoAblationLogic.mrml.app import create_scene_app
 
 SHAPE = (256, 256, 30)
 ORIGIN_S = 1_800_000_000.0
-
-
-def machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return f"{model}, {os.cpu_count()} logical CPUs, load {load:.1f}, Python {platform.python_version()}"
 
 
 def _stats(samples_s: list[float]) -> dict:
@@ -172,7 +157,7 @@ def main() -> None:
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
     figures = {
-        "machine": machine(),
+        "machine": describe_machine(),
         "image_to_node": [image_to_node(args.repeat, False), image_to_node(args.repeat, True)],
         "event_to_overlay": [event_to_overlay(s, max(4, args.repeat // 4)) for s in args.spacing],
     }

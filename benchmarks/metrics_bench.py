@@ -9,31 +9,16 @@ time (best and median of several runs after a warm-up) and the machine.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import time
 
 import numpy as np
+from machine import describe as describe_machine  # benchmarks/ is the script folder, on sys.path
 
 from CryoAblationLogic.grid import Grid
 from CryoAblationLogic.metrics import isotherm_metrics, probe_warnings
 
 GOAL_S = 0.2
-
-
-def machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    system = f"{platform.system()} {platform.release()}"
-    return f"{model}, {os.cpu_count()} logical CPUs, {system}, Python {platform.python_version()}"
 
 
 def three_probe_case():
@@ -84,7 +69,7 @@ def main() -> int:
         start = time.perf_counter()
         probe_warnings(probes, None, target, critical, {}, grid)
         probe_times.append(time.perf_counter() - start)
-    print(f"machine: {machine()}")
+    print(f"machine: {describe_machine()}")
     print(f"grid {grid.size}, target {metrics.target_volume_ml:.2f} ml, 0/-20/-40 °C, one critical structure")
     for item in metrics.isotherms:
         print(

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -21,6 +19,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+from machine import describe as describe_machine  # benchmarks/ is the script folder, on sys.path
 
 from CryoAblationLogic import metrics
 from CryoAblationLogic.grid import Grid
@@ -39,19 +38,6 @@ LIMITS_S = {
     "metrics_into_table_nodes_30mm_target_1mm_grid": 0.2,
     "live_preview_probe_move_to_overlay": 0.3,
 }
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    python = platform.python_version()
-    return f"{platform.system()} {platform.machine()}, {cpu}, {os.cpu_count()} logical CPUs, Python {python}"
 
 
 def best_of(repeat: int, step: Callable[[], object], setup: Callable[[], object] | None = None) -> float:
@@ -234,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", type=Path, help="also write the figures, limits and machine to this file")
     args = parser.parse_args(argv)
-    print(f"scene benchmarks on {machine()}")
+    print(f"scene benchmarks on {describe_machine()}")
     figures: dict[str, float] = {}
     figures.update(bench_scene_to_case(args.repeat))
     figures.update(bench_metrics_and_isotherms(args.repeat))
@@ -250,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         if limit is not None and seconds > limit:
             over.append(name)
     if args.json is not None:
-        report = {"machine": machine(), "seconds": figures, "limits_s": LIMITS_S, "over_limit": over}
+        report = {"machine": describe_machine(), "seconds": figures, "limits_s": LIMITS_S, "over_limit": over}
         args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return 1 if args.check and over else 0
 
