@@ -33,7 +33,7 @@ from .probe_coupling import (
     sphere_well_stencil,
 )
 
-BYTES_PER_VOXEL = 38  # 9 float32 fields + material and fixed-cell bytes
+BYTES_PER_VOXEL = 62  # 9 float32 fields, 3 float64 link conductances, material and fixed-cell bytes
 RESULT_BYTES_PER_VOXEL = 8  # final and minimum temperature copies
 BOX_TOLERANCE_C = 0.05  # a voxel this far (K) from its basal temperature belongs to the active box
 MAX_SWEEPS = 400
@@ -240,6 +240,7 @@ class Simulation:
         self.H = np.empty(shape, dtype=np.float32)
         self.Hold = np.zeros(shape, dtype=np.float32)
         self.kcell = np.zeros(shape, dtype=np.float32)
+        self.link = np.zeros((3, *shape), dtype=np.float64)
         self.g = np.zeros(shape, dtype=np.float32)
         self.gT = np.zeros(shape, dtype=np.float32)
         self.q = np.zeros(shape, dtype=np.float32)
@@ -444,20 +445,22 @@ class Simulation:
             self.Hold,
             self.Hprev,
             self.kcell,
+            self.link,
             self.mat,
             self.fixed,
             self.props,
             lo,
             hi,
             size,
+            self.inv_d2,
             ratio,
         )
         self._update_coupling(states)
         if box_voxels > 0:
             self._solve(dt)
             (kn.finish_step if big else kn.finish_step_serial)(
-                self.T, self.H, self.Hold, self.Tmin, self.kcell, self.mat, self.fixed, self.g, self.gT,
-                self.q, self.props, lo, hi, size, self.inv_d2, dt, self._sums,
+                self.T, self.H, self.Hold, self.Tmin, self.link, self.mat, self.fixed, self.g, self.gT,
+                self.q, self.props, lo, hi, size, dt, self._sums,
             )  # fmt: skip
             (kn.update_temperature if big else kn.update_temperature_serial)(
                 self.T,
@@ -492,8 +495,8 @@ class Simulation:
         move_hi = np.array(lo, dtype=np.int64)
         for color in (0, 1):
             kernel(
-                color, self.T, self.H, self.Hold, self.kcell, self.mat, self.fixed, self.g, self.gT, self.q,
-                self.props, lo, hi, self.size, self.inv_d2, dt, self.omega, self.tolerance_c, self._change,
+                color, self.T, self.H, self.Hold, self.link, self.mat, self.fixed, self.g, self.gT, self.q,
+                self.props, lo, hi, self.size, dt, self.omega, self.tolerance_c, self._change,
                 self._bounds,
             )  # fmt: skip
             change = self._change[lo[0] : hi[0]]
