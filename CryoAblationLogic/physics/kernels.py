@@ -116,10 +116,19 @@ def _prepare_step(T, H, Hold, Hprev, kcell, link, mat, fixed, props, lo, hi, siz
                     if fixed[i, j, k] == 0 and ratio > 0.0:
                         # Extrapolate T, not H: across the latent plateau H falls steeply while T
                         # stays put, and an extrapolated H would overshoot far into the ice.
-                        t_now = temperature_of(h, props, m)
-                        t_guess = t_now + ratio * (t_now - temperature_of(Hprev[i, j, k], props, m))
-                        H[i, j, k] = enthalpy_of(t_guess, props, m)
-                        T[i, j, k] = t_guess
+                        # Extrapolate within one phase only: a cell that just left the latent
+                        # plateau would otherwise be sent far into the ice (H fell steeply).
+                        hp = Hprev[i, j, k]
+                        hl = props[m, HL]
+                        guess = h + ratio * (h - hp)
+                        if h <= 0.0:
+                            guess = min(guess, 0.0) if hp <= 0.0 else h
+                        elif h >= hl:
+                            guess = max(guess, hl) if hp >= hl else h
+                        else:
+                            guess = min(max(guess, 0.0), hl) if 0.0 < hp < hl else h
+                        H[i, j, k] = guess
+                        T[i, j, k] = temperature_of(guess, props, m)
                     Hprev[i, j, k] = h
     nx, ny, nz = size[0], size[1], size[2]
     for i in prange(i0, i1):
