@@ -151,6 +151,7 @@ def _sor_sweep(
     link,
     mat,
     fixed,
+    coupled,
     g,
     gT,
     q,
@@ -209,8 +210,16 @@ def _sor_sweep(
                 h_cur = H[i, j, k]
                 fl = liquid_fraction(h_cur, props, m)
                 w = props[m, W] * fl
-                asum += g[i, j, k] + w
-                s += gT[i, j, k] + w * props[m, TB] + fl * props[m, QM] + q[i, j, k]
+                # Coupling and sources exist at a few cells only: read them there alone.
+                g_c = 0.0
+                gt_c = 0.0
+                q_c = 0.0
+                if coupled[i, j, k] != 0:
+                    g_c = g[i, j, k]
+                    gt_c = gT[i, j, k]
+                    q_c = q[i, j, k]
+                asum += g_c + w
+                s += gt_c + w * props[m, TB] + fl * props[m, QM] + q_c
                 t_new, h_new = solve_cell(Hold[i, j, k] + dt * s, dt * asum, props, m)
                 # Over-relax only within one phase: across the latent plateau SOR can cycle.
                 if omega != 1.0:
@@ -236,7 +245,7 @@ def _sor_sweep(
         bounds[i, 3] = kmax
 
 
-def _finish_step(T, H, Hold, Tmin, link, mat, fixed, g, gT, q, props, lo, hi, size, dt, sums):
+def _finish_step(T, H, Hold, Tmin, link, mat, fixed, coupled, g, gT, q, props, lo, hi, size, dt, sums):
     """Close the step conservatively and collect its energy terms.
 
     With the temperatures of the (converged) iterate held, every voxel's enthalpy is set to
@@ -300,10 +309,13 @@ def _finish_step(T, H, Hold, Tmin, link, mat, fixed, g, gT, q, props, lo, hi, si
                     else:
                         inner += f
                 fl = liquid_fraction(H[i, j, k], props, m)
-                c_coup = gT[i, j, k] - g[i, j, k] * t
+                c_coup = 0.0
+                c_src = 0.0
+                if coupled[i, j, k] != 0:
+                    c_coup = gT[i, j, k] - g[i, j, k] * t
+                    c_src = q[i, j, k]
                 c_perf = props[m, W] * fl * (props[m, TB] - t)
                 c_met = props[m, QM] * fl
-                c_src = q[i, j, k]
                 h_new = Hold[i, j, k] + dt * (inner + outer + c_coup + c_perf + c_met + c_src)
                 H[i, j, k] = h_new
                 d_h += H[i, j, k] - Hold[i, j, k]  # as stored (float32)
@@ -335,6 +347,22 @@ def _update_temperature(T, H, Tmin, mat, fixed, props, lo, hi, levels, counts):
                 for lv in range(nlev):
                     if t <= levels[lv]:
                         counts[i, lv] += 1
+
+
+@njit(cache=True)
+def moving_region(change, bounds, lo, hi, move_lo, move_hi):
+    """Largest change of a half-sweep over [lo, hi); widen [move_lo, move_hi) to its moving cells."""
+    largest = 0.0
+    for i in range(lo[0], hi[0]):
+        largest = max(largest, change[i])
+        if bounds[i, 1] >= bounds[i, 0]:
+            move_lo[0] = min(move_lo[0], i)
+            move_hi[0] = max(move_hi[0], i + 1)
+            move_lo[1] = min(move_lo[1], bounds[i, 0])
+            move_hi[1] = max(move_hi[1], bounds[i, 1] + 1)
+            move_lo[2] = min(move_lo[2], bounds[i, 2])
+            move_hi[2] = max(move_hi[2], bounds[i, 3] + 1)
+    return largest
 
 
 @njit(cache=True)

@@ -33,7 +33,7 @@ from .probe_coupling import (
     sphere_well_stencil,
 )
 
-BYTES_PER_VOXEL = 62  # 9 float32 fields, 3 float64 link conductances, material and fixed-cell bytes
+BYTES_PER_VOXEL = 63  # 9 float32 fields, 3 float64 link conductances, material, fixed and coupled bytes
 RESULT_BYTES_PER_VOXEL = 8  # final and minimum temperature copies
 BOX_TOLERANCE_C = 0.05  # a voxel this far (K) from its basal temperature belongs to the active box
 MAX_SWEEPS = 400
@@ -304,6 +304,9 @@ class Simulation:
         else:
             self._coupling_index = np.zeros(0, dtype=np.int64)
             self._coupling_inverse = np.zeros(0, dtype=np.int64)
+        # Cells where g, gT or q may be non-zero (the sweeps read those fields there only).
+        self.coupled = (self.q != 0).astype(np.uint8)
+        self.coupled.reshape(-1)[self._coupling_index] = 1
 
     def _build_box(self) -> None:
         """Initial active box: around probes, sources and fixed faces colder or warmer than the start."""
@@ -459,8 +462,8 @@ class Simulation:
         if box_voxels > 0:
             self._solve(dt)
             (kn.finish_step if big else kn.finish_step_serial)(
-                self.T, self.H, self.Hold, self.Tmin, self.link, self.mat, self.fixed, self.g, self.gT,
-                self.q, self.props, lo, hi, size, dt, self._sums,
+                self.T, self.H, self.Hold, self.Tmin, self.link, self.mat, self.fixed, self.coupled, self.g,
+                self.gT, self.q, self.props, lo, hi, size, dt, self._sums,
             )  # fmt: skip
             (kn.update_temperature if big else kn.update_temperature_serial)(
                 self.T,
@@ -495,22 +498,11 @@ class Simulation:
         move_hi = np.array(lo, dtype=np.int64)
         for color in (0, 1):
             kernel(
-                color, self.T, self.H, self.Hold, self.link, self.mat, self.fixed, self.g, self.gT, self.q,
-                self.props, lo, hi, self.size, dt, self.omega, self.tolerance_c, self._change,
-                self._bounds,
+                color, self.T, self.H, self.Hold, self.link, self.mat, self.fixed, self.coupled, self.g,
+                self.gT, self.q, self.props, lo, hi, self.size, dt, self.omega, self.tolerance_c,
+                self._change, self._bounds,
             )  # fmt: skip
-            change = self._change[lo[0] : hi[0]]
-            largest = max(largest, float(change.max()))
-            bounds = self._bounds[lo[0] : hi[0]]
-            moving = np.nonzero(bounds[:, 1] >= bounds[:, 0])[0]
-            if moving.size:
-                move_lo = np.minimum(
-                    move_lo, [lo[0] + moving[0], bounds[moving, 0].min(), bounds[moving, 2].min()]
-                )
-                move_hi = np.maximum(
-                    move_hi,
-                    [lo[0] + moving[-1] + 1, bounds[moving, 1].max() + 1, bounds[moving, 3].max() + 1],
-                )
+            largest = max(largest, kn.moving_region(self._change, self._bounds, lo, hi, move_lo, move_hi))
         self.sweeps += 1
         self.voxel_updates += voxels
         return largest, move_lo, move_hi
