@@ -515,7 +515,7 @@ class Simulation:
             largest, move_lo, move_hi = self._sweep(lo, hi, dt)
             if largest < self.tolerance_c:
                 return
-            for _ in range(8):
+            for _ in range(MAX_SWEEPS):
                 sub_lo = np.maximum(move_lo - margin, lo)
                 sub_hi = np.minimum(move_hi + margin, hi)
                 if np.any(sub_hi <= sub_lo) or np.prod(sub_hi - sub_lo) > 0.5 * np.prod(hi - lo):
