@@ -59,7 +59,10 @@ def conductivity(h, props, m):
         t = props[m, TS] + h / props[m, CF]
         if props[m, KEXP] == 0.0:
             return props[m, KF]
-        return props[m, KF] * ((props[m, TS] + KELVIN) / max(t + KELVIN, 20.0)) ** props[m, KEXP]
+        ratio = (props[m, TS] + KELVIN) / max(t + KELVIN, 20.0)
+        if props[m, KEXP] == 1.0:
+            return props[m, KF] * ratio  # the usual ice fit; x**1 == x, without a call to pow
+        return props[m, KF] * ratio ** props[m, KEXP]
     if h >= props[m, HL]:
         return props[m, KU]
     return props[m, KF] + (props[m, KU] - props[m, KF]) * (h / props[m, HL])
