@@ -27,70 +27,82 @@ KELVIN = 273.15
 
 
 @njit(cache=True, inline="always")
-def temperature_of(h, p):
+def temperature_of(h, props, m):
     if h <= 0.0:
-        return p[TS] + h / p[CF]
-    if h >= p[HL]:
-        return p[TL] + (h - p[HL]) / p[CU]
-    return p[TS] + (p[TL] - p[TS]) * h / p[HL]
+        return props[m, TS] + h / props[m, CF]
+    if h >= props[m, HL]:
+        return props[m, TL] + (h - props[m, HL]) / props[m, CU]
+    return props[m, TS] + (props[m, TL] - props[m, TS]) * h / props[m, HL]
 
 
 @njit(cache=True, inline="always")
-def enthalpy_of(t, p):
-    if t <= p[TS]:
-        return p[CF] * (t - p[TS])
-    if t >= p[TL]:
-        return p[HL] + p[CU] * (t - p[TL])
-    return p[HL] * (t - p[TS]) / (p[TL] - p[TS])
+def enthalpy_of(t, props, m):
+    if t <= props[m, TS]:
+        return props[m, CF] * (t - props[m, TS])
+    if t >= props[m, TL]:
+        return props[m, HL] + props[m, CU] * (t - props[m, TL])
+    return props[m, HL] * (t - props[m, TS]) / (props[m, TL] - props[m, TS])
 
 
 @njit(cache=True, inline="always")
-def liquid_fraction(h, p):
+def liquid_fraction(h, props, m):
     if h <= 0.0:
         return 0.0
-    if h >= p[HL]:
+    if h >= props[m, HL]:
         return 1.0
-    return h / p[HL]
+    return h / props[m, HL]
 
 
 @njit(cache=True, inline="always")
-def conductivity(h, p):
+def conductivity(h, props, m):
     if h <= 0.0:
-        t = p[TS] + h / p[CF]
-        if p[KEXP] == 0.0:
-            return p[KF]
-        return p[KF] * ((p[TS] + KELVIN) / max(t + KELVIN, 20.0)) ** p[KEXP]
-    if h >= p[HL]:
-        return p[KU]
-    return p[KF] + (p[KU] - p[KF]) * (h / p[HL])
+        t = props[m, TS] + h / props[m, CF]
+        if props[m, KEXP] == 0.0:
+            return props[m, KF]
+        ratio = (props[m, TS] + KELVIN) / max(t + KELVIN, 20.0)
+        if props[m, KEXP] == 1.0:
+            return props[m, KF] * ratio  # the usual ice fit; x**1 == x, without a call to pow
+        return props[m, KF] * ratio ** props[m, KEXP]
+    if h >= props[m, HL]:
+        return props[m, KU]
+    return props[m, KF] + (props[m, KU] - props[m, KF]) * (h / props[m, HL])
 
 
 @njit(cache=True, inline="always")
-def solve_cell(rhs, a, p):
+def solve_cell(rhs, a, props, m):
     """Solve H(T) + a·T = rhs for T (H piecewise linear, monotone); return (T, H)."""
-    f_s = a * p[TS]
+    f_s = a * props[m, TS]
     if rhs <= f_s:
-        t = (rhs + p[CF] * p[TS]) / (p[CF] + a)
+        t = (rhs + props[m, CF] * props[m, TS]) / (props[m, CF] + a)
         return t, rhs - a * t
-    f_l = p[HL] + a * p[TL]
+    f_l = props[m, HL] + a * props[m, TL]
     if rhs >= f_l:
-        t = (rhs - p[HL] + p[CU] * p[TL]) / (p[CU] + a)
+        t = (rhs - props[m, HL] + props[m, CU] * props[m, TL]) / (props[m, CU] + a)
         return t, rhs - a * t
-    dt_mushy = p[TL] - p[TS]
+    dt_mushy = props[m, TL] - props[m, TS]
     if dt_mushy <= 0.0:
-        t = p[TS]
+        t = props[m, TS]
         return t, rhs - a * t
-    slope = p[HL] / dt_mushy
-    t = (rhs + slope * p[TS]) / (slope + a)
+    slope = props[m, HL] / dt_mushy
+    t = (rhs + slope * props[m, TS]) / (slope + a)
     return t, rhs - a * t
 
 
-def _prepare_step(T, H, Hold, Hprev, kcell, mat, fixed, props, lo, hi, size, ratio):
+@njit(cache=True, inline="always")
+def _link(kp, kn, inv_d2):
+    s = kp + kn
+    if s <= 0.0:
+        return 0.0
+    return 2.0 * kp * kn / s * inv_d2
+
+
+def _prepare_step(T, H, Hold, Hprev, kcell, link, mat, fixed, props, lo, hi, size, inv_d2, ratio):
     """Lag the conductivity (box plus one shell), keep H^n and start from a linear extrapolation.
 
     The first guess H^n + ratio·(H^n − H^(n−1)) (ratio = dt_new/dt_old, 0 after a change of state)
     removes most of the smooth error that Gauss–Seidel is slow to remove; the converged step does
-    not depend on it.
+    not depend on it. link[a, i, j, k] gets the conductance (W/m³K) between cell (i, j, k) and its
+    upper neighbour along axis a, so that the sweeps need no division per link.
     """
     i0, j0, k0 = max(lo[0] - 1, 0), max(lo[1] - 1, 0), max(lo[2] - 1, 0)
     i1, j1, k1 = min(hi[0] + 1, size[0]), min(hi[1] + 1, size[1]), min(hi[2] + 1, size[2])
@@ -100,20 +112,38 @@ def _prepare_step(T, H, Hold, Hprev, kcell, mat, fixed, props, lo, hi, size, rat
             inside_j = inside_i and lo[1] <= j < hi[1]
             for k in range(k0, k1):
                 h = H[i, j, k]
-                p = props[mat[i, j, k]]
-                kcell[i, j, k] = conductivity(h, p) if fixed[i, j, k] != 2 else 0.0
+                m = mat[i, j, k]
+                kcell[i, j, k] = conductivity(h, props, m) if fixed[i, j, k] != 2 else 0.0
                 if inside_j and lo[2] <= k < hi[2]:
                     Hold[i, j, k] = h
                     if fixed[i, j, k] == 0 and ratio > 0.0:
-                        guess = h + ratio * (h - Hprev[i, j, k])
+                        # Extrapolate T, not H: across the latent plateau H falls steeply while T
+                        # stays put, and an extrapolated H would overshoot far into the ice.
+                        # Extrapolate within one phase only: a cell that just left the latent
+                        # plateau would otherwise be sent far into the ice (H fell steeply).
+                        hp = Hprev[i, j, k]
+                        hl = props[m, HL]
+                        guess = h + ratio * (h - hp)
+                        if h <= 0.0:
+                            guess = min(guess, 0.0) if hp <= 0.0 else h
+                        elif h >= hl:
+                            guess = max(guess, hl) if hp >= hl else h
+                        else:
+                            guess = min(max(guess, 0.0), hl) if 0.0 < hp < hl else h
                         H[i, j, k] = guess
-                        T[i, j, k] = temperature_of(guess, p)
+                        T[i, j, k] = temperature_of(guess, props, m)
                     Hprev[i, j, k] = h
-
-
-@njit(cache=True, inline="always")
-def _link(kp, kn, inv_d2):
-    return 2.0 * kp * kn / (kp + kn) * inv_d2
+    nx, ny, nz = size[0], size[1], size[2]
+    for i in prange(i0, i1):
+        for j in range(j0, j1):
+            for k in range(k0, k1):
+                kp = kcell[i, j, k]
+                if i < nx - 1:
+                    link[0, i, j, k] = _link(kp, kcell[i + 1, j, k], inv_d2[0])
+                if j < ny - 1:
+                    link[1, i, j, k] = _link(kp, kcell[i, j + 1, k], inv_d2[1])
+                if k < nz - 1:
+                    link[2, i, j, k] = _link(kp, kcell[i, j, k + 1], inv_d2[2])
 
 
 def _sor_sweep(
@@ -121,9 +151,10 @@ def _sor_sweep(
     T,
     H,
     Hold,
-    kcell,
+    link,
     mat,
     fixed,
+    coupled,
     g,
     gT,
     q,
@@ -131,7 +162,6 @@ def _sor_sweep(
     lo,
     hi,
     size,
-    inv_d2,
     dt,
     omega,
     tol,
@@ -153,48 +183,55 @@ def _sor_sweep(
             for k in range(start, hi[2], 2):
                 if fixed[i, j, k] != 0:
                     continue
-                p = props[mat[i, j, k]]
-                kp = kcell[i, j, k]
+                m = mat[i, j, k]
                 asum = 0.0
                 s = 0.0
                 if i > 0:
-                    a = _link(kp, kcell[i - 1, j, k], inv_d2[0])
+                    a = link[0, i - 1, j, k]
                     asum += a
                     s += a * T[i - 1, j, k]
                 if i < nx - 1:
-                    a = _link(kp, kcell[i + 1, j, k], inv_d2[0])
+                    a = link[0, i, j, k]
                     asum += a
                     s += a * T[i + 1, j, k]
                 if j > 0:
-                    a = _link(kp, kcell[i, j - 1, k], inv_d2[1])
+                    a = link[1, i, j - 1, k]
                     asum += a
                     s += a * T[i, j - 1, k]
                 if j < ny - 1:
-                    a = _link(kp, kcell[i, j + 1, k], inv_d2[1])
+                    a = link[1, i, j, k]
                     asum += a
                     s += a * T[i, j + 1, k]
                 if k > 0:
-                    a = _link(kp, kcell[i, j, k - 1], inv_d2[2])
+                    a = link[2, i, j, k - 1]
                     asum += a
                     s += a * T[i, j, k - 1]
                 if k < nz - 1:
-                    a = _link(kp, kcell[i, j, k + 1], inv_d2[2])
+                    a = link[2, i, j, k]
                     asum += a
                     s += a * T[i, j, k + 1]
                 h_cur = H[i, j, k]
-                fl = liquid_fraction(h_cur, p)
-                w = p[W] * fl
-                asum += g[i, j, k] + w
-                s += gT[i, j, k] + w * p[TB] + fl * p[QM] + q[i, j, k]
-                t_new, h_new = solve_cell(Hold[i, j, k] + dt * s, dt * asum, p)
+                fl = liquid_fraction(h_cur, props, m)
+                w = props[m, W] * fl
+                # Coupling and sources exist at a few cells only: read them there alone.
+                g_c = 0.0
+                gt_c = 0.0
+                q_c = 0.0
+                if coupled[i, j, k] != 0:
+                    g_c = g[i, j, k]
+                    gt_c = gT[i, j, k]
+                    q_c = q[i, j, k]
+                asum += g_c + w
+                s += gt_c + w * props[m, TB] + fl * props[m, QM] + q_c
+                t_new, h_new = solve_cell(Hold[i, j, k] + dt * s, dt * asum, props, m)
                 # Over-relax only within one phase: across the latent plateau SOR can cycle.
                 if omega != 1.0:
                     if h_cur <= 0.0 and h_new <= 0.0:
                         h_new = min(h_cur + omega * (h_new - h_cur), 0.0)
-                        t_new = temperature_of(h_new, p)
-                    elif h_cur >= p[HL] and h_new >= p[HL]:
-                        h_new = max(h_cur + omega * (h_new - h_cur), p[HL])
-                        t_new = temperature_of(h_new, p)
+                        t_new = temperature_of(h_new, props, m)
+                    elif h_cur >= props[m, HL] and h_new >= props[m, HL]:
+                        h_new = max(h_cur + omega * (h_new - h_cur), props[m, HL])
+                        t_new = temperature_of(h_new, props, m)
                 change_here = abs(t_new - T[i, j, k])
                 largest = max(largest, change_here)
                 if change_here > tol:
@@ -211,7 +248,7 @@ def _sor_sweep(
         bounds[i, 3] = kmax
 
 
-def _finish_step(T, H, Hold, Tmin, kcell, mat, fixed, g, gT, q, props, lo, hi, size, inv_d2, dt, sums):
+def _finish_step(T, H, Hold, Tmin, link, mat, fixed, coupled, g, gT, q, props, lo, hi, size, dt, sums):
     """Close the step conservatively and collect its energy terms.
 
     With the temperatures of the (converged) iterate held, every voxel's enthalpy is set to
@@ -233,53 +270,55 @@ def _finish_step(T, H, Hold, Tmin, kcell, mat, fixed, g, gT, q, props, lo, hi, s
             for k in range(lo[2], hi[2]):
                 if fixed[i, j, k] != 0:
                     continue
-                p = props[mat[i, j, k]]
+                m = mat[i, j, k]
                 t = T[i, j, k]
-                kp = kcell[i, j, k]
                 inner = 0.0
                 outer = 0.0
                 # Links to voxels outside the box or held fixed carry heat across the box surface.
                 if i > 0:
-                    f = _link(kp, kcell[i - 1, j, k], inv_d2[0]) * (T[i - 1, j, k] - t)
+                    f = link[0, i - 1, j, k] * (T[i - 1, j, k] - t)
                     if i - 1 < lo[0] or fixed[i - 1, j, k] == 1:
                         outer += f
                     else:
                         inner += f
                 if i < nx - 1:
-                    f = _link(kp, kcell[i + 1, j, k], inv_d2[0]) * (T[i + 1, j, k] - t)
+                    f = link[0, i, j, k] * (T[i + 1, j, k] - t)
                     if i + 1 >= hi[0] or fixed[i + 1, j, k] == 1:
                         outer += f
                     else:
                         inner += f
                 if j > 0:
-                    f = _link(kp, kcell[i, j - 1, k], inv_d2[1]) * (T[i, j - 1, k] - t)
+                    f = link[1, i, j - 1, k] * (T[i, j - 1, k] - t)
                     if j - 1 < lo[1] or fixed[i, j - 1, k] == 1:
                         outer += f
                     else:
                         inner += f
                 if j < ny - 1:
-                    f = _link(kp, kcell[i, j + 1, k], inv_d2[1]) * (T[i, j + 1, k] - t)
+                    f = link[1, i, j, k] * (T[i, j + 1, k] - t)
                     if j + 1 >= hi[1] or fixed[i, j + 1, k] == 1:
                         outer += f
                     else:
                         inner += f
                 if k > 0:
-                    f = _link(kp, kcell[i, j, k - 1], inv_d2[2]) * (T[i, j, k - 1] - t)
+                    f = link[2, i, j, k - 1] * (T[i, j, k - 1] - t)
                     if k - 1 < lo[2] or fixed[i, j, k - 1] == 1:
                         outer += f
                     else:
                         inner += f
                 if k < nz - 1:
-                    f = _link(kp, kcell[i, j, k + 1], inv_d2[2]) * (T[i, j, k + 1] - t)
+                    f = link[2, i, j, k] * (T[i, j, k + 1] - t)
                     if k + 1 >= hi[2] or fixed[i, j, k + 1] == 1:
                         outer += f
                     else:
                         inner += f
-                fl = liquid_fraction(H[i, j, k], p)
-                c_coup = gT[i, j, k] - g[i, j, k] * t
-                c_perf = p[W] * fl * (p[TB] - t)
-                c_met = p[QM] * fl
-                c_src = q[i, j, k]
+                fl = liquid_fraction(H[i, j, k], props, m)
+                c_coup = 0.0
+                c_src = 0.0
+                if coupled[i, j, k] != 0:
+                    c_coup = gT[i, j, k] - g[i, j, k] * t
+                    c_src = q[i, j, k]
+                c_perf = props[m, W] * fl * (props[m, TB] - t)
+                c_met = props[m, QM] * fl
                 h_new = Hold[i, j, k] + dt * (inner + outer + c_coup + c_perf + c_met + c_src)
                 H[i, j, k] = h_new
                 d_h += H[i, j, k] - Hold[i, j, k]  # as stored (float32)
@@ -305,12 +344,28 @@ def _update_temperature(T, H, Tmin, mat, fixed, props, lo, hi, levels, counts):
         for j in range(lo[1], hi[1]):
             for k in range(lo[2], hi[2]):
                 if fixed[i, j, k] == 0:
-                    T[i, j, k] = temperature_of(H[i, j, k], props[mat[i, j, k]])
+                    T[i, j, k] = temperature_of(H[i, j, k], props, mat[i, j, k])
                 t = T[i, j, k]
                 Tmin[i, j, k] = min(Tmin[i, j, k], t)
                 for lv in range(nlev):
                     if t <= levels[lv]:
                         counts[i, lv] += 1
+
+
+@njit(cache=True)
+def moving_region(change, bounds, lo, hi, move_lo, move_hi):
+    """Largest change of a half-sweep over [lo, hi); widen [move_lo, move_hi) to its moving cells."""
+    largest = 0.0
+    for i in range(lo[0], hi[0]):
+        largest = max(largest, change[i])
+        if bounds[i, 1] >= bounds[i, 0]:
+            move_lo[0] = min(move_lo[0], i)
+            move_hi[0] = max(move_hi[0], i + 1)
+            move_lo[1] = min(move_lo[1], bounds[i, 0])
+            move_hi[1] = max(move_hi[1], bounds[i, 1] + 1)
+            move_lo[2] = min(move_lo[2], bounds[i, 2])
+            move_hi[2] = max(move_hi[2], bounds[i, 3] + 1)
+    return largest
 
 
 @njit(cache=True)
@@ -349,7 +404,7 @@ def enthalpy_field(T, mat, props, H):
     for i in prange(nx):
         for j in range(ny):
             for k in range(nz):
-                H[i, j, k] = enthalpy_of(T[i, j, k], props[mat[i, j, k]])
+                H[i, j, k] = enthalpy_of(T[i, j, k], props, mat[i, j, k])
 
 
 # Parallel over the outer axis for large boxes; serial for small ones, where waking threads on a

@@ -33,7 +33,7 @@ from .probe_coupling import (
     sphere_well_stencil,
 )
 
-BYTES_PER_VOXEL = 38  # 9 float32 fields + material and fixed-cell bytes
+BYTES_PER_VOXEL = 63  # 9 float32 fields, 3 float64 link conductances, material, fixed and coupled bytes
 RESULT_BYTES_PER_VOXEL = 8  # final and minimum temperature copies
 BOX_TOLERANCE_C = 0.05  # a voxel this far (K) from its basal temperature belongs to the active box
 MAX_SWEEPS = 400
@@ -240,6 +240,7 @@ class Simulation:
         self.H = np.empty(shape, dtype=np.float32)
         self.Hold = np.zeros(shape, dtype=np.float32)
         self.kcell = np.zeros(shape, dtype=np.float32)
+        self.link = np.zeros((3, *shape), dtype=np.float64)
         self.g = np.zeros(shape, dtype=np.float32)
         self.gT = np.zeros(shape, dtype=np.float32)
         self.q = np.zeros(shape, dtype=np.float32)
@@ -303,6 +304,9 @@ class Simulation:
         else:
             self._coupling_index = np.zeros(0, dtype=np.int64)
             self._coupling_inverse = np.zeros(0, dtype=np.int64)
+        # Cells where g, gT or q may be non-zero (the sweeps read those fields there only).
+        self.coupled = (self.q != 0).astype(np.uint8)
+        self.coupled.reshape(-1)[self._coupling_index] = 1
 
     def _build_box(self) -> None:
         """Initial active box: around probes, sources and fixed faces colder or warmer than the start."""
@@ -444,20 +448,22 @@ class Simulation:
             self.Hold,
             self.Hprev,
             self.kcell,
+            self.link,
             self.mat,
             self.fixed,
             self.props,
             lo,
             hi,
             size,
+            self.inv_d2,
             ratio,
         )
         self._update_coupling(states)
         if box_voxels > 0:
             self._solve(dt)
             (kn.finish_step if big else kn.finish_step_serial)(
-                self.T, self.H, self.Hold, self.Tmin, self.kcell, self.mat, self.fixed, self.g, self.gT,
-                self.q, self.props, lo, hi, size, self.inv_d2, dt, self._sums,
+                self.T, self.H, self.Hold, self.Tmin, self.link, self.mat, self.fixed, self.coupled, self.g,
+                self.gT, self.q, self.props, lo, hi, size, dt, self._sums,
             )  # fmt: skip
             (kn.update_temperature if big else kn.update_temperature_serial)(
                 self.T,
@@ -492,22 +498,11 @@ class Simulation:
         move_hi = np.array(lo, dtype=np.int64)
         for color in (0, 1):
             kernel(
-                color, self.T, self.H, self.Hold, self.kcell, self.mat, self.fixed, self.g, self.gT, self.q,
-                self.props, lo, hi, self.size, self.inv_d2, dt, self.omega, self.tolerance_c, self._change,
-                self._bounds,
+                color, self.T, self.H, self.Hold, self.link, self.mat, self.fixed, self.coupled, self.g,
+                self.gT, self.q, self.props, lo, hi, self.size, dt, self.omega, self.tolerance_c,
+                self._change, self._bounds,
             )  # fmt: skip
-            change = self._change[lo[0] : hi[0]]
-            largest = max(largest, float(change.max()))
-            bounds = self._bounds[lo[0] : hi[0]]
-            moving = np.nonzero(bounds[:, 1] >= bounds[:, 0])[0]
-            if moving.size:
-                move_lo = np.minimum(
-                    move_lo, [lo[0] + moving[0], bounds[moving, 0].min(), bounds[moving, 2].min()]
-                )
-                move_hi = np.maximum(
-                    move_hi,
-                    [lo[0] + moving[-1] + 1, bounds[moving, 1].max() + 1, bounds[moving, 3].max() + 1],
-                )
+            largest = max(largest, kn.moving_region(self._change, self._bounds, lo, hi, move_lo, move_hi))
         self.sweeps += 1
         self.voxel_updates += voxels
         return largest, move_lo, move_hi
@@ -520,7 +515,7 @@ class Simulation:
             largest, move_lo, move_hi = self._sweep(lo, hi, dt)
             if largest < self.tolerance_c:
                 return
-            for _ in range(8):
+            for _ in range(MAX_SWEEPS):
                 sub_lo = np.maximum(move_lo - margin, lo)
                 sub_hi = np.minimum(move_hi + margin, hi)
                 if np.any(sub_hi <= sub_lo) or np.prod(sub_hi - sub_lo) > 0.5 * np.prod(hi - lo):
