@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import subprocess
 import sys
@@ -21,31 +19,14 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
+from machine import describe as describe_machine  # noqa: E402  (benchmarks/ is on sys.path now)
+
 BENCHMARKS = {
     # name: (description, goal wall s, goal peak MB or None)
     "reference-1mm": ("3 × argon-1.47mm, kidney, 10-8-10 (1680 s), 1 mm, 96×96×112", 2.0, None),
     "reference-0.5mm": ("same case on a 0.5 mm grid (191×191×223)", 20.0, 1536.0),
     "preview-2mm": ("2 mm preview of a 10-min freeze of the same plan", 0.1, None),
 }
-
-
-def machine() -> str:
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        load = os.getloadavg()[0]
-        load_text = f", load average {load:.1f}"
-    except OSError:
-        load_text = ""
-    threads = os.environ.get("NUMBA_NUM_THREADS", str(os.cpu_count()))
-    system = f"{platform.system()} Python {platform.python_version()}"
-    return f"{cpu} ({os.cpu_count()} cores, numba threads {threads}{load_text}), {system}"
 
 
 def run_one(name: str) -> dict:
@@ -96,7 +77,7 @@ def main() -> int:
     if args.one:
         print(json.dumps(run_one(args.one)))
         return 0
-    print(f"machine: {machine()}")
+    print(f"machine: {describe_machine()}")
     print("note: a shared, busy machine makes these numbers noisy; compare runs on the same machine\n")
     failures = 0
     for name in args.names or list(BENCHMARKS):
