@@ -607,19 +607,7 @@ class Simulation:
                     continue
                 a, b = lo.copy(), hi.copy()
                 a[axis], b[axis] = outer, inner
-                kn.fill_basal(
-                    self.T,
-                    self.H,
-                    self.Hprev,
-                    self.Tmin,
-                    self.mat,
-                    self.fixed,
-                    self._basal_t,
-                    self._basal_h,
-                    a,
-                    b,
-                    True,
-                )
+                self._fill_basal(a, b)
 
     def _grow_box(self, dt: float) -> None:
         if np.any(self.hi <= self.lo):
@@ -650,11 +638,11 @@ class Simulation:
                 a[axis], b[axis] = a_val, b_val
                 # Only cells not already inside the old box along the other axes overlap harmlessly:
                 # fill_basal is applied to cells outside the old box only.
-                self._fill_outside_old(a, b, old_lo, old_hi)
+                self._fill_basal(a, b)
         self.lo, self.hi = new_lo, new_hi
 
-    def _fill_outside_old(self, a, b, old_lo, old_hi) -> None:
-        # The slab [a, b) lies outside the old box along one axis by construction.
+    def _fill_basal(self, a, b) -> None:
+        """Put the voxels of the slab [a, b) in their basal (probe-free) state."""
         kn.fill_basal(
             self.T,
             self.H,
