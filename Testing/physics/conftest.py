@@ -12,22 +12,6 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))  # analytic.py, cases.py (import-mode=importlib has no package)
 
 
-# §1.1 property set with a mushy range of width dT below 0 °C (the sharp-front convention of §7).
-def tissue_material(d_t: float = 0.1, perfusion: float = 0.0, latent: float = 2.5e8) -> dict:
-    return {
-        "k_unfrozen": 0.5,
-        "k_frozen": 2.0,
-        "c_unfrozen": 3.6e6,
-        "c_frozen": 1.8e6,
-        "latent_heat": latent,
-        "t_liquidus_c": 0.0,
-        "t_solidus_c": -d_t,
-        "perfusion": perfusion,
-        "metabolic": 0.0,
-        "blood_temperature_c": 37.0,
-    }
-
-
 @pytest.fixture
 def gel_case_dict() -> dict:
     """The example of case-format.md on a smaller grid."""
