@@ -132,8 +132,23 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_connect_see_readings_disconnect_and_replay(widget, tmp_path):
+def freeze_and_read_until_shown(widget, console, freeze_text: str, reading_c: str, timeout_s: float) -> None:
+    """Once the console link is up, send a freeze event and a probe reading; run the panel's timer
+    until the readings table shows a row (or the time runs out)."""
     from CryoAblationLogic.igtl.messages import StringMessage
+
+    deadline = time.monotonic() + timeout_s
+    sent = False
+    while time.monotonic() < deadline and widget.ui.sensorsTable.rowCount == 0:
+        if not sent and console.connected:
+            console.send(StringMessage(device_name="CryoState", text=freeze_text))
+            console.send(StringMessage(device_name="ProbeTemps", text=reading_c))
+            sent = True
+        widget.onTimer()
+        time.sleep(0.02)
+
+
+def test_connect_see_readings_disconnect_and_replay(widget, tmp_path):
     from CryoAblationLogic.igtl.transport import Server
 
     ui = widget.ui
@@ -147,15 +162,7 @@ def test_connect_see_readings_disconnect_and_replay(widget, tmp_path):
     try:
         ui.connectButton.checked = True
         assert ui.connectButton.text == "Disconnect" and not ui.consoleHostLineEdit.enabled
-        deadline = time.monotonic() + 10.0
-        sent = False
-        while time.monotonic() < deadline and ui.sensorsTable.rowCount == 0:
-            if not sent and console.connected:
-                console.send(StringMessage(device_name="CryoState", text="FREEZE 1 90%"))
-                console.send(StringMessage(device_name="ProbeTemps", text="-64.5"))
-                sent = True
-            widget.onTimer()
-            time.sleep(0.02)
+        freeze_and_read_until_shown(widget, console, "FREEZE 1 90%", "-64.5", timeout_s=10.0)
         assert ui.sensorsTable.item(0, 0).text() == "Probe 1 (freeze 90%)"
         assert ui.sensorsTable.item(0, 1).text() == "-64.5"
         assert "#2ca02c" in ui.consoleStatusLabel.styleSheet  # green: connected
@@ -186,7 +193,6 @@ def test_declining_numba_leaves_the_panel_usable_and_says_why(no_numba, widget, 
 
 
 def test_live_mode_from_the_panel(widget, scene_app, tmp_path):
-    from CryoAblationLogic.igtl.messages import StringMessage
     from CryoAblationLogic.igtl.transport import Server
 
     ui = widget.ui
@@ -207,15 +213,7 @@ def test_live_mode_from_the_panel(widget, scene_app, tmp_path):
         ui.liveModeCheckBox.checked = True
         assert widget.logic.liveModeActive()
         assert not ui.connectButton.enabled and not ui.replayJournalButton.enabled
-        deadline = time.monotonic() + 30.0
-        sent = False
-        while time.monotonic() < deadline and ui.sensorsTable.rowCount == 0:
-            if not sent and console.connected:
-                console.send(StringMessage(device_name="CryoState", text="FREEZE 1 100%"))
-                console.send(StringMessage(device_name="ProbeTemps", text="-20.0"))
-                sent = True
-            widget.onTimer()
-            time.sleep(0.02)
+        freeze_and_read_until_shown(widget, console, "FREEZE 1 100%", "-20.0", timeout_s=30.0)
         assert "predicted" in ui.sensorsTable.item(0, 1).text()
         assert "#2ca02c" in ui.consoleStatusLabel.styleSheet  # the light follows live mode's events
         table = widget.logic.liveSceneNodes().sensor_table  # the timer's step fills the scene too
