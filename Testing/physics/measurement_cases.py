@@ -67,3 +67,52 @@ def isotherm_radius(r: np.ndarray, temperature: np.ndarray, level: float) -> flo
     return float(
         r[n - 1] + (level - temperature[n - 1]) * (r[n] - r[n - 1]) / (temperature[n] - temperature[n - 1])
     )
+
+
+def axial_plane(case, result) -> np.ndarray:
+    """T (°C) in the plane perpendicular to the probe (along z) through the middle of its active
+    segment, linearly interpolated between the two nearest grid slices; indexed [i, j]."""
+    start, end = case.probes[0].active_segment_mm()
+    k = float(result.grid.ras_to_index([0.0, 0.0, 0.5 * (start[2] + end[2])])[2])
+    k0 = min(int(np.floor(k)), result.grid.size[2] - 2)
+    f = k - k0
+    field = result.temperature_final
+    return (1.0 - f) * field[:, :, k0] + f * field[:, :, k0 + 1]
+
+
+def isotherm_area_mm2(plane: np.ndarray, spacing_mm: float, level: float, refine: int = 8) -> float:
+    """Area (mm²) where a 2-D field is at or below ``level``: the field is interpolated bilinearly
+    onto a grid ``refine`` times finer and the sub-pixels at or below the level are counted, as an
+    area drawn on a CT image would be."""
+
+    def finer(values: np.ndarray, axis: int) -> np.ndarray:
+        n = values.shape[axis]
+        position = np.arange((n - 1) * refine + 1) / refine
+        lower = np.minimum(position.astype(int), n - 2)
+        weight = position - lower
+        shape = [1, 1]
+        shape[axis] = -1
+        weight = weight.reshape(shape)
+        return (1.0 - weight) * np.take(values, lower, axis=axis) + weight * np.take(
+            values, lower + 1, axis=axis
+        )
+
+    fine = finer(finer(np.asarray(plane, float), 0), 1)
+    return float(np.count_nonzero(fine <= level)) * (spacing_mm / refine) ** 2
+
+
+def lethal_area_share(case, result) -> float:
+    """Lethal (−30 °C) share of the ice, as Littrup et al. 2009 (PMC2762356) measured it: "Diameters
+    and surface areas of the −30°C lethal isotherm were assessed over time as percentages of the
+    overall iceball". CT shows only the ice edge (physics.md §3.1); the −30 °C isotherm came from
+    "Thermocouples at 0.5, 1.0 and 1.5 cm intervals from [the] cryoprobes", i.e. radially, in a plane
+    across the probe. Their areas scale as diameter²: "Surface areas and diameters of lethal ice made
+    by 1.7mm cryoprobes were 71% and 84% of the 2.4 mm cryoprobes" (0.84² = 0.71), and the 1–4 probe
+    results (1.2, 3.3, 4.1, 4.9 cm; 13, 46, 51, 56 %) read as (D₋₃₀/D₀)² put the −30 °C isotherm
+    1.07, 0.79, 0.82, 0.80 cm inside the edge, matching "Lethal ice resides <1 cm behind the leading
+    edge for nearly all probe configurations". So: area inside −30 °C over area inside 0 °C (the
+    ice edge of physics.md TC-7) in the plane across the probe through the middle of its active
+    segment (where the −30 °C diameter is calibrated); not a ratio of 3-D isosurface areas."""
+    plane = axial_plane(case, result)
+    spacing = result.grid.spacing_mm[0]
+    return isotherm_area_mm2(plane, spacing, -30.0) / isotherm_area_mm2(plane, spacing, 0.0)

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from measurement_cases import isotherm_radius, probe_run, radial_profile
+from measurement_cases import (
+    isotherm_area_mm2,
+    isotherm_radius,
+    lethal_area_share,
+    probe_run,
+    radial_profile,
+)
 
 DEFAULT_SPACING_MM = 1.0
 
@@ -14,10 +20,16 @@ def _tc7(spacing_mm):
     case, result = probe_run("argon-2.4mm", "gel", 39.0, 900.0, spacing_mm=spacing_mm)
     r, temperature = radial_profile(case, result)
     r30, r0 = isotherm_radius(r, temperature, -30.0), isotherm_radius(r, temperature, 0.0)
-    volumes = result.isotherm_volumes_ml
-    # Surface-area share of the lethal (−30 °C) ice, from the volumes of the two isotherms.
-    area_share = (volumes[-30.0] / volumes[0.0]) ** (2.0 / 3.0)
-    return r30, r0, area_share
+    return r30, r0, lethal_area_share(case, result)
+
+
+def test_isotherm_area_in_a_plane_is_that_of_the_circle():
+    spacing = 0.5
+    x = np.arange(-20.0, 20.0 + spacing / 2, spacing)
+    radius = np.hypot(*np.meshgrid(x, x, indexing="ij"))
+    temperature = 3.0 * radius - 40.0  # −30 °C at r = 10/3 mm, 0 °C at r = 40/3 mm
+    assert isotherm_area_mm2(temperature, spacing, -30.0) == pytest.approx(np.pi * (10 / 3) ** 2, rel=0.01)
+    assert isotherm_area_mm2(temperature, spacing, 0.0) == pytest.approx(np.pi * (40 / 3) ** 2, rel=0.002)
 
 
 def _tc9_single(spacing_mm):
@@ -44,7 +56,7 @@ def _tc11(spacing_mm, perfusion=None):
 def test_tc7_single_2_4mm_probe_in_39c_agar():
     r30, r0, area_share = _tc7(DEFAULT_SPACING_MM)
     assert 2 * r30 == pytest.approx(12.0, abs=3.0)  # −30 °C diameter 1.2 ± 0.3 cm (the calibration target)
-    assert area_share == pytest.approx(0.13, abs=0.05)  # lethal ice ≈ 13 ± 5 % of the ice-ball surface
+    assert area_share == pytest.approx(0.13, abs=0.05)  # lethal ice ≈ 13 ± 5 % of the ice-ball area
     assert r0 - r30 < 10.0  # the −30 °C front lies < 1 cm behind the edge
 
 
