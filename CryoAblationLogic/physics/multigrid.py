@@ -1,0 +1,356 @@
+"""Coarse-grid correction for the implicit enthalpy step (aggregation multigrid).
+
+Red-black Gauss–Seidel (:mod:`.kernels`) removes the error of a step's implicit system locally, but
+the smooth part of it — spread over the diffusion length of one step, several voxels in the frozen
+core where the conductivity is high — only slowly. Between nonlinear sweeps this module removes it
+on coarser grids:
+
+- the step's system is linearised at the current iterate: per voxel the slope dH/dT of its phase
+  (frozen, mushy or unfrozen heat capacity) plus dt·(probe coupling + perfusion), and dt times the
+  conductances to its neighbours;
+- the residual and that operator are aggregated 2×2×2 voxels at a time (Galerkin coarsening with
+  piecewise-constant prolongation: capacities add up, the conductances crossing an aggregate's face
+  add up), recursively, and the coarse systems are solved by a V-cycle of linear red-black sweeps;
+- each coarse correction is scaled by the factor that minimises the energy norm of the error along
+  it (piecewise-constant prolongation alone under-corrects smooth errors about twofold), and on the
+  fine grid it is applied within each voxel's phase, so a voxel never crosses the latent plateau
+  on a linear extrapolation; the nonlinear sweeps that follow settle the fronts.
+
+The nonlinear sweeps decide convergence, and the step is closed conservatively as before
+(:func:`.kernels.finish_step`), so the energy balance does not depend on this correction. All loops
+run in a fixed order (deterministic results); the parallel loops write disjoint planes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from .kernels import CF, CU, HL, QM, TB, TL, TS, W, liquid_fraction, temperature_of
+
+COARSEST_SWEEPS = 12
+MAX_COARSEST_CELLS = 64
+MAX_LEVELS = 10
+
+
+@njit(cache=True, inline="always")
+def _slope(h, props, m):
+    """dH/dT of the phase the enthalpy h lies in (J/m³K); a sharp front counts as very large."""
+    if h <= 0.0:
+        return props[m, CF]
+    if h >= props[m, HL]:
+        return props[m, CU]
+    width = props[m, TL] - props[m, TS]
+    if width <= 0.0:
+        return 1e6 * props[m, HL]
+    return props[m, HL] / width
+
+
+def _fine_residual(T, H, Hold, link, mat, fixed, coupled, g, gT, q, props, lo, hi, size, dt, r, cap, lx, ly, lz):
+    """Residual of the step and the Galerkin operator of the first coarse level (2×2×2 aggregates).
+
+    r, cap, lx, ly, lz have the shape of the first coarse level (ceil(box / 2)) and are overwritten:
+    r = Σ residual (J/m³ summed over the aggregate's voxels), cap = Σ (dH/dT + dt·(g + perfusion +
+    conductances to held voxels)), l_axis = dt·Σ conductances crossing the aggregate's upper face.
+    """
+    nx, ny, nz = size[0], size[1], size[2]
+    cx, cy, cz = r.shape
+    for ci in prange(cx):
+        for cj in range(cy):
+            for ck in range(cz):
+                r[ci, cj, ck] = 0.0
+                cap[ci, cj, ck] = 0.0
+                lx[ci, cj, ck] = 0.0
+                ly[ci, cj, ck] = 0.0
+                lz[ci, cj, ck] = 0.0
+        for i in range(lo[0] + 2 * ci, min(lo[0] + 2 * ci + 2, hi[0])):
+            odd_i = ((i - lo[0]) & 1) == 1
+            for j in range(lo[1], hi[1]):
+                cj = (j - lo[1]) >> 1
+                odd_j = ((j - lo[1]) & 1) == 1
+                for k in range(lo[2], hi[2]):
+                    if fixed[i, j, k] != 0:
+                        continue
+                    ck = (k - lo[2]) >> 1
+                    odd_k = ((k - lo[2]) & 1) == 1
+                    m = mat[i, j, k]
+                    t = T[i, j, k]
+                    flux = 0.0
+                    held = 0.0
+                    if i > 0:
+                        a = link[0, i - 1, j, k]
+                        flux += a * (T[i - 1, j, k] - t)
+                        if i - 1 < lo[0] or fixed[i - 1, j, k] != 0:
+                            held += a
+                    if i < nx - 1:
+                        a = link[0, i, j, k]
+                        flux += a * (T[i + 1, j, k] - t)
+                        if i + 1 >= hi[0] or fixed[i + 1, j, k] != 0:
+                            held += a
+                        elif odd_i:
+                            lx[ci, cj, ck] += dt * a
+                    if j > 0:
+                        a = link[1, i, j - 1, k]
+                        flux += a * (T[i, j - 1, k] - t)
+                        if j - 1 < lo[1] or fixed[i, j - 1, k] != 0:
+                            held += a
+                    if j < ny - 1:
+                        a = link[1, i, j, k]
+                        flux += a * (T[i, j + 1, k] - t)
+                        if j + 1 >= hi[1] or fixed[i, j + 1, k] != 0:
+                            held += a
+                        elif odd_j:
+                            ly[ci, cj, ck] += dt * a
+                    if k > 0:
+                        a = link[2, i, j, k - 1]
+                        flux += a * (T[i, j, k - 1] - t)
+                        if k - 1 < lo[2] or fixed[i, j, k - 1] != 0:
+                            held += a
+                    if k < nz - 1:
+                        a = link[2, i, j, k]
+                        flux += a * (T[i, j, k + 1] - t)
+                        if k + 1 >= hi[2] or fixed[i, j, k + 1] != 0:
+                            held += a
+                        elif odd_k:
+                            lz[ci, cj, ck] += dt * a
+                    h = H[i, j, k]
+                    fl = liquid_fraction(h, props, m)
+                    w = props[m, W] * fl
+                    g_c = 0.0
+                    source = fl * props[m, QM] + w * (props[m, TB] - t)
+                    if coupled[i, j, k] != 0:
+                        g_c = g[i, j, k]
+                        source += gT[i, j, k] - g_c * t + q[i, j, k]
+                    r[ci, cj, ck] += Hold[i, j, k] + dt * (flux + source) - h
+                    cap[ci, cj, ck] += _slope(h, props, m) + dt * (g_c + w + held)
+
+
+def _coarsen(cap, lx, ly, lz, capc, lxc, lyc, lzc):
+    """Galerkin operator of the next coarser level: aggregates of 2×2×2 cells."""
+    nx, ny, nz = cap.shape
+    cx, cy, cz = capc.shape
+    for ci in prange(cx):
+        for cj in range(cy):
+            for ck in range(cz):
+                c = 0.0
+                ax = 0.0
+                ay = 0.0
+                az = 0.0
+                for i in range(2 * ci, min(2 * ci + 2, nx)):
+                    for j in range(2 * cj, min(2 * cj + 2, ny)):
+                        for k in range(2 * ck, min(2 * ck + 2, nz)):
+                            c += cap[i, j, k]
+                            if i == 2 * ci + 1:
+                                ax += lx[i, j, k]
+                            if j == 2 * cj + 1:
+                                ay += ly[i, j, k]
+                            if k == 2 * ck + 1:
+                                az += lz[i, j, k]
+                capc[ci, cj, ck] = c
+                lxc[ci, cj, ck] = ax if 2 * ci + 1 < nx - 1 else 0.0
+                lyc[ci, cj, ck] = ay if 2 * cj + 1 < ny - 1 else 0.0
+                lzc[ci, cj, ck] = az if 2 * ck + 1 < nz - 1 else 0.0
+
+
+def _smooth(color, e, r, cap, lx, ly, lz):
+    """One red-black Gauss–Seidel half-sweep of the linear system (cap + Laplacian(l))·e = r."""
+    nx, ny, nz = e.shape
+    for i in prange(nx):
+        for j in range(ny):
+            for k in range((i + j + color) & 1, nz, 2):
+                d = cap[i, j, k]
+                s = r[i, j, k]
+                if i > 0:
+                    a = lx[i - 1, j, k]
+                    d += a
+                    s += a * e[i - 1, j, k]
+                if i < nx - 1:
+                    a = lx[i, j, k]
+                    d += a
+                    s += a * e[i + 1, j, k]
+                if j > 0:
+                    a = ly[i, j - 1, k]
+                    d += a
+                    s += a * e[i, j - 1, k]
+                if j < ny - 1:
+                    a = ly[i, j, k]
+                    d += a
+                    s += a * e[i, j + 1, k]
+                if k > 0:
+                    a = lz[i, j, k - 1]
+                    d += a
+                    s += a * e[i, j, k - 1]
+                if k < nz - 1:
+                    a = lz[i, j, k]
+                    d += a
+                    s += a * e[i, j, k + 1]
+                e[i, j, k] = s / d if d > 0.0 else 0.0
+
+
+def _restrict_residual(e, r, cap, lx, ly, lz, rc):
+    """rc = aggregate sums of the residual r − A·e of this level."""
+    nx, ny, nz = e.shape
+    cx, cy, cz = rc.shape
+    for ci in prange(cx):
+        for cj in range(cy):
+            for ck in range(cz):
+                total = 0.0
+                for i in range(2 * ci, min(2 * ci + 2, nx)):
+                    for j in range(2 * cj, min(2 * cj + 2, ny)):
+                        for k in range(2 * ck, min(2 * ck + 2, nz)):
+                            v = e[i, j, k]
+                            res = r[i, j, k] - cap[i, j, k] * v
+                            if i > 0:
+                                res += lx[i - 1, j, k] * (e[i - 1, j, k] - v)
+                            if i < nx - 1:
+                                res += lx[i, j, k] * (e[i + 1, j, k] - v)
+                            if j > 0:
+                                res += ly[i, j - 1, k] * (e[i, j - 1, k] - v)
+                            if j < ny - 1:
+                                res += ly[i, j, k] * (e[i, j + 1, k] - v)
+                            if k > 0:
+                                res += lz[i, j, k - 1] * (e[i, j, k - 1] - v)
+                            if k < nz - 1:
+                                res += lz[i, j, k] * (e[i, j, k + 1] - v)
+                            total += res
+                rc[ci, cj, ck] = total
+
+
+@njit(cache=True)
+def energy_step(e, r, cap, lx, ly, lz):
+    """(e·r, e·A·e) of a correction e of this level with right-hand side r."""
+    nx, ny, nz = e.shape
+    er = 0.0
+    eae = 0.0
+    for i in range(nx):
+        for j in range(ny):
+            for k in range(nz):
+                v = e[i, j, k]
+                er += v * r[i, j, k]
+                eae += cap[i, j, k] * v * v
+                if i < nx - 1:
+                    d = v - e[i + 1, j, k]
+                    eae += lx[i, j, k] * d * d
+                if j < ny - 1:
+                    d = v - e[i, j + 1, k]
+                    eae += ly[i, j, k] * d * d
+                if k < nz - 1:
+                    d = v - e[i, j, k + 1]
+                    eae += lz[i, j, k] * d * d
+    return er, eae
+
+
+def _prolong_add(e, ec, alpha):
+    """e += alpha · (piecewise-constant prolongation of ec)."""
+    nx, ny, nz = e.shape
+    for i in prange(nx):
+        for j in range(ny):
+            for k in range(nz):
+                e[i, j, k] += alpha * ec[i >> 1, j >> 1, k >> 1]
+
+
+def _apply_correction(T, H, mat, fixed, props, lo, hi, ec, alpha):
+    """T += alpha·ec (per aggregate) on the box, each voxel within its current phase; H follows."""
+    for i in prange(lo[0], hi[0]):
+        ci = (i - lo[0]) >> 1
+        for j in range(lo[1], hi[1]):
+            cj = (j - lo[1]) >> 1
+            for k in range(lo[2], hi[2]):
+                if fixed[i, j, k] != 0:
+                    continue
+                m = mat[i, j, k]
+                h = H[i, j, k]
+                t = T[i, j, k] + alpha * ec[ci, cj, (k - lo[2]) >> 1]
+                if h <= 0.0:
+                    t = min(t, props[m, TS])
+                    h = props[m, CF] * (t - props[m, TS])
+                elif h >= props[m, HL]:
+                    t = max(t, props[m, TL])
+                    h = props[m, HL] + props[m, CU] * (t - props[m, TL])
+                else:
+                    t = min(max(t, props[m, TS]), props[m, TL])
+                    width = props[m, TL] - props[m, TS]
+                    h = props[m, HL] * (t - props[m, TS]) / width if width > 0.0 else h
+                    t = temperature_of(h, props, m)
+                H[i, j, k] = h
+                T[i, j, k] = t
+
+
+PARALLEL_MIN_CELLS = 20_000  # smaller grids are worked by one thread (waking threads costs more)
+
+
+def _pair(function):
+    return njit(cache=True, parallel=True)(function), njit(cache=True)(function)
+
+
+_KERNELS = {
+    name: _pair(function)
+    for name, function in (
+        ("fine_residual", _fine_residual),
+        ("coarsen", _coarsen),
+        ("smooth", _smooth),
+        ("restrict_residual", _restrict_residual),
+        ("prolong_add", _prolong_add),
+        ("apply_correction", _apply_correction),
+    )
+}
+
+
+def kernel(name: str, cells: int):
+    """The parallel or the serial variant of a kernel, by the number of cells it works on."""
+    parallel, serial = _KERNELS[name]
+    return parallel if cells >= PARALLEL_MIN_CELLS else serial
+
+
+class CoarseLevels:
+    """The coarse grids of one active box, reallocated when the box changes."""
+
+    def __init__(self, box_shape):
+        self.box_shape = tuple(int(n) for n in box_shape)
+        self.levels = []
+        shape = self.box_shape
+        # Axes are halved until the coarsest grid has a few cells; a thin axis stays at one cell.
+        while np.prod(shape) > MAX_COARSEST_CELLS and len(self.levels) < MAX_LEVELS:
+            shape = tuple((n + 1) // 2 for n in shape)
+            self.levels.append({name: np.zeros(shape) for name in ("r", "e", "cap", "lx", "ly", "lz")})
+
+    def __bool__(self) -> bool:
+        return bool(self.levels)
+
+    def cycle(self, pre: int = 2, post: int = 2) -> float:
+        """Solve the first coarse level's system by a V-cycle; return the energy-optimal scale of its correction."""
+        self._vcycle(0, pre, post)
+        top = self.levels[0]
+        er, eae = energy_step(top["e"], top["r"], top["cap"], top["lx"], top["ly"], top["lz"])
+        return er / eae if eae > 0.0 and er > 0.0 else 0.0
+
+    def build(self) -> None:
+        """Coarser operators from the first level's (filled by :func:`fine_residual`)."""
+        for finer, coarser in zip(self.levels, self.levels[1:]):
+            kernel("coarsen", finer["cap"].size)(
+                finer["cap"], finer["lx"], finer["ly"], finer["lz"],
+                coarser["cap"], coarser["lx"], coarser["ly"], coarser["lz"],
+            )  # fmt: skip
+
+    def _vcycle(self, index: int, pre: int, post: int) -> None:
+        level = self.levels[index]
+        e, r, cap, lx, ly, lz = (level[name] for name in ("e", "r", "cap", "lx", "ly", "lz"))
+        e[...] = 0.0
+        last = index == len(self.levels) - 1
+        smooth = kernel("smooth", e.size)
+        for _ in range(COARSEST_SWEEPS if last else pre):
+            smooth(0, e, r, cap, lx, ly, lz)
+            smooth(1, e, r, cap, lx, ly, lz)
+        if last:
+            return
+        coarser = self.levels[index + 1]
+        kernel("restrict_residual", e.size)(e, r, cap, lx, ly, lz, coarser["r"])
+        self._vcycle(index + 1, pre, post)
+        er, eae = energy_step(
+            coarser["e"], coarser["r"], coarser["cap"], coarser["lx"], coarser["ly"], coarser["lz"]
+        )
+        if eae > 0.0 and er > 0.0:
+            kernel("prolong_add", e.size)(e, coarser["e"], er / eae)
+        for _ in range(post):
+            smooth(1, e, r, cap, lx, ly, lz)
+            smooth(0, e, r, cap, lx, ly, lz)
