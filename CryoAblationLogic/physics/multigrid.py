@@ -46,7 +46,9 @@ def _slope(h, props, m):
     return props[m, HL] / width
 
 
-def _fine_residual(T, H, Hold, link, mat, fixed, coupled, g, gT, q, props, lo, hi, size, dt, r, cap, lx, ly, lz):
+def _fine_residual(
+    T, H, Hold, link, mat, fixed, coupled, g, gT, q, props, lo, hi, size, dt, r, cap, lx, ly, lz
+):
     """Residual of the step and the Galerkin operator of the first coarse level (2×2×2 aggregates).
 
     r, cap, lx, ly, lz have the shape of the first coarse level (ceil(box / 2)) and are overwritten:
@@ -318,7 +320,8 @@ class CoarseLevels:
         return bool(self.levels)
 
     def cycle(self, pre: int = 2, post: int = 2) -> float:
-        """Solve the first coarse level's system by a V-cycle; return the energy-optimal scale of its correction."""
+        """Solve the first coarse level's system by a V-cycle; return the energy-optimal scale
+        of its correction."""
         self._vcycle(0, pre, post)
         top = self.levels[0]
         er, eae = energy_step(top["e"], top["r"], top["cap"], top["lx"], top["ly"], top["lz"])
@@ -326,7 +329,7 @@ class CoarseLevels:
 
     def build(self) -> None:
         """Coarser operators from the first level's (filled by :func:`fine_residual`)."""
-        for finer, coarser in zip(self.levels, self.levels[1:]):
+        for finer, coarser in zip(self.levels[:-1], self.levels[1:], strict=True):
             kernel("coarsen", finer["cap"].size)(
                 finer["cap"], finer["lx"], finer["ly"], finer["lz"],
                 coarser["cap"], coarser["lx"], coarser["ly"], coarser["lz"],

@@ -116,9 +116,9 @@ def default_max_dt_s(case: Case) -> float:
 
     spacing = min(case.grid.spacing_mm)
     t0 = case.initial_temperature_c
-    held = any(
-        bc.type == "fixed" and abs(bc.temperature_c - t0) > 1e-9 for bc in case.boundaries.values()
-    ) or any(isinstance(source, SphereSource) and abs(source.temperature_c - t0) > 1e-9 for source in case.sources)
+    held_faces = [bc.temperature_c for bc in case.boundaries.values() if bc.type == "fixed"]
+    held_spheres = [s.temperature_c for s in case.sources if isinstance(s, SphereSource)]
+    held = any(abs(t - t0) > 1e-9 for t in held_faces + held_spheres)
     if held:
         return float(min(10.0, max(0.25, 4.0 * spacing)))
     return float(min(24.0, max(0.25, 24.0 * spacing)))
