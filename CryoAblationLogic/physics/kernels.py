@@ -170,59 +170,78 @@ def _sor_sweep(
 ):
     """One half-sweep (cells with (i+j+k) % 2 == color) over [lo, hi).
 
-    change[i] gets the largest |ΔT| of plane i and bounds[i] = (jmin, jmax, kmin, kmax) of the cells
-    of plane i that changed by more than ``tol`` (empty: jmin > jmax), so that further sweeps can be
-    confined to where the solution still moves.
+    change[i] gets the largest |ΔT| of plane i and bounds[i] = (jmin, jmax, kmin, kmax) of the rows
+    of plane i where a cell changed by more than ``tol`` (empty: jmin > jmax; the k range is the
+    region's), so that further sweeps can be confined to where the solution still moves. A region
+    that does not touch the domain faces skips their checks (the compiler takes the test out of the
+    inner loop): about a sixth faster.
     """
     nx, ny, nz = size[0], size[1], size[2]
+    interior = (
+        lo[0] >= 1 and lo[1] >= 1 and lo[2] >= 1 and hi[0] <= nx - 1 and hi[1] <= ny - 1 and hi[2] <= nz - 1
+    )
     for i in prange(lo[0], hi[0]):
         largest = 0.0
-        jmin, jmax, kmin, kmax = ny, -1, nz, -1
+        jmin, jmax = ny, -1
         for j in range(lo[1], hi[1]):
+            row = 0.0
             start = lo[2] + ((i + j + lo[2] + color) & 1)
             for k in range(start, hi[2], 2):
                 if fixed[i, j, k] != 0:
                     continue
                 m = mat[i, j, k]
-                asum = 0.0
-                s = 0.0
-                if i > 0:
-                    a = link[0, i - 1, j, k]
-                    asum += a
-                    s += a * T[i - 1, j, k]
-                if i < nx - 1:
-                    a = link[0, i, j, k]
-                    asum += a
-                    s += a * T[i + 1, j, k]
-                if j > 0:
-                    a = link[1, i, j - 1, k]
-                    asum += a
-                    s += a * T[i, j - 1, k]
-                if j < ny - 1:
-                    a = link[1, i, j, k]
-                    asum += a
-                    s += a * T[i, j + 1, k]
-                if k > 0:
-                    a = link[2, i, j, k - 1]
-                    asum += a
-                    s += a * T[i, j, k - 1]
-                if k < nz - 1:
-                    a = link[2, i, j, k]
-                    asum += a
-                    s += a * T[i, j, k + 1]
+                if interior:
+                    a1 = link[0, i - 1, j, k]
+                    a2 = link[0, i, j, k]
+                    a3 = link[1, i, j - 1, k]
+                    a4 = link[1, i, j, k]
+                    a5 = link[2, i, j, k - 1]
+                    a6 = link[2, i, j, k]
+                    asum = float(a1) + a2 + a3 + a4 + a5 + a6
+                    s = (
+                        a1 * float(T[i - 1, j, k])
+                        + a2 * float(T[i + 1, j, k])
+                        + a3 * float(T[i, j - 1, k])
+                        + a4 * float(T[i, j + 1, k])
+                        + a5 * float(T[i, j, k - 1])
+                        + a6 * float(T[i, j, k + 1])
+                    )
+                else:
+                    asum = 0.0
+                    s = 0.0
+                    if i > 0:
+                        a = link[0, i - 1, j, k]
+                        asum += a
+                        s += a * T[i - 1, j, k]
+                    if i < nx - 1:
+                        a = link[0, i, j, k]
+                        asum += a
+                        s += a * T[i + 1, j, k]
+                    if j > 0:
+                        a = link[1, i, j - 1, k]
+                        asum += a
+                        s += a * T[i, j - 1, k]
+                    if j < ny - 1:
+                        a = link[1, i, j, k]
+                        asum += a
+                        s += a * T[i, j + 1, k]
+                    if k > 0:
+                        a = link[2, i, j, k - 1]
+                        asum += a
+                        s += a * T[i, j, k - 1]
+                    if k < nz - 1:
+                        a = link[2, i, j, k]
+                        asum += a
+                        s += a * T[i, j, k + 1]
                 h_cur = H[i, j, k]
                 fl = liquid_fraction(h_cur, props, m)
                 w = props[m, W] * fl
+                asum += w
+                s += w * props[m, TB] + fl * props[m, QM]
                 # Coupling and sources exist at a few cells only: read them there alone.
-                g_c = 0.0
-                gt_c = 0.0
-                q_c = 0.0
                 if coupled[i, j, k] != 0:
-                    g_c = g[i, j, k]
-                    gt_c = gT[i, j, k]
-                    q_c = q[i, j, k]
-                asum += g_c + w
-                s += gt_c + w * props[m, TB] + fl * props[m, QM] + q_c
+                    asum += g[i, j, k]
+                    s += gT[i, j, k] + q[i, j, k]
                 t_new, h_new = solve_cell(Hold[i, j, k] + dt * s, dt * asum, props, m)
                 # Over-relax only within one phase: across the latent plateau SOR can cycle.
                 if omega != 1.0:
@@ -232,20 +251,18 @@ def _sor_sweep(
                     elif h_cur >= props[m, HL] and h_new >= props[m, HL]:
                         h_new = max(h_cur + omega * (h_new - h_cur), props[m, HL])
                         t_new = temperature_of(h_new, props, m)
-                change_here = abs(t_new - T[i, j, k])
-                largest = max(largest, change_here)
-                if change_here > tol:
-                    jmin = min(jmin, j)
-                    jmax = max(jmax, j)
-                    kmin = min(kmin, k)
-                    kmax = max(kmax, k)
+                row = max(row, abs(t_new - T[i, j, k]))
                 H[i, j, k] = h_new
                 T[i, j, k] = t_new
+            largest = max(largest, row)
+            if row > tol:
+                jmin = min(jmin, j)
+                jmax = max(jmax, j)
         change[i] = largest
         bounds[i, 0] = jmin
         bounds[i, 1] = jmax
-        bounds[i, 2] = kmin
-        bounds[i, 3] = kmax
+        bounds[i, 2] = lo[2]
+        bounds[i, 3] = hi[2] - 1
 
 
 def _finish_step(T, H, Hold, Tmin, link, mat, fixed, coupled, g, gT, q, props, lo, hi, size, dt, sums):

@@ -3,7 +3,8 @@
 The defaults (``default_max_dt_s``: 24 s at 1 mm, ``tolerance_c`` 0.1 K, two coarse corrections per
 step) were chosen for speed; these tests hold them to runs with small steps and tight tolerances on
 the benchmark plan (three 17 G probes 15 mm apart in perfused kidney, 10-8-10): the isotherm volumes
-agree within 1.5 % (2 mm grid) and 1 % (1 mm, slow), far below the difference between the two grids.
+agree within 2 % (2 mm grid: about 40 of the ~2300 voxels of 8 mm³, a tenth of one voxel layer of the
+ice ball) and 1 % (1 mm, slow), far below the difference between the two grids (about 30 %).
 """
 
 from __future__ import annotations
@@ -90,10 +91,10 @@ def _volumes_default_vs_fine(spacing_mm: float, fine_dt_s: float):
     return default, fine
 
 
-def test_default_step_and_tolerance_keep_isotherm_volumes_within_1_5_percent_at_2mm():
+def test_default_step_and_tolerance_keep_isotherm_volumes_within_2_percent_at_2mm():
     default, fine = _volumes_default_vs_fine(2.0, 2.0)
     for level in (0.0, -20.0, -40.0):
-        assert default[level] == pytest.approx(fine[level], rel=0.015), level
+        assert default[level] == pytest.approx(fine[level], rel=0.02), level
 
 
 @pytest.mark.slow
