@@ -62,6 +62,7 @@ def run_one(name: str) -> dict:
         "updates_per_s": result.voxel_updates / result.wall_s if result.wall_s > 0 else 0.0,
         "steps": result.steps,
         "sweeps": result.sweeps,
+        "coarse_corrections": result.coarse_corrections,
         "grid": list(result.grid.size),
         "peak_mb": peak_mb,
         "ice_ml": {f"{k:g}": round(v, 2) for k, v in result.isotherm_volumes_ml.items()},
@@ -97,7 +98,8 @@ def main() -> int:
             f"  wall {r['wall_s']:.2f} s (goal ≤ {goal_s:g} s{f', ≤ {goal_mb:.0f} MB' if goal_mb else ''}: "
             f"{'met' if met else 'NOT met'}), {speedup:.0f}× real time, "
             f"{r['updates_per_s'] / 1e6:.1f} M voxel updates/s "
-            f"({r['voxel_updates'] / 1e6:.0f} M in {r['steps']} steps, {r['sweeps']} sweeps), "
+            f"({r['voxel_updates'] / 1e6:.0f} M in {r['steps']} steps: {r['sweeps']} sweeps, "
+            f"{r['coarse_corrections']} coarse corrections), "
             f"peak memory {r['peak_mb']:.0f} MB, grid {r['grid']}, "
             f"ice {r['ice_ml']} ml, energy balance error {r['energy_balance_error']:.1e}"
         )

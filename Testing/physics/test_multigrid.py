@@ -17,7 +17,7 @@ import pytest
 
 from CryoAblationLogic.case import parse_case
 from CryoAblationLogic.physics import multigrid as mg
-from CryoAblationLogic.physics.simulation import simulate
+from CryoAblationLogic.physics.simulation import coarsen_case, preview, simulate
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 if str(BENCHMARKS) not in sys.path:
@@ -102,3 +102,12 @@ def test_default_step_and_tolerance_keep_isotherm_volumes_within_1_percent_at_1m
     default, fine = _volumes_default_vs_fine(1.0, 1.0)
     for level in (0.0, -20.0, -40.0):
         assert default[level] == pytest.approx(fine[level], rel=0.01), level
+
+
+def test_preview_settings_keep_isotherm_volumes_within_2_percent_of_a_converged_coarse_run():
+    case = parse_case(three_probe_kidney(1.0))
+    fast = preview(case, spacing_mm=2.0, duration_s=600.0)
+    converged = simulate(coarsen_case(case, 2.0, 600.0), snapshot_times_s=(), max_dt_s=2.0, tolerance_c=0.01)
+    assert fast.grid == converged.grid and fast.simulated_s == converged.simulated_s == 600.0
+    for level, volume in converged.isotherm_volumes_ml.items():
+        assert fast.isotherm_volumes_ml[level] == pytest.approx(volume, rel=0.02), level
