@@ -428,6 +428,54 @@ def enthalpy_field(T, mat, props, H):
 # busy machine costs more than the work itself.
 sor_sweep = njit(cache=True, parallel=True)(_sor_sweep)
 sor_sweep_serial = njit(cache=True)(_sor_sweep)
+
+
+@njit(cache=True)
+def full_sweep(
+    parallel,
+    T,
+    H,
+    Hold,
+    link,
+    mat,
+    fixed,
+    coupled,
+    g,
+    gT,
+    q,
+    props,
+    lo,
+    hi,
+    size,
+    dt,
+    omega,
+    tol,
+    change,
+    bounds,
+    move,
+):
+    """Both colours of a sweep over [lo, hi) in one call (a call from Python costs about as much as
+    a small region's sweep), by the parallel or the serial kernel: returns the largest change;
+    move[0] / move[1] become the bounds [lo, hi) of the cells that changed by more than ``tol``."""
+    for a in range(3):
+        move[0, a] = hi[a]
+        move[1, a] = lo[a]
+    largest = 0.0
+    for color in range(2):
+        if parallel:
+            sor_sweep(
+                color, T, H, Hold, link, mat, fixed, coupled, g, gT, q, props, lo, hi, size, dt, omega, tol,
+                change, bounds,
+            )  # fmt: skip
+        else:
+            sor_sweep_serial(
+                color, T, H, Hold, link, mat, fixed, coupled, g, gT, q, props, lo, hi, size, dt, omega, tol,
+                change, bounds,
+            )  # fmt: skip
+        largest = max(largest, moving_region(change, bounds, lo, hi, move[0], move[1]))
+    return largest
+
+
 prepare_step = njit(cache=True, parallel=True)(_prepare_step)
 prepare_step_serial = njit(cache=True)(_prepare_step)
 finish_step = njit(cache=True, parallel=True)(_finish_step)

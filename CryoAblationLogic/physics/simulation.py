@@ -527,21 +527,17 @@ class Simulation:
         self._grow_box(dt)
 
     def _sweep(self, lo: np.ndarray, hi: np.ndarray, dt: float) -> tuple[float, np.ndarray, np.ndarray]:
-        """One red-black SOR sweep over [lo, hi): (largest change, bounds of the moving cells)."""
-        voxels = int(np.prod(hi - lo))
-        kernel = kn.sor_sweep if voxels >= PARALLEL_MIN_VOXELS else kn.sor_sweep_serial
-        largest = 0.0
-        move_lo = np.array(hi, dtype=np.int64)
-        move_hi = np.array(lo, dtype=np.int64)
-        for color in (0, 1):
-            kernel(
-                color, self.T, self.H, self.Hold, self.link, self.mat, self.fixed, self.coupled, self.g,
-                self.gT, self.q, self.props, lo, hi, self.size, dt, self.omega, self.tolerance_c,
-                self._change, self._bounds,
-            )  # fmt: skip
-            largest = max(largest, kn.moving_region(self._change, self._bounds, lo, hi, move_lo, move_hi))
+        """One red-black sweep over [lo, hi): (largest change, bounds of the moving cells)."""
+        voxels = int((hi[0] - lo[0]) * (hi[1] - lo[1]) * (hi[2] - lo[2]))
+        move = np.empty((2, 3), dtype=np.int64)
+        largest = kn.full_sweep(
+            voxels >= PARALLEL_MIN_VOXELS, self.T, self.H, self.Hold, self.link, self.mat, self.fixed,
+            self.coupled, self.g, self.gT, self.q, self.props, lo, hi, self.size, dt, self.omega,
+            self.tolerance_c, self._change, self._bounds, move,
+        )  # fmt: skip
         self.sweeps += 1
         self.voxel_updates += voxels
+        move_lo, move_hi = move[0], move[1]
         return largest, move_lo, move_hi
 
     def _solve(self, dt: float) -> None:
