@@ -251,9 +251,11 @@ def _prolong_add(e, ec, alpha):
                 e[i, j, k] += alpha * ec[i >> 1, j >> 1, k >> 1]
 
 
-def _apply_correction(T, H, mat, fixed, props, lo, hi, ec, alpha):
-    """T += alpha·ec (per aggregate) on the box, each voxel within its current phase; H follows."""
+def _apply_correction(T, H, mat, fixed, props, lo, hi, ec, alpha, moved):
+    """T += alpha·ec (per aggregate) on the region, each voxel within its current phase; H follows.
+    moved[i] gets the largest temperature change applied in plane i."""
     for i in prange(lo[0], hi[0]):
+        largest = 0.0
         ci = (i - lo[0]) >> 1
         for j in range(lo[1], hi[1]):
             cj = (j - lo[1]) >> 1
@@ -274,8 +276,10 @@ def _apply_correction(T, H, mat, fixed, props, lo, hi, ec, alpha):
                     width = props[m, TL] - props[m, TS]
                     h = props[m, HL] * (t - props[m, TS]) / width if width > 0.0 else h
                     t = temperature_of(h, props, m)
+                largest = max(largest, abs(t - T[i, j, k]))
                 H[i, j, k] = h
                 T[i, j, k] = t
+        moved[i] = largest
 
 
 PARALLEL_MIN_CELLS = 20_000  # smaller grids are worked by one thread (waking threads costs more)

@@ -598,7 +598,8 @@ class Simulation:
         return self._coarse if self._coarse else None
 
     def _correct(self, coarse, lo: np.ndarray, hi: np.ndarray, dt: float) -> float:
-        """One coarse-grid correction of the region [lo, hi) (see :mod:`.multigrid`); its largest size (K)."""
+        """One coarse-grid correction of the region [lo, hi) (see :mod:`.multigrid`); the largest
+        temperature change (K) it made."""
         top = coarse.levels[0]
         cells = int(np.prod(hi - lo))
         mg.kernel("fine_residual", cells)(
@@ -608,11 +609,12 @@ class Simulation:
         coarse.build()
         alpha = coarse.cycle()
         mg.kernel("apply_correction", cells)(
-            self.T, self.H, self.mat, self.fixed, self.props, lo, hi, top["e"], alpha
+            self.T, self.H, self.mat, self.fixed, self.props, lo, hi, top["e"], alpha, self._change
         )
         self.corrections += 1
         self.voxel_updates += cells
-        return alpha * float(np.abs(top["e"]).max())
+        # What the correction moved (a voxel at a phase boundary takes none of it: the sweeps settle it).
+        return float(self._change[lo[0] : hi[0]].max())
 
     def _local_sweeps(self, lo, hi, move_lo, move_hi, dt: float) -> None:
         """Sweep the part of the box that still moves (plus a margin) until it settles or grows."""
