@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
+from numba.typed import List
 
 from .kernels import CF, CU, HL, QM, TB, TL, TS, W, liquid_fraction, temperature_of
 
@@ -47,13 +48,15 @@ def _slope(h, props, m):
 
 
 def _fine_residual(
-    T, H, Hold, link, mat, fixed, coupled, g, gT, q, props, lo, hi, size, dt, r, cap, lx, ly, lz
+    T, H, Hold, link, mat, fixed, check_fixed, coupled, g, gT, q, props, lo, hi, size, dt, r, cap, lx, ly, lz
 ):
     """Residual of the step and the Galerkin operator of the first coarse level (2×2×2 aggregates).
 
     r, cap, lx, ly, lz have the shape of the first coarse level (ceil(box / 2)) and are overwritten:
     r = Σ residual (J/m³ summed over the aggregate's voxels), cap = Σ (dH/dT + dt·(g + perfusion +
     conductances to held voxels)), l_axis = dt·Σ conductances crossing the aggregate's upper face.
+    ``check_fixed`` False says that no voxel of the region and its shell is held (the usual case),
+    so that the neighbours' ``fixed`` flags need not be read.
     """
     nx, ny, nz = size[0], size[1], size[2]
     cx, cy, cz = r.shape
@@ -82,36 +85,36 @@ def _fine_residual(
                     if i > 0:
                         a = link[0, i - 1, j, k]
                         flux += a * (T[i - 1, j, k] - t)
-                        if i - 1 < lo[0] or fixed[i - 1, j, k] != 0:
+                        if i - 1 < lo[0] or (check_fixed and fixed[i - 1, j, k] != 0):
                             held += a
                     if i < nx - 1:
                         a = link[0, i, j, k]
                         flux += a * (T[i + 1, j, k] - t)
-                        if i + 1 >= hi[0] or fixed[i + 1, j, k] != 0:
+                        if i + 1 >= hi[0] or (check_fixed and fixed[i + 1, j, k] != 0):
                             held += a
                         elif odd_i:
                             lx[ci, cj, ck] += dt * a
                     if j > 0:
                         a = link[1, i, j - 1, k]
                         flux += a * (T[i, j - 1, k] - t)
-                        if j - 1 < lo[1] or fixed[i, j - 1, k] != 0:
+                        if j - 1 < lo[1] or (check_fixed and fixed[i, j - 1, k] != 0):
                             held += a
                     if j < ny - 1:
                         a = link[1, i, j, k]
                         flux += a * (T[i, j + 1, k] - t)
-                        if j + 1 >= hi[1] or fixed[i, j + 1, k] != 0:
+                        if j + 1 >= hi[1] or (check_fixed and fixed[i, j + 1, k] != 0):
                             held += a
                         elif odd_j:
                             ly[ci, cj, ck] += dt * a
                     if k > 0:
                         a = link[2, i, j, k - 1]
                         flux += a * (T[i, j, k - 1] - t)
-                        if k - 1 < lo[2] or fixed[i, j, k - 1] != 0:
+                        if k - 1 < lo[2] or (check_fixed and fixed[i, j, k - 1] != 0):
                             held += a
                     if k < nz - 1:
                         a = link[2, i, j, k]
                         flux += a * (T[i, j, k + 1] - t)
-                        if k + 1 >= hi[2] or fixed[i, j, k + 1] != 0:
+                        if k + 1 >= hi[2] or (check_fixed and fixed[i, j, k + 1] != 0):
                             held += a
                         elif odd_k:
                             lz[ci, cj, ck] += dt * a
@@ -308,8 +311,49 @@ def kernel(name: str, cells: int):
     return parallel if cells >= PARALLEL_MIN_CELLS else serial
 
 
+_smooth_serial = _KERNELS["smooth"][1]
+_restrict_serial = _KERNELS["restrict_residual"][1]
+_prolong_serial = _KERNELS["prolong_add"][1]
+_coarsen_serial = _KERNELS["coarsen"][1]
+
+
+@njit(cache=True)
+def _coarsen_levels(start, cap, lx, ly, lz):
+    """Galerkin operators of levels start+1… from level start's, in one call (small grids)."""
+    for level in range(start, len(cap) - 1):
+        _coarsen_serial(
+            cap[level], lx[level], ly[level], lz[level],
+            cap[level + 1], lx[level + 1], ly[level + 1], lz[level + 1],
+        )  # fmt: skip
+
+
+@njit(cache=True)
+def _vcycle_levels(start, e, r, cap, lx, ly, lz, pre, post, coarsest):
+    """The V-cycle from level ``start`` down, in one call: a call from Python costs more than the
+    work on the small coarse grids."""
+    last = len(e) - 1
+    for level in range(start, last + 1):
+        e[level][...] = 0.0
+        for _ in range(coarsest if level == last else pre):
+            for color in range(2):
+                _smooth_serial(color, e[level], r[level], cap[level], lx[level], ly[level], lz[level])
+        if level < last:
+            _restrict_serial(e[level], r[level], cap[level], lx[level], ly[level], lz[level], r[level + 1])
+    for level in range(last - 1, start - 1, -1):
+        er, eae = energy_step(
+            e[level + 1], r[level + 1], cap[level + 1], lx[level + 1], ly[level + 1], lz[level + 1]
+        )
+        if eae > 0.0 and er > 0.0:
+            _prolong_serial(e[level], e[level + 1], er / eae)
+        for _ in range(post):
+            for color in (1, 0):
+                _smooth_serial(color, e[level], r[level], cap[level], lx[level], ly[level], lz[level])
+
+
 class CoarseLevels:
-    """The coarse grids of one active box, reallocated when the box changes."""
+    """The coarse grids of one region, reallocated when the region's shape changes."""
+
+    NAMES = ("r", "e", "cap", "lx", "ly", "lz")
 
     def __init__(self, box_shape):
         self.box_shape = tuple(int(n) for n in box_shape)
@@ -318,7 +362,14 @@ class CoarseLevels:
         # Axes are halved until the coarsest grid has a few cells; a thin axis stays at one cell.
         while np.prod(shape) > MAX_COARSEST_CELLS and len(self.levels) < MAX_LEVELS:
             shape = tuple((n + 1) // 2 for n in shape)
-            self.levels.append({name: np.zeros(shape) for name in ("r", "e", "cap", "lx", "ly", "lz")})
+            self.levels.append({name: np.zeros(shape) for name in self.NAMES})
+        # The same arrays as typed lists, for the kernels that work on all levels in one call.
+        self._lists = {name: List([level[name] for level in self.levels]) for name in self.NAMES}
+        # Levels worked one call at a time (parallel kernels), then the rest in one call.
+        self._first_small = next(
+            (n for n, level in enumerate(self.levels) if level["e"].size < PARALLEL_MIN_CELLS),
+            len(self.levels),
+        )
 
     def __bool__(self) -> bool:
         return bool(self.levels)
@@ -333,13 +384,23 @@ class CoarseLevels:
 
     def build(self) -> None:
         """Coarser operators from the first level's (filled by :func:`fine_residual`)."""
-        for finer, coarser in zip(self.levels[:-1], self.levels[1:], strict=True):
+        small = self._first_small
+        for finer, coarser in zip(self.levels[: max(small - 1, 0)], self.levels[1:small], strict=True):
             kernel("coarsen", finer["cap"].size)(
                 finer["cap"], finer["lx"], finer["ly"], finer["lz"],
                 coarser["cap"], coarser["lx"], coarser["ly"], coarser["lz"],
             )  # fmt: skip
+        lists = self._lists
+        _coarsen_levels(max(small - 1, 0), lists["cap"], lists["lx"], lists["ly"], lists["lz"])
 
     def _vcycle(self, index: int, pre: int, post: int) -> None:
+        if index >= self._first_small:
+            lists = self._lists
+            _vcycle_levels(
+                index, lists["e"], lists["r"], lists["cap"], lists["lx"], lists["ly"], lists["lz"],
+                pre, post, COARSEST_SWEEPS,
+            )  # fmt: skip
+            return
         level = self.levels[index]
         e, r, cap, lx, ly, lz = (level[name] for name in ("e", "r", "cap", "lx", "ly", "lz"))
         e[...] = 0.0

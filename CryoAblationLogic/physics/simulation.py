@@ -602,9 +602,14 @@ class Simulation:
         temperature change (K) it made."""
         top = coarse.levels[0]
         cells = int(np.prod(hi - lo))
+        shell_lo, shell_hi = np.maximum(lo - 1, 0), np.minimum(hi + 1, self.size)
+        check_fixed = bool(
+            self.fixed[shell_lo[0] : shell_hi[0], shell_lo[1] : shell_hi[1], shell_lo[2] : shell_hi[2]].any()
+        )
         mg.kernel("fine_residual", cells)(
-            self.T, self.H, self.Hold, self.link, self.mat, self.fixed, self.coupled, self.g, self.gT, self.q,
-            self.props, lo, hi, self.size, dt, top["r"], top["cap"], top["lx"], top["ly"], top["lz"],
+            self.T, self.H, self.Hold, self.link, self.mat, self.fixed, check_fixed, self.coupled, self.g,
+            self.gT, self.q, self.props, lo, hi, self.size, dt, top["r"], top["cap"], top["lx"], top["ly"],
+            top["lz"],
         )  # fmt: skip
         coarse.build()
         alpha = coarse.cycle()
