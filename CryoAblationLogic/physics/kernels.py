@@ -9,9 +9,11 @@ Per voxel P the discrete energy balance of one time step dt is
 heat, f_l the liquid fraction, q an imposed source). With the neighbours and the coefficients held,
 it is one monotone piecewise-linear equation in H_P that is solved exactly; sweeping it over the
 grid in red-black order is a nonlinear Gauss–Seidel (SOR) solve of the implicit step, unconditionally
-stable, so the time step is chosen for accuracy only.
+stable, so the time step is chosen for accuracy only (:mod:`.multigrid` removes the smooth part of
+the error that the sweeps remove slowly).
 
-Fields are float32 [i, j, k]; arithmetic is float64. Only the active box [lo, hi) is updated.
+Fields and conductances are float32 [i, j, k]; arithmetic is float64. Only the given region
+[lo, hi) is updated, the voxels around it are held.
 Cells with ``fixed`` = 1 (fixed faces) or 2 (inside a sphere source) are held; links into sphere
 cells are replaced by the sub-voxel coupling in g (so they are skipped here).
 """

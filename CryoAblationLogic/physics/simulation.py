@@ -2,12 +2,12 @@
 
 Scheme (see :mod:`.kernels`): implicit (backward-Euler) enthalpy steps of the Pennes bioheat
 equation with phase change, solved by red-black nonlinear Gauss–Seidel sweeps, accelerated by
-coarse-grid corrections (:mod:`.multigrid`), until the largest temperature change of a sweep is below
-``tolerance_c``. Being implicit, a step is stable at any size; the step is chosen for accuracy
-(``max_dt_s``, by default proportional to the voxel size) and starts small whenever a probe changes
-state. The step size and the tolerance are checked against runs with much smaller values in
-Testing/physics/test_simulation_api.py. Work is confined to an active box of voxels that have departed from
-their basal (probe-free) state; outside it every voxel follows the analytic basal history of its
+coarse-grid corrections (:mod:`.multigrid`), until neither a sweep nor a correction changes any
+voxel by ``tolerance_c``. Being implicit, a step is stable at any size; the step is chosen for
+accuracy (``max_dt_s``, by default proportional to the voxel size) and starts small whenever a
+probe changes state. The step size and the tolerance are checked against runs with much smaller
+values in Testing/physics/test_multigrid.py. Work is confined to an active box of voxels that have
+departed from their basal (probe-free) state; outside it every voxel follows the analytic basal history of its
 material (perfusion and metabolic heat only), and the box grows as the cold spreads.
 
 Results are deterministic for identical input: the sweep order and the reductions are fixed.
@@ -51,7 +51,7 @@ MAX_CORRECTIONS_PER_STEP = 20
 FIRST_STEP_FRACTION = 16.0
 STEP_GROWTH = 1.5
 REGION_MARGIN_VOXELS = 4  # around the voxels that still move, converged together with them
-PARALLEL_MIN_VOXELS = 60_000  # smaller boxes are swept by one thread
+PARALLEL_MIN_VOXELS = 60_000  # smaller regions are swept by one thread
 
 
 class SimulationCancelled(Exception):
@@ -622,7 +622,8 @@ class Simulation:
         return float(self._change[lo[0] : hi[0]].max())
 
     def _local_sweeps(self, lo, hi, move_lo, move_hi, dt: float) -> None:
-        """Sweep the part of the box that still moves (plus a margin) until it settles or grows."""
+        """Sweep the part of the region [lo, hi) that still moves (plus a margin) until it settles or
+        spreads over more than half of the region."""
         margin = 2
         for _ in range(MAX_SWEEPS):
             sub_lo = np.maximum(move_lo - margin, lo)
