@@ -171,7 +171,6 @@ class Simulation:
         self.omega = omega
         self.coarse_correction = coarse_correction
         self._coarse = None  # multigrid.CoarseLevels of the region being converged
-        self._last_region = None  # (lo, hi) of the region the last step converged
         self.corrections = 0
         self.size = np.asarray(grid.size, dtype=np.int64)
         spacing_m = np.asarray(grid.spacing_mm) * 1e-3
@@ -555,38 +554,29 @@ class Simulation:
         """
         lo, hi = self.lo, self.hi
         margin = REGION_MARGIN_VOXELS
-        if self._last_region is not None:
-            # Start where the last step still moved: it usually moves again (sweeps of the whole box
-            # follow and check), and a region that has come to rest is dropped.
-            region_lo = np.maximum(self._last_region[0], lo)
-            region_hi = np.minimum(self._last_region[1], hi)
-            if not self._converge_region(region_lo, region_hi, dt):
-                self._last_region = None
         for _ in range(MAX_SWEEPS):
             largest, move_lo, move_hi = self._sweep(lo, hi, dt)
             if largest < self.tolerance_c:
                 return
             region_lo = np.maximum(move_lo - margin, lo)
             region_hi = np.minimum(move_hi + margin, hi)
-            self._last_region = (region_lo, region_hi)
             self._converge_region(region_lo, region_hi, dt)
 
-    def _converge_region(self, lo: np.ndarray, hi: np.ndarray, dt: float) -> bool:
-        """Converge the region [lo, hi) with the rest held; False if it was at rest already."""
+    def _converge_region(self, lo: np.ndarray, hi: np.ndarray, dt: float) -> None:
+        """Converge the region [lo, hi) with the rest held."""
         coarse = self._coarse_levels(lo, hi)
         smooth_error = math.inf if coarse else 0.0
         corrections = 0
-        for iteration in range(MAX_SWEEPS):
+        for _ in range(MAX_SWEEPS):
             if smooth_error >= self.tolerance_c and corrections < MAX_CORRECTIONS_PER_STEP:
                 smooth_error = self._correct(coarse, lo, hi, dt)
                 corrections += 1
             largest, move_lo, move_hi = self._sweep(lo, hi, dt)
             if largest < self.tolerance_c and smooth_error < self.tolerance_c:
-                return iteration > 0
+                return
             if smooth_error < self.tolerance_c or corrections >= MAX_CORRECTIONS_PER_STEP:
                 self._local_sweeps(lo, hi, move_lo, move_hi, dt)
                 smooth_error = math.inf if coarse and corrections < MAX_CORRECTIONS_PER_STEP else 0.0
-        return True
 
     def _coarse_levels(self, lo: np.ndarray, hi: np.ndarray):
         """The coarse grids for a region of this shape (kept while the shape repeats); None if off."""
