@@ -311,43 +311,72 @@ def kernel(name: str, cells: int):
     return parallel if cells >= PARALLEL_MIN_CELLS else serial
 
 
-_smooth_serial = _KERNELS["smooth"][1]
-_restrict_serial = _KERNELS["restrict_residual"][1]
-_prolong_serial = _KERNELS["prolong_add"][1]
-_coarsen_serial = _KERNELS["coarsen"][1]
+_smooth_parallel, _smooth_serial = _KERNELS["smooth"]
+_restrict_parallel, _restrict_serial = _KERNELS["restrict_residual"]
+_prolong_parallel, _prolong_serial = _KERNELS["prolong_add"]
+_coarsen_parallel, _coarsen_serial = _KERNELS["coarsen"]
+
+
+# All levels in one call each (a call from Python costs more than the work on a small coarse grid),
+# each level by the parallel or the serial kernel as its size asks, as :func:`kernel` chooses.
 
 
 @njit(cache=True)
-def _coarsen_levels(start, cap, lx, ly, lz):
-    """Galerkin operators of levels start+1… from level start's, in one call (small grids)."""
-    for level in range(start, len(cap) - 1):
-        _coarsen_serial(
-            cap[level], lx[level], ly[level], lz[level],
-            cap[level + 1], lx[level + 1], ly[level + 1], lz[level + 1],
-        )  # fmt: skip
+def _smooth_level(color, e, r, cap, lx, ly, lz):
+    if e.size >= PARALLEL_MIN_CELLS:
+        _smooth_parallel(color, e, r, cap, lx, ly, lz)
+    else:
+        _smooth_serial(color, e, r, cap, lx, ly, lz)
 
 
 @njit(cache=True)
-def _vcycle_levels(start, e, r, cap, lx, ly, lz, pre, post, coarsest):
-    """The V-cycle from level ``start`` down, in one call: a call from Python costs more than the
-    work on the small coarse grids."""
+def _coarsen_levels(cap, lx, ly, lz):
+    """Galerkin operators of all coarser levels from the first level's."""
+    for level in range(len(cap) - 1):
+        if cap[level].size >= PARALLEL_MIN_CELLS:
+            _coarsen_parallel(
+                cap[level], lx[level], ly[level], lz[level],
+                cap[level + 1], lx[level + 1], ly[level + 1], lz[level + 1],
+            )  # fmt: skip
+        else:
+            _coarsen_serial(
+                cap[level], lx[level], ly[level], lz[level],
+                cap[level + 1], lx[level + 1], ly[level + 1], lz[level + 1],
+            )  # fmt: skip
+
+
+@njit(cache=True)
+def _vcycle_levels(e, r, cap, lx, ly, lz, pre, post, coarsest):
+    """A V-cycle from the first level down: red-black sweeps, residuals restricted to the next
+    level, the coarsest solved by ``coarsest`` sweeps, corrections prolonged back up (each scaled to
+    its energy optimum) and smoothed again."""
     last = len(e) - 1
-    for level in range(start, last + 1):
+    for level in range(last + 1):
         e[level][...] = 0.0
         for _ in range(coarsest if level == last else pre):
             for color in range(2):
-                _smooth_serial(color, e[level], r[level], cap[level], lx[level], ly[level], lz[level])
+                _smooth_level(color, e[level], r[level], cap[level], lx[level], ly[level], lz[level])
         if level < last:
-            _restrict_serial(e[level], r[level], cap[level], lx[level], ly[level], lz[level], r[level + 1])
-    for level in range(last - 1, start - 1, -1):
+            if e[level].size >= PARALLEL_MIN_CELLS:
+                _restrict_parallel(
+                    e[level], r[level], cap[level], lx[level], ly[level], lz[level], r[level + 1]
+                )
+            else:
+                _restrict_serial(
+                    e[level], r[level], cap[level], lx[level], ly[level], lz[level], r[level + 1]
+                )
+    for level in range(last - 1, -1, -1):
         er, eae = energy_step(
             e[level + 1], r[level + 1], cap[level + 1], lx[level + 1], ly[level + 1], lz[level + 1]
         )
         if eae > 0.0 and er > 0.0:
-            _prolong_serial(e[level], e[level + 1], er / eae)
+            if e[level].size >= PARALLEL_MIN_CELLS:
+                _prolong_parallel(e[level], e[level + 1], er / eae)
+            else:
+                _prolong_serial(e[level], e[level + 1], er / eae)
         for _ in range(post):
             for color in (1, 0):
-                _smooth_serial(color, e[level], r[level], cap[level], lx[level], ly[level], lz[level])
+                _smooth_level(color, e[level], r[level], cap[level], lx[level], ly[level], lz[level])
 
 
 class CoarseLevels:
@@ -365,11 +394,6 @@ class CoarseLevels:
             self.levels.append({name: np.zeros(shape) for name in self.NAMES})
         # The same arrays as typed lists, for the kernels that work on all levels in one call.
         self._lists = {name: List([level[name] for level in self.levels]) for name in self.NAMES}
-        # Levels worked one call at a time (parallel kernels), then the rest in one call.
-        self._first_small = next(
-            (n for n, level in enumerate(self.levels) if level["e"].size < PARALLEL_MIN_CELLS),
-            len(self.levels),
-        )
 
     def __bool__(self) -> bool:
         return bool(self.levels)
@@ -377,48 +401,16 @@ class CoarseLevels:
     def cycle(self, pre: int = 2, post: int = 2) -> float:
         """Solve the first coarse level's system by a V-cycle; return the energy-optimal scale
         of its correction."""
-        self._vcycle(0, pre, post)
+        lists = self._lists
+        _vcycle_levels(
+            lists["e"], lists["r"], lists["cap"], lists["lx"], lists["ly"], lists["lz"], pre, post,
+            COARSEST_SWEEPS,
+        )  # fmt: skip
         top = self.levels[0]
         er, eae = energy_step(top["e"], top["r"], top["cap"], top["lx"], top["ly"], top["lz"])
         return er / eae if eae > 0.0 and er > 0.0 else 0.0
 
     def build(self) -> None:
         """Coarser operators from the first level's (filled by :func:`fine_residual`)."""
-        small = self._first_small
-        for finer, coarser in zip(self.levels[: max(small - 1, 0)], self.levels[1:small], strict=True):
-            kernel("coarsen", finer["cap"].size)(
-                finer["cap"], finer["lx"], finer["ly"], finer["lz"],
-                coarser["cap"], coarser["lx"], coarser["ly"], coarser["lz"],
-            )  # fmt: skip
         lists = self._lists
-        _coarsen_levels(max(small - 1, 0), lists["cap"], lists["lx"], lists["ly"], lists["lz"])
-
-    def _vcycle(self, index: int, pre: int, post: int) -> None:
-        if index >= self._first_small:
-            lists = self._lists
-            _vcycle_levels(
-                index, lists["e"], lists["r"], lists["cap"], lists["lx"], lists["ly"], lists["lz"],
-                pre, post, COARSEST_SWEEPS,
-            )  # fmt: skip
-            return
-        level = self.levels[index]
-        e, r, cap, lx, ly, lz = (level[name] for name in ("e", "r", "cap", "lx", "ly", "lz"))
-        e[...] = 0.0
-        last = index == len(self.levels) - 1
-        smooth = kernel("smooth", e.size)
-        for _ in range(COARSEST_SWEEPS if last else pre):
-            smooth(0, e, r, cap, lx, ly, lz)
-            smooth(1, e, r, cap, lx, ly, lz)
-        if last:
-            return
-        coarser = self.levels[index + 1]
-        kernel("restrict_residual", e.size)(e, r, cap, lx, ly, lz, coarser["r"])
-        self._vcycle(index + 1, pre, post)
-        er, eae = energy_step(
-            coarser["e"], coarser["r"], coarser["cap"], coarser["lx"], coarser["ly"], coarser["lz"]
-        )
-        if eae > 0.0 and er > 0.0:
-            kernel("prolong_add", e.size)(e, coarser["e"], er / eae)
-        for _ in range(post):
-            smooth(1, e, r, cap, lx, ly, lz)
-            smooth(0, e, r, cap, lx, ly, lz)
+        _coarsen_levels(lists["cap"], lists["lx"], lists["ly"], lists["lz"])
