@@ -172,9 +172,9 @@ def _sor_sweep(
 ):
     """One half-sweep (cells with (i+j+k) % 2 == color) over [lo, hi).
 
-    change[i] gets the largest |ΔT| of plane i and bounds[i] = (jmin, jmax, kmin, kmax) of the rows
-    of plane i where a cell changed by more than ``tol`` (empty: jmin > jmax; the k range is the
-    region's), so that further sweeps can be confined to where the solution still moves. A region
+    change[i] gets the largest |ΔT| of plane i and bounds[i] = (jmin, jmax) of the rows of plane i
+    where a cell changed by more than ``tol`` (empty: jmin > jmax), so that further sweeps can be
+    confined to where the solution still moves. A region
     that does not touch the domain faces skips their checks (the compiler takes the test out of the
     inner loop): about a sixth faster.
     """
@@ -263,8 +263,6 @@ def _sor_sweep(
         change[i] = largest
         bounds[i, 0] = jmin
         bounds[i, 1] = jmax
-        bounds[i, 2] = lo[2]
-        bounds[i, 3] = hi[2] - 1
 
 
 def _finish_step(T, H, Hold, Tmin, link, mat, fixed, coupled, g, gT, q, props, lo, hi, size, dt, sums):
@@ -373,7 +371,8 @@ def _update_temperature(T, H, Tmin, mat, fixed, props, lo, hi, levels, counts):
 
 @njit(cache=True)
 def moving_region(change, bounds, lo, hi, move_lo, move_hi):
-    """Largest change of a half-sweep over [lo, hi); widen [move_lo, move_hi) to its moving cells."""
+    """Largest change of a half-sweep over [lo, hi); widen [move_lo, move_hi) to its moving rows
+    (the k range of a moving row is the region's)."""
     largest = 0.0
     for i in range(lo[0], hi[0]):
         largest = max(largest, change[i])
@@ -382,8 +381,8 @@ def moving_region(change, bounds, lo, hi, move_lo, move_hi):
             move_hi[0] = max(move_hi[0], i + 1)
             move_lo[1] = min(move_lo[1], bounds[i, 0])
             move_hi[1] = max(move_hi[1], bounds[i, 1] + 1)
-            move_lo[2] = min(move_lo[2], bounds[i, 2])
-            move_hi[2] = max(move_hi[2], bounds[i, 3] + 1)
+            move_lo[2] = lo[2]
+            move_hi[2] = hi[2]
     return largest
 
 

@@ -389,7 +389,7 @@ class Simulation:
             self.lo = np.zeros(3, dtype=np.int64)
             self.hi = np.zeros(3, dtype=np.int64)
         self._change = np.zeros(int(size[0]))
-        self._bounds = np.zeros((int(size[0]), 4), dtype=np.int64)
+        self._bounds = np.zeros((int(size[0]), 2), dtype=np.int64)
         self._sums = np.zeros((int(size[0]), 6))
         self._counts = np.zeros((int(size[0]), max(len(self.case.outputs.isotherms_c), 1)), dtype=np.int64)
 
@@ -567,9 +567,14 @@ class Simulation:
         coarse = self._coarse_levels(lo, hi)
         smooth_error = math.inf if coarse else 0.0
         corrections = 0
+        # Whether a voxel of the region or its shell is held (the residual then reads the flags).
+        shell_lo, shell_hi = np.maximum(lo - 1, 0), np.minimum(hi + 1, self.size)
+        check_fixed = bool(
+            self.fixed[shell_lo[0] : shell_hi[0], shell_lo[1] : shell_hi[1], shell_lo[2] : shell_hi[2]].any()
+        )
         for _ in range(MAX_SWEEPS):
             if smooth_error >= self.tolerance_c and corrections < MAX_CORRECTIONS_PER_STEP:
-                smooth_error = self._correct(coarse, lo, hi, dt)
+                smooth_error = self._correct(coarse, lo, hi, dt, check_fixed)
                 corrections += 1
             largest, move_lo, move_hi = self._sweep(lo, hi, dt)
             if largest < self.tolerance_c and smooth_error < self.tolerance_c:
@@ -587,15 +592,11 @@ class Simulation:
             self._coarse = mg.CoarseLevels(shape)
         return self._coarse if self._coarse else None
 
-    def _correct(self, coarse, lo: np.ndarray, hi: np.ndarray, dt: float) -> float:
+    def _correct(self, coarse, lo: np.ndarray, hi: np.ndarray, dt: float, check_fixed: bool) -> float:
         """One coarse-grid correction of the region [lo, hi) (see :mod:`.multigrid`); the largest
         temperature change (K) it made."""
         top = coarse.levels[0]
         cells = int(np.prod(hi - lo))
-        shell_lo, shell_hi = np.maximum(lo - 1, 0), np.minimum(hi + 1, self.size)
-        check_fixed = bool(
-            self.fixed[shell_lo[0] : shell_hi[0], shell_lo[1] : shell_hi[1], shell_lo[2] : shell_hi[2]].any()
-        )
         mg.kernel("fine_residual", cells)(
             self.T, self.H, self.Hold, self.link, self.mat, self.fixed, check_fixed, self.coupled, self.g,
             self.gT, self.q, self.props, lo, hi, self.size, dt, top["r"], top["cap"], top["lx"], top["ly"],
