@@ -27,7 +27,7 @@ import numpy as np
 from numba import njit, prange
 from numba.typed import List
 
-from .kernels import CF, CU, HL, QM, TB, TL, TS, W, liquid_fraction, temperature_of
+from .kernels import CF, CU, HL, QM, TB, TL, TS, W, enthalpy_of, liquid_fraction, temperature_of
 
 COARSEST_SWEEPS = 12
 MAX_COARSEST_CELLS = 64
@@ -270,15 +270,15 @@ def _apply_correction(T, H, mat, fixed, props, lo, hi, ec, alpha, moved):
                 t = T[i, j, k] + alpha * ec[ci, cj, (k - lo[2]) >> 1]
                 if h <= 0.0:
                     t = min(t, props[m, TS])
-                    h = props[m, CF] * (t - props[m, TS])
+                    h = enthalpy_of(t, props, m)
                 elif h >= props[m, HL]:
                     t = max(t, props[m, TL])
-                    h = props[m, HL] + props[m, CU] * (t - props[m, TL])
-                else:
-                    t = min(max(t, props[m, TS]), props[m, TL])
-                    width = props[m, TL] - props[m, TS]
-                    h = props[m, HL] * (t - props[m, TS]) / width if width > 0.0 else h
+                    h = enthalpy_of(t, props, m)
+                elif props[m, TL] > props[m, TS]:
+                    h = enthalpy_of(min(max(t, props[m, TS]), props[m, TL]), props, m)
                     t = temperature_of(h, props, m)
+                else:
+                    t = props[m, TS]  # on a sharp front's plateau: only the sweeps move it
                 largest = max(largest, abs(t - T[i, j, k]))
                 H[i, j, k] = h
                 T[i, j, k] = t
