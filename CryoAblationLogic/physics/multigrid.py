@@ -48,13 +48,40 @@ def _slope(h, props, m):
 
 
 def _fine_residual(
-    T, H, Hold, link, mat, fixed, check_fixed, coupled, g, gT, q, props, lo, hi, size, dt, r, cap, lx, ly, lz
+    T,
+    H,
+    Hold,
+    link,
+    mat,
+    fixed,
+    check_fixed,
+    coupled,
+    g,
+    gT,
+    q,
+    props,
+    lo,
+    hi,
+    size,
+    dt,
+    solved_parity,
+    with_links,
+    r,
+    cap,
+    lx,
+    ly,
+    lz,
 ):
     """Residual of the step and the Galerkin operator of the first coarse level (2×2×2 aggregates).
 
-    r, cap, lx, ly, lz have the shape of the first coarse level (ceil(box / 2)) and are overwritten:
-    r = Σ residual (J/m³ summed over the aggregate's voxels), cap = Σ (dH/dT + dt·(g + perfusion +
-    conductances to held voxels)), l_axis = dt·Σ conductances crossing the aggregate's upper face.
+    r, cap, lx, ly, lz have the shape of the first coarse level (ceil(box / 2)); r and cap are
+    overwritten: r = Σ residual (J/m³ summed over the aggregate's voxels), cap = Σ (dH/dT + dt·(g +
+    perfusion + conductances to held voxels)). With ``with_links`` l_axis = dt·Σ conductances crossing
+    the aggregate's upper face is rebuilt too; otherwise it is kept (the conductances are fixed for a
+    step, so a region's links are built at its first correction only).
+    ``solved_parity`` 0 or 1 says that the voxels with (i + j + k) % 2 == solved_parity were the last
+    ones a sweep over the whole region solved: their residual is zero (each is solved exactly with its
+    neighbours as they are now), so only the other half is summed; −1 sums all.
     ``check_fixed`` False says that no voxel of the region and its shell is held (the usual case),
     so that the neighbours' ``fixed`` flags need not be read.
     """
@@ -65,73 +92,76 @@ def _fine_residual(
             for ck in range(cz):
                 r[ci, cj, ck] = 0.0
                 cap[ci, cj, ck] = 0.0
-                lx[ci, cj, ck] = 0.0
-                ly[ci, cj, ck] = 0.0
-                lz[ci, cj, ck] = 0.0
+                if with_links:
+                    lx[ci, cj, ck] = 0.0
+                    ly[ci, cj, ck] = 0.0
+                    lz[ci, cj, ck] = 0.0
         for i in range(lo[0] + 2 * ci, min(lo[0] + 2 * ci + 2, hi[0])):
             odd_i = ((i - lo[0]) & 1) == 1
+            edge_i = i == lo[0] or i == hi[0] - 1
             for j in range(lo[1], hi[1]):
                 cj = (j - lo[1]) >> 1
                 odd_j = ((j - lo[1]) & 1) == 1
+                edge_ij = edge_i or j == lo[1] or j == hi[1] - 1
                 for k in range(lo[2], hi[2]):
                     if fixed[i, j, k] != 0:
                         continue
                     ck = (k - lo[2]) >> 1
-                    odd_k = ((k - lo[2]) & 1) == 1
                     m = mat[i, j, k]
-                    t = T[i, j, k]
-                    flux = 0.0
-                    held = 0.0
-                    if i > 0:
-                        a = link[0, i - 1, j, k]
-                        flux += a * (T[i - 1, j, k] - t)
-                        if i - 1 < lo[0] or (check_fixed and fixed[i - 1, j, k] != 0):
-                            held += a
-                    if i < nx - 1:
-                        a = link[0, i, j, k]
-                        flux += a * (T[i + 1, j, k] - t)
-                        if i + 1 >= hi[0] or (check_fixed and fixed[i + 1, j, k] != 0):
-                            held += a
-                        elif odd_i:
-                            lx[ci, cj, ck] += dt * a
-                    if j > 0:
-                        a = link[1, i, j - 1, k]
-                        flux += a * (T[i, j - 1, k] - t)
-                        if j - 1 < lo[1] or (check_fixed and fixed[i, j - 1, k] != 0):
-                            held += a
-                    if j < ny - 1:
-                        a = link[1, i, j, k]
-                        flux += a * (T[i, j + 1, k] - t)
-                        if j + 1 >= hi[1] or (check_fixed and fixed[i, j + 1, k] != 0):
-                            held += a
-                        elif odd_j:
-                            ly[ci, cj, ck] += dt * a
-                    if k > 0:
-                        a = link[2, i, j, k - 1]
-                        flux += a * (T[i, j, k - 1] - t)
-                        if k - 1 < lo[2] or (check_fixed and fixed[i, j, k - 1] != 0):
-                            held += a
-                    if k < nz - 1:
-                        a = link[2, i, j, k]
-                        flux += a * (T[i, j, k + 1] - t)
-                        if k + 1 >= hi[2] or (check_fixed and fixed[i, j, k + 1] != 0):
-                            held += a
-                        elif odd_k:
-                            lz[ci, cj, ck] += dt * a
                     h = H[i, j, k]
                     fl = liquid_fraction(h, props, m)
                     w = props[m, W] * fl
-                    g_c = 0.0
+                    g_c = g[i, j, k] if coupled[i, j, k] != 0 else 0.0
+                    held = 0.0
+                    # Links to voxels outside the region or held: on the region's surface, or anywhere
+                    # when a held voxel lies in or next to the region.
+                    if check_fixed or edge_ij or k == lo[2] or k == hi[2] - 1:
+                        if i > 0 and (i - 1 < lo[0] or (check_fixed and fixed[i - 1, j, k] != 0)):
+                            held += link[0, i - 1, j, k]
+                        if i < nx - 1 and (i + 1 >= hi[0] or (check_fixed and fixed[i + 1, j, k] != 0)):
+                            held += link[0, i, j, k]
+                        if j > 0 and (j - 1 < lo[1] or (check_fixed and fixed[i, j - 1, k] != 0)):
+                            held += link[1, i, j - 1, k]
+                        if j < ny - 1 and (j + 1 >= hi[1] or (check_fixed and fixed[i, j + 1, k] != 0)):
+                            held += link[1, i, j, k]
+                        if k > 0 and (k - 1 < lo[2] or (check_fixed and fixed[i, j, k - 1] != 0)):
+                            held += link[2, i, j, k - 1]
+                        if k < nz - 1 and (k + 1 >= hi[2] or (check_fixed and fixed[i, j, k + 1] != 0)):
+                            held += link[2, i, j, k]
+                    cap[ci, cj, ck] += _slope(h, props, m) + dt * (g_c + w + held)
+                    if with_links:
+                        if odd_i and i + 1 < hi[0] and not (check_fixed and fixed[i + 1, j, k] != 0):
+                            lx[ci, cj, ck] += dt * link[0, i, j, k]
+                        if odd_j and j + 1 < hi[1] and not (check_fixed and fixed[i, j + 1, k] != 0):
+                            ly[ci, cj, ck] += dt * link[1, i, j, k]
+                        odd_k = ((k - lo[2]) & 1) == 1
+                        if odd_k and k + 1 < hi[2] and not (check_fixed and fixed[i, j, k + 1] != 0):
+                            lz[ci, cj, ck] += dt * link[2, i, j, k]
+                    if ((i + j + k) & 1) == solved_parity:
+                        continue
+                    t = T[i, j, k]
+                    flux = 0.0
+                    if i > 0:
+                        flux += link[0, i - 1, j, k] * (T[i - 1, j, k] - t)
+                    if i < nx - 1:
+                        flux += link[0, i, j, k] * (T[i + 1, j, k] - t)
+                    if j > 0:
+                        flux += link[1, i, j - 1, k] * (T[i, j - 1, k] - t)
+                    if j < ny - 1:
+                        flux += link[1, i, j, k] * (T[i, j + 1, k] - t)
+                    if k > 0:
+                        flux += link[2, i, j, k - 1] * (T[i, j, k - 1] - t)
+                    if k < nz - 1:
+                        flux += link[2, i, j, k] * (T[i, j, k + 1] - t)
                     source = fl * props[m, QM] + w * (props[m, TB] - t)
                     if coupled[i, j, k] != 0:
-                        g_c = g[i, j, k]
                         source += gT[i, j, k] - g_c * t + q[i, j, k]
                     r[ci, cj, ck] += Hold[i, j, k] + dt * (flux + source) - h
-                    cap[ci, cj, ck] += _slope(h, props, m) + dt * (g_c + w + held)
 
 
-def _coarsen(cap, lx, ly, lz, capc, lxc, lyc, lzc):
-    """Galerkin operator of the next coarser level: aggregates of 2×2×2 cells."""
+def _coarsen(cap, lx, ly, lz, capc, lxc, lyc, lzc, with_links):
+    """Galerkin operator of the next coarser level: aggregates of 2×2×2 cells (the links only
+    ``with_links``; otherwise they are kept from the region's first correction)."""
     nx, ny, nz = cap.shape
     cx, cy, cz = capc.shape
     for ci in prange(cx):
@@ -145,16 +175,18 @@ def _coarsen(cap, lx, ly, lz, capc, lxc, lyc, lzc):
                     for j in range(2 * cj, min(2 * cj + 2, ny)):
                         for k in range(2 * ck, min(2 * ck + 2, nz)):
                             c += cap[i, j, k]
-                            if i == 2 * ci + 1:
-                                ax += lx[i, j, k]
-                            if j == 2 * cj + 1:
-                                ay += ly[i, j, k]
-                            if k == 2 * ck + 1:
-                                az += lz[i, j, k]
+                            if with_links:
+                                if i == 2 * ci + 1:
+                                    ax += lx[i, j, k]
+                                if j == 2 * cj + 1:
+                                    ay += ly[i, j, k]
+                                if k == 2 * ck + 1:
+                                    az += lz[i, j, k]
                 capc[ci, cj, ck] = c
-                lxc[ci, cj, ck] = ax if 2 * ci + 1 < nx - 1 else 0.0
-                lyc[ci, cj, ck] = ay if 2 * cj + 1 < ny - 1 else 0.0
-                lzc[ci, cj, ck] = az if 2 * ck + 1 < nz - 1 else 0.0
+                if with_links:
+                    lxc[ci, cj, ck] = ax if 2 * ci + 1 < nx - 1 else 0.0
+                    lyc[ci, cj, ck] = ay if 2 * cj + 1 < ny - 1 else 0.0
+                    lzc[ci, cj, ck] = az if 2 * ck + 1 < nz - 1 else 0.0
 
 
 def _smooth(color, e, r, cap, lx, ly, lz):
@@ -330,18 +362,18 @@ def _smooth_level(color, e, r, cap, lx, ly, lz):
 
 
 @njit(cache=True)
-def _coarsen_levels(cap, lx, ly, lz):
+def _coarsen_levels(cap, lx, ly, lz, with_links):
     """Galerkin operators of all coarser levels from the first level's."""
     for level in range(len(cap) - 1):
         if cap[level].size >= PARALLEL_MIN_CELLS:
             _coarsen_parallel(
                 cap[level], lx[level], ly[level], lz[level],
-                cap[level + 1], lx[level + 1], ly[level + 1], lz[level + 1],
+                cap[level + 1], lx[level + 1], ly[level + 1], lz[level + 1], with_links,
             )  # fmt: skip
         else:
             _coarsen_serial(
                 cap[level], lx[level], ly[level], lz[level],
-                cap[level + 1], lx[level + 1], ly[level + 1], lz[level + 1],
+                cap[level + 1], lx[level + 1], ly[level + 1], lz[level + 1], with_links,
             )  # fmt: skip
 
 
@@ -410,7 +442,8 @@ class CoarseLevels:
         er, eae = energy_step(top["e"], top["r"], top["cap"], top["lx"], top["ly"], top["lz"])
         return er / eae if eae > 0.0 and er > 0.0 else 0.0
 
-    def build(self) -> None:
-        """Coarser operators from the first level's (filled by :func:`fine_residual`)."""
+    def build(self, with_links: bool = True) -> None:
+        """Coarser operators from the first level's (filled by :func:`fine_residual`); the links
+        only ``with_links`` (they were built for this region already otherwise)."""
         lists = self._lists
-        _coarsen_levels(lists["cap"], lists["lx"], lists["ly"], lists["lz"])
+        _coarsen_levels(lists["cap"], lists["lx"], lists["ly"], lists["lz"], with_links)

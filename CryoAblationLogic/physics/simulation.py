@@ -52,6 +52,8 @@ FIRST_STEP_FRACTION = 16.0
 STEP_GROWTH = 1.5
 REGION_MARGIN_VOXELS = 4  # around the voxels that still move, converged together with them
 PARALLEL_MIN_VOXELS = 60_000  # smaller regions are swept by one thread
+# A sweep solves the voxels with (i + j + k) % 2 == 0 first, then the others (kernels.full_sweep).
+SECOND_COLOUR_PARITY = 1
 
 
 class SimulationCancelled(Exception):
@@ -572,15 +574,19 @@ class Simulation:
         check_fixed = bool(
             self.fixed[shell_lo[0] : shell_hi[0], shell_lo[1] : shell_hi[1], shell_lo[2] : shell_hi[2]].any()
         )
+        # A sweep over the whole region (the box's included) came last: its second colour is solved.
+        solved_parity = SECOND_COLOUR_PARITY
         for _ in range(MAX_SWEEPS):
             if smooth_error >= self.tolerance_c and corrections < MAX_CORRECTIONS_PER_STEP:
-                smooth_error = self._correct(coarse, lo, hi, dt, check_fixed)
+                smooth_error = self._correct(coarse, lo, hi, dt, check_fixed, solved_parity, corrections == 0)
                 corrections += 1
             largest, move_lo, move_hi = self._sweep(lo, hi, dt)
+            solved_parity = SECOND_COLOUR_PARITY
             if largest < self.tolerance_c and smooth_error < self.tolerance_c:
                 return
             if smooth_error < self.tolerance_c or corrections >= MAX_CORRECTIONS_PER_STEP:
-                self._local_sweeps(lo, hi, move_lo, move_hi, dt)
+                if self._local_sweeps(lo, hi, move_lo, move_hi, dt):
+                    solved_parity = -1  # only part of the region was swept last
                 smooth_error = math.inf if coarse and corrections < MAX_CORRECTIONS_PER_STEP else 0.0
 
     def _coarse_levels(self, lo: np.ndarray, hi: np.ndarray):
@@ -592,17 +598,28 @@ class Simulation:
             self._coarse = mg.CoarseLevels(shape)
         return self._coarse if self._coarse else None
 
-    def _correct(self, coarse, lo: np.ndarray, hi: np.ndarray, dt: float, check_fixed: bool) -> float:
+    def _correct(
+        self,
+        coarse,
+        lo: np.ndarray,
+        hi: np.ndarray,
+        dt: float,
+        check_fixed: bool,
+        solved_parity: int,
+        with_links: bool,
+    ) -> float:
         """One coarse-grid correction of the region [lo, hi) (see :mod:`.multigrid`); the largest
-        temperature change (K) it made."""
+        temperature change (K) it made. ``with_links`` at the region's first correction of the step
+        (the conductances are fixed during a step); ``solved_parity`` as in
+        :func:`.multigrid.fine_residual`."""
         top = coarse.levels[0]
         cells = int(np.prod(hi - lo))
         mg.kernel("fine_residual", cells)(
             self.T, self.H, self.Hold, self.link, self.mat, self.fixed, check_fixed, self.coupled, self.g,
-            self.gT, self.q, self.props, lo, hi, self.size, dt, top["r"], top["cap"], top["lx"], top["ly"],
-            top["lz"],
+            self.gT, self.q, self.props, lo, hi, self.size, dt, solved_parity, with_links, top["r"],
+            top["cap"], top["lx"], top["ly"], top["lz"],
         )  # fmt: skip
-        coarse.build()
+        coarse.build(with_links)
         alpha = coarse.cycle()
         mg.kernel("apply_correction", cells)(
             self.T, self.H, self.mat, self.fixed, self.props, lo, hi, top["e"], alpha, self._change
@@ -612,18 +629,21 @@ class Simulation:
         # What the correction moved (a voxel at a phase boundary takes none of it: the sweeps settle it).
         return float(self._change[lo[0] : hi[0]].max())
 
-    def _local_sweeps(self, lo, hi, move_lo, move_hi, dt: float) -> None:
+    def _local_sweeps(self, lo, hi, move_lo, move_hi, dt: float) -> bool:
         """Sweep the part of the region [lo, hi) that still moves (plus a margin) until it settles or
-        spreads over more than half of the region."""
+        spreads over more than half of the region; whether it swept at all."""
         margin = 2
+        swept = False
         for _ in range(MAX_SWEEPS):
             sub_lo = np.maximum(move_lo - margin, lo)
             sub_hi = np.minimum(move_hi + margin, hi)
             if np.any(sub_hi <= sub_lo) or np.prod(sub_hi - sub_lo) > 0.5 * np.prod(hi - lo):
-                return
+                return swept
             largest, move_lo, move_hi = self._sweep(sub_lo, sub_hi, dt)
+            swept = True
             if largest < self.tolerance_c:
-                return
+                return swept
+        return swept
 
     def _update_coupling(self, states: tuple) -> None:
         if self._coupling_index.size == 0:
