@@ -352,21 +352,34 @@ def _finish_step(T, H, Hold, Tmin, link, mat, fixed, coupled, g, gT, q, props, l
         sums[i, 5] = src
 
 
-def _update_temperature(T, H, Tmin, mat, fixed, props, lo, hi, levels, counts):
-    """T from H after the conservative update; lower Tmin; count voxels at or below each level."""
+def _update_temperature(T, H, Tmin, mat, fixed, props, lo, hi, levels, counts, basal_t, dep_row, dep_col):
+    """T from H after the conservative update; lower Tmin; count voxels at or below each level.
+
+    dep_row[i, j] and dep_col[i, k] get the largest departure |T − basal| of the row (i, j) and of
+    the column (i, ·, k) of the box (0 for held voxels): the profiles the active box is resized by.
+    """
     nlev = levels.shape[0]
     for i in prange(lo[0], hi[0]):
         for lv in range(nlev):
             counts[i, lv] = 0
+        for k in range(lo[2], hi[2]):
+            dep_col[i, k] = 0.0
         for j in range(lo[1], hi[1]):
+            row = 0.0
             for k in range(lo[2], hi[2]):
-                if fixed[i, j, k] == 0:
-                    T[i, j, k] = temperature_of(H[i, j, k], props, mat[i, j, k])
                 t = T[i, j, k]
+                if fixed[i, j, k] == 0:
+                    m = mat[i, j, k]
+                    T[i, j, k] = temperature_of(H[i, j, k], props, m)
+                    t = T[i, j, k]  # as stored (float32)
+                    d = abs(t - basal_t[m])
+                    row = max(row, d)
+                    dep_col[i, k] = max(dep_col[i, k], d)
                 Tmin[i, j, k] = min(Tmin[i, j, k], t)
                 for lv in range(nlev):
                     if t <= levels[lv]:
                         counts[i, lv] += 1
+            dep_row[i, j] = row
 
 
 @njit(cache=True)

@@ -55,6 +55,7 @@ MAX_CORRECTIONS_PER_STEP = 20
 # STEP_GROWTH per step: the field changes fastest right after a probe starts or stops.
 FIRST_STEP_FRACTION = 16.0
 STEP_GROWTH = 1.5
+BOX_SHRINK_VOXELS = 3  # the box shrinks once the departure has withdrawn this much beyond its margin
 REGION_MARGIN_VOXELS = 4  # around the voxels that still move, converged together with them
 PARALLEL_MIN_VOXELS = 60_000  # smaller regions are swept by one thread
 # A sweep solves the voxels with (i + j + k) % 2 == 0 first, then the others (kernels.full_sweep).
@@ -395,6 +396,9 @@ class Simulation:
         if np.any(self.hi <= self.lo):
             self.lo = np.zeros(3, dtype=np.int64)
             self.hi = np.zeros(3, dtype=np.int64)
+        self._home_lo, self._home_hi = self.lo.copy(), self.hi.copy()
+        self._departure_rows = np.zeros((int(size[0]), int(size[1])))
+        self._departure_columns = np.zeros((int(size[0]), int(size[2])))
         self._change = np.zeros(int(size[0]))
         self._bounds = np.zeros((int(size[0]), 2), dtype=np.int64)
         self._sums = np.zeros((int(size[0]), 6))
@@ -522,6 +526,9 @@ class Simulation:
                 hi,
                 self._levels,
                 self._counts,
+                self._basal_t,
+                self._departure_rows,
+                self._departure_columns,
             )
             sums = self._sums[lo[0] : hi[0]].sum(axis=0) * self.voxel_m3
             self._energy_change += sums[0]
@@ -533,7 +540,8 @@ class Simulation:
         self._record_sensors()
         self._history_t.append(t_new)
         self._history_counts.append(self._box_counts())
-        self._grow_box(dt)
+        if box_voxels > 0:
+            self._resize_box(dt)
 
     def _sweep(self, lo: np.ndarray, hi: np.ndarray, dt: float) -> tuple[float, np.ndarray, np.ndarray]:
         """One red-black sweep over [lo, hi): (largest change, bounds of the moving cells)."""
@@ -735,37 +743,46 @@ class Simulation:
                 a[axis], b[axis] = outer, inner
                 self._fill_basal(a, b)
 
-    def _grow_box(self, dt: float) -> None:
-        if np.any(self.hi <= self.lo):
+    def _resize_box(self, dt: float) -> None:
+        """Fit the box to the voxels that depart from their basal course, with a margin.
+
+        The margin is the diffusion length of one step in unfrozen tissue plus a voxel, so that the
+        departure cannot reach the box's held surface within the next step; the box grows as soon
+        as the departure comes closer than that, and shrinks (never below the box it started as, around
+        the probes and sources) once it has withdrawn by a few more voxels, as when the ice thaws.
+        """
+        lo, hi = self.lo, self.hi
+        pad = math.ceil(math.sqrt(2e-7 * dt) * 1e3 / min(self.grid.spacing_mm)) + 1
+        rows = self._departure_rows[lo[0] : hi[0], lo[1] : hi[1]]
+        profiles = (
+            rows.max(axis=1),
+            rows.max(axis=0),
+            self._departure_columns[lo[0] : hi[0], lo[2] : hi[2]].max(axis=0),
+        )
+        new_lo, new_hi = lo.copy(), hi.copy()
+        for axis, profile in enumerate(profiles):
+            departed = np.flatnonzero(profile > self.box_tolerance_c)
+            if departed.size:
+                want_lo = max(0, int(lo[axis] + departed[0]) - pad)
+                want_hi = min(int(self.size[axis]), int(lo[axis] + departed[-1]) + 1 + pad)
+            else:
+                want_lo, want_hi = int(self._home_hi[axis]), int(self._home_lo[axis])
+            want_lo = min(want_lo, int(self._home_lo[axis]))
+            want_hi = max(want_hi, int(self._home_hi[axis]))
+            if want_lo < lo[axis] or want_lo >= lo[axis] + BOX_SHRINK_VOXELS:
+                new_lo[axis] = want_lo
+            if want_hi > hi[axis] or want_hi <= hi[axis] - BOX_SHRINK_VOXELS:
+                new_hi[axis] = want_hi
+        if np.array_equal(new_lo, lo) and np.array_equal(new_hi, hi):
             return
-        rim = 2
-        # By the diffusion length of one step in unfrozen tissue plus two voxels: the box keeps ahead
-        # of the cold without taking in much tissue that stays at its basal state.
-        grow = max(3, math.ceil(math.sqrt(2e-7 * dt) * 1e3 / min(self.grid.spacing_mm)) + 2)
-        new_lo, new_hi = self.lo.copy(), self.hi.copy()
+        # Fill the slabs that join the box with the basal state (outside, they followed it); the
+        # voxels that leave it keep their values, within the box tolerance of that state.
         for axis in range(3):
-            if self.lo[axis] > 0:
-                a, b = self.lo.copy(), self.hi.copy()
-                b[axis] = min(self.lo[axis] + rim, self.hi[axis])
-                if kn.max_departure(self.T, self.mat, self.fixed, self._basal_t, a, b) > self.box_tolerance_c:
-                    new_lo[axis] = max(0, self.lo[axis] - grow)
-            if self.hi[axis] < self.size[axis]:
-                a, b = self.lo.copy(), self.hi.copy()
-                a[axis] = max(self.hi[axis] - rim, self.lo[axis])
-                if kn.max_departure(self.T, self.mat, self.fixed, self._basal_t, a, b) > self.box_tolerance_c:
-                    new_hi[axis] = min(self.size[axis], self.hi[axis] + grow)
-        if np.array_equal(new_lo, self.lo) and np.array_equal(new_hi, self.hi):
-            return
-        # Fill the newly added slabs with the basal state (they were outside, following it).
-        old_lo, old_hi = self.lo.copy(), self.hi.copy()
-        for axis in range(3):
-            for a_val, b_val in ((new_lo[axis], old_lo[axis]), (old_hi[axis], new_hi[axis])):
+            for a_val, b_val in ((new_lo[axis], lo[axis]), (hi[axis], new_hi[axis])):
                 if b_val <= a_val:
                     continue
                 a, b = new_lo.copy(), new_hi.copy()
                 a[axis], b[axis] = a_val, b_val
-                # Only cells not already inside the old box along the other axes overlap harmlessly:
-                # fill_basal is applied to cells outside the old box only.
                 self._fill_basal(a, b)
         self.lo, self.hi = new_lo, new_hi
 
