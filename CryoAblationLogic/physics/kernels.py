@@ -415,20 +415,6 @@ def fill_basal(T, H, Hprev, Tmin, mat, fixed, basal_t, basal_h, lo, hi, lower_mi
                     Tmin[i, j, k] = basal_t[m]
 
 
-@njit(cache=True)
-def max_departure(T, mat, fixed, basal_t, lo, hi):
-    """Largest |T − basal| over the non-fixed cells of a sub-box."""
-    value = 0.0
-    for i in range(lo[0], hi[0]):
-        for j in range(lo[1], hi[1]):
-            for k in range(lo[2], hi[2]):
-                if fixed[i, j, k] != 0:
-                    continue
-                d = abs(T[i, j, k] - basal_t[mat[i, j, k]])
-                value = max(value, d)
-    return value
-
-
 @njit(cache=True, parallel=True)
 def enthalpy_field(T, mat, props, H):
     nx, ny, nz = T.shape
