@@ -461,9 +461,11 @@ class CoarseLevels:
     def __bool__(self) -> bool:
         return bool(self.levels)
 
-    def cycle(self, pre: int = 2, post: int = 2) -> float:
+    def cycle(self, pre: int = 1, post: int = 1) -> float:
         """Solve the first coarse level's system by a V-cycle; return the energy-optimal scale
-        of its correction."""
+        of its correction. One sweep down and one up per level: on the reference case more sweeps
+        leave the number of corrections unchanged (the fine level's sweeps and interpolation
+        limit the convergence), so they would be wasted."""
         lists = self._lists
         _vcycle_levels(
             lists["e"], lists["r"], lists["cap"], lists["lx"], lists["ly"], lists["lz"], pre, post,

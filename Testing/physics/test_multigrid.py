@@ -63,13 +63,14 @@ def test_one_v_cycle_removes_most_of_a_smooth_error_that_sweeps_barely_touch():
     levels.build()
     alpha = levels.cycle()
     error_cycle = np.linalg.norm(alpha * top["e"] - exact) / np.linalg.norm(exact)
-    # The same work as a few red-black sweeps on this level alone.
+    # More work than the V-cycle's (one sweep down and one up per level, about 2.3 sweeps of this
+    # level): four red-black sweeps on this level alone.
     e = np.zeros(shape)
     for _ in range(4):
         for color in (0, 1):
             mg.kernel("smooth", e.size)(color, e, top["r"], top["cap"], top["lx"], top["ly"], top["lz"])
     error_sweeps = np.linalg.norm(e - exact) / np.linalg.norm(exact)
-    assert error_cycle < 0.2
+    assert error_cycle < 0.3
     assert error_sweeps > 0.5
 
 
