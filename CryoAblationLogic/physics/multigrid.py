@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
-from numba.typed import List
 
 from .kernels import CF, CU, HL, QM, TB, TL, TS, W, enthalpy_of, liquid_fraction, temperature_of
 
@@ -392,71 +391,114 @@ def _smooth_level(color, e, r, cap, lx, ly, lz):
         _smooth_serial(color, e, r, cap, lx, ly, lz)
 
 
+@njit(cache=True, inline="always")
+def _level(buffer, offsets, shapes, level):
+    """Level ``level`` of a flat buffer that holds all levels one after another."""
+    return buffer[offsets[level] : offsets[level + 1]].reshape(
+        (shapes[level, 0], shapes[level, 1], shapes[level, 2])
+    )
+
+
 @njit(cache=True)
-def _coarsen_levels(cap, lx, ly, lz, with_links):
+def _coarsen_levels(cap_b, lx_b, ly_b, lz_b, offsets, shapes, with_links):
     """Galerkin operators of all coarser levels from the first level's."""
-    for level in range(len(cap) - 1):
-        if cap[level].size >= PARALLEL_MIN_CELLS:
-            _coarsen_parallel(
-                cap[level], lx[level], ly[level], lz[level],
-                cap[level + 1], lx[level + 1], ly[level + 1], lz[level + 1], with_links,
-            )  # fmt: skip
+    for level in range(shapes.shape[0] - 1):
+        cap = _level(cap_b, offsets, shapes, level)
+        lx = _level(lx_b, offsets, shapes, level)
+        ly = _level(ly_b, offsets, shapes, level)
+        lz = _level(lz_b, offsets, shapes, level)
+        capc = _level(cap_b, offsets, shapes, level + 1)
+        lxc = _level(lx_b, offsets, shapes, level + 1)
+        lyc = _level(ly_b, offsets, shapes, level + 1)
+        lzc = _level(lz_b, offsets, shapes, level + 1)
+        if cap.size >= PARALLEL_MIN_CELLS:
+            _coarsen_parallel(cap, lx, ly, lz, capc, lxc, lyc, lzc, with_links)
         else:
-            _coarsen_serial(
-                cap[level], lx[level], ly[level], lz[level],
-                cap[level + 1], lx[level + 1], ly[level + 1], lz[level + 1], with_links,
-            )  # fmt: skip
+            _coarsen_serial(cap, lx, ly, lz, capc, lxc, lyc, lzc, with_links)
 
 
 @njit(cache=True)
-def _vcycle_levels(e, r, cap, lx, ly, lz, pre, post, coarsest):
+def _vcycle_levels(e_b, r_b, cap_b, lx_b, ly_b, lz_b, offsets, shapes, pre, post, coarsest):
     """A V-cycle from the first level down: red-black sweeps, residuals restricted to the next
     level, the coarsest solved by ``coarsest`` sweeps, corrections prolonged back up (each scaled to
     its energy optimum) and smoothed again."""
-    last = len(e) - 1
+    last = shapes.shape[0] - 1
     for level in range(last + 1):
-        e[level][...] = 0.0
+        e = _level(e_b, offsets, shapes, level)
+        r = _level(r_b, offsets, shapes, level)
+        cap = _level(cap_b, offsets, shapes, level)
+        lx = _level(lx_b, offsets, shapes, level)
+        ly = _level(ly_b, offsets, shapes, level)
+        lz = _level(lz_b, offsets, shapes, level)
+        e[...] = 0.0
         for _ in range(coarsest if level == last else pre):
             for color in range(2):
-                _smooth_level(color, e[level], r[level], cap[level], lx[level], ly[level], lz[level])
+                _smooth_level(color, e, r, cap, lx, ly, lz)
         if level < last:
-            if e[level].size >= PARALLEL_MIN_CELLS:
-                _restrict_parallel(
-                    e[level], r[level], cap[level], lx[level], ly[level], lz[level], r[level + 1]
-                )
+            rc = _level(r_b, offsets, shapes, level + 1)
+            if e.size >= PARALLEL_MIN_CELLS:
+                _restrict_parallel(e, r, cap, lx, ly, lz, rc)
             else:
-                _restrict_serial(
-                    e[level], r[level], cap[level], lx[level], ly[level], lz[level], r[level + 1]
-                )
+                _restrict_serial(e, r, cap, lx, ly, lz, rc)
     for level in range(last - 1, -1, -1):
+        e = _level(e_b, offsets, shapes, level)
+        r = _level(r_b, offsets, shapes, level)
+        cap = _level(cap_b, offsets, shapes, level)
+        lx = _level(lx_b, offsets, shapes, level)
+        ly = _level(ly_b, offsets, shapes, level)
+        lz = _level(lz_b, offsets, shapes, level)
+        ec = _level(e_b, offsets, shapes, level + 1)
         er, eae = energy_step(
-            e[level + 1], r[level + 1], cap[level + 1], lx[level + 1], ly[level + 1], lz[level + 1]
+            ec,
+            _level(r_b, offsets, shapes, level + 1),
+            _level(cap_b, offsets, shapes, level + 1),
+            _level(lx_b, offsets, shapes, level + 1),
+            _level(ly_b, offsets, shapes, level + 1),
+            _level(lz_b, offsets, shapes, level + 1),
         )
         if eae > 0.0 and er > 0.0:
-            if e[level].size >= PARALLEL_MIN_CELLS:
-                _prolong_parallel(e[level], e[level + 1], er / eae)
+            if e.size >= PARALLEL_MIN_CELLS:
+                _prolong_parallel(e, ec, er / eae)
             else:
-                _prolong_serial(e[level], e[level + 1], er / eae)
+                _prolong_serial(e, ec, er / eae)
         for _ in range(post):
             for color in (1, 0):
-                _smooth_level(color, e[level], r[level], cap[level], lx[level], ly[level], lz[level])
+                _smooth_level(color, e, r, cap, lx, ly, lz)
 
 
 class CoarseLevels:
-    """The coarse grids of one region, reallocated when the region's shape changes."""
+    """The coarse grids of a region: one flat buffer per quantity holds all levels; the buffers
+    are kept (and only grown) when the region changes shape, as it does almost every step."""
 
     NAMES = ("r", "e", "cap", "lx", "ly", "lz")
 
     def __init__(self, box_shape):
+        self._buffers = {name: np.zeros(0) for name in self.NAMES}
+        self.fit(box_shape)
+
+    def fit(self, box_shape) -> None:
+        """Lay the levels out for a region of this shape."""
         self.box_shape = tuple(int(n) for n in box_shape)
-        self.levels = []
+        shapes = []
         shape = self.box_shape
         # Axes are halved until the coarsest grid has a few cells; a thin axis stays at one cell.
-        while np.prod(shape) > MAX_COARSEST_CELLS and len(self.levels) < MAX_LEVELS:
+        while np.prod(shape) > MAX_COARSEST_CELLS and len(shapes) < MAX_LEVELS:
             shape = tuple((n + 1) // 2 for n in shape)
-            self.levels.append({name: np.zeros(shape) for name in self.NAMES})
-        # The same arrays as typed lists, for the kernels that work on all levels in one call.
-        self._lists = {name: List([level[name] for level in self.levels]) for name in self.NAMES}
+            shapes.append(shape)
+        self._shapes = np.array(shapes, dtype=np.int64).reshape(-1, 3)
+        self._offsets = np.zeros(len(shapes) + 1, dtype=np.int64)
+        self._offsets[1:] = np.cumsum([int(np.prod(sh)) for sh in shapes])
+        total = int(self._offsets[-1])
+        for name in self.NAMES:
+            if self._buffers[name].size < total:
+                self._buffers[name] = np.zeros(max(total, int(1.25 * self._buffers[name].size)))
+        self.levels = [
+            {
+                name: self._buffers[name][self._offsets[n] : self._offsets[n + 1]].reshape(sh)
+                for name in self.NAMES
+            }
+            for n, sh in enumerate(shapes)
+        ]
 
     def __bool__(self) -> bool:
         return bool(self.levels)
@@ -466,9 +508,9 @@ class CoarseLevels:
         of its correction. One sweep down and one up per level: on the reference case more sweeps
         leave the number of corrections unchanged (the fine level's sweeps and interpolation
         limit the convergence), so they would be wasted."""
-        lists = self._lists
+        b = self._buffers
         _vcycle_levels(
-            lists["e"], lists["r"], lists["cap"], lists["lx"], lists["ly"], lists["lz"], pre, post,
+            b["e"], b["r"], b["cap"], b["lx"], b["ly"], b["lz"], self._offsets, self._shapes, pre, post,
             COARSEST_SWEEPS,
         )  # fmt: skip
         top = self.levels[0]
@@ -478,5 +520,5 @@ class CoarseLevels:
     def build(self, with_links: bool = True) -> None:
         """Coarser operators from the first level's (filled by :func:`fine_residual`); the links
         only ``with_links`` (they were built for this region already otherwise)."""
-        lists = self._lists
-        _coarsen_levels(lists["cap"], lists["lx"], lists["ly"], lists["lz"], with_links)
+        b = self._buffers
+        _coarsen_levels(b["cap"], b["lx"], b["ly"], b["lz"], self._offsets, self._shapes, with_links)

@@ -603,12 +603,14 @@ class Simulation:
                 smooth_error = math.inf if coarse and corrections < MAX_CORRECTIONS_PER_STEP else 0.0
 
     def _coarse_levels(self, lo: np.ndarray, hi: np.ndarray):
-        """The coarse grids for a region of this shape (kept while the shape repeats); None if off."""
+        """The coarse grids laid out for a region of this shape; None if off."""
         if not self.coarse_correction:
             return None
         shape = tuple(int(v) for v in hi - lo)
-        if self._coarse is None or self._coarse.box_shape != shape:
+        if self._coarse is None:
             self._coarse = mg.CoarseLevels(shape)
+        elif self._coarse.box_shape != shape:
+            self._coarse.fit(shape)
         return self._coarse if self._coarse else None
 
     def _correct(
