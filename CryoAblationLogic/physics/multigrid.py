@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .kernels import CF, CU, HL, QM, TB, TL, TS, W, enthalpy_of, liquid_fraction, temperature_of
+from .kernels import CF, CU, HL, QM, TB, TL, TS, W, enthalpy_of, liquid_fraction
 
 COARSEST_SWEEPS = 12
 # The first coarse level's conductances are the Galerkin sums of the fine ones times this factor:
@@ -329,7 +329,8 @@ def _apply_correction(T, H, mat, fixed, props, lo, hi, ec, alpha, moved):
                 ck2 = _neighbour(ck, (k - lo[2]) & 1, cz)
                 m = mat[i, j, k]
                 h = H[i, j, k]
-                t = T[i, j, k] + alpha * (0.75 * row[ck] + 0.25 * row[ck2])
+                t_old = T[i, j, k]
+                t = t_old + alpha * (0.75 * row[ck] + 0.25 * row[ck2])
                 if h <= 0.0:
                     t = min(t, props[m, TS])
                     h = enthalpy_of(t, props, m)
@@ -337,11 +338,11 @@ def _apply_correction(T, H, mat, fixed, props, lo, hi, ec, alpha, moved):
                     t = max(t, props[m, TL])
                     h = enthalpy_of(t, props, m)
                 elif props[m, TL] > props[m, TS]:
-                    h = enthalpy_of(min(max(t, props[m, TS]), props[m, TL]), props, m)
-                    t = temperature_of(h, props, m)
+                    t = min(max(t, props[m, TS]), props[m, TL])  # H(T) is linear on the plateau
+                    h = enthalpy_of(t, props, m)
                 else:
                     t = props[m, TS]  # on a sharp front's plateau: only the sweeps move it
-                largest = max(largest, abs(t - T[i, j, k]))
+                largest = max(largest, abs(t - t_old))
                 H[i, j, k] = h
                 T[i, j, k] = t
         moved[i] = largest
