@@ -265,7 +265,9 @@ def _sor_sweep(
         bounds[i, 1] = jmax
 
 
-def _finish_step(T, H, Hold, Tmin, link, mat, fixed, coupled, g, gT, q, props, lo, hi, size, dt, sums):
+def _finish_step(
+    T, H, Hold, Tmin, link, mat, fixed, coupled, g, gT, q, props, lo, hi, size, dt, held_faces, sums
+):
     """Close the step conservatively and collect its energy terms.
 
     With the temperatures of the (converged) iterate held, every voxel's enthalpy is set to
@@ -274,9 +276,12 @@ def _finish_step(T, H, Hold, Tmin, link, mat, fixed, coupled, g, gT, q, props, l
     terms returned per plane in sums[i] (per unit volume; the caller multiplies by the voxel volume):
     (ΔH, boundary inflow, probe/sphere coupling, perfusion, metabolic, imposed source). The correction
     to the iterate is of the order of its residual. Temperatures follow in :func:`update_temperature`.
+    ``held_faces`` says that a fixed face lies in the box or next to it; otherwise only the box's own
+    surface exchanges heat with the outside, and the voxels inside it skip the test.
     """
     nx, ny, nz = size[0], size[1], size[2]
     for i in prange(lo[0], hi[0]):
+        inside_i = not held_faces and lo[0] < i < hi[0] - 1
         d_h = 0.0
         ext = 0.0
         coup = 0.0
@@ -291,43 +296,55 @@ def _finish_step(T, H, Hold, Tmin, link, mat, fixed, coupled, g, gT, q, props, l
                 t = T[i, j, k]
                 inner = 0.0
                 outer = 0.0
-                # Links to voxels outside the box or held fixed carry heat across the box surface.
-                if i > 0:
-                    f = link[0, i - 1, j, k] * (T[i - 1, j, k] - t)
-                    if i - 1 < lo[0] or fixed[i - 1, j, k] == 1:
-                        outer += f
-                    else:
-                        inner += f
-                if i < nx - 1:
-                    f = link[0, i, j, k] * (T[i + 1, j, k] - t)
-                    if i + 1 >= hi[0] or fixed[i + 1, j, k] == 1:
-                        outer += f
-                    else:
-                        inner += f
-                if j > 0:
-                    f = link[1, i, j - 1, k] * (T[i, j - 1, k] - t)
-                    if j - 1 < lo[1] or fixed[i, j - 1, k] == 1:
-                        outer += f
-                    else:
-                        inner += f
-                if j < ny - 1:
-                    f = link[1, i, j, k] * (T[i, j + 1, k] - t)
-                    if j + 1 >= hi[1] or fixed[i, j + 1, k] == 1:
-                        outer += f
-                    else:
-                        inner += f
-                if k > 0:
-                    f = link[2, i, j, k - 1] * (T[i, j, k - 1] - t)
-                    if k - 1 < lo[2] or fixed[i, j, k - 1] == 1:
-                        outer += f
-                    else:
-                        inner += f
-                if k < nz - 1:
-                    f = link[2, i, j, k] * (T[i, j, k + 1] - t)
-                    if k + 1 >= hi[2] or fixed[i, j, k + 1] == 1:
-                        outer += f
-                    else:
-                        inner += f
+                if inside_i and lo[1] < j < hi[1] - 1 and lo[2] < k < hi[2] - 1:
+                    # Each flux in float32 and their sum in float64, as in the branch below.
+                    inner = (
+                        0.0
+                        + link[0, i - 1, j, k] * (T[i - 1, j, k] - t)
+                        + link[0, i, j, k] * (T[i + 1, j, k] - t)
+                        + link[1, i, j - 1, k] * (T[i, j - 1, k] - t)
+                        + link[1, i, j, k] * (T[i, j + 1, k] - t)
+                        + link[2, i, j, k - 1] * (T[i, j, k - 1] - t)
+                        + link[2, i, j, k] * (T[i, j, k + 1] - t)
+                    )
+                else:
+                    # Links to voxels outside the box or held fixed carry heat across its surface.
+                    if i > 0:
+                        f = link[0, i - 1, j, k] * (T[i - 1, j, k] - t)
+                        if i - 1 < lo[0] or fixed[i - 1, j, k] == 1:
+                            outer += f
+                        else:
+                            inner += f
+                    if i < nx - 1:
+                        f = link[0, i, j, k] * (T[i + 1, j, k] - t)
+                        if i + 1 >= hi[0] or fixed[i + 1, j, k] == 1:
+                            outer += f
+                        else:
+                            inner += f
+                    if j > 0:
+                        f = link[1, i, j - 1, k] * (T[i, j - 1, k] - t)
+                        if j - 1 < lo[1] or fixed[i, j - 1, k] == 1:
+                            outer += f
+                        else:
+                            inner += f
+                    if j < ny - 1:
+                        f = link[1, i, j, k] * (T[i, j + 1, k] - t)
+                        if j + 1 >= hi[1] or fixed[i, j + 1, k] == 1:
+                            outer += f
+                        else:
+                            inner += f
+                    if k > 0:
+                        f = link[2, i, j, k - 1] * (T[i, j, k - 1] - t)
+                        if k - 1 < lo[2] or fixed[i, j, k - 1] == 1:
+                            outer += f
+                        else:
+                            inner += f
+                    if k < nz - 1:
+                        f = link[2, i, j, k] * (T[i, j, k + 1] - t)
+                        if k + 1 >= hi[2] or fixed[i, j, k + 1] == 1:
+                            outer += f
+                        else:
+                            inner += f
                 fl = liquid_fraction(H[i, j, k], props, m)
                 c_coup = 0.0
                 c_src = 0.0

@@ -62,6 +62,17 @@ PARALLEL_MIN_VOXELS = 60_000  # smaller regions are swept by one thread
 SECOND_COLOUR_PARITY = 1
 
 
+# The domain faces: name → (axis, upper end).
+FACES = {
+    "x-": (0, False),
+    "x+": (0, True),
+    "y-": (1, False),
+    "y+": (1, True),
+    "z-": (2, False),
+    "z+": (2, True),
+}
+
+
 class SimulationCancelled(Exception):
     """Raised by :func:`simulate` when ``cancel()`` returned True."""
 
@@ -275,13 +286,12 @@ class Simulation:
         shape = grid.size
         self.T = np.full(shape, case.initial_temperature_c, dtype=np.float32)
         self.fixed = np.zeros(shape, dtype=np.uint8)
-        faces = {"x-": (0, 0), "x+": (0, -1), "y-": (1, 0), "y+": (1, -1), "z-": (2, 0), "z+": (2, -1)}
-        for face, (axis, end) in faces.items():
+        for face, (axis, upper) in FACES.items():
             bc = case.boundaries[face]
             if bc.type != "fixed":
                 continue
             index = [slice(None)] * 3
-            index[axis] = end
+            index[axis] = -1 if upper else 0
             self.fixed[tuple(index)] = 1
             self.T[tuple(index)] = bc.temperature_c
         self.H = np.empty(shape, dtype=np.float32)
@@ -379,8 +389,7 @@ class Simulation:
             include(stencil.flat_index)
             include(np.flatnonzero(stencil.inside))
         include(np.flatnonzero(self.q))
-        faces = {"x-": (0, 0), "x+": (0, 1), "y-": (1, 0), "y+": (1, 1), "z-": (2, 0), "z+": (2, 1)}
-        for face, (axis, upper) in faces.items():
+        for face, (axis, upper) in FACES.items():
             bc = self.case.boundaries[face]
             if bc.type == "fixed" and abs(bc.temperature_c - self.case.initial_temperature_c) > 1e-9:
                 face_lo = np.zeros(3, dtype=np.int64)
@@ -513,7 +522,7 @@ class Simulation:
             self._solve(dt)
             (kn.finish_step if big else kn.finish_step_serial)(
                 self.T, self.H, self.Hold, self.Tmin, self.link, self.mat, self.fixed, self.coupled, self.g,
-                self.gT, self.q, self.props, lo, hi, size, dt, self._sums,
+                self.gT, self.q, self.props, lo, hi, size, dt, self._near_held_face(lo, hi), self._sums,
             )  # fmt: skip
             (kn.update_temperature if big else kn.update_temperature_serial)(
                 self.T,
@@ -542,6 +551,15 @@ class Simulation:
         self._history_counts.append(self._box_counts())
         if box_voxels > 0:
             self._resize_box(dt)
+
+    def _near_held_face(self, lo: np.ndarray, hi: np.ndarray) -> bool:
+        """Whether a fixed face lies in the box [lo, hi) or in the voxel layer around it."""
+        for face, (axis, upper) in FACES.items():
+            if self.case.boundaries[face].type != "fixed":
+                continue
+            if (hi[axis] >= self.size[axis] - 1) if upper else (lo[axis] <= 1):
+                return True
+        return False
 
     def _sweep(self, lo: np.ndarray, hi: np.ndarray, dt: float) -> tuple[float, np.ndarray, np.ndarray]:
         """One red-black sweep over [lo, hi): (largest change, bounds of the moving cells)."""
