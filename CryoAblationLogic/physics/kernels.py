@@ -20,6 +20,8 @@ cells are replaced by the sub-voxel coupling in g (so they are skipped here).
 
 from __future__ import annotations
 
+import types
+
 from numba import njit, prange
 
 # Columns of the material property table (float64[n_materials, N_PROPS]).
@@ -441,10 +443,32 @@ def enthalpy_field(T, mat, props, H):
                 H[i, j, k] = enthalpy_of(T[i, j, k], props, mat[i, j, k])
 
 
+def _renamed(function, suffix: str):
+    """A copy of ``function`` under another name."""
+    copy = types.FunctionType(
+        function.__code__, function.__globals__, function.__name__ + suffix, function.__defaults__,
+        function.__closure__,
+    )  # fmt: skip
+    copy.__qualname__ = function.__qualname__ + suffix
+    return copy
+
+
+def parallel_and_serial(function):
+    """The parallel and the serial compiled variant of a kernel.
+
+    Each is compiled from a renamed copy: numba's on-disk cache keys a function by its name, line
+    and signature but not by the ``parallel`` flag, so two variants of one function would share one
+    cache entry, and whichever was compiled first would serve both.
+    """
+    return (
+        njit(cache=True, parallel=True)(_renamed(function, "_parallel")),
+        njit(cache=True)(_renamed(function, "_serial")),
+    )
+
+
 # Parallel over the outer axis for large boxes; serial for small ones, where waking threads on a
 # busy machine costs more than the work itself.
-sor_sweep = njit(cache=True, parallel=True)(_sor_sweep)
-sor_sweep_serial = njit(cache=True)(_sor_sweep)
+sor_sweep, sor_sweep_serial = parallel_and_serial(_sor_sweep)
 
 
 @njit(cache=True)
@@ -493,9 +517,6 @@ def full_sweep(
     return largest
 
 
-prepare_step = njit(cache=True, parallel=True)(_prepare_step)
-prepare_step_serial = njit(cache=True)(_prepare_step)
-finish_step = njit(cache=True, parallel=True)(_finish_step)
-finish_step_serial = njit(cache=True)(_finish_step)
-update_temperature = njit(cache=True, parallel=True)(_update_temperature)
-update_temperature_serial = njit(cache=True)(_update_temperature)
+prepare_step, prepare_step_serial = parallel_and_serial(_prepare_step)
+finish_step, finish_step_serial = parallel_and_serial(_finish_step)
+update_temperature, update_temperature_serial = parallel_and_serial(_update_temperature)

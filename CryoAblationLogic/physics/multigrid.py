@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .kernels import CF, CU, HL, QM, TB, TL, TS, W, enthalpy_of, liquid_fraction
+from .kernels import CF, CU, HL, QM, TB, TL, TS, W, enthalpy_of, liquid_fraction, parallel_and_serial
 
 COARSEST_SWEEPS = 12
 # The first coarse level's conductances are the Galerkin sums of the fine ones times this factor:
@@ -351,12 +351,8 @@ def _apply_correction(T, H, mat, fixed, props, lo, hi, ec, alpha, moved):
 PARALLEL_MIN_CELLS = 20_000  # smaller grids are worked by one thread (waking threads costs more)
 
 
-def _pair(function):
-    return njit(cache=True, parallel=True)(function), njit(cache=True)(function)
-
-
 _KERNELS = {
-    name: _pair(function)
+    name: parallel_and_serial(function)
     for name, function in (
         ("fine_residual", _fine_residual),
         ("coarsen", _coarsen),
