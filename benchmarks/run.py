@@ -1,8 +1,11 @@
 """Speed and memory benchmarks of the ice-ball solver (``make bench``), issue 3 goals.
 
-Each benchmark runs in its own process (so its peak memory is its own) after a small warm-up run
-that loads the compiled kernels from numba's cache. Prints wall time, voxel updates per second,
-peak memory and the machine. Timings on a shared machine are noisy.
+Each benchmark runs in its own process (so its peak memory is its own), after a small warm-up run
+that loads most compiled kernels from numba's cache. A full simulation runs twice: the first run
+still loads the kernels only large regions use (the parallel ones) and starts the worker threads;
+the second shows the speed of every later run in the same session (Slicer keeps its process), and
+it is the one held to the goal. Prints wall time, voxel updates per second, peak memory and the
+machine. Timings on a shared machine are noisy.
 """
 
 from __future__ import annotations
@@ -46,20 +49,24 @@ def run_one(name: str) -> dict:
             start = time.perf_counter()
             result = preview(case, spacing_mm=2.0, duration_s=600.0)
             walls.append(time.perf_counter() - start)
-        wall = sorted(walls)[len(walls) // 2]
+        first_wall, wall = walls[0], sorted(walls)[len(walls) // 2]
     else:
         spacing = 1.0 if name == "reference-1mm" else 0.5
         case = parse_case(three_probe_kidney(spacing))
-        start = time.perf_counter()
-        result = simulate(case)
-        wall = time.perf_counter() - start
+        walls = []
+        for _ in range(2):
+            start = time.perf_counter()
+            result = simulate(case)
+            walls.append(time.perf_counter() - start)
+        first_wall, wall = walls
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     return {
         "name": name,
         "wall_s": wall,
+        "first_wall_s": first_wall,
         "simulated_s": result.simulated_s,
         "voxel_updates": result.voxel_updates,
-        "updates_per_s": result.voxel_updates / result.wall_s if result.wall_s > 0 else 0.0,
+        "updates_per_s": result.voxel_updates / wall if wall > 0 else 0.0,
         "steps": result.steps,
         "sweeps": result.sweeps,
         "coarse_corrections": result.coarse_corrections,
@@ -96,7 +103,8 @@ def main() -> int:
         print(f"{name}: {description}")
         print(
             f"  wall {r['wall_s']:.2f} s (goal ≤ {goal_s:g} s{f', ≤ {goal_mb:.0f} MB' if goal_mb else ''}: "
-            f"{'met' if met else 'NOT met'}), {speedup:.0f}× real time, "
+            f"{'met' if met else 'NOT met'}; first run in the process {r['first_wall_s']:.2f} s), "
+            f"{speedup:.0f}× real time, "
             f"{r['updates_per_s'] / 1e6:.1f} M voxel updates/s "
             f"({r['voxel_updates'] / 1e6:.0f} M in {r['steps']} steps: {r['sweeps']} sweeps, "
             f"{r['coarse_corrections']} coarse corrections), "
