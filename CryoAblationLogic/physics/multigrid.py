@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .kernels import CF, CU, HL, QM, TB, TL, TS, W, enthalpy_of, liquid_fraction, parallel_and_serial
+from .kernels import CF, CU, HL, ONE, QM, TB, TL, TS, W, enthalpy_of, liquid_fraction, parallel_and_serial
 
 COARSEST_SWEEPS = 12
 # The first coarse level's conductances are the Galerkin sums of the fine ones times this factor:
@@ -104,66 +104,69 @@ def _fine_residual(
                     ly[ci, cj, ck] = 0.0
                     lz[ci, cj, ck] = 0.0
         for i in range(lo[0] + 2 * ci, min(lo[0] + 2 * ci + 2, hi[0])):
+            iu = np.uint64(i)  # unsigned copies index (see kernels.ONE); the signed ones test
             odd_i = ((i - lo[0]) & 1) == 1
             edge_i = i == lo[0] or i == hi[0] - 1
             for j in range(lo[1], hi[1]):
+                ju = np.uint64(j)
                 cj = (j - lo[1]) >> 1
                 odd_j = ((j - lo[1]) & 1) == 1
                 edge_ij = edge_i or j == lo[1] or j == hi[1] - 1
                 for k in range(lo[2], hi[2]):
-                    if fixed[i, j, k] != 0:
+                    ku = np.uint64(k)
+                    if fixed[iu, ju, ku] != 0:
                         continue
                     ck = (k - lo[2]) >> 1
-                    m = mat[i, j, k]
-                    h = H[i, j, k]
+                    m = mat[iu, ju, ku]
+                    h = H[iu, ju, ku]
                     fl = liquid_fraction(h, props, m)
                     w = props[m, W] * fl
-                    g_c = g[i, j, k] if coupled[i, j, k] != 0 else 0.0
+                    g_c = g[iu, ju, ku] if coupled[iu, ju, ku] != 0 else 0.0
                     held = 0.0
                     # Links to voxels outside the region or held: on the region's surface, or anywhere
                     # when a held voxel lies in or next to the region.
                     if check_fixed or edge_ij or k == lo[2] or k == hi[2] - 1:
-                        if i > 0 and (i - 1 < lo[0] or (check_fixed and fixed[i - 1, j, k] != 0)):
-                            held += link[0, i - 1, j, k]
-                        if i < nx - 1 and (i + 1 >= hi[0] or (check_fixed and fixed[i + 1, j, k] != 0)):
-                            held += link[0, i, j, k]
-                        if j > 0 and (j - 1 < lo[1] or (check_fixed and fixed[i, j - 1, k] != 0)):
-                            held += link[1, i, j - 1, k]
-                        if j < ny - 1 and (j + 1 >= hi[1] or (check_fixed and fixed[i, j + 1, k] != 0)):
-                            held += link[1, i, j, k]
-                        if k > 0 and (k - 1 < lo[2] or (check_fixed and fixed[i, j, k - 1] != 0)):
-                            held += link[2, i, j, k - 1]
-                        if k < nz - 1 and (k + 1 >= hi[2] or (check_fixed and fixed[i, j, k + 1] != 0)):
-                            held += link[2, i, j, k]
+                        if i > 0 and (i - 1 < lo[0] or (check_fixed and fixed[iu - ONE, ju, ku] != 0)):
+                            held += link[0, iu - ONE, ju, ku]
+                        if i < nx - 1 and (i + 1 >= hi[0] or (check_fixed and fixed[iu + ONE, ju, ku] != 0)):
+                            held += link[0, iu, ju, ku]
+                        if j > 0 and (j - 1 < lo[1] or (check_fixed and fixed[iu, ju - ONE, ku] != 0)):
+                            held += link[1, iu, ju - ONE, ku]
+                        if j < ny - 1 and (j + 1 >= hi[1] or (check_fixed and fixed[iu, ju + ONE, ku] != 0)):
+                            held += link[1, iu, ju, ku]
+                        if k > 0 and (k - 1 < lo[2] or (check_fixed and fixed[iu, ju, ku - ONE] != 0)):
+                            held += link[2, iu, ju, ku - ONE]
+                        if k < nz - 1 and (k + 1 >= hi[2] or (check_fixed and fixed[iu, ju, ku + ONE] != 0)):
+                            held += link[2, iu, ju, ku]
                     cap[ci, cj, ck] += _slope(h, props, m) + dt * (g_c + w + held)
                     if with_links:
-                        if odd_i and i + 1 < hi[0] and not (check_fixed and fixed[i + 1, j, k] != 0):
-                            lx[ci, cj, ck] += link_dt * link[0, i, j, k]
-                        if odd_j and j + 1 < hi[1] and not (check_fixed and fixed[i, j + 1, k] != 0):
-                            ly[ci, cj, ck] += link_dt * link[1, i, j, k]
+                        if odd_i and i + 1 < hi[0] and not (check_fixed and fixed[iu + ONE, ju, ku] != 0):
+                            lx[ci, cj, ck] += link_dt * link[0, iu, ju, ku]
+                        if odd_j and j + 1 < hi[1] and not (check_fixed and fixed[iu, ju + ONE, ku] != 0):
+                            ly[ci, cj, ck] += link_dt * link[1, iu, ju, ku]
                         odd_k = ((k - lo[2]) & 1) == 1
-                        if odd_k and k + 1 < hi[2] and not (check_fixed and fixed[i, j, k + 1] != 0):
-                            lz[ci, cj, ck] += link_dt * link[2, i, j, k]
+                        if odd_k and k + 1 < hi[2] and not (check_fixed and fixed[iu, ju, ku + ONE] != 0):
+                            lz[ci, cj, ck] += link_dt * link[2, iu, ju, ku]
                     if ((i + j + k) & 1) == solved_parity:
                         continue
-                    t = T[i, j, k]
+                    t = T[iu, ju, ku]
                     flux = 0.0
                     if i > 0:
-                        flux += link[0, i - 1, j, k] * (T[i - 1, j, k] - t)
+                        flux += link[0, iu - ONE, ju, ku] * (T[iu - ONE, ju, ku] - t)
                     if i < nx - 1:
-                        flux += link[0, i, j, k] * (T[i + 1, j, k] - t)
+                        flux += link[0, iu, ju, ku] * (T[iu + ONE, ju, ku] - t)
                     if j > 0:
-                        flux += link[1, i, j - 1, k] * (T[i, j - 1, k] - t)
+                        flux += link[1, iu, ju - ONE, ku] * (T[iu, ju - ONE, ku] - t)
                     if j < ny - 1:
-                        flux += link[1, i, j, k] * (T[i, j + 1, k] - t)
+                        flux += link[1, iu, ju, ku] * (T[iu, ju + ONE, ku] - t)
                     if k > 0:
-                        flux += link[2, i, j, k - 1] * (T[i, j, k - 1] - t)
+                        flux += link[2, iu, ju, ku - ONE] * (T[iu, ju, ku - ONE] - t)
                     if k < nz - 1:
-                        flux += link[2, i, j, k] * (T[i, j, k + 1] - t)
+                        flux += link[2, iu, ju, ku] * (T[iu, ju, ku + ONE] - t)
                     source = fl * props[m, QM] + w * (props[m, TB] - t)
-                    if coupled[i, j, k] != 0:
-                        source += gT[i, j, k] - g_c * t + q[i, j, k]
-                    r[ci, cj, ck] += Hold[i, j, k] + dt * (flux + source) - h
+                    if coupled[iu, ju, ku] != 0:
+                        source += gT[iu, ju, ku] - g_c * t + q[iu, ju, ku]
+                    r[ci, cj, ck] += Hold[iu, ju, ku] + dt * (flux + source) - h
 
 
 def _coarsen(cap, lx, ly, lz, capc, lxc, lyc, lzc, with_links):
