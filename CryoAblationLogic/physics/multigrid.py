@@ -313,11 +313,13 @@ def _apply_correction(T, H, mat, fixed, props, lo, hi, ec, alpha, moved):
     the neighbour's on its side, per axis (constant beyond the region's edge)."""
     cx, cy, cz = ec.shape
     for i in prange(lo[0], hi[0]):
+        iu = np.uint64(i)  # unsigned copies index (see kernels.ONE)
         largest = 0.0
         ci = (i - lo[0]) >> 1
         ci2 = _neighbour(ci, (i - lo[0]) & 1, cx)
         row = np.empty(cz)
         for j in range(lo[1], hi[1]):
+            ju = np.uint64(j)
             cj = (j - lo[1]) >> 1
             cj2 = _neighbour(cj, (j - lo[1]) & 1, cy)
             # The aggregate row interpolated across i and j once, then along k per voxel.
@@ -326,13 +328,14 @@ def _apply_correction(T, H, mat, fixed, props, lo, hi, ec, alpha, moved):
                     0.75 * ec[ci2, cj, ck] + 0.25 * ec[ci2, cj2, ck]
                 )
             for k in range(lo[2], hi[2]):
-                if fixed[i, j, k] != 0:
+                ku = np.uint64(k)
+                if fixed[iu, ju, ku] != 0:
                     continue
                 ck = (k - lo[2]) >> 1
                 ck2 = _neighbour(ck, (k - lo[2]) & 1, cz)
-                m = mat[i, j, k]
-                h = H[i, j, k]
-                t_old = T[i, j, k]
+                m = mat[iu, ju, ku]
+                h = H[iu, ju, ku]
+                t_old = T[iu, ju, ku]
                 t = t_old + alpha * (0.75 * row[ck] + 0.25 * row[ck2])
                 if h <= 0.0:
                     t = min(t, props[m, TS])
@@ -346,8 +349,8 @@ def _apply_correction(T, H, mat, fixed, props, lo, hi, ec, alpha, moved):
                 else:
                     t = props[m, TS]  # on a sharp front's plateau: only the sweeps move it
                 largest = max(largest, abs(t - t_old))
-                H[i, j, k] = h
-                T[i, j, k] = t
+                H[iu, ju, ku] = h
+                T[iu, ju, ku] = t
         moved[i] = largest
 
 
