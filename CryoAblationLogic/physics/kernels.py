@@ -112,21 +112,24 @@ def _prepare_step(T, H, Hold, Hprev, kcell, link, mat, fixed, props, lo, hi, siz
     i0, j0, k0 = max(lo[0] - 1, 0), max(lo[1] - 1, 0), max(lo[2] - 1, 0)
     i1, j1, k1 = min(hi[0] + 1, size[0]), min(hi[1] + 1, size[1]), min(hi[2] + 1, size[2])
     for i in prange(i0, i1):
+        iu = np.uint64(i)
         inside_i = lo[0] <= i < hi[0]
         for j in range(j0, j1):
+            ju = np.uint64(j)
             inside_j = inside_i and lo[1] <= j < hi[1]
             for k in range(k0, k1):
-                h = H[i, j, k]
-                m = mat[i, j, k]
-                kcell[i, j, k] = conductivity(h, props, m) if fixed[i, j, k] != 2 else 0.0
+                ku = np.uint64(k)
+                h = H[iu, ju, ku]
+                m = mat[iu, ju, ku]
+                kcell[iu, ju, ku] = conductivity(h, props, m) if fixed[iu, ju, ku] != 2 else 0.0
                 if inside_j and lo[2] <= k < hi[2]:
-                    Hold[i, j, k] = h
-                    if fixed[i, j, k] == 0 and ratio > 0.0:
+                    Hold[iu, ju, ku] = h
+                    if fixed[iu, ju, ku] == 0 and ratio > 0.0:
                         # Extrapolate T, not H: across the latent plateau H falls steeply while T
                         # stays put, and an extrapolated H would overshoot far into the ice.
                         # Extrapolate within one phase only: a cell that just left the latent
                         # plateau would otherwise be sent far into the ice (H fell steeply).
-                        hp = Hprev[i, j, k]
+                        hp = Hprev[iu, ju, ku]
                         hl = props[m, HL]
                         guess = h + ratio * (h - hp)
                         if h <= 0.0:
@@ -135,20 +138,23 @@ def _prepare_step(T, H, Hold, Hprev, kcell, link, mat, fixed, props, lo, hi, siz
                             guess = max(guess, hl) if hp >= hl else h
                         else:
                             guess = min(max(guess, 0.0), hl) if 0.0 < hp < hl else h
-                        H[i, j, k] = guess
-                        T[i, j, k] = temperature_of(guess, props, m)
-                    Hprev[i, j, k] = h
+                        H[iu, ju, ku] = guess
+                        T[iu, ju, ku] = temperature_of(guess, props, m)
+                    Hprev[iu, ju, ku] = h
     nx, ny, nz = size[0], size[1], size[2]
     for i in prange(i0, i1):
+        iu = np.uint64(i)
         for j in range(j0, j1):
+            ju = np.uint64(j)
             for k in range(k0, k1):
-                kp = kcell[i, j, k]
+                ku = np.uint64(k)
+                kp = kcell[iu, ju, ku]
                 if i < nx - 1:
-                    link[0, i, j, k] = _link(kp, kcell[i + 1, j, k], inv_d2[0])
+                    link[0, iu, ju, ku] = _link(kp, kcell[iu + ONE, ju, ku], inv_d2[0])
                 if j < ny - 1:
-                    link[1, i, j, k] = _link(kp, kcell[i, j + 1, k], inv_d2[1])
+                    link[1, iu, ju, ku] = _link(kp, kcell[iu, ju + ONE, ku], inv_d2[1])
                 if k < nz - 1:
-                    link[2, i, j, k] = _link(kp, kcell[i, j, k + 1], inv_d2[2])
+                    link[2, iu, ju, ku] = _link(kp, kcell[iu, ju, ku + ONE], inv_d2[2])
 
 
 # Unsigned indices: numba tests every signed index for a negative (from-the-end) value, about a
@@ -291,6 +297,7 @@ def _finish_step(
     """
     nx, ny, nz = size[0], size[1], size[2]
     for i in prange(lo[0], hi[0]):
+        iu = np.uint64(i)
         inside_i = not held_faces and lo[0] < i < hi[0] - 1
         d_h = 0.0
         ext = 0.0
@@ -299,73 +306,75 @@ def _finish_step(
         met = 0.0
         src = 0.0
         for j in range(lo[1], hi[1]):
+            ju = np.uint64(j)
             for k in range(lo[2], hi[2]):
-                if fixed[i, j, k] != 0:
+                ku = np.uint64(k)
+                if fixed[iu, ju, ku] != 0:
                     continue
-                m = mat[i, j, k]
-                t = T[i, j, k]
+                m = mat[iu, ju, ku]
+                t = T[iu, ju, ku]
                 inner = 0.0
                 outer = 0.0
                 if inside_i and lo[1] < j < hi[1] - 1 and lo[2] < k < hi[2] - 1:
                     # Each flux in float32 and their sum in float64, as in the branch below.
                     inner = (
                         0.0
-                        + link[0, i - 1, j, k] * (T[i - 1, j, k] - t)
-                        + link[0, i, j, k] * (T[i + 1, j, k] - t)
-                        + link[1, i, j - 1, k] * (T[i, j - 1, k] - t)
-                        + link[1, i, j, k] * (T[i, j + 1, k] - t)
-                        + link[2, i, j, k - 1] * (T[i, j, k - 1] - t)
-                        + link[2, i, j, k] * (T[i, j, k + 1] - t)
+                        + link[0, iu - ONE, ju, ku] * (T[iu - ONE, ju, ku] - t)
+                        + link[0, iu, ju, ku] * (T[iu + ONE, ju, ku] - t)
+                        + link[1, iu, ju - ONE, ku] * (T[iu, ju - ONE, ku] - t)
+                        + link[1, iu, ju, ku] * (T[iu, ju + ONE, ku] - t)
+                        + link[2, iu, ju, ku - ONE] * (T[iu, ju, ku - ONE] - t)
+                        + link[2, iu, ju, ku] * (T[iu, ju, ku + ONE] - t)
                     )
                 else:
                     # Links to voxels outside the box or held fixed carry heat across its surface.
                     if i > 0:
-                        f = link[0, i - 1, j, k] * (T[i - 1, j, k] - t)
-                        if i - 1 < lo[0] or fixed[i - 1, j, k] == 1:
+                        f = link[0, iu - ONE, ju, ku] * (T[iu - ONE, ju, ku] - t)
+                        if i - 1 < lo[0] or fixed[iu - ONE, ju, ku] == 1:
                             outer += f
                         else:
                             inner += f
                     if i < nx - 1:
-                        f = link[0, i, j, k] * (T[i + 1, j, k] - t)
-                        if i + 1 >= hi[0] or fixed[i + 1, j, k] == 1:
+                        f = link[0, iu, ju, ku] * (T[iu + ONE, ju, ku] - t)
+                        if i + 1 >= hi[0] or fixed[iu + ONE, ju, ku] == 1:
                             outer += f
                         else:
                             inner += f
                     if j > 0:
-                        f = link[1, i, j - 1, k] * (T[i, j - 1, k] - t)
-                        if j - 1 < lo[1] or fixed[i, j - 1, k] == 1:
+                        f = link[1, iu, ju - ONE, ku] * (T[iu, ju - ONE, ku] - t)
+                        if j - 1 < lo[1] or fixed[iu, ju - ONE, ku] == 1:
                             outer += f
                         else:
                             inner += f
                     if j < ny - 1:
-                        f = link[1, i, j, k] * (T[i, j + 1, k] - t)
-                        if j + 1 >= hi[1] or fixed[i, j + 1, k] == 1:
+                        f = link[1, iu, ju, ku] * (T[iu, ju + ONE, ku] - t)
+                        if j + 1 >= hi[1] or fixed[iu, ju + ONE, ku] == 1:
                             outer += f
                         else:
                             inner += f
                     if k > 0:
-                        f = link[2, i, j, k - 1] * (T[i, j, k - 1] - t)
-                        if k - 1 < lo[2] or fixed[i, j, k - 1] == 1:
+                        f = link[2, iu, ju, ku - ONE] * (T[iu, ju, ku - ONE] - t)
+                        if k - 1 < lo[2] or fixed[iu, ju, ku - ONE] == 1:
                             outer += f
                         else:
                             inner += f
                     if k < nz - 1:
-                        f = link[2, i, j, k] * (T[i, j, k + 1] - t)
-                        if k + 1 >= hi[2] or fixed[i, j, k + 1] == 1:
+                        f = link[2, iu, ju, ku] * (T[iu, ju, ku + ONE] - t)
+                        if k + 1 >= hi[2] or fixed[iu, ju, ku + ONE] == 1:
                             outer += f
                         else:
                             inner += f
-                fl = liquid_fraction(H[i, j, k], props, m)
+                fl = liquid_fraction(H[iu, ju, ku], props, m)
                 c_coup = 0.0
                 c_src = 0.0
-                if coupled[i, j, k] != 0:
-                    c_coup = gT[i, j, k] - g[i, j, k] * t
-                    c_src = q[i, j, k]
+                if coupled[iu, ju, ku] != 0:
+                    c_coup = gT[iu, ju, ku] - g[iu, ju, ku] * t
+                    c_src = q[iu, ju, ku]
                 c_perf = props[m, W] * fl * (props[m, TB] - t)
                 c_met = props[m, QM] * fl
-                h_new = Hold[i, j, k] + dt * (inner + outer + c_coup + c_perf + c_met + c_src)
-                H[i, j, k] = h_new
-                d_h += H[i, j, k] - Hold[i, j, k]  # as stored (float32)
+                h_new = Hold[iu, ju, ku] + dt * (inner + outer + c_coup + c_perf + c_met + c_src)
+                H[iu, ju, ku] = h_new
+                d_h += H[iu, ju, ku] - Hold[iu, ju, ku]  # as stored (float32)
                 ext += outer
                 coup += c_coup
                 perf += c_perf
@@ -387,22 +396,25 @@ def _update_temperature(T, H, Tmin, mat, fixed, props, lo, hi, levels, counts, b
     """
     nlev = levels.shape[0]
     for i in prange(lo[0], hi[0]):
+        iu = np.uint64(i)
         for lv in range(nlev):
             counts[i, lv] = 0
         for k in range(lo[2], hi[2]):
             dep_col[i, k] = 0.0
         for j in range(lo[1], hi[1]):
+            ju = np.uint64(j)
             row = 0.0
             for k in range(lo[2], hi[2]):
-                t = T[i, j, k]
-                if fixed[i, j, k] == 0:
-                    m = mat[i, j, k]
-                    T[i, j, k] = temperature_of(H[i, j, k], props, m)
-                    t = T[i, j, k]  # as stored (float32)
+                ku = np.uint64(k)
+                t = T[iu, ju, ku]
+                if fixed[iu, ju, ku] == 0:
+                    m = mat[iu, ju, ku]
+                    T[iu, ju, ku] = temperature_of(H[iu, ju, ku], props, m)
+                    t = T[iu, ju, ku]  # as stored (float32)
                     d = abs(t - basal_t[m])
                     row = max(row, d)
                     dep_col[i, k] = max(dep_col[i, k], d)
-                Tmin[i, j, k] = min(Tmin[i, j, k], t)
+                Tmin[iu, ju, ku] = min(Tmin[iu, ju, ku], t)
                 for lv in range(nlev):
                     if t <= levels[lv]:
                         counts[i, lv] += 1
