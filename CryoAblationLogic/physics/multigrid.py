@@ -203,35 +203,38 @@ def _smooth(color, e, r, cap, lx, ly, lz):
     """One red-black Gauss–Seidel half-sweep of the linear system (cap + Laplacian(l))·e = r."""
     nx, ny, nz = e.shape
     for i in prange(nx):
+        iu = np.uint64(i)
         for j in range(ny):
+            ju = np.uint64(j)
             for k in range((i + j + color) & 1, nz, 2):
-                d = cap[i, j, k]
-                s = r[i, j, k]
+                ku = np.uint64(k)
+                d = cap[iu, ju, ku]
+                s = r[iu, ju, ku]
                 if i > 0:
-                    a = lx[i - 1, j, k]
+                    a = lx[iu - ONE, ju, ku]
                     d += a
-                    s += a * e[i - 1, j, k]
+                    s += a * e[iu - ONE, ju, ku]
                 if i < nx - 1:
-                    a = lx[i, j, k]
+                    a = lx[iu, ju, ku]
                     d += a
-                    s += a * e[i + 1, j, k]
+                    s += a * e[iu + ONE, ju, ku]
                 if j > 0:
-                    a = ly[i, j - 1, k]
+                    a = ly[iu, ju - ONE, ku]
                     d += a
-                    s += a * e[i, j - 1, k]
+                    s += a * e[iu, ju - ONE, ku]
                 if j < ny - 1:
-                    a = ly[i, j, k]
+                    a = ly[iu, ju, ku]
                     d += a
-                    s += a * e[i, j + 1, k]
+                    s += a * e[iu, ju + ONE, ku]
                 if k > 0:
-                    a = lz[i, j, k - 1]
+                    a = lz[iu, ju, ku - ONE]
                     d += a
-                    s += a * e[i, j, k - 1]
+                    s += a * e[iu, ju, ku - ONE]
                 if k < nz - 1:
-                    a = lz[i, j, k]
+                    a = lz[iu, ju, ku]
                     d += a
-                    s += a * e[i, j, k + 1]
-                e[i, j, k] = s / d if d > 0.0 else 0.0
+                    s += a * e[iu, ju, ku + ONE]
+                e[iu, ju, ku] = s / d if d > 0.0 else 0.0
 
 
 def _restrict_residual(e, r, cap, lx, ly, lz, rc):
@@ -243,22 +246,25 @@ def _restrict_residual(e, r, cap, lx, ly, lz, rc):
             for ck in range(cz):
                 total = 0.0
                 for i in range(2 * ci, min(2 * ci + 2, nx)):
+                    iu = np.uint64(i)
                     for j in range(2 * cj, min(2 * cj + 2, ny)):
+                        ju = np.uint64(j)
                         for k in range(2 * ck, min(2 * ck + 2, nz)):
-                            v = e[i, j, k]
-                            res = r[i, j, k] - cap[i, j, k] * v
+                            ku = np.uint64(k)
+                            v = e[iu, ju, ku]
+                            res = r[iu, ju, ku] - cap[iu, ju, ku] * v
                             if i > 0:
-                                res += lx[i - 1, j, k] * (e[i - 1, j, k] - v)
+                                res += lx[iu - ONE, ju, ku] * (e[iu - ONE, ju, ku] - v)
                             if i < nx - 1:
-                                res += lx[i, j, k] * (e[i + 1, j, k] - v)
+                                res += lx[iu, ju, ku] * (e[iu + ONE, ju, ku] - v)
                             if j > 0:
-                                res += ly[i, j - 1, k] * (e[i, j - 1, k] - v)
+                                res += ly[iu, ju - ONE, ku] * (e[iu, ju - ONE, ku] - v)
                             if j < ny - 1:
-                                res += ly[i, j, k] * (e[i, j + 1, k] - v)
+                                res += ly[iu, ju, ku] * (e[iu, ju + ONE, ku] - v)
                             if k > 0:
-                                res += lz[i, j, k - 1] * (e[i, j, k - 1] - v)
+                                res += lz[iu, ju, ku - ONE] * (e[iu, ju, ku - ONE] - v)
                             if k < nz - 1:
-                                res += lz[i, j, k] * (e[i, j, k + 1] - v)
+                                res += lz[iu, ju, ku] * (e[iu, ju, ku + ONE] - v)
                             total += res
                 rc[ci, cj, ck] = total
 
@@ -270,20 +276,23 @@ def energy_step(e, r, cap, lx, ly, lz):
     er = 0.0
     eae = 0.0
     for i in range(nx):
+        iu = np.uint64(i)
         for j in range(ny):
+            ju = np.uint64(j)
             for k in range(nz):
-                v = e[i, j, k]
-                er += v * r[i, j, k]
-                eae += cap[i, j, k] * v * v
+                ku = np.uint64(k)
+                v = e[iu, ju, ku]
+                er += v * r[iu, ju, ku]
+                eae += cap[iu, ju, ku] * v * v
                 if i < nx - 1:
-                    d = v - e[i + 1, j, k]
-                    eae += lx[i, j, k] * d * d
+                    d = v - e[iu + ONE, ju, ku]
+                    eae += lx[iu, ju, ku] * d * d
                 if j < ny - 1:
-                    d = v - e[i, j + 1, k]
-                    eae += ly[i, j, k] * d * d
+                    d = v - e[iu, ju + ONE, ku]
+                    eae += ly[iu, ju, ku] * d * d
                 if k < nz - 1:
-                    d = v - e[i, j, k + 1]
-                    eae += lz[i, j, k] * d * d
+                    d = v - e[iu, ju, ku + ONE]
+                    eae += lz[iu, ju, ku] * d * d
     return er, eae
 
 
