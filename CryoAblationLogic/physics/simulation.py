@@ -55,8 +55,10 @@ MAX_CORRECTIONS_PER_STEP = 20
 # STEP_GROWTH per step: the field changes fastest right after a probe starts or stops.
 FIRST_STEP_FRACTION = 16.0
 STEP_GROWTH = 1.5
+# The shell around the box is set to the basal temperature again once that has drifted this much (K).
+SHELL_REFRESH_C = 1e-3
 BOX_SHRINK_VOXELS = 3  # the box shrinks once the departure has withdrawn this much beyond its margin
-REGION_MARGIN_VOXELS = 4  # around the voxels that still move, converged together with them
+REGION_MARGIN_VOXELS = 2  # around the voxels that still move, converged together with them
 PARALLEL_MIN_VOXELS = 60_000  # smaller regions are swept by one thread
 # A sweep solves the voxels with (i + j + k) % 2 == 0 first, then the others (kernels.full_sweep).
 SECOND_COLOUR_PARITY = 1
@@ -406,6 +408,8 @@ class Simulation:
             self.lo = np.zeros(3, dtype=np.int64)
             self.hi = np.zeros(3, dtype=np.int64)
         self._home_lo, self._home_hi = self.lo.copy(), self.hi.copy()
+        self._shell_key: tuple | None = None  # the box and basal temperatures of the last shell refresh
+        self._shell_basal = self._basal_t.copy()
         self._departure_rows = np.zeros((int(size[0]), int(size[1])))
         self._departure_columns = np.zeros((int(size[0]), int(size[2])))
         self._change = np.zeros(int(size[0]))
@@ -750,9 +754,15 @@ class Simulation:
         return bool(np.all(np.asarray(ijk) >= self.lo) and np.all(np.asarray(ijk) < self.hi))
 
     def _refresh_shell(self) -> None:
-        """Keep the one-voxel shell around the box at the basal temperature (it drifts)."""
+        """Keep the one-voxel shell around the box at the basal temperature (it drifts): when the box
+        has changed, or the basal temperature has moved by SHELL_REFRESH_C since the last refresh."""
         if np.any(self.hi <= self.lo):
             return
+        key = (tuple(self.lo), tuple(self.hi))
+        if key == self._shell_key and np.max(np.abs(self._basal_t - self._shell_basal)) < SHELL_REFRESH_C:
+            return
+        self._shell_key = key
+        self._shell_basal = self._basal_t.copy()
         lo = np.maximum(self.lo - 1, 0)
         hi = np.minimum(self.hi + 1, self.size)
         for axis in range(3):
