@@ -504,16 +504,34 @@ class CoarseLevels:
         for name in self.NAMES:
             if self._buffers[name].size < total:
                 self._buffers[name] = np.zeros(max(total, int(1.25 * self._buffers[name].size)))
-        self.levels = [
-            {
-                name: self._buffers[name][self._offsets[n] : self._offsets[n + 1]].reshape(sh)
+        self._levels = None
+        self._top = None
+
+    @property
+    def top(self) -> dict[str, np.ndarray]:
+        """The first coarse level's arrays by name (the only level the fine grid talks to)."""
+        if self._top is None:
+            self._top = {
+                name: self._buffers[name][: self._offsets[1]].reshape(tuple(self._shapes[0]))
                 for name in self.NAMES
             }
-            for n, sh in enumerate(shapes)
-        ]
+        return self._top
+
+    @property
+    def levels(self) -> list[dict[str, np.ndarray]]:
+        """Per level, views of its arrays by name (made when first asked for after a fit)."""
+        if self._levels is None:
+            self._levels = [
+                {
+                    name: self._buffers[name][self._offsets[n] : self._offsets[n + 1]].reshape(tuple(shape))
+                    for name in self.NAMES
+                }
+                for n, shape in enumerate(self._shapes)
+            ]
+        return self._levels
 
     def __bool__(self) -> bool:
-        return bool(self.levels)
+        return len(self._shapes) > 0
 
     def cycle(self, pre: int = 1, post: int = 1) -> float:
         """Solve the first coarse level's system by a V-cycle; return the energy-optimal scale
@@ -525,7 +543,7 @@ class CoarseLevels:
             b["e"], b["r"], b["cap"], b["lx"], b["ly"], b["lz"], self._offsets, self._shapes, pre, post,
             COARSEST_SWEEPS,
         )  # fmt: skip
-        top = self.levels[0]
+        top = self.top
         er, eae = energy_step(top["e"], top["r"], top["cap"], top["lx"], top["ly"], top["lz"])
         return er / eae if eae > 0.0 and er > 0.0 else 0.0
 

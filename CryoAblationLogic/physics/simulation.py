@@ -649,7 +649,7 @@ class Simulation:
         temperature change (K) it made. ``with_links`` at the region's first correction of the step
         (the conductances are fixed during a step); ``solved_parity`` as in
         :func:`.multigrid.fine_residual`."""
-        top = coarse.levels[0]
+        top = coarse.top
         cells = int(np.prod(hi - lo))
         mg.kernel("fine_residual", cells)(
             self.T, self.H, self.Hold, self.link, self.mat, self.fixed, check_fixed, self.coupled, self.g,
