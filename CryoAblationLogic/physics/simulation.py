@@ -7,8 +7,9 @@ voxel by ``tolerance_c``. Being implicit, a step is stable at any size; the step
 accuracy (``max_dt_s``, by default proportional to the voxel size) and starts small whenever a
 probe changes state. The step size and the tolerance are checked against runs with much smaller
 values in Testing/physics/test_multigrid.py. Work is confined to an active box of voxels that have
-departed from their basal (probe-free) state; outside it every voxel follows the analytic basal history of its
-material (perfusion and metabolic heat only), and the box grows as the cold spreads.
+departed from their basal (probe-free) state; outside it every voxel follows the analytic basal
+history of its material (perfusion and metabolic heat only); the box grows as the cold spreads and
+shrinks as it withdraws.
 
 Results are deterministic for identical input: the sweep order and the reductions are fixed.
 """
