@@ -60,7 +60,8 @@ STEP_GROWTH = 1.5
 SHELL_REFRESH_C = 1e-3
 BOX_SHRINK_VOXELS = 3  # the box shrinks once the departure has withdrawn this much beyond its margin
 REGION_MARGIN_VOXELS = 2  # around the voxels that still move, converged together with them
-PARALLEL_MIN_VOXELS = 60_000  # smaller regions are swept by one thread
+LOCAL_MARGIN_VOXELS = 2  # around the voxels that still move within a region, swept alone
+PARALLEL_MIN_VOXELS = 10_000  # smaller regions are swept by one thread (waking threads costs more)
 # A sweep solves the voxels with (i + j + k) % 2 == 0 first, then the others (kernels.full_sweep).
 SECOND_COLOUR_PARITY = 1
 
@@ -592,6 +593,16 @@ class Simulation:
         """
         lo, hi = self.lo, self.hi
         margin = REGION_MARGIN_VOXELS
+        if not self.coarse_correction:
+            counts = np.zeros(2, dtype=np.int64)
+            kn.converge_by_sweeps(
+                PARALLEL_MIN_VOXELS, self.T, self.H, self.Hold, self.link, self.mat, self.fixed, self.coupled,
+                self.g, self.gT, self.q, self.props, lo, hi, self.size, dt, self.omega, self.tolerance_c,
+                self._change, self._bounds, margin, LOCAL_MARGIN_VOXELS, MAX_SWEEPS, counts,
+            )  # fmt: skip
+            self.sweeps += int(counts[0])
+            self.voxel_updates += int(counts[1])
+            return
         for _ in range(MAX_SWEEPS):
             largest, move_lo, move_hi = self._sweep(lo, hi, dt)
             if largest < self.tolerance_c:
@@ -670,7 +681,7 @@ class Simulation:
     def _local_sweeps(self, lo, hi, move_lo, move_hi, dt: float) -> bool:
         """Sweep the part of the region [lo, hi) that still moves (plus a margin) until it settles or
         spreads over more than half of the region; whether it swept at all."""
-        margin = 2
+        margin = LOCAL_MARGIN_VOXELS
         swept = False
         for _ in range(MAX_SWEEPS):
             sub_lo = np.maximum(move_lo - margin, lo)
