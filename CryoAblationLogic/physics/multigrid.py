@@ -429,6 +429,19 @@ def _coarsen_levels(cap_b, lx_b, ly_b, lz_b, offsets, shapes, with_links):
             _coarsen_serial(cap, lx, ly, lz, capc, lxc, lyc, lzc, with_links)
 
 
+@njit(cache=True, inline="always")
+def _level_arrays(e_b, r_b, cap_b, lx_b, ly_b, lz_b, offsets, shapes, level):
+    """(e, r, cap, lx, ly, lz) of one level."""
+    return (
+        _level(e_b, offsets, shapes, level),
+        _level(r_b, offsets, shapes, level),
+        _level(cap_b, offsets, shapes, level),
+        _level(lx_b, offsets, shapes, level),
+        _level(ly_b, offsets, shapes, level),
+        _level(lz_b, offsets, shapes, level),
+    )
+
+
 @njit(cache=True)
 def _vcycle_levels(e_b, r_b, cap_b, lx_b, ly_b, lz_b, offsets, shapes, pre, post, coarsest):
     """A V-cycle from the first level down: red-black sweeps, residuals restricted to the next
@@ -436,12 +449,7 @@ def _vcycle_levels(e_b, r_b, cap_b, lx_b, ly_b, lz_b, offsets, shapes, pre, post
     its energy optimum) and smoothed again."""
     last = shapes.shape[0] - 1
     for level in range(last + 1):
-        e = _level(e_b, offsets, shapes, level)
-        r = _level(r_b, offsets, shapes, level)
-        cap = _level(cap_b, offsets, shapes, level)
-        lx = _level(lx_b, offsets, shapes, level)
-        ly = _level(ly_b, offsets, shapes, level)
-        lz = _level(lz_b, offsets, shapes, level)
+        e, r, cap, lx, ly, lz = _level_arrays(e_b, r_b, cap_b, lx_b, ly_b, lz_b, offsets, shapes, level)
         e[...] = 0.0
         for _ in range(coarsest if level == last else pre):
             for color in range(2):
@@ -453,21 +461,11 @@ def _vcycle_levels(e_b, r_b, cap_b, lx_b, ly_b, lz_b, offsets, shapes, pre, post
             else:
                 _restrict_serial(e, r, cap, lx, ly, lz, rc)
     for level in range(last - 1, -1, -1):
-        e = _level(e_b, offsets, shapes, level)
-        r = _level(r_b, offsets, shapes, level)
-        cap = _level(cap_b, offsets, shapes, level)
-        lx = _level(lx_b, offsets, shapes, level)
-        ly = _level(ly_b, offsets, shapes, level)
-        lz = _level(lz_b, offsets, shapes, level)
-        ec = _level(e_b, offsets, shapes, level + 1)
-        er, eae = energy_step(
-            ec,
-            _level(r_b, offsets, shapes, level + 1),
-            _level(cap_b, offsets, shapes, level + 1),
-            _level(lx_b, offsets, shapes, level + 1),
-            _level(ly_b, offsets, shapes, level + 1),
-            _level(lz_b, offsets, shapes, level + 1),
+        e, r, cap, lx, ly, lz = _level_arrays(e_b, r_b, cap_b, lx_b, ly_b, lz_b, offsets, shapes, level)
+        ec, rc, capc, lxc, lyc, lzc = _level_arrays(
+            e_b, r_b, cap_b, lx_b, ly_b, lz_b, offsets, shapes, level + 1
         )
+        er, eae = energy_step(ec, rc, capc, lxc, lyc, lzc)
         if eae > 0.0 and er > 0.0:
             if e.size >= PARALLEL_MIN_CELLS:
                 _prolong_parallel(e, ec, er / eae)
