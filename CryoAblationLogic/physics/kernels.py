@@ -438,8 +438,7 @@ def moving_region(change, bounds, lo, hi, move_lo, move_hi):
     return largest
 
 
-@njit(cache=True)
-def fill_basal(T, H, Hprev, Tmin, mat, fixed, basal_t, basal_h, lo, hi, lower_min):
+def _fill_basal(T, H, Hprev, Tmin, mat, fixed, basal_t, basal_h, lo, hi, lower_min):
     """Set the non-fixed cells of a sub-box to their material's basal (probe-free) state."""
     for i in prange(lo[0], hi[0]):
         for j in range(lo[1], hi[1]):
@@ -540,6 +539,7 @@ def full_sweep(
 prepare_step, prepare_step_serial = parallel_and_serial(_prepare_step)
 finish_step, finish_step_serial = parallel_and_serial(_finish_step)
 update_temperature, update_temperature_serial = parallel_and_serial(_update_temperature)
+fill_basal, fill_basal_serial = parallel_and_serial(_fill_basal)
 
 
 @njit(cache=True)

@@ -410,6 +410,7 @@ class Simulation:
             self.lo = np.zeros(3, dtype=np.int64)
             self.hi = np.zeros(3, dtype=np.int64)
         self._home_lo, self._home_hi = self.lo.copy(), self.hi.copy()
+        self._held_flat = np.flatnonzero(self.fixed)  # fixed faces and sphere interiors
         self._shell_key: tuple | None = None  # the box and basal temperatures of the last shell refresh
         self._shell_basal = self._basal_t.copy()
         self._departure_rows = np.zeros((int(size[0]), int(size[1])))
@@ -830,7 +831,7 @@ class Simulation:
 
     def _fill_basal(self, a, b) -> None:
         """Put the voxels of the slab [a, b) in their basal (probe-free) state."""
-        kn.fill_basal(
+        (kn.fill_basal if np.prod(b - a) >= PARALLEL_MIN_VOXELS else kn.fill_basal_serial)(
             self.T,
             self.H,
             self.Hprev,
@@ -863,30 +864,28 @@ class Simulation:
         field_c = self.temperature_c
         return np.array([int(np.count_nonzero(field_c <= level)) for level in self._levels], dtype=np.int64)
 
-    def _outside_mask(self) -> np.ndarray:
-        mask = self.fixed == 0
+    def _with_box_and_held(self, out: np.ndarray, source: np.ndarray) -> np.ndarray:
+        """``out`` (the far-field values) with the box and the held voxels taken from ``source``."""
         lo, hi = self.lo, self.hi
-        mask[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = False
-        return mask
+        box = (slice(lo[0], hi[0]), slice(lo[1], hi[1]), slice(lo[2], hi[2]))
+        out[box] = source[box]
+        out.reshape(-1)[self._held_flat] = source.reshape(-1)[self._held_flat]
+        return out
 
     @property
     def temperature_c(self) -> np.ndarray:
         """The current temperature field (°C, float32 copy)."""
-        out = self.T.copy()
-        if self._basal_drifts:
-            mask = self._outside_mask()
-            out[mask] = self._basal_t.astype(np.float32)[self.mat[mask]]
-        return out
+        if not self._basal_drifts:
+            return self.T.copy()
+        return self._with_box_and_held(self._basal_t.astype(np.float32)[self.mat], self.T)
 
     @property
     def min_temperature_c(self) -> np.ndarray:
         """The lowest temperature each voxel has reached so far (°C, float32 copy)."""
-        out = self.Tmin.copy()
-        if self._basal_drifts:
-            mask = self._outside_mask()
-            basal = np.minimum(self._basal_t, self.case.initial_temperature_c).astype(np.float32)
-            out[mask] = np.minimum(out[mask], basal[self.mat[mask]])
-        return out
+        if not self._basal_drifts:
+            return self.Tmin.copy()
+        basal = np.minimum(self._basal_t, self.case.initial_temperature_c).astype(np.float32)
+        return self._with_box_and_held(np.minimum(self.Tmin, basal[self.mat]), self.Tmin)
 
     def _value_at(self, ijk: tuple[int, int, int]) -> float:
         if self._basal_drifts and self.fixed[ijk] == 0 and not self._inside_box(ijk):
@@ -936,8 +935,10 @@ class Simulation:
             return 0.0
         return abs(self._energy_change - self._energy_in) / self._energy_scale
 
-    def isotherm_volumes_ml(self) -> dict[float, float]:
-        field_c = self.temperature_c
+    def isotherm_volumes_ml(self, field_c: np.ndarray | None = None) -> dict[float, float]:
+        """Volume (ml) at or below each output isotherm, of the current field (or of ``field_c``,
+        a copy of it already made)."""
+        field_c = self.temperature_c if field_c is None else field_c
         voxel_ml = self.grid.voxel_volume_mm3 / 1000.0
         return {float(level): float(np.count_nonzero(field_c <= level)) * voxel_ml for level in self._levels}
 
@@ -982,13 +983,15 @@ def simulate(
         simulation.advance_to(t, progress=progress, cancel=cancel, total_s=case.duration_s)
         if t in times:
             snapshots[t] = simulation.temperature_c
+    final = snapshots.get(case.duration_s)
+    final = simulation.temperature_c if final is None else final.copy()
     return SimulationResult(
         grid=case.grid,
-        temperature_final=simulation.temperature_c,
+        temperature_final=final,
         min_temperature=simulation.min_temperature_c,
         snapshots=snapshots,
         sensors=simulation.sensor_history,
-        isotherm_volumes_ml=simulation.isotherm_volumes_ml(),
+        isotherm_volumes_ml=simulation.isotherm_volumes_ml(final),
         ice_volume_history=simulation.ice_volume_history(),
         energy_balance_error=simulation.energy_balance_error(),
         wall_s=_time.perf_counter() - start,

@@ -14,6 +14,7 @@ def _kernel_pairs():
         (kn.prepare_step, kn.prepare_step_serial),
         (kn.finish_step, kn.finish_step_serial),
         (kn.update_temperature, kn.update_temperature_serial),
+        (kn.fill_basal, kn.fill_basal_serial),
     ]
     return pairs + list(mg._KERNELS.values())
 
