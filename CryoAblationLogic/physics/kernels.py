@@ -231,7 +231,7 @@ def _sor_sweep(
                         a = link[0, i - ONE, j, k]
                         asum += a
                         s += a * T[i - ONE, j, k]
-                    if i < nx - 1:
+                    if i_signed < nx - 1:
                         a = link[0, i, j, k]
                         asum += a
                         s += a * T[i + ONE, j, k]
@@ -239,7 +239,7 @@ def _sor_sweep(
                         a = link[1, i, j - ONE, k]
                         asum += a
                         s += a * T[i, j - ONE, k]
-                    if j < ny - 1:
+                    if j_signed < ny - 1:
                         a = link[1, i, j, k]
                         asum += a
                         s += a * T[i, j + ONE, k]
@@ -247,7 +247,7 @@ def _sor_sweep(
                         a = link[2, i, j, k - ONE]
                         asum += a
                         s += a * T[i, j, k - ONE]
-                    if k < nz - 1:
+                    if k_signed < nz - 1:
                         a = link[2, i, j, k]
                         asum += a
                         s += a * T[i, j, k + ONE]
