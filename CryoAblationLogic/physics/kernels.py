@@ -543,7 +543,7 @@ fill_basal, fill_basal_serial = parallel_and_serial(_fill_basal)
 
 
 @njit(cache=True)
-def _sweep_box(parallel_min, T, H, Hold, link, mat, fixed, coupled, g, gT, q, props, lo, hi, size, dt,
+def sweep_box(parallel_min, T, H, Hold, link, mat, fixed, coupled, g, gT, q, props, lo, hi, size, dt,
                omega, tol, change, bounds, move, counts):  # fmt: skip
     """full_sweep of [lo, hi), parallel from ``parallel_min`` voxels on; counts[0] += 1 sweep,
     counts[1] += its voxels."""
@@ -557,49 +557,63 @@ def _sweep_box(parallel_min, T, H, Hold, link, mat, fixed, coupled, g, gT, q, pr
 
 
 @njit(cache=True)
+def local_sweeps(parallel_min, T, H, Hold, link, mat, fixed, coupled, g, gT, q, props, region_lo,
+                 region_hi, size, dt, omega, tol, change, bounds, move, local_margin, max_sweeps,
+                 counts):  # fmt: skip
+    """Sweep the part of the region [region_lo, region_hi) that still moves (``move``, plus
+    ``local_margin``) until it settles or spreads over more than half of the region; whether it
+    swept at all. counts as in :func:`converge_by_sweeps`."""
+    sub_lo = np.empty(3, dtype=np.int64)
+    sub_hi = np.empty(3, dtype=np.int64)
+    region_voxels = (
+        (region_hi[0] - region_lo[0]) * (region_hi[1] - region_lo[1]) * (region_hi[2] - region_lo[2])
+    )
+    swept = False
+    for _ in range(max_sweeps):
+        empty = False
+        for a in range(3):
+            sub_lo[a] = max(move[0, a] - local_margin, region_lo[a])
+            sub_hi[a] = min(move[1, a] + local_margin, region_hi[a])
+            empty = empty or sub_hi[a] <= sub_lo[a]
+        sub_voxels = (sub_hi[0] - sub_lo[0]) * (sub_hi[1] - sub_lo[1]) * (sub_hi[2] - sub_lo[2])
+        if empty or sub_voxels > 0.5 * region_voxels:
+            return swept
+        largest = sweep_box(parallel_min, T, H, Hold, link, mat, fixed, coupled, g, gT, q, props, sub_lo,
+                             sub_hi, size, dt, omega, tol, change, bounds, move, counts)  # fmt: skip
+        swept = True
+        if largest < tol:
+            return swept
+    return swept
+
+
+@njit(cache=True)
 def converge_by_sweeps(parallel_min, T, H, Hold, link, mat, fixed, coupled, g, gT, q, props, lo, hi,
                        size, dt, omega, tol, change, bounds, region_margin, local_margin, max_sweeps,
                        counts):  # fmt: skip
     """Converge a step by sweeps alone, in one call (the preview's small grids converge fast, and
-    there the calls from Python cost as much as the sweeps): the same rules as the solver's Python
-    loop without coarse corrections. A sweep of the box [lo, hi) finds the region that still moves
-    (plus ``region_margin``); the region is swept, and between its sweeps the part that still moves
-    (plus ``local_margin``) is swept alone until it settles or spreads over half the region; the
-    step is converged when a region sweep and then a box sweep move no voxel by ``tol``.
-    counts[0] / counts[1] accumulate the sweeps and the voxel updates."""
+    there the calls from Python cost as much as the sweeps): the same rules as the solver's loop
+    with coarse corrections, without them. A sweep of the box [lo, hi) finds the region that still
+    moves (plus ``region_margin``); the region is swept, and between its sweeps :func:`local_sweeps`
+    settles the part that still moves; the step is converged when a region sweep and then a box
+    sweep move no voxel by ``tol``. counts[0] / counts[1] accumulate the sweeps and the voxel
+    updates."""
     move = np.empty((2, 3), dtype=np.int64)
     region_lo = np.empty(3, dtype=np.int64)
     region_hi = np.empty(3, dtype=np.int64)
-    sub_lo = np.empty(3, dtype=np.int64)
-    sub_hi = np.empty(3, dtype=np.int64)
     for _ in range(max_sweeps):
-        largest = _sweep_box(parallel_min, T, H, Hold, link, mat, fixed, coupled, g, gT, q, props, lo, hi,
+        largest = sweep_box(parallel_min, T, H, Hold, link, mat, fixed, coupled, g, gT, q, props, lo, hi,
                              size, dt, omega, tol, change, bounds, move, counts)  # fmt: skip
         if largest < tol:
             return
         for a in range(3):
             region_lo[a] = max(move[0, a] - region_margin, lo[a])
             region_hi[a] = min(move[1, a] + region_margin, hi[a])
-        region_voxels = (
-            (region_hi[0] - region_lo[0]) * (region_hi[1] - region_lo[1]) * (region_hi[2] - region_lo[2])
-        )
         for _ in range(max_sweeps):
-            largest = _sweep_box(parallel_min, T, H, Hold, link, mat, fixed, coupled, g, gT, q, props,
+            largest = sweep_box(parallel_min, T, H, Hold, link, mat, fixed, coupled, g, gT, q, props,
                                  region_lo, region_hi, size, dt, omega, tol, change, bounds, move,
                                  counts)  # fmt: skip
             if largest < tol:
                 break
-            for _ in range(max_sweeps):
-                empty = False
-                for a in range(3):
-                    sub_lo[a] = max(move[0, a] - local_margin, region_lo[a])
-                    sub_hi[a] = min(move[1, a] + local_margin, region_hi[a])
-                    empty = empty or sub_hi[a] <= sub_lo[a]
-                sub_voxels = (sub_hi[0] - sub_lo[0]) * (sub_hi[1] - sub_lo[1]) * (sub_hi[2] - sub_lo[2])
-                if empty or sub_voxels > 0.5 * region_voxels:
-                    break
-                largest = _sweep_box(parallel_min, T, H, Hold, link, mat, fixed, coupled, g, gT, q, props,
-                                     sub_lo, sub_hi, size, dt, omega, tol, change, bounds, move,
-                                     counts)  # fmt: skip
-                if largest < tol:
-                    break
+            local_sweeps(parallel_min, T, H, Hold, link, mat, fixed, coupled, g, gT, q, props, region_lo,
+                         region_hi, size, dt, omega, tol, change, bounds, move, local_margin, max_sweeps,
+                         counts)  # fmt: skip

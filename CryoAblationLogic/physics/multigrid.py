@@ -29,9 +29,27 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .kernels import CF, CU, HL, ONE, QM, TB, TL, TS, W, enthalpy_of, liquid_fraction, parallel_and_serial
+from .kernels import (
+    CF,
+    CU,
+    HL,
+    ONE,
+    QM,
+    TB,
+    TL,
+    TS,
+    W,
+    enthalpy_of,
+    liquid_fraction,
+    local_sweeps,
+    parallel_and_serial,
+    sweep_box,
+)
 
 COARSEST_SWEEPS = 12
+# Sweeps down and up per level of a V-cycle: on the reference case more leave the number of
+# corrections unchanged (the fine level's sweeps and interpolation limit the convergence).
+V_CYCLE_SWEEPS = 1
 # The first coarse level's conductances are the Galerkin sums of the fine ones times this factor:
 # with the trilinear interpolation of the correction this is the coarse grid's own discretisation
 # (a face of 2×2 fine faces at twice the distance), where the plain Galerkin sum is twice as stiff.
@@ -389,6 +407,8 @@ _smooth_parallel, _smooth_serial = _KERNELS["smooth"]
 _restrict_parallel, _restrict_serial = _KERNELS["restrict_residual"]
 _prolong_parallel, _prolong_serial = _KERNELS["prolong_add"]
 _coarsen_parallel, _coarsen_serial = _KERNELS["coarsen"]
+_residual_parallel, _residual_serial = _KERNELS["fine_residual"]
+_apply_parallel, _apply_serial = _KERNELS["apply_correction"]
 
 
 # All levels in one call each (a call from Python costs more than the work on a small coarse grid),
@@ -476,6 +496,75 @@ def _vcycle_levels(e_b, r_b, cap_b, lx_b, ly_b, lz_b, offsets, shapes, pre, post
                 _smooth_level(color, e, r, cap, lx, ly, lz)
 
 
+@njit(cache=True)
+def _correct(T, H, Hold, link, mat, fixed, check_fixed, coupled, g, gT, q, props, lo, hi, size, dt,
+             solved_parity, with_links, r_b, e_b, cap_b, lx_b, ly_b, lz_b, offsets, shapes,
+             moved):  # fmt: skip
+    """One coarse-grid correction of the region [lo, hi): the residual and the first level's
+    operator, the coarser operators, a V-cycle, and the correction applied on the fine grid
+    (trilinear, within each voxel's phase); returns the largest temperature change it made (K)."""
+    e, r, cap, lx, ly, lz = _level_arrays(e_b, r_b, cap_b, lx_b, ly_b, lz_b, offsets, shapes, 0)
+    cells = (hi[0] - lo[0]) * (hi[1] - lo[1]) * (hi[2] - lo[2])
+    if cells >= PARALLEL_MIN_CELLS:
+        _residual_parallel(T, H, Hold, link, mat, fixed, check_fixed, coupled, g, gT, q, props, lo, hi,
+                           size, dt, solved_parity, with_links, r, cap, lx, ly, lz)  # fmt: skip
+    else:
+        _residual_serial(T, H, Hold, link, mat, fixed, check_fixed, coupled, g, gT, q, props, lo, hi,
+                         size, dt, solved_parity, with_links, r, cap, lx, ly, lz)  # fmt: skip
+    _coarsen_levels(cap_b, lx_b, ly_b, lz_b, offsets, shapes, with_links)
+    _vcycle_levels(e_b, r_b, cap_b, lx_b, ly_b, lz_b, offsets, shapes, V_CYCLE_SWEEPS, V_CYCLE_SWEEPS,
+                   COARSEST_SWEEPS)  # fmt: skip
+    er, eae = energy_step(e, r, cap, lx, ly, lz)
+    alpha = er / eae if eae > 0.0 and er > 0.0 else 0.0
+    if cells >= PARALLEL_MIN_CELLS:
+        _apply_parallel(T, H, mat, fixed, props, lo, hi, e, alpha, moved)
+    else:
+        _apply_serial(T, H, mat, fixed, props, lo, hi, e, alpha, moved)
+    largest = 0.0
+    for i in range(lo[0], hi[0]):
+        largest = max(largest, moved[i])
+    return largest
+
+
+@njit(cache=True)
+def converge_region(parallel_min, T, H, Hold, link, mat, fixed, check_fixed, coupled, g, gT, q, props,
+                    lo, hi, size, dt, omega, tol, change, bounds, r_b, e_b, cap_b, lx_b, ly_b, lz_b,
+                    offsets, shapes, local_margin, max_sweeps, max_corrections, counts):  # fmt: skip
+    """Converge the region [lo, hi) of a step with the rest held, in one call: coarse corrections
+    (when the region has coarse levels) and nonlinear sweeps alternate until the last correction and
+    the last sweep each moved no voxel by ``tol`` (on fine grids, sweeps alone shrink a smooth error
+    so slowly that a small change per sweep does not mean a small error); in between,
+    :func:`.kernels.local_sweeps` settles what still moves once the corrections have. The coarse
+    levels (``r_b`` … ``shapes``) are laid out for this region (:class:`CoarseLevels`).
+    counts[0..2] accumulate sweeps, voxel updates and corrections."""
+    move = np.empty((2, 3), dtype=np.int64)
+    cells = (hi[0] - lo[0]) * (hi[1] - lo[1]) * (hi[2] - lo[2])
+    has_coarse = shapes.shape[0] > 0
+    smooth_error = np.inf if has_coarse else 0.0
+    corrections = 0
+    # The box sweep that found the region came last: its second colour is solved (kernels.full_sweep).
+    solved_parity = 1
+    for _ in range(max_sweeps):
+        if smooth_error >= tol and corrections < max_corrections:
+            smooth_error = _correct(T, H, Hold, link, mat, fixed, check_fixed, coupled, g, gT, q, props, lo,
+                                    hi, size, dt, solved_parity, corrections == 0, r_b, e_b, cap_b, lx_b,
+                                    ly_b, lz_b, offsets, shapes, change)  # fmt: skip
+            corrections += 1
+            counts[1] += cells
+            counts[2] += 1
+        largest = sweep_box(parallel_min, T, H, Hold, link, mat, fixed, coupled, g, gT, q, props, lo, hi,
+                             size, dt, omega, tol, change, bounds, move, counts)  # fmt: skip
+        solved_parity = 1
+        if largest < tol and smooth_error < tol:
+            return
+        if smooth_error < tol or corrections >= max_corrections:
+            if local_sweeps(parallel_min, T, H, Hold, link, mat, fixed, coupled, g, gT, q, props, lo, hi,
+                            size, dt, omega, tol, change, bounds, move, local_margin, max_sweeps,
+                            counts):  # fmt: skip
+                solved_parity = -1  # only part of the region was swept last
+            smooth_error = np.inf if has_coarse and corrections < max_corrections else 0.0
+
+
 class CoarseLevels:
     """The coarse grids of a region: one flat buffer per quantity holds all levels; the buffers
     are kept (and only grown) when the region changes shape, as it does almost every step."""
@@ -531,11 +620,15 @@ class CoarseLevels:
     def __bool__(self) -> bool:
         return len(self._shapes) > 0
 
-    def cycle(self, pre: int = 1, post: int = 1) -> float:
+    @property
+    def arrays(self) -> tuple:
+        """(r, e, cap, lx, ly, lz buffers, offsets, shapes): the layout :func:`converge_region` takes."""
+        b = self._buffers
+        return b["r"], b["e"], b["cap"], b["lx"], b["ly"], b["lz"], self._offsets, self._shapes
+
+    def cycle(self, pre: int = V_CYCLE_SWEEPS, post: int = V_CYCLE_SWEEPS) -> float:
         """Solve the first coarse level's system by a V-cycle; return the energy-optimal scale
-        of its correction. One sweep down and one up per level: on the reference case more sweeps
-        leave the number of corrections unchanged (the fine level's sweeps and interpolation
-        limit the convergence), so they would be wasted."""
+        of its correction."""
         b = self._buffers
         _vcycle_levels(
             b["e"], b["r"], b["cap"], b["lx"], b["ly"], b["lz"], self._offsets, self._shapes, pre, post,

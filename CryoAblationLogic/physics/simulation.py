@@ -62,8 +62,6 @@ BOX_SHRINK_VOXELS = 3  # the box shrinks once the departure has withdrawn this m
 REGION_MARGIN_VOXELS = 2  # around the voxels that still move, converged together with them
 LOCAL_MARGIN_VOXELS = 2  # around the voxels that still move within a region, swept alone
 PARALLEL_MIN_VOXELS = 10_000  # smaller regions are swept by one thread (waking threads costs more)
-# A sweep solves the voxels with (i + j + k) % 2 == 0 first, then the others (kernels.full_sweep).
-SECOND_COLOUR_PARITY = 1
 
 
 # The domain faces: name → (axis, upper end).
@@ -613,87 +611,32 @@ class Simulation:
             self._converge_region(region_lo, region_hi, dt)
 
     def _converge_region(self, lo: np.ndarray, hi: np.ndarray, dt: float) -> None:
-        """Converge the region [lo, hi) with the rest held."""
+        """Converge the region [lo, hi) with the rest held (:func:`.multigrid.converge_region`)."""
         coarse = self._coarse_levels(lo, hi)
-        smooth_error = math.inf if coarse else 0.0
-        corrections = 0
         # Whether a voxel of the region or its shell is held (the residual then reads the flags).
         shell_lo, shell_hi = np.maximum(lo - 1, 0), np.minimum(hi + 1, self.size)
         check_fixed = bool(
             self.fixed[shell_lo[0] : shell_hi[0], shell_lo[1] : shell_hi[1], shell_lo[2] : shell_hi[2]].any()
         )
-        # A sweep over the whole region (the box's included) came last: its second colour is solved.
-        solved_parity = SECOND_COLOUR_PARITY
-        for _ in range(MAX_SWEEPS):
-            if smooth_error >= self.tolerance_c and corrections < MAX_CORRECTIONS_PER_STEP:
-                smooth_error = self._correct(coarse, lo, hi, dt, check_fixed, solved_parity, corrections == 0)
-                corrections += 1
-            largest, move_lo, move_hi = self._sweep(lo, hi, dt)
-            solved_parity = SECOND_COLOUR_PARITY
-            if largest < self.tolerance_c and smooth_error < self.tolerance_c:
-                return
-            if smooth_error < self.tolerance_c or corrections >= MAX_CORRECTIONS_PER_STEP:
-                if self._local_sweeps(lo, hi, move_lo, move_hi, dt):
-                    solved_parity = -1  # only part of the region was swept last
-                smooth_error = math.inf if coarse and corrections < MAX_CORRECTIONS_PER_STEP else 0.0
+        counts = np.zeros(3, dtype=np.int64)
+        mg.converge_region(
+            PARALLEL_MIN_VOXELS, self.T, self.H, self.Hold, self.link, self.mat, self.fixed, check_fixed,
+            self.coupled, self.g, self.gT, self.q, self.props, lo, hi, self.size, dt, self.omega,
+            self.tolerance_c, self._change, self._bounds, *coarse.arrays, LOCAL_MARGIN_VOXELS, MAX_SWEEPS,
+            MAX_CORRECTIONS_PER_STEP, counts,
+        )  # fmt: skip
+        self.sweeps += int(counts[0])
+        self.voxel_updates += int(counts[1])
+        self.corrections += int(counts[2])
 
-    def _coarse_levels(self, lo: np.ndarray, hi: np.ndarray):
-        """The coarse grids laid out for a region of this shape; None if off."""
-        if not self.coarse_correction:
-            return None
+    def _coarse_levels(self, lo: np.ndarray, hi: np.ndarray) -> mg.CoarseLevels:
+        """The coarse grids laid out for a region of this shape (none for a region of a few voxels)."""
         shape = tuple(int(v) for v in hi - lo)
         if self._coarse is None:
             self._coarse = mg.CoarseLevels(shape)
         elif self._coarse.box_shape != shape:
             self._coarse.fit(shape)
-        return self._coarse if self._coarse else None
-
-    def _correct(
-        self,
-        coarse,
-        lo: np.ndarray,
-        hi: np.ndarray,
-        dt: float,
-        check_fixed: bool,
-        solved_parity: int,
-        with_links: bool,
-    ) -> float:
-        """One coarse-grid correction of the region [lo, hi) (see :mod:`.multigrid`); the largest
-        temperature change (K) it made. ``with_links`` at the region's first correction of the step
-        (the conductances are fixed during a step); ``solved_parity`` as in
-        :func:`.multigrid.fine_residual`."""
-        top = coarse.top
-        cells = int(np.prod(hi - lo))
-        mg.kernel("fine_residual", cells)(
-            self.T, self.H, self.Hold, self.link, self.mat, self.fixed, check_fixed, self.coupled, self.g,
-            self.gT, self.q, self.props, lo, hi, self.size, dt, solved_parity, with_links, top["r"],
-            top["cap"], top["lx"], top["ly"], top["lz"],
-        )  # fmt: skip
-        coarse.build(with_links)
-        alpha = coarse.cycle()
-        mg.kernel("apply_correction", cells)(
-            self.T, self.H, self.mat, self.fixed, self.props, lo, hi, top["e"], alpha, self._change
-        )
-        self.corrections += 1
-        self.voxel_updates += cells
-        # What the correction moved (a voxel at a phase boundary takes none of it: the sweeps settle it).
-        return float(self._change[lo[0] : hi[0]].max())
-
-    def _local_sweeps(self, lo, hi, move_lo, move_hi, dt: float) -> bool:
-        """Sweep the part of the region [lo, hi) that still moves (plus a margin) until it settles or
-        spreads over more than half of the region; whether it swept at all."""
-        margin = LOCAL_MARGIN_VOXELS
-        swept = False
-        for _ in range(MAX_SWEEPS):
-            sub_lo = np.maximum(move_lo - margin, lo)
-            sub_hi = np.minimum(move_hi + margin, hi)
-            if np.any(sub_hi <= sub_lo) or np.prod(sub_hi - sub_lo) > 0.5 * np.prod(hi - lo):
-                return swept
-            largest, move_lo, move_hi = self._sweep(sub_lo, sub_hi, dt)
-            swept = True
-            if largest < self.tolerance_c:
-                return swept
-        return swept
+        return self._coarse
 
     def _update_coupling(self, states: tuple) -> None:
         if self._coupling_index.size == 0:
