@@ -562,7 +562,7 @@ def local_sweeps(parallel_min, T, H, Hold, link, mat, fixed, coupled, g, gT, q, 
                  counts):  # fmt: skip
     """Sweep the part of the region [region_lo, region_hi) that still moves (``move``, plus
     ``local_margin``) until it settles or spreads over more than half of the region; whether it
-    swept at all. counts as in :func:`converge_by_sweeps`."""
+    swept at all. counts[0] / counts[1] accumulate the sweeps and the voxel updates."""
     sub_lo = np.empty(3, dtype=np.int64)
     sub_hi = np.empty(3, dtype=np.int64)
     region_voxels = (
@@ -584,36 +584,3 @@ def local_sweeps(parallel_min, T, H, Hold, link, mat, fixed, coupled, g, gT, q, 
         if largest < tol:
             return swept
     return swept
-
-
-@njit(cache=True)
-def converge_by_sweeps(parallel_min, T, H, Hold, link, mat, fixed, coupled, g, gT, q, props, lo, hi,
-                       size, dt, omega, tol, change, bounds, region_margin, local_margin, max_sweeps,
-                       counts):  # fmt: skip
-    """Converge a step by sweeps alone, in one call (the preview's small grids converge fast, and
-    there the calls from Python cost as much as the sweeps): the same rules as the solver's loop
-    with coarse corrections, without them. A sweep of the box [lo, hi) finds the region that still
-    moves (plus ``region_margin``); the region is swept, and between its sweeps :func:`local_sweeps`
-    settles the part that still moves; the step is converged when a region sweep and then a box
-    sweep move no voxel by ``tol``. counts[0] / counts[1] accumulate the sweeps and the voxel
-    updates."""
-    move = np.empty((2, 3), dtype=np.int64)
-    region_lo = np.empty(3, dtype=np.int64)
-    region_hi = np.empty(3, dtype=np.int64)
-    for _ in range(max_sweeps):
-        largest = sweep_box(parallel_min, T, H, Hold, link, mat, fixed, coupled, g, gT, q, props, lo, hi,
-                             size, dt, omega, tol, change, bounds, move, counts)  # fmt: skip
-        if largest < tol:
-            return
-        for a in range(3):
-            region_lo[a] = max(move[0, a] - region_margin, lo[a])
-            region_hi[a] = min(move[1, a] + region_margin, hi[a])
-        for _ in range(max_sweeps):
-            largest = sweep_box(parallel_min, T, H, Hold, link, mat, fixed, coupled, g, gT, q, props,
-                                 region_lo, region_hi, size, dt, omega, tol, change, bounds, move,
-                                 counts)  # fmt: skip
-            if largest < tol:
-                break
-            local_sweeps(parallel_min, T, H, Hold, link, mat, fixed, coupled, g, gT, q, props, region_lo,
-                         region_hi, size, dt, omega, tol, change, bounds, move, local_margin, max_sweeps,
-                         counts)  # fmt: skip

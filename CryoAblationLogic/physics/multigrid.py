@@ -497,6 +497,15 @@ def _vcycle_levels(e_b, r_b, cap_b, lx_b, ly_b, lz_b, offsets, shapes, pre, post
 
 
 @njit(cache=True)
+def _cycle(e_b, r_b, cap_b, lx_b, ly_b, lz_b, offsets, shapes, pre, post):
+    """Solve the first coarse level's system by a V-cycle; the energy-optimal scale of its
+    correction."""
+    _vcycle_levels(e_b, r_b, cap_b, lx_b, ly_b, lz_b, offsets, shapes, pre, post, COARSEST_SWEEPS)
+    er, eae = energy_step(*_level_arrays(e_b, r_b, cap_b, lx_b, ly_b, lz_b, offsets, shapes, 0))
+    return er / eae if eae > 0.0 and er > 0.0 else 0.0
+
+
+@njit(cache=True)
 def _correct(T, H, Hold, link, mat, fixed, check_fixed, coupled, g, gT, q, props, lo, hi, size, dt,
              solved_parity, with_links, r_b, e_b, cap_b, lx_b, ly_b, lz_b, offsets, shapes,
              moved):  # fmt: skip
@@ -512,10 +521,7 @@ def _correct(T, H, Hold, link, mat, fixed, check_fixed, coupled, g, gT, q, props
         _residual_serial(T, H, Hold, link, mat, fixed, check_fixed, coupled, g, gT, q, props, lo, hi,
                          size, dt, solved_parity, with_links, r, cap, lx, ly, lz)  # fmt: skip
     _coarsen_levels(cap_b, lx_b, ly_b, lz_b, offsets, shapes, with_links)
-    _vcycle_levels(e_b, r_b, cap_b, lx_b, ly_b, lz_b, offsets, shapes, V_CYCLE_SWEEPS, V_CYCLE_SWEEPS,
-                   COARSEST_SWEEPS)  # fmt: skip
-    er, eae = energy_step(e, r, cap, lx, ly, lz)
-    alpha = er / eae if eae > 0.0 and er > 0.0 else 0.0
+    alpha = _cycle(e_b, r_b, cap_b, lx_b, ly_b, lz_b, offsets, shapes, V_CYCLE_SWEEPS, V_CYCLE_SWEEPS)
     if cells >= PARALLEL_MIN_CELLS:
         _apply_parallel(T, H, mat, fixed, props, lo, hi, e, alpha, moved)
     else:
@@ -592,17 +598,6 @@ class CoarseLevels:
             if self._buffers[name].size < total:
                 self._buffers[name] = np.zeros(max(total, int(1.25 * self._buffers[name].size)))
         self._levels = None
-        self._top = None
-
-    @property
-    def top(self) -> dict[str, np.ndarray]:
-        """The first coarse level's arrays by name (the only level the fine grid talks to)."""
-        if self._top is None:
-            self._top = {
-                name: self._buffers[name][: self._offsets[1]].reshape(tuple(self._shapes[0]))
-                for name in self.NAMES
-            }
-        return self._top
 
     @property
     def levels(self) -> list[dict[str, np.ndarray]]:
@@ -629,17 +624,15 @@ class CoarseLevels:
     def cycle(self, pre: int = V_CYCLE_SWEEPS, post: int = V_CYCLE_SWEEPS) -> float:
         """Solve the first coarse level's system by a V-cycle; return the energy-optimal scale
         of its correction."""
-        b = self._buffers
-        _vcycle_levels(
-            b["e"], b["r"], b["cap"], b["lx"], b["ly"], b["lz"], self._offsets, self._shapes, pre, post,
-            COARSEST_SWEEPS,
-        )  # fmt: skip
-        top = self.top
-        er, eae = energy_step(top["e"], top["r"], top["cap"], top["lx"], top["ly"], top["lz"])
-        return er / eae if eae > 0.0 and er > 0.0 else 0.0
+        r, e, cap, lx, ly, lz, offsets, shapes = self.arrays
+        return _cycle(e, r, cap, lx, ly, lz, offsets, shapes, pre, post)
 
     def build(self, with_links: bool = True) -> None:
         """Coarser operators from the first level's (filled by :func:`fine_residual`); the links
         only ``with_links`` (they were built for this region already otherwise)."""
         b = self._buffers
         _coarsen_levels(b["cap"], b["lx"], b["ly"], b["lz"], self._offsets, self._shapes, with_links)
+
+
+# A layout without levels: converge_region then converges by sweeps alone (the preview).
+NO_COARSE_LEVELS = CoarseLevels((1, 1, 1))

@@ -592,16 +592,6 @@ class Simulation:
         """
         lo, hi = self.lo, self.hi
         margin = REGION_MARGIN_VOXELS
-        if not self.coarse_correction:
-            counts = np.zeros(2, dtype=np.int64)
-            kn.converge_by_sweeps(
-                PARALLEL_MIN_VOXELS, self.T, self.H, self.Hold, self.link, self.mat, self.fixed, self.coupled,
-                self.g, self.gT, self.q, self.props, lo, hi, self.size, dt, self.omega, self.tolerance_c,
-                self._change, self._bounds, margin, LOCAL_MARGIN_VOXELS, MAX_SWEEPS, counts,
-            )  # fmt: skip
-            self.sweeps += int(counts[0])
-            self.voxel_updates += int(counts[1])
-            return
         for _ in range(MAX_SWEEPS):
             largest, move_lo, move_hi = self._sweep(lo, hi, dt)
             if largest < self.tolerance_c:
@@ -612,7 +602,7 @@ class Simulation:
 
     def _converge_region(self, lo: np.ndarray, hi: np.ndarray, dt: float) -> None:
         """Converge the region [lo, hi) with the rest held (:func:`.multigrid.converge_region`)."""
-        coarse = self._coarse_levels(lo, hi)
+        coarse = self._coarse_levels(lo, hi) if self.coarse_correction else mg.NO_COARSE_LEVELS
         # Whether a voxel of the region or its shell is held (the residual then reads the flags).
         shell_lo, shell_hi = np.maximum(lo - 1, 0), np.minimum(hi + 1, self.size)
         check_fixed = bool(
