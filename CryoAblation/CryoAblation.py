@@ -96,7 +96,7 @@ def registerSampleData():
     """Register the synthetic phantom in SampleData (category CryoAblation); generated, never downloaded."""
     import SampleData
 
-    from CryoAblationLogic import sample_data
+    from CryoAblationLogic.scene import sample_data
 
     recipe = sample_data.load_recipe()
     cacheDir = slicer.mrmlScene.GetCacheManager().GetRemoteCacheDirectory()
@@ -120,7 +120,7 @@ def _loadPhantomSample(source):
     """SampleData's button: make the phantom files if they are not cached yet, then load them."""
     import SampleData
 
-    from CryoAblationLogic import sample_data
+    from CryoAblationLogic.scene import sample_data
 
     with slicer.util.tryWithErrorDisplay(_("Failed to make the CryoAblation phantom."), waitCursor=True):
         cacheDir = slicer.mrmlScene.GetCacheManager().GetRemoteCacheDirectory()
@@ -139,7 +139,7 @@ class CryoAblationParameterNode:
     """The panel's own state, saved with the scene in the module's singleton parameter node.
 
     The plan itself (probes, protocol, settings, isotherm levels, results) lives in the same node,
-    written by CryoAblationLogic's MRML adapters (``CryoAblationLogic.mrml.parameters``). The two
+    written by CryoAblationLogic's MRML adapters (``CryoAblationLogic.scene.parameters``). The two
     node fields carry the adapters' reference role names, so the selectors and the adapters share
     one reference each.
     """
@@ -626,7 +626,7 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
     """
 
     def __init__(self) -> None:
-        from CryoAblationLogic import slicer_setup
+        from CryoAblationLib import dependencies as slicer_setup
 
         ScriptedLoadableModuleLogic.__init__(self)
         # Before anything imports numba (the solver, the OpenIGTLink checksum): its cache must go
@@ -652,7 +652,7 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
 
     def planParameters(self):
         """The plan's parameter node (the adapters' typed view of the module's singleton node)."""
-        from CryoAblationLogic.mrml import parameters as P
+        from CryoAblationLogic.scene import parameters as P
 
         return P.get_parameter_node(slicer.mrmlScene)
 
@@ -672,7 +672,7 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
 
     def ensureNumba(self) -> bool:
         """Make numba available (asking the user before installing it); False if it is not."""
-        from CryoAblationLogic import slicer_setup
+        from CryoAblationLib import dependencies as slicer_setup
 
         if self.numbaStatus is not None and self.numbaStatus.available:
             return True
@@ -701,8 +701,8 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
 
     def loadSamplePhantom(self, withProbes: bool = False):
         """Load the synthetic phantom as a plan (image, segments with roles, sensors); returns the plan."""
-        from CryoAblationLogic import sample_data
-        from CryoAblationLogic.mrml.phantom_scene import build_phantom_scene
+        from CryoAblationLogic.scene import sample_data
+        from CryoAblationLogic.scene.phantom_scene import build_phantom_scene
 
         recipe = sample_data.load_recipe()
         parameters = build_phantom_scene(
@@ -715,7 +715,7 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
         return parameters
 
     def roleNames(self) -> list:
-        from CryoAblationLogic.mrml import inputs
+        from CryoAblationLogic.scene import inputs
 
         return list(inputs.ROLES)
 
@@ -726,7 +726,7 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
 
     def segmentRows(self, segmentationNode) -> list:
         """``(segment ID, name, role, material)`` of every segment; role and material may be empty."""
-        from CryoAblationLogic.mrml import inputs
+        from CryoAblationLogic.scene import inputs
 
         tagged = {info.segment_id: info for info in inputs.segment_infos(segmentationNode)}
         segmentation = segmentationNode.GetSegmentation()
@@ -738,7 +738,7 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
         return rows
 
     def setSegmentRole(self, segmentationNode, segmentId: str, role: str, material: str) -> None:
-        from CryoAblationLogic.mrml import inputs
+        from CryoAblationLogic.scene import inputs
 
         if not role:
             segment = segmentationNode.GetSegmentation().GetSegment(segmentId)
@@ -764,7 +764,7 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
 
     def followProbes(self) -> None:
         """Keep the needle models on their lines (and feed the preview) for every probe of the plan."""
-        from CryoAblationLogic.mrml.probes import NeedleFollower
+        from CryoAblationLogic.scene.probes import NeedleFollower
 
         if self._follower is not None:
             self._follower.stop()
@@ -775,8 +775,8 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
 
     def startProbePlacement(self, model: str):
         """Add a probe of the given catalog model and let the user click its tip, then its entry."""
-        from CryoAblationLogic.mrml import parameters as P
-        from CryoAblationLogic.mrml import probes
+        from CryoAblationLogic.scene import parameters as P
+        from CryoAblationLogic.scene import probes
 
         if model not in self.probeCatalog():
             raise ValueError(_("Choose a probe model from the catalog first."))
@@ -813,8 +813,8 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
             self.probesChangedCallback()
 
     def removeProbe(self, index: int) -> None:
-        from CryoAblationLogic.mrml import parameters as P
-        from CryoAblationLogic.mrml import probes
+        from CryoAblationLogic.scene import parameters as P
+        from CryoAblationLogic.scene import probes
 
         nodes = self.probeNodes()
         if not 0 <= index < len(nodes):
@@ -827,7 +827,7 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
         self._onProbeMoved(None)
 
     def setProbeModel(self, index: int, model: str) -> None:
-        from CryoAblationLogic.mrml import probes
+        from CryoAblationLogic.scene import probes
 
         node = self.probeNodes()[index]
         probes.set_probe_model(node, model, probes.probe_group(node))
@@ -837,7 +837,7 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
 
     def probeRows(self) -> list:
         """``(name, model, tip "R, A, S", length tip→entry)`` of each probe, as text."""
-        from CryoAblationLogic.mrml import probes
+        from CryoAblationLogic.scene import probes
 
         rows = []
         for node in self.probeNodes():
@@ -855,8 +855,8 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
         """Placement warnings (spacing, shafts through critical structures or vessels, active zones
         outside the target) on the preview grid; empty until the plan has probes and a target."""
         # Needs no solver (and so no numba): the masks come from the tissue label map.
-        from CryoAblationLogic import metrics
-        from CryoAblationLogic.mrml import case_io
+        from CryoAblationLogic.analysis import metrics
+        from CryoAblationLogic.scene import case_io
 
         parameters = self.planParameters()
         placed = [node for node in parameters.probes() if node.GetNumberOfControlPoints() >= 2]
@@ -885,13 +885,13 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
     # 3. Protocol
 
     def protocolPresetNames(self) -> list:
-        from CryoAblationLogic import protocols
+        from CryoAblationLogic.core import protocols
 
         return list(protocols.PRESETS)
 
     def protocolRows(self) -> list:
         """The protocol as table cells: action, thaw mode, minutes, flow %, probes."""
-        from CryoAblationLogic import protocols
+        from CryoAblationLogic.core import protocols
 
         rows = []
         for step in self.planParameters().settings().protocol:
@@ -901,7 +901,7 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
         return rows
 
     def setProtocolRows(self, cells: list) -> None:
-        from CryoAblationLogic import protocols
+        from CryoAblationLogic.core import protocols
 
         rows = []
         for index, (action, mode, minutes, flow, probeNames) in enumerate(cells):
@@ -916,20 +916,20 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
         self._setProtocol(protocols.rows_to_protocol(rows, self._probeAndGroupNames()))
 
     def _setProtocol(self, protocol: list) -> None:
-        from CryoAblationLogic import protocols
+        from CryoAblationLogic.core import protocols
 
         parameters = self.planParameters()
         kept = protocols.snapshot_times_within(parameters.settings().snapshot_times_s, protocol)
         parameters.update_settings(protocol=protocol, snapshot_times_s=kept)
 
     def _probeAndGroupNames(self) -> list:
-        from CryoAblationLogic.mrml import probes
+        from CryoAblationLogic.scene import probes
 
         nodes = self.probeNodes()
         return [node.GetName() for node in nodes] + [probes.probe_group(node) for node in nodes]
 
     def applyProtocolPreset(self, name: str) -> None:
-        from CryoAblationLogic import protocols
+        from CryoAblationLogic.core import protocols
 
         self._setProtocol(protocols.preset_protocol(name))
 
@@ -957,15 +957,15 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
         self.planParameters().update_settings(grid_spacing_mm=float(spacingMm) if spacingMm > 0 else None)
 
     def isothermLevelsText(self) -> str:
-        from CryoAblationLogic.mrml import colors, results
+        from CryoAblationLogic.scene import colors, results
 
         return ", ".join(
             colors.format_level(level) for level, _rgb in results.levels_of(self.planParameters())
         )
 
     def setIsothermLevels(self, text: str) -> None:
-        from CryoAblationLogic.mrml import colors, results
-        from CryoAblationLogic.mrml import parameters as P
+        from CryoAblationLogic.scene import colors, results
+        from CryoAblationLogic.scene import parameters as P
 
         try:
             levels = [float(part) for part in text.replace(";", ",").split(",") if part.strip()]
@@ -982,7 +982,7 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
                 self._preview = None
             return
         self.requireNumba()  # before importing the solver, which needs numba
-        from CryoAblationLogic.mrml.preview import LivePreview
+        from CryoAblationLogic.scene.preview import LivePreview
 
         if self._preview is None:
             self._preview = LivePreview(slicer.mrmlScene, self.planParameters())
@@ -1006,7 +1006,7 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
         if self.simulationRunning():
             raise RuntimeError(_("A simulation is already running."))
         self.requireNumba()  # before importing the solver, which needs numba
-        from CryoAblationLogic.mrml.workflow import SimulationJob
+        from CryoAblationLogic.scene.workflow import SimulationJob
 
         self._runningCase = None
         self._job = SimulationJob(
@@ -1051,7 +1051,7 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
             if isinstance(job.error, SimulationCancelled):
                 return _("Simulation cancelled.")
             raise job.error
-        from CryoAblationLogic.plan_report import SimulatedPlan
+        from CryoAblationLogic.scene.plan_report import SimulatedPlan
 
         planResult = job.poll()
         self._job = None
@@ -1079,7 +1079,7 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
             self._follower = None
 
     def playbackTimeRange(self) -> tuple:
-        from CryoAblationLogic.mrml import parameters as P
+        from CryoAblationLogic.scene import parameters as P
 
         browser = self.planParameters().get(P.PLAYBACK_BROWSER)
         sequence = browser.GetMasterSequenceNode() if browser is not None else None
@@ -1090,8 +1090,8 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
 
     def showTime(self, timeS: float) -> float:
         """Show the result frame nearest ``timeS``; returns the frame's time."""
-        from CryoAblationLogic.mrml import parameters as P
-        from CryoAblationLogic.mrml import results
+        from CryoAblationLogic.scene import parameters as P
+        from CryoAblationLogic.scene import results
 
         browser = self.planParameters().get(P.PLAYBACK_BROWSER)
         if browser is None:
@@ -1103,7 +1103,7 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
     def startMonitoring(self, scannerHost, scannerPort, consoleHost, consolePort, journalPath="") -> None:
         """Listen for the scanner's bridge and connect to the console; journal everything if a
         journal file is given."""
-        from CryoAblationLogic import monitoring
+        from CryoAblationLogic.live import monitoring
         from CryoAblationLogic.live.journal import Journal
         from CryoAblationLogic.live.link import LiveLink
         from CryoAblationLogic.live.runner import journal_location
@@ -1141,7 +1141,7 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
         poses, readings go into a table and a chart beside the prediction. Inside Slicer with the
         OpenIGTLinkIF module the scanner comes through its connector node. Needs numba and a
         journal file (the procedure can then be replayed exactly)."""
-        from CryoAblationLogic import monitoring
+        from CryoAblationLogic.live import monitoring
         from CryoAblationLogic.live.runner import journal_location
 
         if not journalPath.strip():
@@ -1149,9 +1149,9 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
         journal_location(journalPath, key="journal")
         scanner, console = monitoring.live_endpoints(scannerHost, scannerPort, consoleHost, consolePort)
         self.requireNumba()  # before importing the solver, which needs numba
-        from CryoAblationLogic.live.scene_link import start_scene_monitor
-        from CryoAblationLogic.mrml import case_io
-        from CryoAblationLogic.mrml import parameters as P
+        from CryoAblationLogic.scene import case_io
+        from CryoAblationLogic.scene import parameters as P
+        from CryoAblationLogic.scene.live_link import start_scene_monitor
 
         parameters = self.planParameters()
         case = case_io.build_case(slicer.mrmlScene, parameters).parse()
@@ -1175,7 +1175,7 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
 
     def _showLiveResult(self, session) -> None:
         """A live session's prediction as the plan's result (Results section, plots, report)."""
-        from CryoAblationLogic.mrml import results
+        from CryoAblationLogic.scene import results
 
         results.show_result(slicer.mrmlScene, self.planParameters(), session.result())
 
@@ -1183,7 +1183,7 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
         """``(lights {source: off|waiting|connected}, sensor rows, messages)`` after taking the
         events that arrived since the last call (in live mode: one step of the live monitor, which
         also updates its scene nodes)."""
-        from CryoAblationLogic import monitoring
+        from CryoAblationLogic.live import monitoring
 
         state = self._monitorState or monitoring.MonitorState()
         if self._link is not None:
@@ -1200,7 +1200,7 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
     def replayJournal(self, journalPath: str) -> int:
         """Show a recorded procedure in the Monitor section (not while connected); returns the
         number of messages replayed."""
-        from CryoAblationLogic import monitoring
+        from CryoAblationLogic.live import monitoring
 
         if self.monitoringActive():
             raise RuntimeError(_("Disconnect before replaying a journal."))
@@ -1216,7 +1216,7 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
 
     def _replayLiveJournal(self, journalPath: str) -> int:
         """A live-mode journal runs through live mode again: the same prediction, into the scene."""
-        from CryoAblationLogic import monitoring
+        from CryoAblationLogic.live import monitoring
 
         self.requireNumba()  # before importing the solver, which needs numba
         from CryoAblationLogic.live.runner import replay_procedure
@@ -1245,7 +1245,7 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
 
     def resultTables(self) -> tuple:
         """``(metrics table node, critical-structures table node, warnings)`` of the last run."""
-        from CryoAblationLogic.mrml import parameters as P
+        from CryoAblationLogic.scene import parameters as P
 
         parameters = self.planParameters()
         warningsTable = parameters.get(P.WARNINGS_TABLE)
@@ -1258,7 +1258,7 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
         return parameters.get(P.METRICS_TABLE), parameters.get(P.CRITICAL_TABLE), warnings
 
     def showChart(self, which: str) -> None:
-        from CryoAblationLogic.mrml import parameters as P
+        from CryoAblationLogic.scene import parameters as P
 
         role = {"ice": P.ICE_VOLUME_CHART, "sensors": P.SENSOR_CHART}[which]
         chart = self.planParameters().get(role)
@@ -1268,7 +1268,7 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
 
     def exportReport(self, directory: str) -> str:
         """Write the HTML report of the last simulation in ``directory``/report."""
-        from CryoAblationLogic.plan_report import write_plan_report
+        from CryoAblationLogic.scene.plan_report import write_plan_report
 
         if not directory:
             raise ValueError(_("Choose the folder to export to."))
@@ -1285,7 +1285,7 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
 
     def exportCase(self, directory: str) -> str:
         """Write the plan as ``CryoAblation.cryo.json`` (and its label map) in ``directory``."""
-        from CryoAblationLogic.mrml import case_io
+        from CryoAblationLogic.scene import case_io
 
         if not directory:
             raise ValueError(_("Choose the folder to export to."))
@@ -1300,8 +1300,20 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
 #
 
 
+def _scenarios():
+    """The self-test's scenarios (Testing/Python/CryoAblationScenarios.py beside this file); pytest
+    runs the same functions on a slicer-core scene."""
+    import importlib
+    import sys
+
+    folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), "Testing", "Python")
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    return importlib.import_module("CryoAblationScenarios")
+
+
 class CryoAblationTest(ScriptedLoadableModuleTest):
-    """Slicer's self-test: the scenarios of CryoAblationLogic.scenarios on Slicer's own scene.
+    """Slicer's self-test: the scenarios of CryoAblationScenarios (``Testing/Python``) on Slicer's scene.
 
     The same scenario functions run under pytest with slicer-core (Testing/module), so what passes
     there is what Slicer runs here. The solver needs numba: install it in Slicer before running the
@@ -1331,8 +1343,8 @@ class CryoAblationTest(ScriptedLoadableModuleTest):
         """The phantom in SampleData (category CryoAblation) is made locally and loads with roles."""
         import SampleData
 
-        from CryoAblationLogic import phantom, sample_data
-        from CryoAblationLogic.mrml import inputs
+        from CryoAblationLogic.io import phantom
+        from CryoAblationLogic.scene import inputs, sample_data
 
         self.delayDisplay("Loading the phantom from Sample Data")
         recipe = sample_data.load_recipe()
@@ -1347,8 +1359,8 @@ class CryoAblationTest(ScriptedLoadableModuleTest):
     def test_plan_simulate_save_reload_and_live(self):
         import shutil
 
-        from CryoAblationLogic import scenarios
-        from CryoAblationLogic.mrml import parameters as P
+        scenarios = _scenarios()
+        from CryoAblationLogic.scene import parameters as P
 
         self.delayDisplay("Loading the phantom")
         parameters = scenarios.load_phantom(slicer.mrmlScene, slicer.modules.segmentations.logic())
@@ -1380,7 +1392,7 @@ class CryoAblationTest(ScriptedLoadableModuleTest):
     def test_replay_journal(self):
         import shutil
 
-        from CryoAblationLogic import scenarios
+        scenarios = _scenarios()
 
         self.delayDisplay("Replaying a short journal")
         folder = os.path.join(slicer.app.temporaryPath, "CryoAblationTest-journal")

@@ -2,7 +2,7 @@
 
 Layers (dependencies point one way, top to bottom):
 
-- front ends: ``CryoAblationLogic.commands`` (the ``cryoablation`` command) and the Slicer module
+- front ends: ``CryoAblationLogic.cli`` (the ``cryoablation`` command) and the Slicer module
   ``CryoAblation/CryoAblation.py``; they only wire things together;
 - MRML adapters: take an MRML scene as an argument, put nodes in and read nodes out;
 - OpenIGTLink layer: sockets and messages, no Slicer;
@@ -13,9 +13,6 @@ properties in SI units; world coordinates are Slicer's RAS; a field on a :class:
 numpy array indexed ``[i, j, k]`` (x/R, y/A, z/S), i.e. ``field.shape == grid.size``.
 """
 
-__version__ = "0.1.0"
+from CryoAblationLogic.core.about import RESEARCH_USE_NOTE, __version__
 
-RESEARCH_USE_NOTE = (
-    "CryoAblation is research software. It is not a medical device and has not been cleared or "
-    "approved for clinical use; its predictions must not be the sole basis of a treatment decision."
-)
+__all__ = ["RESEARCH_USE_NOTE", "__version__"]

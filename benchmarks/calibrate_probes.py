@@ -27,7 +27,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from CryoAblationLogic.case import parse_case  # noqa: E402
+from CryoAblationLogic.io.case_file import parse_case  # noqa: E402
 from CryoAblationLogic.physics import probes as probe_module  # noqa: E402
 from CryoAblationLogic.physics.simulation import simulate  # noqa: E402
 

@@ -37,10 +37,10 @@ from CryoAblationLogic.live.journal import Journal
 from CryoAblationLogic.live.link import Endpoint, LiveLink
 from CryoAblationLogic.live.mode import LiveSession
 from CryoAblationLogic.live.runner import LIVE_COALESCED
-from CryoAblationLogic.live.scene_link import ClientSource, LiveScene, LiveSceneMonitor
 from CryoAblationLogic.live.synthetic import plan_case
-from CryoAblationLogic.mrml import volumes
-from CryoAblationLogic.mrml.app import create_scene_app
+from CryoAblationLogic.scene import volumes
+from CryoAblationLogic.scene.app import create_scene_app
+from CryoAblationLogic.scene.live_link import ClientSource, LiveScene, LiveSceneMonitor
 
 SHAPE = (256, 256, 30)
 ORIGIN_S = 1_800_000_000.0

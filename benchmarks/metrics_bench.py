@@ -15,8 +15,8 @@ import time
 import numpy as np
 from machine import describe as describe_machine  # benchmarks/ is the script folder, on sys.path
 
-from CryoAblationLogic.grid import Grid
-from CryoAblationLogic.metrics import isotherm_metrics, probe_warnings
+from CryoAblationLogic.analysis.metrics import isotherm_metrics, probe_warnings
+from CryoAblationLogic.core.grid import Grid
 
 GOAL_S = 0.2
 

@@ -37,7 +37,7 @@ BENCHMARKS = {
 def run_one(name: str) -> dict:
     from cases import three_probe_kidney
 
-    from CryoAblationLogic.case import parse_case
+    from CryoAblationLogic.io.case_file import parse_case
     from CryoAblationLogic.physics.simulation import preview, simulate
 
     warm = parse_case(

@@ -21,16 +21,16 @@ from types import SimpleNamespace
 import numpy as np
 from machine import describe as describe_machine  # benchmarks/ is the script folder, on sys.path
 
-from CryoAblationLogic import metrics
-from CryoAblationLogic.grid import Grid
-from CryoAblationLogic.mrml import case_io, inputs, probes, results, workflow
-from CryoAblationLogic.mrml import parameters as P
-from CryoAblationLogic.mrml.app import create_scene_app, load_scene_mrb, save_scene_mrb
-from CryoAblationLogic.mrml.colors import create_isotherm_color_table, isotherm_levels
-from CryoAblationLogic.mrml.isotherms import create_isotherm_segmentation, update_isotherm_segmentation
-from CryoAblationLogic.mrml.phantom_scene import build_phantom_scene
-from CryoAblationLogic.mrml.preview import LivePreview
-from CryoAblationLogic.mrml.volumes import add_volume_node
+from CryoAblationLogic.analysis import metrics
+from CryoAblationLogic.core.grid import Grid
+from CryoAblationLogic.scene import case_io, inputs, probes, results, workflow
+from CryoAblationLogic.scene import parameters as P
+from CryoAblationLogic.scene.app import create_scene_app, load_scene_mrb, save_scene_mrb
+from CryoAblationLogic.scene.colors import create_isotherm_color_table, isotherm_levels
+from CryoAblationLogic.scene.isotherms import create_isotherm_segmentation, update_isotherm_segmentation
+from CryoAblationLogic.scene.phantom_scene import build_phantom_scene
+from CryoAblationLogic.scene.preview import LivePreview
+from CryoAblationLogic.scene.volumes import add_volume_node
 
 LIMITS_S = {
     "scene_to_case_256x256x64": 0.5,

@@ -4,11 +4,19 @@
 No Slicer or Qt imports here: the module's live mode polls :class:`Inbox` from a timer.
 """
 
-from .codec import DEFAULT_MAX_BODY_SIZE, HEADER_SIZE, Header, StreamReader, decode, encode, parse_header
-from .crc64 import crc64
-from .errors import CrcError, FramingError, MessageTooLarge, ProtocolError
-from .inbox import Inbox, LinkEvent, Received
-from .messages import (
+from CryoAblationLogic.igtl.codec import (
+    DEFAULT_MAX_BODY_SIZE,
+    HEADER_SIZE,
+    Header,
+    StreamReader,
+    decode,
+    encode,
+    parse_header,
+)
+from CryoAblationLogic.igtl.crc64 import crc64
+from CryoAblationLogic.igtl.errors import CrcError, FramingError, MessageTooLarge, ProtocolError
+from CryoAblationLogic.igtl.inbox import Inbox, LinkEvent, Received
+from CryoAblationLogic.igtl.messages import (
     STATUS_CODES,
     CapabilityMessage,
     ImageMessage,
@@ -28,7 +36,7 @@ from .messages import (
     timestamp_from_seconds,
     timestamp_to_seconds,
 )
-from .transport import DEFAULT_PORT, Client, Server
+from CryoAblationLogic.igtl.transport import DEFAULT_PORT, Client, Server
 
 __all__ = [
     "DEFAULT_MAX_BODY_SIZE",

@@ -18,9 +18,9 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .crc64 import crc64
-from .errors import CrcError, FramingError, MessageTooLarge, ProtocolError
-from .messages import (
+from CryoAblationLogic.igtl.crc64 import crc64
+from CryoAblationLogic.igtl.errors import CrcError, FramingError, MessageTooLarge, ProtocolError
+from CryoAblationLogic.igtl.messages import (
     ENCODING_UTF8,
     Message,
     RawMessage,

@@ -1,9 +1,9 @@
-"""Errors of the OpenIGTLink layer. All are :class:`~CryoAblationLogic.errors.InputError`s naming the
+"""Errors of the OpenIGTLink layer. All are :class:`~CryoAblationLogic.core.errors.InputError`s naming the
 offending field, so a malformed message reads like any other bad input."""
 
 from __future__ import annotations
 
-from ..errors import InputError
+from CryoAblationLogic.core.errors import InputError
 
 
 class ProtocolError(InputError):

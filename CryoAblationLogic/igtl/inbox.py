@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .messages import ImageMessage, Message, NdArrayMessage, RawMessage, SensorMessage
+from CryoAblationLogic.igtl.messages import ImageMessage, Message, NdArrayMessage, RawMessage, SensorMessage
 
 COALESCED_TYPES = frozenset({"IMAGE", "TRANSFORM", "POSITION"})
 

@@ -17,7 +17,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from .errors import ProtocolError
+from CryoAblationLogic.igtl.errors import ProtocolError
 
 # IMAGE and NDARRAY scalar type codes → numpy types (NDARRAY also has 13: complex, 2 × float64).
 SCALAR_TYPES: dict[int, np.dtype] = {

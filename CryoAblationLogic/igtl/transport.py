@@ -27,10 +27,10 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from .codec import DEFAULT_MAX_BODY_SIZE, StreamReader, encode
-from .errors import FramingError, ProtocolError
-from .inbox import Inbox, LinkEvent, Received
-from .messages import Message, timestamp_from_seconds
+from CryoAblationLogic.igtl.codec import DEFAULT_MAX_BODY_SIZE, StreamReader, encode
+from CryoAblationLogic.igtl.errors import FramingError, ProtocolError
+from CryoAblationLogic.igtl.inbox import Inbox, LinkEvent, Received
+from CryoAblationLogic.igtl.messages import Message, timestamp_from_seconds
 
 DEFAULT_PORT = 18944
 _READ_CHUNK = 1 << 20

@@ -7,7 +7,7 @@ travel in kelvin and are converted at the edge (:func:`kelvin_to_celsius`).
 
 from __future__ import annotations
 
-from .errors import ProtocolError
+from CryoAblationLogic.igtl.errors import ProtocolError
 
 PREFIXES = {
     0: 0,

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import InputError
-from ..igtl.messages import (
+from CryoAblationLogic.core.errors import InputError
+from CryoAblationLogic.igtl.messages import (
     ImageMessage,
     Message,
     NdArrayMessage,
@@ -31,7 +31,7 @@ from ..igtl.messages import (
     StringMessage,
     TransformMessage,
 )
-from ..igtl.units import KELVIN, kelvin_to_celsius
+from CryoAblationLogic.igtl.units import KELVIN, kelvin_to_celsius
 
 SCAN_PLANE_DEVICE = "PLANE_0"
 SCANNER_STATUS_DEVICE = "MR"

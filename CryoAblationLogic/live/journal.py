@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
-from ..igtl.inbox import LinkEvent, Received
-from ..igtl.messages import (
+from CryoAblationLogic.core.errors import InputError
+from CryoAblationLogic.igtl.inbox import LinkEvent, Received
+from CryoAblationLogic.igtl.messages import (
     CapabilityMessage,
     ImageMessage,
     Message,

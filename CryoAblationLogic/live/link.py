@@ -24,11 +24,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import InputError
-from ..igtl.inbox import COALESCED_TYPES, Inbox, LinkEvent, Received
-from ..igtl.messages import Message, timestamp_from_seconds
-from ..igtl.transport import DEFAULT_PORT, Client, Server
-from .console import (
+from CryoAblationLogic.core.errors import InputError
+from CryoAblationLogic.igtl.inbox import COALESCED_TYPES, Inbox, LinkEvent, Received
+from CryoAblationLogic.igtl.messages import Message, timestamp_from_seconds
+from CryoAblationLogic.igtl.transport import DEFAULT_PORT, Client, Server
+from CryoAblationLogic.live.console import (
     CommandAck,
     CommandTracker,
     Event,
@@ -37,7 +37,7 @@ from .console import (
     scan_plane_message,
     scanner_command,
 )
-from .journal import Journal
+from CryoAblationLogic.live.journal import Journal
 
 SOURCES = ("scanner", "console")
 

@@ -49,10 +49,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..case import Case
-from ..errors import InputError
-from ..igtl.messages import Message
-from .console import (
+from CryoAblationLogic.core.errors import InputError
+from CryoAblationLogic.core.plan import Case
+from CryoAblationLogic.igtl.messages import Message
+from CryoAblationLogic.io.case_file import save_case
+from CryoAblationLogic.io.result_folder import write_result_folder
+from CryoAblationLogic.live.console import (
     ConsoleFault,
     Event,
     ProbePose,
@@ -62,6 +64,7 @@ from .console import (
     SensorReading,
     interpret_or_unrecognised,
 )
+from CryoAblationLogic.live.replay import record_to_message
 
 CONSOLE_EVENTS = (ProbePose, ProbeStateChange, ConsoleFault, ProbeTemperatures, SensorReading)
 DEFAULT_UPDATE_INTERVAL_S = 1.0
@@ -164,7 +167,9 @@ class LiveSession:
         self.journal = journal
         self.on_update = on_update
         self._simulation_options = dict(simulation_options or {})
-        from ..physics.simulation import Simulation
+        from CryoAblationLogic.physics.simulation import (
+            Simulation,  # numba kernels compile or load on first use
+        )
 
         self._simulation_class = Simulation
         self.simulation = Simulation(case, **self._simulation_options)
@@ -420,7 +425,9 @@ class LiveSession:
 
     def result(self):
         """The session so far as a :class:`~CryoAblationLogic.physics.simulation.SimulationResult`."""
-        from ..physics.simulation import SimulationResult
+        from CryoAblationLogic.physics.simulation import (
+            SimulationResult,  # numba kernels compile or load on first use
+        )
 
         sim = self.simulation
         return SimulationResult(
@@ -450,8 +457,6 @@ def write_live_results(session: LiveSession, out_dir: str | Path) -> Path:
     from live mode: ``ice_volume_history.csv`` (isotherm volumes at every update),
     ``sensor_readings.csv`` (measured beside predicted), ``live_events.csv`` (what was applied
     when), ``case.cryo.json`` (the case as finally placed) and keys ``live`` in summary.json."""
-    from ..case import save_case
-    from ..results import write_result_folder
 
     out = Path(out_dir)
     result = session.result()
@@ -517,7 +522,6 @@ def session_settings(records: list[dict]) -> dict:
 def replay_journal(session: LiveSession, contents, start_index: int = 0) -> int:
     """Feed a journal's incoming messages (and its journaled wall-clock moves) into ``session``
     in journal order; returns how many messages were fed."""
-    from .replay import record_to_message
 
     records = contents.records[start_index:]
     clock_moves = sorted(

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
-from ..igtl.messages import (
+from CryoAblationLogic.core.errors import InputError
+from CryoAblationLogic.igtl.messages import (
     CapabilityMessage,
     ImageMessage,
     Message,
@@ -33,7 +33,7 @@ from ..igtl.messages import (
     TransformMessage,
     content_class,
 )
-from .journal import JournalContents, read_image_nrrd, read_journal
+from CryoAblationLogic.live.journal import JournalContents, read_image_nrrd, read_journal
 
 _SPECIAL = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf")}
 

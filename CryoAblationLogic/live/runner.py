@@ -18,11 +18,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import InputError
-from ..igtl.inbox import Received
-from .journal import Journal, check_procedure_name, read_journal
-from .link import Endpoint, LiveLink
-from .mode import LiveSession, replay_journal, session_settings
+from CryoAblationLogic.core.errors import InputError
+from CryoAblationLogic.igtl.inbox import Received
+from CryoAblationLogic.io.case_file import load_case, save_case
+from CryoAblationLogic.live.journal import Journal, check_procedure_name, read_journal
+from CryoAblationLogic.live.link import Endpoint, LiveLink
+from CryoAblationLogic.live.mode import LiveSession, replay_journal, session_settings
 
 CASE_FOLDER_SUFFIX = "_case"
 LIVE_COALESCED = frozenset({"IMAGE"})  # frames may be coalesced for the display; poses never
@@ -93,7 +94,6 @@ def open_session(
     (journal, session, messages fed again). ``fsync``: every journal record forced to disk
     (survives a power cut, not only a crash of this process); ``compress_images``: gzip the
     journal's NRRD frames."""
-    from ..case import load_case, save_case
 
     journal_path = Path(journal_path)
     folder, procedure = journal_location(journal_path)
@@ -149,7 +149,6 @@ def start_monitor(
 def replay_procedure(journal_path: str | Path, on_update=None) -> tuple[LiveSession, bool]:
     """Run a journaled procedure through live mode again (same case, same settings); returns the
     session, brought to the procedure clock, and whether the journal's last line was cut off."""
-    from ..case import load_case
 
     journal_path = Path(journal_path)
     contents = read_journal(journal_path)

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import InputError
-from ..igtl.messages import (
+from CryoAblationLogic.core.errors import InputError
+from CryoAblationLogic.igtl.messages import (
     ImageMessage,
     Message,
     NdArrayMessage,
@@ -38,9 +38,10 @@ from ..igtl.messages import (
     StringMessage,
     TransformMessage,
 )
-from ..igtl.transport import Client, Server
-from ..igtl.units import KELVIN, celsius_to_kelvin
-from .console import SCAN_PLANE_DEVICE, parse_probe_state
+from CryoAblationLogic.igtl.transport import Client, Server
+from CryoAblationLogic.igtl.units import KELVIN, celsius_to_kelvin
+from CryoAblationLogic.io.phantom import demo_probe_plan, make_phantom
+from CryoAblationLogic.live.console import SCAN_PLANE_DEVICE, parse_probe_state
 
 BODY_TEMPERATURE_C = 37.0
 # Set points (°C) and time constants (s) of the tip temperature lag, per probe state.
@@ -301,7 +302,6 @@ class ConsoleSimulator:
 
 
 def main(argv: list[str] | None = None) -> int:  # pragma: no cover - interactive tool
-    from ..phantom import demo_probe_plan, make_phantom
 
     parser = argparse.ArgumentParser(description="Simulated MR bridge and cryo console for live mode.")
     parser.add_argument("--scanner-host", default="127.0.0.1", help="host where Slicer listens")

@@ -25,8 +25,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..errors import InputError
-from ..igtl.messages import (
+from CryoAblationLogic.core.errors import InputError
+from CryoAblationLogic.igtl.messages import (
     ImageMessage,
     Message,
     NdArrayMessage,
@@ -36,8 +36,11 @@ from ..igtl.messages import (
     TransformMessage,
     timestamp_from_seconds,
 )
-from ..igtl.units import KELVIN, celsius_to_kelvin
-from .simulator import probe_pose
+from CryoAblationLogic.igtl.units import KELVIN, celsius_to_kelvin
+from CryoAblationLogic.io import phantom as ph
+from CryoAblationLogic.io.case_file import parse_case
+from CryoAblationLogic.io.demo_case import build_demo_case
+from CryoAblationLogic.live.simulator import probe_pose
 
 IMAGE_DEVICE = "MR Image"
 VOID_START_C = 0.0  # signal starts to fade here ...
@@ -77,8 +80,6 @@ class SyntheticSettings:
 def plan_case(spacing_mm: float, protocol_scale: float = 1.0, lead_in_s: float = 0.0):
     """The demo case (``commands/demo.py``) with its protocol durations scaled, after a lead-in
     of ``lead_in_s`` with the probes off (placement checked on the images before freezing)."""
-    from ..case import parse_case
-    from ..commands.demo import build_demo_case
 
     data, labels = build_demo_case(spacing_mm)
     protocol = [{"action": "off", "duration_s": lead_in_s, "probes": "all"}] if lead_in_s > 0 else []
@@ -117,7 +118,6 @@ def perturbed_truth(case, settings: SyntheticSettings):
 
 def phantom_image(case) -> np.ndarray:
     """The phantom's MR-like image on the case grid (the demo case's region of the phantom)."""
-    from .. import phantom as ph
 
     full = ph.make_phantom(case.grid.spacing_mm[0])
     lo = np.rint(full.grid.ras_to_index(case.grid.origin_mm)).astype(int)
@@ -158,7 +158,9 @@ class SyntheticProcedure:
     """The truth run and the messages it produces (no I/O; :func:`serve` sends them)."""
 
     def __init__(self, settings: SyntheticSettings):
-        from ..physics.simulation import Simulation
+        from CryoAblationLogic.physics.simulation import (
+            Simulation,  # numba kernels compile or load on first use
+        )
 
         settings.check()
         self.settings = settings

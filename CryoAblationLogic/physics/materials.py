@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields
 
-from ..errors import InputError
-from ..resources import load_json_resource
+from CryoAblationLogic.core.errors import InputError
+from CryoAblationLogic.core.resources import load_json_resource
 
 REQUIRED_KEYS = (
     "k_unfrozen",

@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .kernels import (
+from CryoAblationLogic.physics.kernels import (
     CF,
     CU,
     HL,

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..grid import Grid
+from CryoAblationLogic.core.grid import Grid
 
 KERNEL_EQUIVALENT_RADIUS = 0.5443  # r_eq / R for K(ρ) = (1 − ρ²/R²)², see the module docstring
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from ..errors import InputError
-from ..resources import load_json_resource
+from CryoAblationLogic.core.errors import InputError
+from CryoAblationLogic.core.resources import load_json_resource
 
 
 @dataclass(frozen=True)

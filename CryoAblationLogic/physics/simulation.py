@@ -1,4 +1,4 @@
-"""The ice-ball simulation: build it from a :class:`~CryoAblationLogic.case.Case`, advance it.
+"""The ice-ball simulation: build it from a :class:`~CryoAblationLogic.core.plan.Case`, advance it.
 
 Scheme (see :mod:`.kernels`): implicit (backward-Euler) enthalpy steps of the Pennes bioheat
 equation with phase change, solved by red-black nonlinear Gauss–Seidel sweeps, accelerated by
@@ -24,18 +24,19 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ..case import Case, ProtocolStep
-from ..errors import InputError
-from ..grid import Grid
-from . import kernels as kn
-from . import multigrid as mg
-from .probe_coupling import (
+from CryoAblationLogic.core.errors import InputError
+from CryoAblationLogic.core.grid import Grid
+from CryoAblationLogic.core.plan import Case, LineSinkSource, Outputs, ProtocolStep, SphereSource
+from CryoAblationLogic.physics import kernels as kn
+from CryoAblationLogic.physics import multigrid as mg
+from CryoAblationLogic.physics.probe_coupling import (
     SPHERE_WELL_MAX_RADIUS_VOXELS,
     line_sink_deposit,
     probe_stencil,
     sphere_stencil,
     sphere_well_stencil,
 )
+from CryoAblationLogic.physics.probes import load_probe_catalog
 
 # 9 float32 fields, 3 float32 link conductances, material, fixed and coupled bytes, and the coarse
 # grids (6 float64 arrays on 1/8 of the voxels, 1/7 more for the coarser ones).
@@ -130,7 +131,6 @@ def check_memory(grid: Grid, snapshots: int = 0) -> None:
 
 def _has_held_temperatures(case: Case) -> bool:
     """A face or sphere held at another temperature than the start (the analytic cases of physics.md §7)."""
-    from ..case import SphereSource
 
     t0 = case.initial_temperature_c
     held_faces = [bc.temperature_c for bc in case.boundaries.values() if bc.type == "fixed"]
@@ -305,7 +305,6 @@ class Simulation:
         self.q = np.zeros(shape, dtype=np.float32)
 
     def _build_sources(self) -> None:
-        from ..case import LineSinkSource, SphereSource
 
         grid = self.grid
         self._spheres = []
@@ -338,7 +337,6 @@ class Simulation:
         self.Tmin = self.T.copy()
 
     def _build_probes(self) -> None:
-        from .probes import load_probe_catalog
 
         catalog = load_probe_catalog()
         self._probes: list[_ProbeRuntime] = []
@@ -961,7 +959,6 @@ def coarsen_case(case: Case, spacing_mm: float, duration_s: float | None = None)
             kept.append(replace(step, duration_s=min(step.duration_s, duration_s - step.start_s)))
         protocol = kept
     end = protocol[-1].end_s
-    from ..case import Outputs
 
     outputs = Outputs(case.outputs.isotherms_c, tuple(t for t in case.outputs.snapshot_times_s if t <= end))
     sensors = [s for s in case.sensors if coarse.contains_ras(s.position_mm)]

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from CryoAblationLogic import cli
-from CryoAblationLogic.volume_io import read_nrrd
+from CryoAblationLogic.cli import main as cli
+from CryoAblationLogic.io.volumes import read_nrrd
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -21,7 +21,7 @@ def test_help_lists_every_subcommand():
     result = run_cli("--help")
     assert result.returncode == 0
     for module_name in cli.SUBCOMMAND_MODULES:
-        module = __import__(f"CryoAblationLogic.commands.{module_name}", fromlist=["NAME"])
+        module = __import__(f"CryoAblationLogic.cli.{module_name}", fromlist=["NAME"])
         assert module.NAME in result.stdout
     assert "not a medical device" in result.stdout.replace("\n", " ")
 
@@ -30,7 +30,7 @@ def test_console_script_is_installed():
     import importlib.metadata
 
     scripts = {ep.name: ep.value for ep in importlib.metadata.entry_points(group="console_scripts")}
-    assert scripts.get("cryoablation") == "CryoAblationLogic.cli:main"
+    assert scripts.get("cryoablation") == "CryoAblationLogic.cli.main:main"
 
 
 def test_bad_option_value_exits_2_and_names_it(tmp_path):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from CryoAblationLogic.errors import InputError
-from CryoAblationLogic.grid import Grid
-from CryoAblationLogic.volume_io import read_nrrd, write_nrrd
+from CryoAblationLogic.core.errors import InputError
+from CryoAblationLogic.core.grid import Grid
+from CryoAblationLogic.io.volumes import read_nrrd, write_nrrd
 
 
 def test_grid_from_case_dict_accepts_scalar_or_vector_spacing():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from CryoAblationLogic import phantom as ph
+from CryoAblationLogic.io import phantom as ph
 
 
 @pytest.fixture(scope="module")

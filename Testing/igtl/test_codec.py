@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from CryoAblationLogic.errors import InputError
+from CryoAblationLogic.core.errors import InputError
 from CryoAblationLogic.igtl import (
     CapabilityMessage,
     CrcError,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from CryoAblationLogic.errors import InputError
+from CryoAblationLogic.core.errors import InputError
 from CryoAblationLogic.igtl import (
     ImageMessage,
     NdArrayMessage,

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from CryoAblationLogic.errors import InputError
+from CryoAblationLogic.core.errors import InputError
 from CryoAblationLogic.igtl import (
     ImageMessage,
     NdArrayMessage,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import socket
 
-from CryoAblationLogic.case import parse_case
 from CryoAblationLogic.igtl.messages import (
     NdArrayMessage,
     SensorMessage,
@@ -14,6 +13,7 @@ from CryoAblationLogic.igtl.messages import (
     timestamp_from_seconds,
 )
 from CryoAblationLogic.igtl.units import KELVIN, celsius_to_kelvin
+from CryoAblationLogic.io.case_file import parse_case
 from CryoAblationLogic.live.simulator import probe_pose
 
 ORIGIN_S = 1_800_000_000.0  # the console's clock at procedure time 0 (Unix s)

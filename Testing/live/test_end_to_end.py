@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from CryoAblationLogic.cli import main as cli_main
+from CryoAblationLogic.cli.main import main as cli_main
 from CryoAblationLogic.igtl.transport import Server
+from CryoAblationLogic.io.volumes import read_nrrd
 from CryoAblationLogic.live.journal import read_journal
 from CryoAblationLogic.live.simulator import ConsoleSimulator, probe_pose
 from CryoAblationLogic.live.synthetic import SyntheticProcedure, SyntheticSettings, serve
-from CryoAblationLogic.volume_io import read_nrrd
 
 SETTINGS = SyntheticSettings(
     spacing_mm=3.0, protocol_scale=0.05, lead_in_s=10.0, acceleration=10.0, update_interval_s=0.5
@@ -172,7 +172,7 @@ def test_a_monitor_killed_mid_procedure_loses_nothing_it_received(tmp_path):
 
 
 def _console_peer() -> ConsoleSimulator:
-    from CryoAblationLogic.phantom import demo_probe_plan
+    from CryoAblationLogic.io.phantom import demo_probe_plan
 
     poses = [probe_pose(p["tip_mm"], p["entry_mm"]) for p in demo_probe_plan()]
     console = ConsoleSimulator(poses, port=0, update_interval_s=0.2)

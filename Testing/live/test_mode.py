@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from live_testing import ORIGIN_S, TIP_MM, pose, sensor, small_case, state, temperatures
 
-from CryoAblationLogic.errors import InputError
+from CryoAblationLogic.core.errors import InputError
 from CryoAblationLogic.igtl.messages import StatusMessage
 from CryoAblationLogic.live.journal import Journal, read_journal
 from CryoAblationLogic.live.mode import LiveSession, replay_journal, write_live_results

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from live_testing import free_port, pose, small_case, state, temperatures
 
-from CryoAblationLogic.errors import InputError
+from CryoAblationLogic.core.errors import InputError
 from CryoAblationLogic.igtl.transport import Server
 from CryoAblationLogic.live.journal import read_journal
 from CryoAblationLogic.live.link import Endpoint

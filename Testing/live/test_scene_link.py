@@ -13,7 +13,7 @@ from live_testing import TIP_MM, free_port, pose, sensor, small_case, stamped, s
 
 pytest.importorskip("slicer", reason="the scene mapping needs slicer-core")
 
-from CryoAblationLogic.grid import Grid
+from CryoAblationLogic.core.grid import Grid
 from CryoAblationLogic.igtl.messages import ImageMessage, TransformMessage
 from CryoAblationLogic.igtl.transport import Server
 from CryoAblationLogic.live.console import interpret
@@ -21,7 +21,10 @@ from CryoAblationLogic.live.journal import Journal, read_journal
 from CryoAblationLogic.live.link import Endpoint, LiveLink
 from CryoAblationLogic.live.mode import LiveSession
 from CryoAblationLogic.live.runner import LIVE_COALESCED, replay_procedure
-from CryoAblationLogic.live.scene_link import (
+from CryoAblationLogic.live.simulator import probe_pose
+from CryoAblationLogic.scene import probes, tables, volumes
+from CryoAblationLogic.scene.app import create_scene_app
+from CryoAblationLogic.scene.live_link import (
     ClientSource,
     ConnectorSource,
     LiveScene,
@@ -30,9 +33,6 @@ from CryoAblationLogic.live.scene_link import (
     node_to_message,
     start_scene_monitor,
 )
-from CryoAblationLogic.live.simulator import probe_pose
-from CryoAblationLogic.mrml import probes, tables, volumes
-from CryoAblationLogic.mrml.app import create_scene_app
 
 
 def frame(value_offset: int, t: float) -> ImageMessage:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from CryoAblationLogic.grid import Grid
+from CryoAblationLogic.core.grid import Grid
 
 SLOPE_C_PER_MM = 3.0  # radial test field: T(r) = 3 °C/mm · (r − R0), so 0 °C at R0, −20 °C at R0 − 6.67 mm
 

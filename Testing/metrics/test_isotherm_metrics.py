@@ -13,15 +13,15 @@ import math
 import numpy as np
 import pytest
 
-from CryoAblationLogic.errors import InputError
-from CryoAblationLogic.grid import Grid
-from CryoAblationLogic.metrics import (
+from CryoAblationLogic.analysis.metrics import (
     CRITICAL_COLUMNS,
     ISOTHERM_COLUMNS,
     _IsothermDistance,
     ice_volume_history,
     isotherm_metrics,
 )
+from CryoAblationLogic.core.errors import InputError
+from CryoAblationLogic.core.grid import Grid
 
 TARGET_RADIUS_MM = 15.0
 MARGIN_TOL_MM = 0.5

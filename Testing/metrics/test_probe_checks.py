@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from CryoAblationLogic.errors import InputError
-from CryoAblationLogic.metrics import probe_geometry, probe_warnings
+from CryoAblationLogic.analysis.metrics import probe_geometry, probe_warnings
+from CryoAblationLogic.core.errors import InputError
 
 
 @dataclass

@@ -12,14 +12,15 @@ import pytest
 from vtkmodules.util.numpy_support import vtk_to_numpy
 from vtkmodules.vtkIOImage import vtkPNGReader
 
-from CryoAblationLogic.metrics import isotherm_metrics, masks_by_role, probe_geometry, probe_warnings
-from CryoAblationLogic.report import write_report, write_result_report
-from CryoAblationLogic.report_images import (
-    LEVEL_COLOURS,
+from CryoAblationLogic.analysis.metrics import isotherm_metrics, masks_by_role, probe_geometry, probe_warnings
+from CryoAblationLogic.core.isotherms import DEFAULT_ISOTHERMS_C
+from CryoAblationLogic.report.document import write_report, write_result_report
+from CryoAblationLogic.report.figures import (
     TARGET_COLOUR,
     Overlay,
     cutaway_view,
     draw_text,
+    level_colour,
     nice_ticks,
     slice_view,
     text_size,
@@ -148,12 +149,13 @@ def test_slices_put_patient_right_on_the_left_and_anterior_or_superior_up(shapes
 
 def test_isotherm_outlines_use_the_level_colours(case):
     overlays = [
-        Overlay(case["field"], level, colour, f"{level:g} °C") for level, colour in LEVEL_COLOURS.items()
+        Overlay(case["field"], level, colour, f"{level:g} °C")
+        for level, colour in ((level, level_colour(level)) for level in DEFAULT_ISOTHERMS_C)
     ]
     overlays.append(Overlay(case["target"], 0.5, TARGET_COLOUR, "target"))
     picture = slice_view(case["image"], case["grid"], "axial", (0.0, 0.0, 0.0), overlays)
     colours = {tuple(c) for c in picture.reshape(-1, 3)}
-    for colour in [*LEVEL_COLOURS.values(), TARGET_COLOUR]:
+    for colour in [*(level_colour(level) for level in DEFAULT_ISOTHERMS_C), TARGET_COLOUR]:
         assert colour in colours
 
 

@@ -531,7 +531,7 @@ def _new_layout():
 @pytest.fixture
 def scene_app():
     pytest.importorskip("slicer", reason="the module runs on slicer-core's real MRML")
-    from CryoAblationLogic.mrml.app import create_scene_app
+    from CryoAblationLogic.scene.app import create_scene_app
 
     app = create_scene_app()
     # Slicer's application logic has these two singletons once it has a scene.
@@ -591,8 +591,8 @@ def no_numba(monkeypatch):
     solver_modules = (
         "CryoAblationLogic.physics.simulation",
         "CryoAblationLogic.physics.kernels",
-        "CryoAblationLogic.mrml.workflow",
-        "CryoAblationLogic.mrml.preview",
+        "CryoAblationLogic.scene.workflow",
+        "CryoAblationLogic.scene.preview",
     )
     for name in list(sys.modules):
         if name == "numba" or name.startswith("numba.") or name in solver_modules:

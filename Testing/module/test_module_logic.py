@@ -18,9 +18,11 @@ import pytest
 
 slicer = pytest.importorskip("slicer", reason="the module logic runs on slicer-core's real MRML")
 
-from CryoAblationLogic import phantom, scenarios  # noqa: E402
-from CryoAblationLogic.errors import InputError  # noqa: E402
-from CryoAblationLogic.mrml import parameters as P  # noqa: E402
+import CryoAblationScenarios as scenarios  # noqa: E402
+
+from CryoAblationLogic.core.errors import InputError  # noqa: E402
+from CryoAblationLogic.io import phantom  # noqa: E402
+from CryoAblationLogic.scene import parameters as P  # noqa: E402
 
 
 def test_parameter_node_is_the_plans_node_and_keeps_the_adapters_references(module, logic, scene_app):
@@ -365,9 +367,9 @@ def test_live_mode_against_the_simulated_bridge_and_console_fills_the_scene(logi
     reports, the overlay is refreshed at least once per second of procedure time while freezing,
     and the readings fill the sensor table, its chart and the panel's rows."""
     from CryoAblationLogic.igtl.messages import StringMessage
-    from CryoAblationLogic.live.scene_link import IMAGE_NODE_NAME
     from CryoAblationLogic.live.simulator import ConsoleSimulator, probe_pose
-    from CryoAblationLogic.mrml import probes, tables, volumes
+    from CryoAblationLogic.scene import probes, tables, volumes
+    from CryoAblationLogic.scene.live_link import IMAGE_NODE_NAME
 
     plan = logic.loadSamplePhantom()
     scenarios.place_probes(scene_app.scene, plan)

@@ -379,10 +379,10 @@ def test_using_the_module_walks_through_every_panel_section(ui_file):
 
 
 def test_self_test_and_pytest_run_the_same_scenarios(module_source):
-    """Every scenario of CryoAblationLogic.scenarios runs in Slicer's self-test and in pytest."""
+    """Every scenario of CryoAblationScenarios runs in Slicer's self-test and in pytest."""
     import inspect
 
-    from CryoAblationLogic import scenarios
+    import CryoAblationScenarios as scenarios
 
     names = {
         name

@@ -15,8 +15,11 @@ import pytest
 
 pytest.importorskip("slicer", reason="the panel runs on slicer-core's real MRML")
 
-from CryoAblationLogic import RESEARCH_USE_NOTE, phantom, scenarios
-from CryoAblationLogic.mrml import parameters as P
+import CryoAblationScenarios as scenarios
+
+from CryoAblationLogic.core.about import RESEARCH_USE_NOTE
+from CryoAblationLogic.io import phantom
+from CryoAblationLogic.scene import parameters as P
 
 
 @pytest.fixture

@@ -8,11 +8,11 @@ import time
 import numpy as np
 import pytest
 
-from CryoAblationLogic import monitoring
-from CryoAblationLogic.errors import InputError
+from CryoAblationLogic.core.errors import InputError
 from CryoAblationLogic.igtl.inbox import LinkEvent
 from CryoAblationLogic.igtl.messages import StringMessage
 from CryoAblationLogic.igtl.transport import Server
+from CryoAblationLogic.live import monitoring
 from CryoAblationLogic.live.console import (
     ConsoleFault,
     ProbeStateChange,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from CryoAblationLogic import phantom, protocols
-from CryoAblationLogic.errors import InputError
-from CryoAblationLogic.protocols import StepRow
+from CryoAblationLogic.core import protocols
+from CryoAblationLogic.core.errors import InputError
+from CryoAblationLogic.core.protocols import StepRow
+from CryoAblationLogic.io import phantom
 
 
 def test_10_8_10_preset_is_the_usual_double_freeze():

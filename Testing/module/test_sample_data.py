@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from vtkmodules.util import numpy_support
 
-from CryoAblationLogic import phantom, sample_data
-from CryoAblationLogic.grid import Grid
+from CryoAblationLogic.core.grid import Grid
+from CryoAblationLogic.io import phantom
+from CryoAblationLogic.scene import sample_data
 
 slicer = pytest.importorskip("slicer", reason="slicer-core is needed to read the files the way Slicer does")
 
@@ -90,7 +91,7 @@ def test_segmentation_has_one_named_segment_per_label_with_the_phantom_voxels(sa
 
 
 def test_segments_carry_the_roles_and_materials_the_planner_reads(sample_files):
-    from CryoAblationLogic.mrml import inputs
+    from CryoAblationLogic.scene import inputs
 
     segmentation = read_segmentation(sample_files.segmentation)
     found = {info.name: (info.role, info.material) for info in inputs.segment_infos(segmentation)}

@@ -1,7 +1,8 @@
 """The module's self-test scenarios, run here on a slicer-core scene (Slicer runs the same code).
 
-Each test calls the scenario functions of ``CryoAblationLogic.scenarios`` in the order the
-module's ``CryoAblationTest`` does; a scenario raises ``ScenarioFailure`` when its checks fail.
+Each test calls the scenario functions of ``CryoAblationScenarios`` (``CryoAblation/Testing/Python``)
+in the order the module's ``CryoAblationTest`` does; a scenario raises ``ScenarioFailure`` when its
+checks fail.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ import pytest
 
 pytest.importorskip("slicer", reason="the scenarios need slicer-core")
 
-from CryoAblationLogic import phantom, scenarios
-from CryoAblationLogic.mrml.app import create_scene_app
+import CryoAblationScenarios as scenarios
+
+from CryoAblationLogic.io import phantom
+from CryoAblationLogic.scene.app import create_scene_app
 
 
 @pytest.fixture
@@ -43,7 +46,7 @@ def test_save_and_reload_keeps_the_plan(scene_app, tmp_path):
 
 def test_a_changed_plan_is_reported_by_the_reload_check(scene_app, tmp_path, monkeypatch):
     """The check is not vacuous: a plan that comes back different fails with the key that changed."""
-    from CryoAblationLogic.mrml import app
+    from CryoAblationLogic.scene import app
 
     parameters = scenarios.load_phantom(scene_app.scene, scene_app.segmentations_logic)
     scenarios.place_probes(scene_app.scene, parameters)
@@ -51,7 +54,7 @@ def test_a_changed_plan_is_reported_by_the_reload_check(scene_app, tmp_path, mon
 
     def load_and_move_a_probe(scene, path, clear=True):
         real_load(scene, path, clear)
-        from CryoAblationLogic.mrml import parameters as P
+        from CryoAblationLogic.scene import parameters as P
 
         P.get_parameter_node(scene).probes()[0].SetNthControlPointPositionWorld(0, [0.0, 0.0, 0.0])
 
@@ -75,9 +78,9 @@ def test_report_refuses_a_plan_changed_since_the_run(scene_app, tmp_path):
     a moved probe is refused before anything is drawn)."""
     from types import SimpleNamespace
 
-    from CryoAblationLogic.errors import InputError
-    from CryoAblationLogic.mrml.case_io import build_case
-    from CryoAblationLogic.plan_report import SimulatedPlan, write_plan_report
+    from CryoAblationLogic.core.errors import InputError
+    from CryoAblationLogic.scene.case_io import build_case
+    from CryoAblationLogic.scene.plan_report import SimulatedPlan, write_plan_report
 
     parameters = scenarios.load_phantom(scene_app.scene, scene_app.segmentations_logic)
     nodes = scenarios.place_probes(scene_app.scene, parameters)
@@ -123,7 +126,7 @@ def test_live_procedure_and_its_replay(scene_app, tmp_path):
 
 def test_live_procedure_check_notices_an_overlay_that_lags(scene_app, tmp_path, monkeypatch):
     """The overlay check is not vacuous: an overlay refreshed only every 2 s of procedure time fails."""
-    from CryoAblationLogic.live.scene_link import LiveScene
+    from CryoAblationLogic.scene.live_link import LiveScene
 
     parameters = scenarios.load_phantom(scene_app.scene, scene_app.segmentations_logic)
     scenarios.place_probes(scene_app.scene, parameters)

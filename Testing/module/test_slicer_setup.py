@@ -13,9 +13,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-
-from CryoAblationLogic import slicer_setup
-from CryoAblationLogic.slicer_setup import WITHOUT_NUMBA, ensure_numba
+from CryoAblationLib import dependencies as slicer_setup
+from CryoAblationLib.dependencies import WITHOUT_NUMBA, ensure_numba
 
 REPO = Path(__file__).resolve().parents[2]
 REQUIREMENTS = REPO / "CryoAblation" / "Resources" / "requirements.txt"

@@ -14,8 +14,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # for scene_testing
 
 from scene_testing import AnalyticResult
 
-from CryoAblationLogic.grid import Grid
-from CryoAblationLogic.mrml.app import SceneApp, create_scene_app
+from CryoAblationLogic.core.grid import Grid
+from CryoAblationLogic.scene.app import SceneApp, create_scene_app
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from CryoAblationLogic.grid import Grid
+from CryoAblationLogic.core.grid import Grid
 
 # An analytic ice ball for tests that need a result but not the solver: a radial field that is
 # -60 °C at the centre and rises linearly to 37 °C at radius R(t), which grows with time.

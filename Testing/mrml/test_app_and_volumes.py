@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from CryoAblationLogic.errors import InputError
-from CryoAblationLogic.grid import Grid
-from CryoAblationLogic.mrml import volumes
-from CryoAblationLogic.mrml.app import create_scene_app, load_scene_mrb, save_scene_mrb
+from CryoAblationLogic.core.errors import InputError
+from CryoAblationLogic.core.grid import Grid
+from CryoAblationLogic.scene import volumes
+from CryoAblationLogic.scene.app import create_scene_app, load_scene_mrb, save_scene_mrb
 
 
 def test_scene_has_slicer_default_nodes_and_logics(scene_app):

@@ -8,13 +8,13 @@ import json
 import numpy as np
 import pytest
 
-from CryoAblationLogic.case import load_case
-from CryoAblationLogic.errors import InputError
-from CryoAblationLogic.mrml import case_io, inputs
-from CryoAblationLogic.mrml import parameters as P
-from CryoAblationLogic.mrml.app import create_scene_app
-from CryoAblationLogic.mrml.phantom_scene import build_phantom_scene
-from CryoAblationLogic.volume_io import read_nrrd
+from CryoAblationLogic.core.errors import InputError
+from CryoAblationLogic.io.case_file import load_case
+from CryoAblationLogic.io.volumes import read_nrrd
+from CryoAblationLogic.scene import case_io, inputs
+from CryoAblationLogic.scene import parameters as P
+from CryoAblationLogic.scene.app import create_scene_app
+from CryoAblationLogic.scene.phantom_scene import build_phantom_scene
 
 
 @pytest.fixture

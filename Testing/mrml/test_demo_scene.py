@@ -7,12 +7,13 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from CryoAblationLogic import phantom
-from CryoAblationLogic.case import load_case
-from CryoAblationLogic.commands.demo import write_demo_case, write_scene_and_report
-from CryoAblationLogic.mrml import parameters as P
-from CryoAblationLogic.mrml.app import create_scene_app, load_scene_mrb
-from CryoAblationLogic.mrml.isotherms import isotherm_surface, surface_volume_ml
+from CryoAblationLogic.cli.demo import write_scene_and_report
+from CryoAblationLogic.io import phantom
+from CryoAblationLogic.io.case_file import load_case
+from CryoAblationLogic.io.demo_case import write_demo_case
+from CryoAblationLogic.scene import parameters as P
+from CryoAblationLogic.scene.app import create_scene_app, load_scene_mrb
+from CryoAblationLogic.scene.isotherms import isotherm_surface, surface_volume_ml
 
 
 def ball_result(case):

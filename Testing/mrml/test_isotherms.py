@@ -9,10 +9,10 @@ from scene_testing import BALL_CENTER_MM, isotherm_radius, radial_field
 from vtkmodules.util import numpy_support
 from vtkmodules.vtkFiltersCore import vtkFeatureEdges
 
-from CryoAblationLogic.errors import InputError
-from CryoAblationLogic.grid import Grid
-from CryoAblationLogic.mrml import colors, isotherms
-from CryoAblationLogic.mrml.app import create_scene_app, load_scene_mrb, save_scene_mrb
+from CryoAblationLogic.core.errors import InputError
+from CryoAblationLogic.core.grid import Grid
+from CryoAblationLogic.scene import colors, isotherms
+from CryoAblationLogic.scene.app import create_scene_app, load_scene_mrb, save_scene_mrb
 
 
 def surface_radii(surface) -> np.ndarray:

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from scene_testing import BALL_CENTER_MM, BALL_MIN_C, BODY_C, isotherm_radius
 
-from CryoAblationLogic.mrml import case_io, inputs, probes, tables, workflow
-from CryoAblationLogic.mrml import parameters as P
-from CryoAblationLogic.mrml.colors import create_isotherm_color_table
-from CryoAblationLogic.mrml.volumes import add_volume_node
+from CryoAblationLogic.scene import case_io, inputs, probes, tables, workflow
+from CryoAblationLogic.scene import parameters as P
+from CryoAblationLogic.scene.colors import create_isotherm_color_table
+from CryoAblationLogic.scene.volumes import add_volume_node
 
 CATALOG = {
     "test-17G": SimpleNamespace(name="test-17G", diameter_mm=1.5, active_length_mm=10.0, tip_length_mm=2.0)

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from vtkmodules.util import numpy_support
 
-from CryoAblationLogic import phantom
-from CryoAblationLogic.errors import InputError
-from CryoAblationLogic.mrml import case_io, inputs, probes
-from CryoAblationLogic.mrml import parameters as P
-from CryoAblationLogic.mrml.colors import create_isotherm_color_table
-from CryoAblationLogic.mrml.phantom_scene import build_phantom_scene
+from CryoAblationLogic.core.errors import InputError
+from CryoAblationLogic.io import phantom
+from CryoAblationLogic.scene import case_io, inputs, probes
+from CryoAblationLogic.scene import parameters as P
+from CryoAblationLogic.scene.colors import create_isotherm_color_table
+from CryoAblationLogic.scene.phantom_scene import build_phantom_scene
 
 # A catalog entry as the solver's ProbeModel has it (API.md): enough for the needle geometry.
 CATALOG = {

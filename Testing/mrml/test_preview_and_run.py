@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from vtkmodules.vtkFiltersCore import vtkMassProperties
 
-from CryoAblationLogic.mrml import case_io, probes, workflow
-from CryoAblationLogic.mrml import parameters as P
-from CryoAblationLogic.mrml.isotherms import isotherm_surface, segmentation_levels, surface_volume_ml
-from CryoAblationLogic.mrml.phantom_scene import build_phantom_scene
-from CryoAblationLogic.mrml.preview import LivePreview
 from CryoAblationLogic.physics.simulation import SimulationCancelled, simulate
+from CryoAblationLogic.scene import case_io, probes, workflow
+from CryoAblationLogic.scene import parameters as P
+from CryoAblationLogic.scene.isotherms import isotherm_surface, segmentation_levels, surface_volume_ml
+from CryoAblationLogic.scene.phantom_scene import build_phantom_scene
+from CryoAblationLogic.scene.preview import LivePreview
 
 SHORT_PROTOCOL = [{"action": "freeze", "duration_s": 120, "probes": "all", "flow_percent": 100}]
 

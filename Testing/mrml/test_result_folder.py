@@ -7,15 +7,15 @@ import json
 import numpy as np
 import pytest
 
-from CryoAblationLogic.errors import InputError
-from CryoAblationLogic.mrml import parameters as P
-from CryoAblationLogic.mrml import tables
-from CryoAblationLogic.mrml.case_io import build_case
-from CryoAblationLogic.mrml.phantom_scene import build_phantom_scene
-from CryoAblationLogic.mrml.result_io import import_result_folder, read_result_folder
-from CryoAblationLogic.mrml.volumes import volume_field
+from CryoAblationLogic.core.errors import InputError
+from CryoAblationLogic.io.result_folder import write_result_folder
 from CryoAblationLogic.physics.simulation import simulate
-from CryoAblationLogic.results import write_result_folder
+from CryoAblationLogic.scene import parameters as P
+from CryoAblationLogic.scene import tables
+from CryoAblationLogic.scene.case_io import build_case
+from CryoAblationLogic.scene.phantom_scene import build_phantom_scene
+from CryoAblationLogic.scene.result_io import import_result_folder, read_result_folder
+from CryoAblationLogic.scene.volumes import volume_field
 
 
 def test_cli_result_folder_into_the_scene(tmp_path, scene_app):

@@ -8,11 +8,11 @@ import pytest
 from scene_testing import AnalyticResult, isotherm_radius
 from slicer import vtkMRMLSubjectHierarchyNode
 
-from CryoAblationLogic.mrml import parameters as P
-from CryoAblationLogic.mrml import results, tables, volumes
-from CryoAblationLogic.mrml.app import create_scene_app, load_scene_mrb, save_scene_mrb
-from CryoAblationLogic.mrml.colors import TEMPERATURE_TABLE_NAME, TEMPERATURE_WINDOW_C, set_isotherm_levels
-from CryoAblationLogic.mrml.isotherms import isotherm_surface, segmentation_levels, surface_volume_ml
+from CryoAblationLogic.scene import parameters as P
+from CryoAblationLogic.scene import results, tables, volumes
+from CryoAblationLogic.scene.app import create_scene_app, load_scene_mrb, save_scene_mrb
+from CryoAblationLogic.scene.colors import TEMPERATURE_TABLE_NAME, TEMPERATURE_WINDOW_C, set_isotherm_levels
+from CryoAblationLogic.scene.isotherms import isotherm_surface, segmentation_levels, surface_volume_ml
 
 
 def sphere_ml(radius_mm: float) -> float:

@@ -8,13 +8,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from CryoAblationLogic import phantom
-from CryoAblationLogic.mrml import case_io, inputs, probes, tables, workflow
-from CryoAblationLogic.mrml import parameters as P
-from CryoAblationLogic.mrml.app import create_scene_app, load_scene_mrb, save_scene_mrb
-from CryoAblationLogic.mrml.isotherms import isotherm_surface, surface_volume_ml
-from CryoAblationLogic.mrml.phantom_scene import build_phantom_scene
-from CryoAblationLogic.mrml.volumes import volume_field
+from CryoAblationLogic.io import phantom
+from CryoAblationLogic.scene import case_io, inputs, probes, tables, workflow
+from CryoAblationLogic.scene import parameters as P
+from CryoAblationLogic.scene.app import create_scene_app, load_scene_mrb, save_scene_mrb
+from CryoAblationLogic.scene.isotherms import isotherm_surface, surface_volume_ml
+from CryoAblationLogic.scene.phantom_scene import build_phantom_scene
+from CryoAblationLogic.scene.volumes import volume_field
 
 CATALOG = {"argon-1.47mm": SimpleNamespace(diameter_mm=1.47, active_length_mm=30.0, tip_length_mm=5.0)}
 

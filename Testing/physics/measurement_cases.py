@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from CryoAblationLogic.case import parse_case
+from CryoAblationLogic.io.case_file import parse_case
 from CryoAblationLogic.physics.simulation import simulate
 
 

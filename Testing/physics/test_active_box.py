@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from CryoAblationLogic.case import parse_case
+from CryoAblationLogic.io.case_file import parse_case
 from CryoAblationLogic.physics import simulation as sim_module
 from CryoAblationLogic.physics.simulation import Simulation, simulate
 

@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from CryoAblationLogic.case import load_case, parse_case, save_case
-from CryoAblationLogic.errors import InputError
+from CryoAblationLogic.core.errors import InputError
+from CryoAblationLogic.io.case_file import load_case, parse_case, save_case
 from CryoAblationLogic.physics.materials import load_material_library
 from CryoAblationLogic.physics.probes import load_probe_catalog
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from CryoAblationLogic.case import parse_case
+from CryoAblationLogic.io.case_file import parse_case
 from CryoAblationLogic.physics import multigrid as mg
 from CryoAblationLogic.physics.simulation import coarsen_case, preview, simulate
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy.integrate import quad
 
-from CryoAblationLogic.case import parse_case
-from CryoAblationLogic.grid import Grid
+from CryoAblationLogic.core.grid import Grid
+from CryoAblationLogic.io.case_file import parse_case
 from CryoAblationLogic.physics.probe_coupling import (
     KERNEL_EQUIVALENT_RADIUS,
     SPHERE_KERNEL_EQUIVALENT_RADIUS,

@@ -8,12 +8,12 @@ import json
 import numpy as np
 import pytest
 
-from CryoAblationLogic.case import parse_case
-from CryoAblationLogic.cli import main
-from CryoAblationLogic.errors import InputError
+from CryoAblationLogic.cli.main import main
+from CryoAblationLogic.core.errors import InputError
+from CryoAblationLogic.io.case_file import parse_case
+from CryoAblationLogic.io.result_folder import write_result_folder
+from CryoAblationLogic.io.volumes import read_nrrd
 from CryoAblationLogic.physics.simulation import Simulation, SimulationCancelled, preview, simulate
-from CryoAblationLogic.results import write_result_folder
-from CryoAblationLogic.volume_io import read_nrrd
 
 
 @pytest.fixture

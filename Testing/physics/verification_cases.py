@@ -12,7 +12,7 @@ import math
 import numpy as np
 from analytic import front, line_sink_lambda, line_sink_T, neumann_lambda, neumann_T, steady_sphere_R
 
-from CryoAblationLogic.case import parse_case
+from CryoAblationLogic.io.case_file import parse_case
 from CryoAblationLogic.physics.simulation import Simulation
 
 

@@ -1,0 +1,146 @@
+"""``cryoablation monitor``: live mode from the command line.
+
+Connects to a scanner/console (``--host H --port P``) and/or accepts them (``--listen PORT``),
+journals every message (``--journal PATH``), runs the plan's simulation with the console's
+freeze/thaw events on the procedure clock, and writes the results (``--out DIR``: the result
+folder of case-format.md plus the isotherm volumes over time and the sensor readings beside the
+prediction). ``--duration S``, Ctrl-C (SIGINT) and SIGTERM stop it cleanly, files written.
+The plan is ``--case FILE`` or, without it, the built-in demo case (``--spacing-mm``,
+``--protocol-scale`` as given to ``simulate-scanner``). An existing journal is resumed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import time
+from pathlib import Path
+
+from CryoAblationLogic.core.errors import InputError
+from CryoAblationLogic.io.case_file import load_case
+from CryoAblationLogic.live.link import Endpoint
+from CryoAblationLogic.live.mode import write_live_results
+from CryoAblationLogic.live.runner import start_monitor
+from CryoAblationLogic.live.synthetic import plan_case
+
+NAME = "monitor"
+HELP = "monitor a procedure live: journal, solver on the console's events, isotherm results"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="host of the scanner/console to connect to")
+    parser.add_argument("--port", type=int, help="port of the scanner/console to connect to")
+    parser.add_argument("--listen", type=int, metavar="PORT", help="accept scanner/console connections here")
+    parser.add_argument(
+        "--listen-host",
+        default="127.0.0.1",
+        help="address to accept them on (default 127.0.0.1; 0.0.0.0: all)",
+    )
+    parser.add_argument(
+        "--journal", type=Path, help="procedure journal (.jsonl; default DIR/journal/procedure.jsonl)"
+    )
+    parser.add_argument("--out", type=Path, required=True, help="result folder")
+    parser.add_argument("--duration", type=float, help="stop cleanly after this many seconds")
+    parser.add_argument(
+        "--stop-on-disconnect",
+        action="store_true",
+        help="stop cleanly when the peer that connected goes away",
+    )
+    parser.add_argument(
+        "--fsync", action="store_true", help="force every journal record to disk (power-cut safe)"
+    )
+    parser.add_argument("--compress-images", action="store_true", help="gzip the journal's image files")
+    parser.add_argument("--case", type=Path, help="the plan (.cryo.json); default: the built-in demo case")
+    parser.add_argument("--spacing-mm", type=float, default=3.0, help="demo case grid spacing (default 3)")
+    parser.add_argument("--protocol-scale", type=float, default=1.0, help="demo case protocol scale")
+    parser.add_argument(
+        "--lead-in-s", type=float, default=20.0, help="demo case lead-in before the first freeze"
+    )
+    parser.add_argument(
+        "--wall-clock-after",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="when the console is silent this long, the clock follows the wall clock (0: never)",
+    )
+    parser.add_argument(
+        "--update-interval-s",
+        type=float,
+        default=1.0,
+        help="procedure seconds between field updates (default 1)",
+    )
+
+
+class _Stop:
+    """SIGINT / SIGTERM ask the loop to stop (checked between solver updates)."""
+
+    def __init__(self):
+        self.reason = ""
+
+    def __call__(self, signum, frame) -> None:
+        self.reason = signal.Signals(signum).name
+
+
+def run(args: argparse.Namespace) -> int:
+
+    if args.port is None and args.listen is None:
+        raise InputError("--port", "give --host/--port to connect, --listen PORT to accept, or both")
+    if not args.wall_clock_after >= 0:
+        raise InputError("--wall-clock-after", "must be a number of seconds ≥ 0 (0: never)")
+    if args.duration is not None and not args.duration > 0:
+        raise InputError("--duration", "must be a positive number of seconds")
+    journal_path = args.journal or args.out / "journal" / "procedure.jsonl"
+    case = (
+        load_case(args.case) if args.case else plan_case(args.spacing_mm, args.protocol_scale, args.lead_in_s)
+    )
+    scanner = Endpoint("server", args.listen_host, args.listen) if args.listen is not None else None
+    console = Endpoint("client", args.host, args.port) if args.port is not None else None
+    stop = _Stop()
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        monitor = start_monitor(
+            case,
+            journal_path,
+            scanner,
+            console,
+            update_interval_s=args.update_interval_s,
+            silence_s=args.wall_clock_after or None,
+            fsync=args.fsync,
+            compress_images=args.compress_images,
+        )
+        if monitor.resumed_messages:
+            print(f"resumed {journal_path}: {monitor.resumed_messages} messages fed again", flush=True)
+        print(f"monitor: journal {journal_path}", flush=True)
+        start = time.monotonic()
+        ever_connected = False
+        last_report = start
+        while not stop.reason:
+            if args.duration is not None and time.monotonic() - start >= args.duration:
+                stop.reason = f"duration {args.duration:g} s"
+                break
+            fed = monitor.step()
+            connected = any(link.connected for link in monitor.link.links.values())
+            ever_connected |= connected
+            if args.stop_on_disconnect and ever_connected and not connected and fed == 0:
+                stop.reason = "peer disconnected"
+                break
+            if time.monotonic() - last_report > 5.0:
+                last_report = time.monotonic()
+                s = monitor.session
+                print(
+                    f"  procedure {s.clock_s:7.1f} s, solver {s.time_s:7.1f} s, "
+                    f"{s.console_messages} console messages",
+                    flush=True,
+                )
+            if fed == 0:
+                time.sleep(0.02)
+        monitor.close()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    write_live_results(monitor.session, args.out)
+    s = monitor.session
+    volumes = ", ".join(f"{lv:g} °C: {ml:.2f} ml" for lv, ml in s.simulation.isotherm_volumes_ml().items())
+    print(f"monitor stopped ({stop.reason}): {s.clock_s:.1f} s of procedure; ice volumes {volumes}")
+    print(f"results written to {args.out}/, journal {journal_path}")
+    return 0

@@ -1,0 +1,37 @@
+"""``cryoablation replay JOURNAL --out DIR``: run a journaled procedure through live mode again.
+
+Uses the case saved beside the journal and the session settings journaled by the monitor, feeds
+every received message in journal order and writes the same result folder as ``monitor --out``;
+the isotherms are the same as the monitor's, voxel for voxel.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from CryoAblationLogic.live.mode import write_live_results
+from CryoAblationLogic.live.runner import replay_procedure
+
+NAME = "replay"
+HELP = "replay a procedure journal through live mode and write its results (the same isotherms)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "journal", type=Path, help="procedure journal (.jsonl) written by `cryoablation monitor`"
+    )
+    parser.add_argument("--out", type=Path, required=True, help="result folder")
+
+
+def run(args: argparse.Namespace) -> int:
+
+    session, truncated = replay_procedure(args.journal)
+    write_live_results(session, args.out)
+    volumes = ", ".join(
+        f"{lv:g} °C: {ml:.2f} ml" for lv, ml in session.simulation.isotherm_volumes_ml().items()
+    )
+    note = " (its last line was cut off by a crash and skipped)" if truncated else ""
+    print(f"replayed {args.journal}{note}: {session.clock_s:.1f} s of procedure; ice volumes {volumes}")
+    print(f"results written to {args.out}/")
+    return 0

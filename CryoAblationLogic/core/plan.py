@@ -1,0 +1,188 @@
+"""The plan as the solver and the scene see it: probes, protocol, sources, sensors and outputs of
+one simulation case, as plain dataclasses. Reading and writing case files is
+:mod:`CryoAblationLogic.io.case_file`; the format is documented in ``docs/case-format.md``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from CryoAblationLogic.core.grid import Grid
+
+FORMAT = "cryoablation-case/1"
+FACES = ("x-", "x+", "y-", "y+", "z-", "z+")
+ACTIONS = ("freeze", "thaw", "off")
+THAW_MODES = ("passive", "active")
+DEFAULT_ISOTHERMS_C = (0.0, -20.0, -40.0)
+
+
+@dataclass(frozen=True)
+class BoundaryCondition:
+    type: str  # "fixed" or "adiabatic"
+    temperature_c: float | None = None
+
+    def to_dict(self) -> dict:
+        if self.type == "fixed":
+            return {"type": "fixed", "temperature_c": self.temperature_c}
+        return {"type": self.type}
+
+
+@dataclass
+class ProbeSpec:
+    name: str
+    model: str
+    tip_mm: tuple[float, float, float]
+    entry_mm: tuple[float, float, float]
+    diameter_mm: float
+    active_length_mm: float
+    tip_length_mm: float
+    overrides: dict = field(default_factory=dict)  # catalog values this case replaces
+
+    @property
+    def direction(self) -> np.ndarray:
+        """Unit vector from the tip towards the entry point (up the shaft)."""
+        axis = np.asarray(self.entry_mm, float) - np.asarray(self.tip_mm, float)
+        return axis / np.linalg.norm(axis)
+
+    def active_segment_mm(self) -> tuple[np.ndarray, np.ndarray]:
+        """(distal end, proximal end) of the active (freezing) segment."""
+        tip = np.asarray(self.tip_mm, float)
+        start = tip + self.direction * self.tip_length_mm
+        return start, start + self.direction * self.active_length_mm
+
+    def to_dict(self) -> dict:
+        data = {
+            "name": self.name,
+            "model": self.model,
+            "tip_mm": list(self.tip_mm),
+            "entry_mm": list(self.entry_mm),
+        }
+        data.update(self.overrides)
+        return data
+
+
+@dataclass(frozen=True)
+class SphereSource:
+    center_mm: tuple[float, float, float]
+    radius_mm: float
+    temperature_c: float
+
+    def to_dict(self) -> dict:
+        return {
+            "type": "sphere",
+            "center_mm": list(self.center_mm),
+            "radius_mm": self.radius_mm,
+            "temperature_c": self.temperature_c,
+        }
+
+
+@dataclass(frozen=True)
+class LineSinkSource:
+    start_mm: tuple[float, float, float]
+    end_mm: tuple[float, float, float]
+    power_w_per_m: float
+
+    def to_dict(self) -> dict:
+        return {
+            "type": "line_sink",
+            "start_mm": list(self.start_mm),
+            "end_mm": list(self.end_mm),
+            "power_w_per_m": self.power_w_per_m,
+        }
+
+
+@dataclass(frozen=True)
+class ProtocolStep:
+    action: str
+    duration_s: float
+    probes: str | tuple[str, ...]  # "all" or names
+    flow_percent: float = 100.0
+    mode: str | None = None  # thaw: passive / active
+    start_s: float = 0.0
+
+    @property
+    def end_s(self) -> float:
+        return self.start_s + self.duration_s
+
+    def applies_to(self, probe_name: str) -> bool:
+        return self.probes == "all" or probe_name in self.probes
+
+    def to_dict(self) -> dict:
+        data: dict = {
+            "action": self.action,
+            "duration_s": self.duration_s,
+            "probes": self.probes if self.probes == "all" else list(self.probes),
+        }
+        if self.action == "freeze":
+            data["flow_percent"] = self.flow_percent
+        if self.action == "thaw":
+            data["mode"] = self.mode
+        return data
+
+
+@dataclass(frozen=True)
+class Sensor:
+    name: str
+    position_mm: tuple[float, float, float]
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "position_mm": list(self.position_mm)}
+
+
+@dataclass(frozen=True)
+class Outputs:
+    isotherms_c: tuple[float, ...] = DEFAULT_ISOTHERMS_C
+    snapshot_times_s: tuple[float, ...] = ()
+
+    def to_dict(self) -> dict:
+        return {"isotherms_c": list(self.isotherms_c), "snapshot_times_s": list(self.snapshot_times_s)}
+
+
+@dataclass
+class Case:
+    grid: Grid
+    initial_temperature_c: float
+    boundaries: dict[str, BoundaryCondition]  # all six faces, resolved
+    materials: dict  # name → physics.materials.Material (library merged with overrides)
+    tissue: str | None
+    tissue_labels: np.ndarray | None
+    label_materials: dict[int, str]
+    probes: list[ProbeSpec]
+    sources: list
+    protocol: list[ProtocolStep]
+    sensors: list[Sensor]
+    outputs: Outputs
+    material_overrides: dict = field(default_factory=dict)  # as written in the case file
+    boundaries_raw: dict | None = None
+    labelmap_filename: str | None = None
+    name: str | None = None
+
+    @property
+    def duration_s(self) -> float:
+        return self.protocol[-1].end_s if self.protocol else 0.0
+
+    def to_dict(self, labelmap_filename: str | None = None) -> dict:
+        data: dict = {"format": FORMAT}
+        if self.name:
+            data["name"] = self.name
+        data["grid"] = self.grid.to_dict()
+        data["initial_temperature_c"] = self.initial_temperature_c
+        if self.boundaries_raw is not None:
+            data["boundaries"] = self.boundaries_raw
+        if self.material_overrides:
+            data["materials"] = self.material_overrides
+        if self.tissue is not None:
+            data["tissue"] = self.tissue
+        else:
+            data["tissue_map"] = {
+                "labelmap": labelmap_filename or self.labelmap_filename or "labels.nrrd",
+                "labels": {str(label): name for label, name in sorted(self.label_materials.items())},
+            }
+        data["probes"] = [probe.to_dict() for probe in self.probes]
+        data["sources"] = [source.to_dict() for source in self.sources]
+        data["protocol"] = [step.to_dict() for step in self.protocol]
+        data["sensors"] = [sensor.to_dict() for sensor in self.sensors]
+        data["outputs"] = self.outputs.to_dict()
+        return data

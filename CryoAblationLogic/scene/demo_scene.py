@@ -1,0 +1,93 @@
+"""The demo's Slicer scene: the phantom, the plan and a simulated result, saved as ``scene.mrb``.
+
+``cryoablation demo`` simulates its case; :func:`build_demo_scene` puts the same plan and that
+result into a scene built from the phantom (image, anatomy, probes, sensors), so the saved bundle
+opens in Slicer with the image, the isotherm outlines, the playback and the metrics tables.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from CryoAblationLogic.physics.probes import load_probe_catalog
+from CryoAblationLogic.report.document import write_report
+from CryoAblationLogic.scene import parameters as P
+from CryoAblationLogic.scene.app import SceneApp, create_scene_app, save_scene_mrb
+from CryoAblationLogic.scene.case_io import SceneCase, build_case, set_region_to_grid
+from CryoAblationLogic.scene.phantom_scene import build_phantom_scene
+from CryoAblationLogic.scene.volumes import resample_volume
+from CryoAblationLogic.scene.workflow import PlanResult, show_plan_result, structure_masks
+
+
+@dataclass
+class DemoScene:
+    app: SceneApp
+    parameters: P.ParameterNode
+    scene_case: SceneCase
+    plan: PlanResult
+
+    def image_on_result_grid(self) -> np.ndarray:
+        """The phantom image sampled on the simulation grid (for report pictures)."""
+        return resample_volume(self.parameters.get(P.INPUT_VOLUME), self.scene_case.grid)
+
+
+def build_demo_scene(case_path: Path, result, spacing_mm: float, catalog=None) -> DemoScene:
+    """The phantom scene with the plan of the case file at ``case_path`` and its ``result``."""
+    data: dict[str, Any] = json.loads(Path(case_path).read_text(encoding="utf-8"))
+    app = create_scene_app()
+    scene = app.scene
+    parameters = build_phantom_scene(scene, app.segmentations_logic, spacing_mm=spacing_mm)
+    set_region_to_grid(scene, parameters, result.grid)
+    sensors = parameters.get(P.SENSORS)
+    sensors.RemoveAllControlPoints()
+    for sensor in data.get("sensors", []):
+        sensors.AddControlPointWorld([float(v) for v in sensor["position_mm"]], sensor["name"])
+    parameters.update_settings(
+        protocol=data["protocol"],
+        snapshot_times_s=data.get("outputs", {}).get("snapshot_times_s", []),
+        initial_temperature_c=float(data.get("initial_temperature_c", 37.0)),
+        boundaries=data.get("boundaries"),
+        materials=data.get("materials", {}),
+    )
+    scene_case = build_case(scene, parameters)
+    if scene_case.grid != result.grid:
+        raise ValueError(f"the scene's grid {scene_case.grid} differs from the simulated one {result.grid}")
+    plan = show_plan_result(scene, parameters, scene_case, result, catalog)
+    return DemoScene(app, parameters, scene_case, plan)
+
+
+def write_demo_report(out_dir: Path, demo: DemoScene, result, catalog=None, title: str | None = None) -> Path:
+    """The HTML report (metrics area's :func:`~CryoAblationLogic.report.document.write_report`) of the demo
+    scene's plan and result: slices of the phantom image with the isotherm outlines, the 3D
+    cutaway, the metrics tables, the warnings and the plots."""
+    target, critical, _ = structure_masks(demo.scene_case)
+    if catalog is None:
+        catalog = load_probe_catalog()
+    return write_report(
+        out_dir,
+        demo.image_on_result_grid(),
+        result.grid,
+        result.temperature_final,
+        result.min_temperature,
+        target,
+        critical,
+        demo.plan.metrics,
+        demo.scene_case.data["probes"],
+        result.ice_volume_history,
+        result.sensors,
+        title or "CryoAblation demo: renal tumour phantom",
+        probe_warnings=demo.plan.probe_warnings,
+        catalog=catalog,
+        case_name="demo",
+    )
+
+
+def write_demo_scene(out_dir: Path, case_path: Path, result, spacing_mm: float) -> tuple[DemoScene, Path]:
+    demo = build_demo_scene(case_path, result, spacing_mm)
+    path = save_scene_mrb(demo.app.scene, Path(out_dir) / "scene.mrb")
+    return demo, path

@@ -1,0 +1,196 @@
+"""The live preview while a probe is dragged, and the full simulation run in the background.
+
+Threads never touch MRML: the main thread (Slicer's GUI thread, or the caller's) reads the scene
+into a case, a worker thread computes, and the main thread applies the result when it calls
+:meth:`LivePreview.process_pending` / :meth:`SimulationJob.poll` (in Slicer, from a ``QTimer``).
+
+The preview is debounced: requests that arrive while the user is still moving are coalesced, and
+the worker starts once the probes have been still for ``debounce_s`` — or, during a long drag, at
+the latest ``max_latency_s`` after the first unhandled move, so the overlay keeps following. Only
+the newest probe positions are ever computed; a result that a newer one has overtaken is dropped.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from CryoAblationLogic.physics.simulation import preview
+from CryoAblationLogic.scene import parameters as P
+from CryoAblationLogic.scene.case_io import SceneCase, build_case
+from CryoAblationLogic.scene.isotherms import create_isotherm_segmentation, update_isotherm_segmentation
+from CryoAblationLogic.scene.results import levels_of
+
+PREVIEW_SEGMENTATION_NAME = "Isotherms (preview)"
+
+
+def _solver_preview(case, spacing_mm: float, duration_s: float):
+    return preview(case, spacing_mm=spacing_mm, duration_s=duration_s)
+
+
+@dataclass
+class _Request:
+    generation: int
+    scene_case: SceneCase
+    first_request_s: float
+    last_request_s: float
+    debounce_s: float
+    spacing_mm: float
+    duration_s: float
+
+
+class LivePreview:
+    """Debounced background preview of the isotherms for the current probe positions.
+
+    ``run_preview(case, spacing_mm, duration_s)`` defaults to the solver's ``preview``; it
+    receives the validated case on the preview grid and returns a ``SimulationResult``.
+    """
+
+    def __init__(
+        self,
+        scene,
+        parameters: P.ParameterNode | None = None,
+        *,
+        run_preview: Callable[[Any, float, float], Any] | None = None,
+        max_latency_s: float = 0.25,
+    ):
+        self.scene = scene
+        self.parameters = parameters or P.get_parameter_node(scene)
+        self.run_preview = run_preview or _solver_preview
+        self.max_latency_s = max_latency_s
+        self.last_error: Exception | None = None
+        self.last_applied_generation = 0
+        self.last_latency_s: float | None = None  # request → overlay updated, of the last update
+        self._labels_cache: dict = {}
+        self._condition = threading.Condition()
+        self._pending: _Request | None = None
+        self._busy = False
+        self._generation = 0
+        self._results: queue.Queue = queue.Queue()
+        self._stopped = False
+        self._thread: threading.Thread | None = None
+
+    # -- main thread ---------------------------------------------------------------------
+    def request(self, *_ignored) -> None:
+        """Note that the probes moved (connect to probe modified events; extra arguments ignored)."""
+        settings = self.parameters.settings()
+        # A coarse grid around target and probes (unless the plan fixes its own region).
+        margin = (
+            settings.roi_margin_mm if settings.roi_margin_mm is not None else settings.preview_roi_margin_mm
+        )
+        scene_case = build_case(
+            self.scene,
+            self.parameters,
+            spacing_mm=settings.preview_spacing_mm,
+            labels_cache=self._labels_cache,
+            roi_margin_mm=margin,
+        )
+        now = time.monotonic()
+        with self._condition:
+            self._generation += 1
+            first = self._pending.first_request_s if self._pending is not None else now
+            self._pending = _Request(
+                self._generation,
+                scene_case,
+                first,
+                now,
+                settings.preview_debounce_s,
+                settings.preview_spacing_mm,
+                settings.preview_duration_s,
+            )
+            self._condition.notify_all()
+        self._ensure_thread()
+
+    def process_pending(self) -> bool:
+        """Apply the newest finished preview to the overlay; ``True`` if the overlay changed."""
+        newest = None
+        while True:
+            try:
+                newest = self._results.get_nowait()
+            except queue.Empty:
+                break
+        if newest is None:
+            return False
+        generation, requested_s, outcome = newest
+        if isinstance(outcome, Exception):
+            self.last_error = outcome
+            return False
+        if generation <= self.last_applied_generation:
+            return False
+        self.last_error = None
+        segmentation = self.preview_segmentation()
+        update_isotherm_segmentation(
+            segmentation, outcome.temperature_final, outcome.grid, levels_of(self.parameters)
+        )
+        segmentation.GetDisplayNode().SetVisibility(True)  # hidden while a full result was shown
+        self.last_applied_generation = generation
+        self.last_latency_s = time.monotonic() - requested_s
+        return True
+
+    def preview_segmentation(self):
+        node = self.parameters.get(P.PREVIEW_SEGMENTATION)
+        if node is None:
+            node = create_isotherm_segmentation(self.scene, PREVIEW_SEGMENTATION_NAME)
+            node.GetDisplayNode().SetOpacity3D(0.2)
+            self.parameters.set(P.PREVIEW_SEGMENTATION, node)
+        return node
+
+    def wait_until_idle(self, timeout_s: float = 10.0) -> bool:
+        """Block until no request is pending or running (tests, benchmarks, the command line)."""
+        deadline = time.monotonic() + timeout_s
+        with self._condition:
+            while self._pending is not None or self._busy:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._condition.wait(remaining)
+        return True
+
+    def stop(self) -> None:
+        with self._condition:
+            self._stopped = True
+            self._condition.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+            self._thread = None
+
+    # -- worker thread -------------------------------------------------------------------
+    def _ensure_thread(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._stopped = False
+            self._thread = threading.Thread(target=self._work, name="CryoAblation preview", daemon=True)
+            self._thread.start()
+
+    def _work(self) -> None:
+        while True:
+            with self._condition:
+                while self._pending is None and not self._stopped:
+                    self._condition.wait()
+                if self._stopped:
+                    return
+                # Wait for a quiet moment (or the latency cap) before computing the newest positions.
+                while self._pending is not None and not self._stopped:
+                    now = time.monotonic()
+                    quiet_at = self._pending.last_request_s + self._pending.debounce_s
+                    cap_at = self._pending.first_request_s + self.max_latency_s
+                    start_at = min(quiet_at, cap_at)
+                    if now >= start_at:
+                        break
+                    self._condition.wait(start_at - now)
+                if self._stopped or self._pending is None:
+                    continue
+                request, self._pending = self._pending, None
+                self._busy = True
+            try:
+                case = request.scene_case.parse()
+                outcome = self.run_preview(case, request.spacing_mm, request.duration_s)
+            except Exception as error:  # reported to the main thread, shown to the user there
+                outcome = error
+            self._results.put((request.generation, request.first_request_s, outcome))
+            with self._condition:
+                self._busy = False
+                self._condition.notify_all()
