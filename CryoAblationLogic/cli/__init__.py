@@ -1,1 +1,2 @@
-"""Subcommands of the ``cryoablation`` command, one module each (see ``cli.py``)."""
+"""The ``cryoablation`` command: ``main.py`` builds the parser; each subcommand is one module here
+defining ``NAME``, ``HELP``, ``add_arguments`` and ``run``."""
