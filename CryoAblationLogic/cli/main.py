@@ -1,8 +1,8 @@
 """The ``cryoablation`` command: a thin front end over the package's subcommand modules.
 
 Each subcommand lives in ``CryoAblationLogic/cli/<name>.py`` and defines ``NAME``, ``HELP``,
-``add_arguments(parser)`` and ``run(args) -> int``; heavy imports stay inside ``run`` so that
-``cryoablation --help`` is quick.
+``add_arguments(parser)`` and ``run(args) -> int``; the heavy imports (numba kernels, Slicer's MRML)
+stay inside ``run`` so that ``cryoablation --help`` is quick (0.2 s: numpy).
 """
 
 from __future__ import annotations
