@@ -1,4 +1,4 @@
-"""The result folder of a simulation, exactly as ``case-format.md`` describes it."""
+"""The result folder of a simulation, exactly as ``docs/case-format.md`` describes it."""
 
 from __future__ import annotations
 
@@ -18,8 +18,19 @@ def _level_key(level: float) -> str:
     return f"{level:g}"
 
 
+def snapshot_label(time_s: float) -> str:
+    """A snapshot time as written in file names and summary keys: ``600``, ``600.5``, ``1234.567``.
+
+    Whole seconds are written without a decimal point (``temperature_600s.nrrd``); other times in
+    the shortest form that reads back as the same number, so two different times never share a
+    file name (``:g`` kept six digits: 1234.567 s and 1234.571 s were both ``1234.57``).
+    """
+    time_s = float(time_s)
+    return str(int(time_s)) if time_s.is_integer() else repr(time_s)
+
+
 def snapshot_filename(time_s: float) -> str:
-    return f"temperature_{time_s:g}s.nrrd"
+    return f"temperature_{snapshot_label(time_s)}s.nrrd"
 
 
 def summary_dict(result, case=None) -> dict:
@@ -43,7 +54,7 @@ def summary_dict(result, case=None) -> dict:
         if math.isfinite(result.energy_balance_error)
         else None,
     }
-    summary["snapshots"] = {f"{t:g}": snapshot_filename(t) for t in sorted(result.snapshots)}
+    summary["snapshots"] = {snapshot_label(t): snapshot_filename(t) for t in sorted(result.snapshots)}
     if result.probe_history:
         summary["probes"] = {
             name: {
