@@ -162,7 +162,12 @@ def key_path(parts: Iterable) -> str:
     """``("probes", 1, "tip_mm", 2)`` → ``probes[1].tip_mm[2]``."""
     text = ""
     for part in parts:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif not part or any(c in part for c in ".[] ") or not part.isprintable():
+            text += f"[{json.dumps(part)}]"  # a name that would not read back as one key
+        else:
+            text += f".{part}" if text else part
     return text
 
 
@@ -278,9 +283,23 @@ def validate_schema(data) -> None:
         raise InputError("case", f"must be a JSON object, not {_describe(data)}")
     from jsonschema.exceptions import best_match  # see _validator
 
-    error = best_match(_validator().iter_errors(data))
-    if error is not None:
-        raise _schema_error(error)
+    errors = list(_validator().iter_errors(data))
+    if not errors:
+        return
+    # Report the error of the first section in the format's order (grid before protocol, as a
+    # reader goes through the file), and within it the most specific one (jsonschema's choice).
+    order = {name: rank for rank, name in enumerate(case_schema()["properties"])}
+
+    def section_rank(error) -> int:
+        path = list(error.absolute_path)
+        if path:
+            return order.get(path[0], len(order))
+        if error.validator == "required":
+            return min(order.get(name, len(order)) for name in error.validator_value if name not in data)
+        return len(order)
+
+    first = min(section_rank(error) for error in errors)
+    raise _schema_error(best_match(error for error in errors if section_rank(error) == first))
 
 
 # --- rules across keys ------------------------------------------------------------------------
