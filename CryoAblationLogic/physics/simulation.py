@@ -121,7 +121,7 @@ def check_memory(grid: Grid, snapshots: int = 0) -> None:
 
 
 def _has_held_temperatures(case: Case) -> bool:
-    """A face or sphere held at another temperature than the start (the analytic cases of physics.md §7)."""
+    """A face or sphere held at another temperature than the start (analytic cases, docs/physics.md §7)."""
 
     t0 = case.initial_temperature_c
     held_faces = [bc.temperature_c for bc in case.boundaries.values() if bc.type == "fixed"]

@@ -15,7 +15,7 @@ from CryoAblationLogic.io.case_file import MAX_RUN_S, case_schema, parse_case
 from CryoAblationLogic.io.demo_case import build_demo_case
 
 REPO = Path(__file__).resolve().parents[2]
-CASE_FORMAT_DOC = REPO / "docs" / "case-format.md"
+CASE_FORMAT_DOC = REPO / "docs/case-format.md"
 
 
 def documented_examples(kind: str) -> list[dict]:

@@ -1,4 +1,4 @@
-"""Case files: everything case-format.md describes is validated, naming the key; round trips."""
+"""Case files: everything docs/case-format.md describes is validated, naming the key; round trips."""
 
 from __future__ import annotations
 
