@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from CryoAblationLogic.core.errors import InputError
 from CryoAblationLogic.io.volumes import write_nrrd
 
 RESULT_FORMAT = "cryoablation-result/1"
@@ -72,6 +73,12 @@ def summary_dict(result, case=None) -> dict:
 
 def write_result_folder(result, out_dir, case=None) -> Path:
     """Write summary.json, temperature_final.nrrd, min_temperature.nrrd and the snapshots."""
+    for name in ("temperature_final", "min_temperature"):
+        # A field with NaN would report 0 ml of ice: refuse it rather than write a wrong result.
+        if not np.all(np.isfinite(getattr(result, name))):
+            raise InputError(
+                "case", f"the simulated {name.replace('_', ' ')} holds non-finite values; nothing was written"
+            )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     grid = result.grid

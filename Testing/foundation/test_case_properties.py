@@ -20,7 +20,8 @@ from CryoAblationLogic.io.volumes import read_nrrd
 
 TOP_LEVEL_KEYS = set(case_schema()["properties"]) | {"case"}
 PROPERTY_SETTINGS = settings(
-    max_examples=150,
+    max_examples=100,
+    derandomize=True,  # the same examples on every run: the default test run never flakes
     deadline=timedelta(seconds=2),
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -84,12 +85,19 @@ def mutated_cases(draw):
     return data
 
 
+def key_root(key: str) -> str:
+    """The top-level key of a key path: ``probes[1].tip_mm`` → ``probes``; ``[" "].x`` → ``" "``."""
+    if key.startswith('["'):
+        return json.JSONDecoder().raw_decode(key[1:])[0]
+    return key.split(".", maxsplit=1)[0].split("[", maxsplit=1)[0]
+
+
 def _check_outcome(data):
     try:
         case = parse_case(copy.deepcopy(data))
     except InputError as error:
         assert error.key, f"no key in {error}"
-        root = error.key.split(".")[0].split("[")[0]
+        root = key_root(error.key)
         # The key starts at a key of the format or of the file (an unknown key is named as written).
         assert root in TOP_LEVEL_KEYS | {str(key) for key in data}, f"{error.key!r} names no key of the case"
         assert len(str(error)) < 2000

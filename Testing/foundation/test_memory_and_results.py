@@ -4,9 +4,15 @@ result folders give every snapshot its own file."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
 
 from CryoAblationLogic.core import memory
-from CryoAblationLogic.io.result_folder import snapshot_filename, snapshot_label
+from CryoAblationLogic.core.errors import InputError
+from CryoAblationLogic.core.grid import Grid
+from CryoAblationLogic.io.result_folder import snapshot_filename, snapshot_label, write_result_folder
 
 GIB = 1024**3
 
@@ -46,7 +52,7 @@ def test_available_memory_is_the_smaller_of_host_and_container(monkeypatch):
 
 
 def test_the_solver_memory_check_uses_the_container_limit(monkeypatch):
-    from CryoAblationLogic.physics import simulation
+    from CryoAblationLogic.physics import simulation  # numba kernels: imported by this test only
 
     monkeypatch.setattr(memory, "meminfo_available_bytes", lambda: 60 * GIB)
     monkeypatch.setattr(memory, "cgroup_available_bytes", lambda: 2 * GIB)
@@ -63,3 +69,14 @@ def test_two_different_snapshot_times_never_share_a_file_name():
     times = [1234.567, 1234.571, 1234.5670000001, 600.0, 600.0000001, 1e-05, 86399.99999]
     assert len({snapshot_filename(t) for t in times}) == len(times)
     assert all(float(snapshot_label(t)) == t for t in times)
+
+
+def test_a_field_with_nan_is_never_written_as_a_result(tmp_path):
+    """NaN compares false with every isotherm, so it would be reported as 0 ml of ice."""
+    grid = Grid((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), (3, 3, 3))
+    field = np.full(grid.size, 37.0)
+    field[1, 1, 1] = np.nan
+    result = SimpleNamespace(grid=grid, temperature_final=field, min_temperature=field, snapshots={})
+    with pytest.raises(InputError, match="non-finite"):
+        write_result_folder(result, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
