@@ -148,7 +148,13 @@ def case_schema() -> dict:
 def _validator():
     # Imported here: inside Slicer, jsonschema is installed with numba on first use (with the
     # user's consent), so importing this module must not need it yet.
-    from jsonschema import Draft202012Validator, validators
+    try:
+        from jsonschema import Draft202012Validator, validators
+    except ImportError as error:
+        raise ModuleNotFoundError(
+            "reading case files needs the Python package jsonschema (pip install jsonschema; in Slicer "
+            "the CryoAblation module installs it with numba)"
+        ) from error
 
     checker = Draft202012Validator.TYPE_CHECKER.redefine_many(
         {"number": _is_number, "integer": _is_integer, "array": _is_array}

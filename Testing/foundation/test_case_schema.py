@@ -4,13 +4,16 @@ why, and the code's own limits agree with it."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
 from jsonschema import Draft202012Validator
 
+from CryoAblationLogic.io import case_file
 from CryoAblationLogic.io.case_file import MAX_RUN_S, case_schema, parse_case
 from CryoAblationLogic.io.demo_case import build_demo_case
 
@@ -81,3 +84,15 @@ def test_run_length_bound_agrees_with_the_schema():
 def test_the_schema_documents_each_section(key):
     assert key in case_schema()["properties"]
     assert "docs/case-format.md" in case_schema()["description"]
+
+
+def test_the_case_module_imports_without_jsonschema_and_says_what_is_missing(monkeypatch):
+    """Inside Slicer jsonschema arrives with numba on first use: importing must not need it."""
+    monkeypatch.setitem(sys.modules, "jsonschema", None)  # an import of it now fails
+    fresh = importlib.reload(case_file)
+    try:
+        with pytest.raises(ModuleNotFoundError, match="pip install jsonschema"):
+            fresh.validate_schema({"format": "cryoablation-case/1"})
+    finally:
+        monkeypatch.delitem(sys.modules, "jsonschema")
+        importlib.reload(case_file)
