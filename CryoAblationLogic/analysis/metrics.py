@@ -43,7 +43,7 @@ from CryoAblationLogic.core.errors import InputError
 from CryoAblationLogic.core.grid import Grid
 
 DEFAULT_LEVELS_C: tuple[float, ...] = (0.0, -20.0, -40.0)
-ICE_EDGE_C = 0.0  # the visible ice edge (CT/MR), physics.md §3.1
+ICE_EDGE_C = 0.0  # the visible ice edge (CT/MR), docs/physics.md §3.1
 RECOMMENDED_ICE_MARGIN_MM = 5.0  # ice margin beyond the tumour in renal/hepatic cryoablation (§2.4)
 QAM_MARGIN_MM = 5.0  # upper edge of the "covered with a thin margin" bin of the QAM histogram
 
@@ -402,7 +402,7 @@ class ProbeGeometry:
         return start, start + self.direction * self.active_length_mm
 
 
-PROBE_SPACING_RANGE_MM = (10.0, 20.0)  # usual neighbour spacing (physics.md §3, E2: best 15–20 mm)
+PROBE_SPACING_RANGE_MM = (10.0, 20.0)  # usual neighbour spacing (docs/physics.md §3, E2: best 15–20 mm)
 ACTIVE_SEGMENT_TARGET_MARGIN_MM = 5.0
 
 
@@ -453,7 +453,7 @@ def probe_geometry(
     return ProbeGeometry(name, tip, entry, lengths["active_length_mm"], lengths["tip_length_mm"])
 
 
-def probe_warnings(  # the positional order is the agreed cross-area API (notes/API.md)
+def probe_warnings(  # the positional order is the agreed cross-area API (docs/architecture.md)
     probes: Sequence[object],
     catalog: Mapping[str, object] | None,
     target_mask: np.ndarray | None,

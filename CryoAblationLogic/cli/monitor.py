@@ -3,7 +3,7 @@
 Connects to a scanner/console (``--host H --port P``) and/or accepts them (``--listen PORT``),
 journals every message (``--journal PATH``), runs the plan's simulation with the console's
 freeze/thaw events on the procedure clock, and writes the results (``--out DIR``: the result
-folder of case-format.md plus the isotherm volumes over time and the sensor readings beside the
+folder of docs/case-format.md plus the isotherm volumes over time and the sensor readings beside the
 prediction). ``--duration S``, Ctrl-C (SIGINT) and SIGTERM stop it cleanly, files written.
 The plan is ``--case FILE`` or, without it, the built-in demo case (``--spacing-mm``,
 ``--protocol-scale`` as given to ``simulate-scanner``). An existing journal is resumed.

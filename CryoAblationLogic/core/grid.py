@@ -1,7 +1,7 @@
 """The regular grid a simulation runs on, in Slicer's RAS world coordinates (millimetres).
 
 Voxel ``(i, j, k)`` lies at ``origin_mm + (i, j, k) * spacing_mm`` along x (R), y (A) and z (S):
-the grid axes are the RAS axes, as in ``case-format.md``. Fields on the grid are numpy arrays
+the grid axes are the RAS axes, as in ``docs/case-format.md``. Fields on the grid are numpy arrays
 indexed ``[i, j, k]``, so ``field.shape == grid.size``.
 """
 

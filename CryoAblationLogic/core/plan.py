@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from CryoAblationLogic.core.grid import Grid
+from CryoAblationLogic.core.isotherms import DEFAULT_ISOTHERMS_C  # Outputs' default, defined once there
 
 FORMAT = "cryoablation-case/1"
 FACES = ("x-", "x+", "y-", "y+", "z-", "z+")
 ACTIONS = ("freeze", "thaw", "off")
 THAW_MODES = ("passive", "active")
-DEFAULT_ISOTHERMS_C = (0.0, -20.0, -40.0)
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,9 @@ fields; :mod:`.codec` adds the 58-byte header, the header-version-2 extended hea
 Numbers keep the precision of the wire format (float32 matrices, float64 sensor values), so a
 decoded message encodes back to the same bytes.
 
-Content formats follow the OpenIGTLink protocol description v3.0 (``Documents/Protocol/*.md``):
-all numbers big-endian except IMAGE pixels, whose byte order the image header states.
+Content formats follow the OpenIGTLink protocol description v3.0 (OpenIGTLink's Documents/Protocol,
+linked from docs/live-link.md): all numbers big-endian except IMAGE pixels, whose byte order the
+image header states.
 """
 
 from __future__ import annotations

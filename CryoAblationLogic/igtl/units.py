@@ -1,4 +1,4 @@
-"""The 64-bit SI unit code of SENSOR messages (OpenIGTLink ``unit.md``).
+"""The 64-bit SI unit code of SENSOR messages (OpenIGTLink's Documents/Protocol/unit; docs/live-link.md).
 
 Bits from the top: PREFIX (4 bits), then six (UNIT 6 bits, EXP 4 bits) pairs. Exponents and
 prefixes are 4-bit two's complement. The table has kelvin but no degree Celsius, so temperatures

@@ -1,25 +1,31 @@
 """Simulation case files (``*.cryo.json``): parsing, validation and writing.
 
-:func:`parse_case` checks everything that ``case-format.md`` describes and raises
-:class:`~.errors.InputError` naming the offending key before any computing starts.
+The format is documented in ``docs/case-format.md``; its reference is the JSON Schema
+``Resources/case.schema.json`` (draft 2020-12), which holds every key, type and range with its
+unit and the reason for each bound. :func:`parse_case` validates against the schema first, then
+checks the rules that involve several keys (probe names in protocol steps, points inside the grid,
+label values, materials, the label volume and its folder) and raises
+:class:`~CryoAblationLogic.core.errors.InputError` naming the key path (``probes[1].tip_mm[2]``)
+before any computing starts.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
-from pathlib import Path
+import numbers
+from collections.abc import Iterable
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from CryoAblationLogic.core.errors import InputError
 from CryoAblationLogic.core.grid import Grid
+from CryoAblationLogic.core.isotherms import DEFAULT_ISOTHERMS_C
 from CryoAblationLogic.core.plan import (
-    ACTIONS,
-    DEFAULT_ISOTHERMS_C,
     FACES,
-    FORMAT,
-    THAW_MODES,
     BoundaryCondition,
     Case,
     LineSinkSource,
@@ -29,90 +35,296 @@ from CryoAblationLogic.core.plan import (
     Sensor,
     SphereSource,
 )
+from CryoAblationLogic.core.resources import load_json_resource
 from CryoAblationLogic.io.volumes import read_nrrd, write_nrrd
 from CryoAblationLogic.physics.materials import load_material_library, material_from_dict
 from CryoAblationLogic.physics.probes import load_probe_catalog
 
-TOP_LEVEL_KEYS = {
-    "format",
-    "grid",
-    "initial_temperature_c",
-    "boundaries",
-    "materials",
-    "tissue",
-    "tissue_map",
-    "probes",
-    "sources",
-    "protocol",
-    "sensors",
-    "outputs",
-    "name",
-    "description",
+if TYPE_CHECKING:
+    from jsonschema import ValidationError
+
+SCHEMA_RESOURCE = "case.schema.json"
+# A case file is a page of JSON (label volumes are separate files): the demo case is 3 KB and a
+# plan with 64 probes and 256 sensors stays under 100 KB. Bigger files are refused before parsing.
+MAX_CASE_FILE_BYTES = 4 * 1024 * 1024
+# The whole run (s): one day, as each step (the schema's bound on duration_s). A day at the
+# smallest step the solver takes for held temperatures (0.25 s) is 345 600 steps: long but finite.
+MAX_RUN_S = 86_400.0
+# JSON numbers with more characters than this are refused by name instead of being converted:
+# no physical quantity of the format needs 40 significant digits, and Python refuses to convert
+# integers of more than 4 300 digits anyway (a ValueError with no key).
+MAX_NUMBER_CHARS = 100
+LABEL_MAX = 65_535  # label volumes hold 16-bit labels at most
+
+
+# --- reading JSON safely ----------------------------------------------------------------------
+
+
+class UnreadableNumber:
+    """A JSON number that has no finite float value (too long, overflowing, NaN or Infinity).
+
+    It is kept as a value of its own so that the schema refuses it with the key where it stands.
+    """
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def __repr__(self) -> str:
+        if len(self.text) > 24:
+            return f"a {len(self.text)}-character number ({self.text[:12]}…)"
+        return f"the number {self.text} (not finite in double precision)"
+
+
+def _parse_int(text: str):
+    return UnreadableNumber(text) if len(text) > MAX_NUMBER_CHARS else int(text)
+
+
+def _parse_float(text: str):
+    if len(text) > MAX_NUMBER_CHARS:
+        return UnreadableNumber(text)
+    value = float(text)
+    return value if math.isfinite(value) else UnreadableNumber(text)
+
+
+def read_case_json(path: str | Path) -> dict:
+    """Read a case file's JSON: bounded in size, UTF-8, numbers kept finite; ``InputError`` otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(str(path), "case file not found")
+    size = path.stat().st_size
+    if size > MAX_CASE_FILE_BYTES:
+        raise InputError(
+            str(path),
+            f"{size} bytes is too large for a case file (at most {MAX_CASE_FILE_BYTES // 1024**2} MiB; "
+            "label volumes are separate NRRD files)",
+        )
+    raw = path.read_bytes()[: MAX_CASE_FILE_BYTES + 1]
+    try:
+        text = raw.decode("utf-8-sig")  # a byte-order mark, as some Windows editors write, is fine
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise InputError(
+            str(path), f"not UTF-8 text: byte {error.start} (line {line}) is {raw[error.start : error.end]!r}"
+        ) from None
+    try:
+        return json.loads(
+            text, parse_int=_parse_int, parse_float=_parse_float, parse_constant=UnreadableNumber
+        )
+    except json.JSONDecodeError as error:
+        raise InputError(str(path), f"not valid JSON: {error}") from None
+    except RecursionError:
+        raise InputError(str(path), "nested too deeply to be a case file (a case is 5 levels deep)") from None
+
+
+# --- the schema -------------------------------------------------------------------------------
+
+
+def _is_number(_checker, instance) -> bool:
+    # Python callers (Slicer, scripts) pass numpy scalars; NaN and infinity are not numbers here.
+    return (
+        isinstance(instance, numbers.Real)
+        and not isinstance(instance, (bool, np.bool_))
+        and math.isfinite(instance)
+    )
+
+
+def _is_integer(checker, instance) -> bool:
+    if isinstance(instance, numbers.Integral) and not isinstance(instance, (bool, np.bool_)):
+        return True
+    return _is_number(checker, instance) and float(instance).is_integer()
+
+
+def _is_array(_checker, instance) -> bool:
+    return isinstance(instance, (list, tuple))
+
+
+@functools.cache
+def case_schema() -> dict:
+    """The case format's JSON Schema (``Resources/case.schema.json``)."""
+    return load_json_resource(SCHEMA_RESOURCE)
+
+
+@functools.cache
+def _validator():
+    # Imported here: inside Slicer, jsonschema is installed with numba on first use (with the
+    # user's consent), so importing this module must not need it yet.
+    try:
+        from jsonschema import Draft202012Validator, validators
+    except ImportError as error:
+        raise ModuleNotFoundError(
+            "reading case files needs the Python package jsonschema (pip install jsonschema; in Slicer "
+            "the CryoAblation module installs it with numba)"
+        ) from error
+
+    checker = Draft202012Validator.TYPE_CHECKER.redefine_many(
+        {"number": _is_number, "integer": _is_integer, "array": _is_array}
+    )
+    schema = case_schema()
+    Draft202012Validator.check_schema(schema)
+    return validators.extend(Draft202012Validator, type_checker=checker)(schema)
+
+
+def key_path(parts: Iterable) -> str:
+    """``("probes", 1, "tip_mm", 2)`` → ``probes[1].tip_mm[2]``."""
+    text = ""
+    for part in parts:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif not part or any(c in part for c in ".[] ") or not part.isprintable():
+            text += f"[{json.dumps(part)}]"  # a name that would not read back as one key
+        else:
+            text += f".{part}" if text else part
+    return text
+
+
+_JSON_TYPES = {
+    "number": "a number",
+    "integer": "an integer",
+    "string": "a string",
+    "array": "a list",
+    "object": "an object",
+    "boolean": "true or false",
+    "null": "null",
 }
 
 
-# --- small validators -------------------------------------------------------------------------
+def _describe(value) -> str:
+    if isinstance(value, UnreadableNumber):
+        return repr(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, (list, tuple)):
+        return f"a list of {len(value)}"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+def _bound_reason(error: ValidationError) -> str:
+    words = {
+        "minimum": "at least",
+        "maximum": "at most",
+        "exclusiveMinimum": "more than",
+        "exclusiveMaximum": "less than",
+    }[error.validator]
+    reason = f"must be {words} {error.validator_value:g}, not {_describe(error.instance)}"
+    description = error.schema.get("description")
+    return f"{reason} ({description})" if description else reason
 
 
-def _number(value, key: str, minimum: float | None = None, strict: bool = False) -> float:
-    if not _is_number(value):
-        raise InputError(key, "must be a finite number")
-    value = float(value)
-    if minimum is not None and (value <= minimum if strict else value < minimum):
-        raise InputError(key, f"must be {'greater than' if strict else 'at least'} {minimum:g}")
+def _schema_error(error: ValidationError) -> InputError:
+    """One schema error as an ``InputError`` naming the key path and saying what is wanted."""
+    path = list(error.absolute_path)
+    kind = error.validator
+    instance = error.instance
+    if kind == "required":
+        missing = next(name for name in error.validator_value if name not in instance)
+        hint = {
+            "protocol": " (a case with only sources uses one 'off' step to set its length)",
+            "temperature_c": " (a fixed face needs its temperature)",
+            "mode": " (a thaw step is 'passive' or 'active')",
+        }.get(missing, "")
+        return InputError(key_path([*path, missing]), "missing" + hint)
+    if kind in ("additionalProperties", "unevaluatedProperties"):
+        known = set(error.schema.get("properties", {}))
+        extra = sorted(str(name) for name in instance if name not in known)
+        reason = "unknown key"
+        if "then" in error.relative_schema_path:  # a key that belongs to another kind of entry
+            kind_name = instance.get("type", instance.get("action"))
+            reason = f"not a key of a {kind_name!r} entry" if kind_name else reason
+        return InputError(key_path([*path, extra[0] if extra else "?"]), reason)
+    if "propertyNames" in error.relative_schema_path:
+        description = error.schema.get("description", "")
+        return InputError(key_path([*path, str(instance)]), f"not an allowed name. {description}".strip())
+    if kind == "type":
+        wanted = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
+        names = " or ".join(_JSON_TYPES.get(name, name) for name in wanted)
+        if "number" in wanted or "integer" in wanted:
+            names = names.replace("a number", "a finite number")
+        return InputError(key_path(path), f"must be {names}, not {_describe(instance)}")
+    if kind in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        return InputError(key_path(path), _bound_reason(error))
+    if kind in ("enum", "const"):
+        allowed = error.validator_value if kind == "enum" else [error.validator_value]
+        return InputError(
+            key_path(path), f"must be {' or '.join(repr(v) for v in allowed)}, not {_describe(instance)}"
+        )
+    if kind in ("minItems", "maxItems"):
+        count = len(instance)
+        if error.schema.get("minItems") == error.schema.get("maxItems"):
+            return InputError(key_path(path), f"must hold {error.validator_value} values, not {count}")
+        words = "at least" if kind == "minItems" else "at most"
+        reason = f"must hold {words} {error.validator_value} entries, not {count}"
+        description = error.schema.get("description")
+        return InputError(key_path(path), f"{reason} ({description})" if description else reason)
+    if kind in ("minProperties", "maxProperties"):
+        words = "at least" if kind == "minProperties" else "at most"
+        return InputError(key_path(path), f"must hold {words} {error.validator_value} entries")
+    if kind in ("minLength", "maxLength", "pattern"):
+        description = error.schema.get("description", "")
+        return InputError(
+            key_path(path), f"{_describe(instance)} is not allowed here: {description}".rstrip(": ")
+        )
+    description = error.schema.get("description")
+    return InputError(key_path(path), f"must be {description}" if description else error.message)
+
+
+def _plain(value):
+    """JSON-like data from Python callers as JSON would give it: lists, floats and ints."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, np.generic):
+        return value.item()
     return value
 
 
-def _vector(value, key: str) -> tuple[float, float, float]:
-    if not isinstance(value, (list, tuple)) or len(value) != 3 or not all(_is_number(v) for v in value):
-        raise InputError(key, "must be three finite numbers (mm)")
+def validate_schema(data) -> None:
+    """Check a case (the parsed JSON) against the schema; raise ``InputError`` naming the key path."""
+    if not isinstance(data, dict):
+        raise InputError("case", f"must be a JSON object, not {_describe(data)}")
+    from jsonschema.exceptions import best_match  # see _validator
+
+    errors = list(_validator().iter_errors(data))
+    if not errors:
+        return
+    # Report the error of the first section in the format's order (grid before protocol, as a
+    # reader goes through the file), and within it the most specific one (jsonschema's choice).
+    order = {name: rank for rank, name in enumerate(case_schema()["properties"])}
+
+    def section_rank(error) -> int:
+        path = list(error.absolute_path)
+        if path:
+            return order.get(path[0], len(order))
+        if error.validator == "required":
+            return min(order.get(name, len(order)) for name in error.validator_value if name not in data)
+        return len(order)
+
+    first = min(section_rank(error) for error in errors)
+    raise _schema_error(best_match(error for error in errors if section_rank(error) == first))
+
+
+# --- rules across keys ------------------------------------------------------------------------
+
+
+def _vector(value) -> tuple[float, float, float]:
     return (float(value[0]), float(value[1]), float(value[2]))
-
-
-def _object(value, key: str, allowed: set[str]) -> dict:
-    if not isinstance(value, dict):
-        raise InputError(key, "must be an object")
-    for name in value:
-        if name not in allowed:
-            raise InputError(f"{key}.{name}", "unknown key")
-    return value
-
-
-def _name(value, key: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise InputError(key, "must be a non-empty string")
-    return value
-
-
-# --- sections ---------------------------------------------------------------------------------
 
 
 def _parse_boundaries(data, initial_c: float) -> dict[str, BoundaryCondition]:
     resolved = {face: BoundaryCondition("fixed", initial_c) for face in FACES}
     if data is None:
         return resolved
-    _object(data, "boundaries", {"default", *FACES})
-    parsed = {}
-    for face, entry in data.items():
-        key = f"boundaries.{face}"
-        _object(entry, key, {"type", "temperature_c"})
-        kind = entry.get("type")
-        if kind == "fixed":
-            if "temperature_c" not in entry:
-                raise InputError(f"{key}.temperature_c", "missing (a fixed face needs its temperature)")
-            parsed[face] = BoundaryCondition(
-                "fixed", _number(entry["temperature_c"], f"{key}.temperature_c", -273.15)
-            )
-        elif kind == "adiabatic":
-            if "temperature_c" in entry:
-                raise InputError(f"{key}.temperature_c", "an adiabatic face has no temperature")
-            parsed[face] = BoundaryCondition("adiabatic")
-        else:
-            raise InputError(f"{key}.type", "must be 'fixed' or 'adiabatic'")
+    parsed = {
+        face: BoundaryCondition("fixed", float(entry["temperature_c"]))
+        if entry["type"] == "fixed"
+        else BoundaryCondition("adiabatic")
+        for face, entry in data.items()
+    }
     for face in FACES:
         if face in parsed:
             resolved[face] = parsed[face]
@@ -122,15 +334,29 @@ def _parse_boundaries(data, initial_c: float) -> dict[str, BoundaryCondition]:
 
 
 def _parse_materials(data, library: dict) -> tuple[dict, dict]:
-
     materials = dict(library)
     if data is None:
         return materials, {}
-    _object(data, "materials", set(data) if isinstance(data, dict) else set())
     for name, entry in data.items():
-        _name(name, "materials")
         materials[name] = material_from_dict(entry, f"materials.{name}", base=library.get(name))
     return materials, data
+
+
+def contained_path(source: str, base_dir: Path, key: str) -> Path:
+    """``source`` as a file inside ``base_dir``: relative, no ``..``, no link leading out of it."""
+    for flavour in (PurePosixPath, PureWindowsPath):
+        pure = flavour(source)
+        if pure.is_absolute() or pure.anchor or pure.drive:
+            raise InputError(key, f"{source!r} is an absolute path; give a path relative to the case file")
+        if ".." in pure.parts:
+            raise InputError(key, f"{source!r} leaves the case file's folder ('..'); keep the file beside it")
+    folder = base_dir.resolve()
+    path = folder / source
+    if not path.is_file():
+        raise InputError(key, f"file not found: {path}")
+    if not path.resolve().is_relative_to(folder):
+        raise InputError(key, f"{source!r} is a link to a file outside the case file's folder")
+    return path
 
 
 def _parse_tissue(data: dict, materials: dict, grid: Grid, base_dir: Path | None, arrays: dict | None):
@@ -139,39 +365,23 @@ def _parse_tissue(data: dict, materials: dict, grid: Grid, base_dir: Path | None
         raise InputError(
             "tissue", "give exactly one of 'tissue' (one material) or 'tissue_map' (a label volume)"
         )
+    known = ", ".join(sorted(materials))
     if has_tissue:
         tissue = data["tissue"]
-        if not isinstance(tissue, str) or tissue not in materials:
-            raise InputError("tissue", f"unknown material {tissue!r}; known: {', '.join(sorted(materials))}")
+        if tissue not in materials:
+            raise InputError("tissue", f"unknown material {tissue!r}; known: {known}")
         return tissue, None, {}, None
-    entry = _object(data["tissue_map"], "tissue_map", {"labelmap", "labels"})
-    for name in ("labelmap", "labels"):
-        if name not in entry:
-            raise InputError(f"tissue_map.{name}", "missing")
-    labels_raw = _object(
-        entry["labels"],
-        "tissue_map.labels",
-        set(entry["labels"]) if isinstance(entry["labels"], dict) else set(),
-    )
+    entry = data["tissue_map"]
     label_materials: dict[int, str] = {}
-    for label_text, material in labels_raw.items():
+    for label_text, material in entry["labels"].items():
         key = f"tissue_map.labels.{label_text}"
-        try:
-            label = int(label_text)
-        except ValueError:
-            raise InputError(key, "label values must be integers written as strings") from None
-        if not 0 <= label <= 65535:
-            raise InputError(key, "label values must lie in 0..65535")
-        if not isinstance(material, str) or material not in materials:
-            raise InputError(key, f"unknown material {material!r}; known: {', '.join(sorted(materials))}")
+        label = int(label_text)
+        if label > LABEL_MAX:
+            raise InputError(key, f"label values must lie in 0..{LABEL_MAX}")
+        if material not in materials:
+            raise InputError(key, f"unknown material {material!r}; known: {known}")
         label_materials[label] = material
-    if not label_materials:
-        raise InputError("tissue_map.labels", "must map at least one label to a material")
     source = entry["labelmap"]
-    if not isinstance(source, str) or not source:
-        raise InputError(
-            "tissue_map.labelmap", "must be a file name (or a key of the arrays passed in memory)"
-        )
     if arrays is not None and source in arrays:
         labels = np.asarray(arrays[source])
         if labels.shape != tuple(grid.size):
@@ -179,12 +389,11 @@ def _parse_tissue(data: dict, materials: dict, grid: Grid, base_dir: Path | None
                 "tissue_map.labelmap", f"array shape {labels.shape} differs from grid size {grid.size}"
             )
     else:
-        path = Path(source)
-        if not path.is_absolute():
-            path = (base_dir or Path.cwd()) / path
-        if not path.is_file():
-            raise InputError("tissue_map.labelmap", f"file not found: {path}")
-        labels, label_grid = read_nrrd(path)
+        path = contained_path(source, base_dir or Path.cwd(), "tissue_map.labelmap")
+        try:
+            labels, label_grid = read_nrrd(path)
+        except InputError as error:
+            raise InputError("tissue_map.labelmap", str(error)) from None
         if tuple(label_grid.size) != tuple(grid.size):
             raise InputError(
                 "tissue_map.labelmap", f"volume size {label_grid.size} differs from grid size {grid.size}"
@@ -197,8 +406,10 @@ def _parse_tissue(data: dict, materials: dict, grid: Grid, base_dir: Path | None
                 "tissue_map.labelmap", "volume geometry (origin/spacing) differs from the case grid"
             )
     if not np.issubdtype(labels.dtype, np.integer):
-        if not np.all(np.equal(np.mod(labels, 1), 0)):
+        if not np.all(np.isfinite(labels)) or not np.all(np.equal(np.mod(labels, 1), 0)):
             raise InputError("tissue_map.labelmap", "label volume must hold integers")
+    if labels.size and (labels.min() < 0 or labels.max() > LABEL_MAX):
+        raise InputError("tissue_map.labelmap", f"label values must lie in 0..{LABEL_MAX}")
     labels = labels.astype(np.uint16 if labels.max(initial=0) > 255 else np.uint8)
     present = np.unique(labels)
     missing = [int(v) for v in present if int(v) not in label_materials]
@@ -210,23 +421,11 @@ def _parse_tissue(data: dict, materials: dict, grid: Grid, base_dir: Path | None
 
 
 def _parse_probes(data, grid: Grid, catalog: dict) -> list[ProbeSpec]:
-    if data is None:
-        return []
-    if not isinstance(data, list):
-        raise InputError("probes", "must be a list")
     probes: list[ProbeSpec] = []
     names: set[str] = set()
-    for index, entry in enumerate(data):
+    for index, entry in enumerate(data or []):
         key = f"probes[{index}]"
-        _object(
-            entry,
-            key,
-            {"name", "model", "tip_mm", "entry_mm", "diameter_mm", "active_length_mm", "tip_length_mm"},
-        )
-        for name in ("name", "model", "tip_mm", "entry_mm"):
-            if name not in entry:
-                raise InputError(f"{key}.{name}", "missing")
-        name = _name(entry["name"], f"{key}.name")
+        name = entry["name"]
         if name in names:
             raise InputError(f"{key}.name", f"duplicate probe name {name!r}")
         names.add(name)
@@ -236,19 +435,15 @@ def _parse_probes(data, grid: Grid, catalog: dict) -> list[ProbeSpec]:
                 f"{key}.model", f"unknown probe model {model_name!r}; catalog: {', '.join(sorted(catalog))}"
             )
         model = catalog[model_name]
-        tip = _vector(entry["tip_mm"], f"{key}.tip_mm")
-        shaft = _vector(entry["entry_mm"], f"{key}.entry_mm")
+        tip = _vector(entry["tip_mm"])
+        shaft = _vector(entry["entry_mm"])
         if np.linalg.norm(np.subtract(shaft, tip)) < 1e-6:
             raise InputError(f"{key}.entry_mm", "must differ from tip_mm (it gives the probe direction)")
-        overrides = {}
-        for name_override in ("diameter_mm", "active_length_mm", "tip_length_mm"):
-            if name_override in entry:
-                overrides[name_override] = _number(
-                    entry[name_override],
-                    f"{key}.{name_override}",
-                    0.0,
-                    strict=name_override != "tip_length_mm",
-                )
+        overrides = {
+            name: float(entry[name])
+            for name in ("diameter_mm", "active_length_mm", "tip_length_mm")
+            if name in entry
+        }
         probe = ProbeSpec(
             name=name,
             model=model_name,
@@ -267,111 +462,62 @@ def _parse_probes(data, grid: Grid, catalog: dict) -> list[ProbeSpec]:
 
 
 def _parse_sources(data, grid: Grid) -> list:
-    if data is None:
-        return []
-    if not isinstance(data, list):
-        raise InputError("sources", "must be a list")
-    sources = []
-    for index, entry in enumerate(data):
+    sources: list = []
+    for index, entry in enumerate(data or []):
         key = f"sources[{index}]"
-        if not isinstance(entry, dict) or "type" not in entry:
-            raise InputError(f"{key}.type", "missing ('sphere' or 'line_sink')")
         if entry["type"] == "sphere":
-            _object(entry, key, {"type", "center_mm", "radius_mm", "temperature_c"})
-            for name in ("center_mm", "radius_mm", "temperature_c"):
-                if name not in entry:
-                    raise InputError(f"{key}.{name}", "missing")
-            center = _vector(entry["center_mm"], f"{key}.center_mm")
+            center = _vector(entry["center_mm"])
             if not grid.contains_ras(center):
                 raise InputError(f"{key}.center_mm", "lies outside the grid")
-            sources.append(
-                SphereSource(
-                    center,
-                    _number(entry["radius_mm"], f"{key}.radius_mm", 0.0, strict=True),
-                    _number(entry["temperature_c"], f"{key}.temperature_c", -273.15),
-                )
-            )
-        elif entry["type"] == "line_sink":
-            _object(entry, key, {"type", "start_mm", "end_mm", "power_w_per_m"})
-            for name in ("start_mm", "end_mm", "power_w_per_m"):
-                if name not in entry:
-                    raise InputError(f"{key}.{name}", "missing")
-            start = _vector(entry["start_mm"], f"{key}.start_mm")
-            end = _vector(entry["end_mm"], f"{key}.end_mm")
+            sources.append(SphereSource(center, float(entry["radius_mm"]), float(entry["temperature_c"])))
+        else:
+            start = _vector(entry["start_mm"])
+            end = _vector(entry["end_mm"])
             if np.linalg.norm(np.subtract(end, start)) < 1e-6:
                 raise InputError(f"{key}.end_mm", "must differ from start_mm")
             for name, point in (("start_mm", start), ("end_mm", end)):
                 if not grid.contains_ras(point):
                     raise InputError(f"{key}.{name}", "lies outside the grid")
-            sources.append(
-                LineSinkSource(start, end, _number(entry["power_w_per_m"], f"{key}.power_w_per_m"))
-            )
-        else:
-            raise InputError(f"{key}.type", "must be 'sphere' or 'line_sink'")
+            sources.append(LineSinkSource(start, end, float(entry["power_w_per_m"])))
     return sources
 
 
 def _parse_protocol(data, probe_names: list[str]) -> list[ProtocolStep]:
-    if not isinstance(data, list) or not data:
-        raise InputError("protocol", "must be a non-empty list of steps")
     steps = []
     start = 0.0
     for index, entry in enumerate(data):
         key = f"protocol[{index}]"
-        _object(entry, key, {"action", "duration_s", "probes", "flow_percent", "mode"})
-        action = entry.get("action")
-        if action not in ACTIONS:
-            raise InputError(f"{key}.action", "must be 'freeze', 'thaw' or 'off'")
-        if "duration_s" not in entry:
-            raise InputError(f"{key}.duration_s", "missing")
-        duration = _number(entry["duration_s"], f"{key}.duration_s", 0.0, strict=True)
+        action = entry["action"]
+        duration = float(entry["duration_s"])
         probes_value = entry.get("probes", "all")
         if probes_value == "all":
             probes: str | tuple[str, ...] = "all"
-        elif isinstance(probes_value, list) and all(isinstance(p, str) for p in probes_value):
-            for name in probes_value:
-                if name not in probe_names:
-                    raise InputError(f"{key}.probes", f"no probe named {name!r}")
-            probes = tuple(probes_value)
         else:
-            raise InputError(f"{key}.probes", "must be 'all' or a list of probe names")
-        flow = 100.0
-        mode = None
-        if action == "freeze":
-            flow = _number(entry.get("flow_percent", 100.0), f"{key}.flow_percent", 0.0, strict=True)
-            if flow > 100.0:
-                raise InputError(f"{key}.flow_percent", "must not exceed 100")
-        elif "flow_percent" in entry:
-            raise InputError(f"{key}.flow_percent", "only a freeze step has a flow")
-        if action == "thaw":
-            mode = entry.get("mode")
-            if mode not in THAW_MODES:
-                raise InputError(f"{key}.mode", "must be 'passive' or 'active'")
-        elif "mode" in entry:
-            raise InputError(f"{key}.mode", "only a thaw step has a mode")
+            for position, name in enumerate(probes_value):
+                if name not in probe_names:
+                    raise InputError(f"{key}.probes[{position}]", f"no probe named {name!r}")
+            probes = tuple(probes_value)
+        flow = float(entry.get("flow_percent", 100.0)) if action == "freeze" else 100.0
+        mode = entry["mode"] if action == "thaw" else None
         steps.append(ProtocolStep(action, duration, probes, flow, mode, start))
         start += duration
+    if start > MAX_RUN_S:
+        raise InputError(
+            "protocol", f"the steps last {start:g} s in all; a run lasts at most {MAX_RUN_S:g} s (one day)"
+        )
     return steps
 
 
 def _parse_sensors(data, grid: Grid) -> list[Sensor]:
-    if data is None:
-        return []
-    if not isinstance(data, list):
-        raise InputError("sensors", "must be a list")
     sensors = []
     names: set[str] = set()
-    for index, entry in enumerate(data):
+    for index, entry in enumerate(data or []):
         key = f"sensors[{index}]"
-        _object(entry, key, {"name", "position_mm"})
-        for name in ("name", "position_mm"):
-            if name not in entry:
-                raise InputError(f"{key}.{name}", "missing")
-        name = _name(entry["name"], f"{key}.name")
+        name = entry["name"]
         if name in names:
             raise InputError(f"{key}.name", f"duplicate sensor name {name!r}")
         names.add(name)
-        position = _vector(entry["position_mm"], f"{key}.position_mm")
+        position = _vector(entry["position_mm"])
         if not grid.contains_ras(position):
             raise InputError(f"{key}.position_mm", "lies outside the grid")
         sensors.append(Sensor(name, position))
@@ -381,20 +527,17 @@ def _parse_sensors(data, grid: Grid) -> list[Sensor]:
 def _parse_outputs(data, duration_s: float) -> Outputs:
     if data is None:
         return Outputs()
-    _object(data, "outputs", {"isotherms_c", "snapshot_times_s"})
     isotherms = data.get("isotherms_c", list(DEFAULT_ISOTHERMS_C))
-    if not isinstance(isotherms, list) or not all(_is_number(v) for v in isotherms):
-        raise InputError("outputs.isotherms_c", "must be a list of temperatures (°C)")
     snapshots = data.get("snapshot_times_s", [])
-    if not isinstance(snapshots, list) or not all(_is_number(v) for v in snapshots):
-        raise InputError("outputs.snapshot_times_s", "must be a list of times (s)")
-    for value in snapshots:
+    for index, value in enumerate(snapshots):
         if not 0.0 <= value <= duration_s + 1e-9:
             raise InputError(
-                "outputs.snapshot_times_s", f"time {value:g} s lies outside the run (0..{duration_s:g} s)"
+                f"outputs.snapshot_times_s[{index}]",
+                f"time {value:g} s lies outside the run (0..{duration_s:g} s)",
             )
     return Outputs(
-        tuple(float(v) for v in dict.fromkeys(isotherms)), tuple(sorted(float(v) for v in set(snapshots)))
+        tuple(float(v) for v in dict.fromkeys(float(v) for v in isotherms)),
+        tuple(sorted({float(v) for v in snapshots})),
     )
 
 
@@ -402,34 +545,26 @@ def _parse_outputs(data, duration_s: float) -> Outputs:
 
 
 def parse_case(data: dict, base_dir: Path | None = None, arrays: dict[str, np.ndarray] | None = None) -> Case:
-    """Validate a case (the parsed JSON) and build a :class:`Case`; raises ``InputError``."""
+    """Validate a case (the parsed JSON) and build a :class:`Case`; raises ``InputError``.
 
-    if not isinstance(data, dict):
-        raise InputError("case", "must be a JSON object")
-    for key in data:
-        if key not in TOP_LEVEL_KEYS:
-            raise InputError(key, "unknown key")
-    if data.get("format") != FORMAT:
-        raise InputError("format", f"must be {FORMAT!r}")
-    if "grid" not in data:
-        raise InputError("grid", "missing")
+    ``base_dir`` is the case file's folder (label volumes are read inside it only); ``arrays``
+    holds label volumes already in memory, by the name the case gives them.
+    """
+    validate_schema(data)
+    try:
+        data = _plain(data)
+    except RecursionError:
+        raise InputError("case", "nested too deeply to be a case") from None
     grid = Grid.from_dict(data["grid"])
-    initial = _number(data.get("initial_temperature_c", 37.0), "initial_temperature_c", -273.15)
+    initial = float(data.get("initial_temperature_c", 37.0))
     boundaries = _parse_boundaries(data.get("boundaries"), initial)
     materials, overrides = _parse_materials(data.get("materials"), load_material_library())
     tissue, labels, label_materials, labelmap = _parse_tissue(data, materials, grid, base_dir, arrays)
     probes = _parse_probes(data.get("probes"), grid, load_probe_catalog())
     sources = _parse_sources(data.get("sources"), grid)
-    if "protocol" not in data:
-        raise InputError(
-            "protocol", "missing (a case with only sources uses one 'off' step to set its length)"
-        )
     protocol = _parse_protocol(data["protocol"], [p.name for p in probes])
     sensors = _parse_sensors(data.get("sensors"), grid)
     outputs = _parse_outputs(data.get("outputs"), protocol[-1].end_s)
-    name = data.get("name")
-    if name is not None and not isinstance(name, str):
-        raise InputError("name", "must be a string")
     return Case(
         grid=grid,
         initial_temperature_c=initial,
@@ -446,19 +581,14 @@ def parse_case(data: dict, base_dir: Path | None = None, arrays: dict[str, np.nd
         material_overrides=overrides,
         boundaries_raw=data.get("boundaries"),
         labelmap_filename=labelmap,
-        name=name,
+        name=data.get("name"),
     )
 
 
 def load_case(path: str | Path) -> Case:
+    """Read, validate and build a case file; label volumes are read from its folder only."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(str(path), "case file not found")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise InputError(str(path), f"not valid JSON: {error}") from error
-    return parse_case(data, base_dir=path.parent)
+    return parse_case(read_case_json(path), base_dir=path.parent)
 
 
 def save_case(case: Case, path: str | Path, labelmap_filename: str = "labels.nrrd") -> Path:

@@ -1,4 +1,4 @@
-"""The result folder of a simulation, exactly as ``case-format.md`` describes it."""
+"""The result folder of a simulation, exactly as ``docs/case-format.md`` describes it."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from CryoAblationLogic.core.errors import InputError
 from CryoAblationLogic.io.volumes import write_nrrd
 
 RESULT_FORMAT = "cryoablation-result/1"
@@ -18,8 +19,19 @@ def _level_key(level: float) -> str:
     return f"{level:g}"
 
 
+def snapshot_label(time_s: float) -> str:
+    """A snapshot time as written in file names and summary keys: ``600``, ``600.5``, ``1234.567``.
+
+    Whole seconds are written without a decimal point (``temperature_600s.nrrd``); other times in
+    the shortest form that reads back as the same number, so two different times never share a
+    file name (``:g`` kept six digits: 1234.567 s and 1234.571 s were both ``1234.57``).
+    """
+    time_s = float(time_s)
+    return str(int(time_s)) if time_s.is_integer() else repr(time_s)
+
+
 def snapshot_filename(time_s: float) -> str:
-    return f"temperature_{time_s:g}s.nrrd"
+    return f"temperature_{snapshot_label(time_s)}s.nrrd"
 
 
 def summary_dict(result, case=None) -> dict:
@@ -43,7 +55,7 @@ def summary_dict(result, case=None) -> dict:
         if math.isfinite(result.energy_balance_error)
         else None,
     }
-    summary["snapshots"] = {f"{t:g}": snapshot_filename(t) for t in sorted(result.snapshots)}
+    summary["snapshots"] = {snapshot_label(t): snapshot_filename(t) for t in sorted(result.snapshots)}
     if result.probe_history:
         summary["probes"] = {
             name: {
@@ -61,6 +73,12 @@ def summary_dict(result, case=None) -> dict:
 
 def write_result_folder(result, out_dir, case=None) -> Path:
     """Write summary.json, temperature_final.nrrd, min_temperature.nrrd and the snapshots."""
+    for name in ("temperature_final", "min_temperature"):
+        # A field with NaN would report 0 ml of ice: refuse it rather than write a wrong result.
+        if not np.all(np.isfinite(getattr(result, name))):
+            raise InputError(
+                "case", f"the simulated {name.replace('_', ' ')} holds non-finite values; nothing was written"
+            )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     grid = result.grid

@@ -453,7 +453,7 @@ class LiveSession:
 
 
 def write_live_results(session: LiveSession, out_dir: str | Path) -> Path:
-    """The result folder of ``case-format.md`` (the prediction at the end of the session) plus,
+    """The result folder of ``docs/case-format.md`` (the prediction at the end of the session) plus,
     from live mode: ``ice_volume_history.csv`` (isotherm volumes at every update),
     ``sensor_readings.csv`` (measured beside predicted), ``live_events.csv`` (what was applied
     when), ``case.cryo.json`` (the case as finally placed) and keys ``live`` in summary.json."""

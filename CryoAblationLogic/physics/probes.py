@@ -7,7 +7,7 @@ Cooling model (per unit length of the active segment, q' > 0 = heat taken from t
   ``max_power_w_per_m``·f;
 - active thaw: the same with ``thaw.temperature_c``, ``thaw.surface_htc_w_m2k`` and a heating limit
   ``thaw.max_power_w_per_m``;
-- passive thaw and off: no heat flows through the probe (zero-flux surface, physics.md 2.3).
+- passive thaw and off: no heat flows through the probe (zero-flux surface, docs/physics.md 2.3).
 
 The tissue side between the probe surface and the grid is a logarithmic radial resistance (the
 well model in :mod:`.probe_coupling`), so the probe surface temperature follows from both.

@@ -17,13 +17,13 @@ Results are deterministic for identical input: the sweep order and the reduction
 from __future__ import annotations
 
 import math
-import os
 import time as _time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from CryoAblationLogic.core import memory
 from CryoAblationLogic.core.errors import InputError
 from CryoAblationLogic.core.grid import Grid
 from CryoAblationLogic.core.plan import Case, LineSinkSource, Outputs, ProtocolStep, SphereSource
@@ -100,17 +100,8 @@ class SimulationResult:
 
 
 def available_memory_bytes() -> int:
-    try:
-        with open("/proc/meminfo", encoding="ascii") as stream:
-            for line in stream:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
-        return 8 * 1024**3
+    """MemAvailable, and inside a container the room under its cgroup limit (core.memory)."""
+    return memory.available_memory_bytes()
 
 
 def estimate_memory_bytes(grid: Grid, snapshots: int = 0) -> int:
@@ -130,7 +121,7 @@ def check_memory(grid: Grid, snapshots: int = 0) -> None:
 
 
 def _has_held_temperatures(case: Case) -> bool:
-    """A face or sphere held at another temperature than the start (the analytic cases of physics.md §7)."""
+    """A face or sphere held at another temperature than the start (analytic cases, docs/physics.md §7)."""
 
     t0 = case.initial_temperature_c
     held_faces = [bc.temperature_c for bc in case.boundaries.values() if bc.type == "fixed"]

@@ -58,7 +58,7 @@ figcaption { font-size: 90%; color: #555; max-width: 440px; }
 """
 
 
-def write_report(  # the agreed cross-area signature (notes/API.md, issue 4)
+def write_report(  # the agreed cross-area signature (docs/architecture.md, issue 4)
     out_dir: str | Path,
     image: np.ndarray,
     grid: Grid,

@@ -15,7 +15,7 @@ Modules, one job each:
 - :mod:`.parameters` — the ``CryoAblation`` parameter node (plan settings and node references);
 - :mod:`.probes` — cryoprobes as markups line nodes, with needle models that follow them;
 - :mod:`.inputs` — image volume and segmentation, segment roles and materials;
-- :mod:`.case_io` — scene → case (``case-format.md``) and case file → scene;
+- :mod:`.case_io` — scene → case (``docs/case-format.md``) and case file → scene;
 - :mod:`.colors` — the temperature colour table and the isotherm level table;
 - :mod:`.isotherms` — contour a temperature field into an isotherm segmentation;
 - :mod:`.results` — temperature volumes, isotherms, playback sequences, ice-volume and sensor plots;

@@ -1,4 +1,4 @@
-"""Scene → case (``case-format.md``) and case file → scene.
+"""Scene → case (``docs/case-format.md``) and case file → scene.
 
 The case grid is the image volume's voxels, or — with ``roi_margin_mm`` — a box around the target
 and the probes' active zones (clipped to the image), or the box of an ROI node referenced by the

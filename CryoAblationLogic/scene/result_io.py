@@ -1,4 +1,4 @@
-"""A result folder (``case-format.md``) back into a scene: runs made with ``cryoablation simulate``
+"""A result folder (``docs/case-format.md``) back into a scene: runs made with ``cryoablation simulate``
 (or on another machine) are viewed and measured in Slicer like runs made from the scene."""
 
 from __future__ import annotations

@@ -157,7 +157,7 @@ def test_module_metadata_is_complete(module_source):
     contributors = assigned["contributors"]
     assert isinstance(contributors, ast.List) and contributors.elts
     assert all(isinstance(e, ast.Constant) and e.value.strip() for e in contributors.elts)
-    assert "OpenIGTLinkIF" not in text["dependencies"]  # optional, see slicer.md §4.2
+    assert "OpenIGTLinkIF" not in text["dependencies"]  # optional, see docs/live-link.md, Topology
     help_text = text["helpText"]
     assert "research software, not a medical device" in help_text
     assert "first control point is the probe tip" in help_text

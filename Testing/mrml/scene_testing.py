@@ -29,7 +29,7 @@ def isotherm_radius(level_c: float, radius_mm: float) -> float:
 
 @dataclass
 class AnalyticResult:
-    """What the solver's ``SimulationResult`` holds (API.md), for a radial ice ball."""
+    """What the solver's ``SimulationResult`` holds (docs/architecture.md), for a radial ice ball."""
 
     grid: Grid
     radius_of_time: dict[float, float]

@@ -16,7 +16,7 @@ from CryoAblationLogic.scene import parameters as P
 from CryoAblationLogic.scene.colors import create_isotherm_color_table
 from CryoAblationLogic.scene.phantom_scene import build_phantom_scene
 
-# A catalog entry as the solver's ProbeModel has it (API.md): enough for the needle geometry.
+# A catalog entry as the solver's ProbeModel has it (docs/architecture.md): enough for the needle geometry.
 CATALOG = {
     "test-17G": SimpleNamespace(name="test-17G", diameter_mm=1.5, active_length_mm=30.0, tip_length_mm=5.0)
 }

@@ -1,4 +1,4 @@
-"""Exact solutions for verifying the solver (physics.md §4.5), in SI units (m, s, °C, W, J).
+"""Exact solutions for verifying the solver (docs/physics.md §4.5), in SI units (m, s, °C, W, J).
 
 Used by the tests and by ``Testing/physics/verify.py``; scipy is a test-only dependency.
 """

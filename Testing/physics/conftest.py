@@ -14,7 +14,7 @@ if str(HERE) not in sys.path:
 
 @pytest.fixture
 def gel_case_dict() -> dict:
-    """The example of case-format.md on a smaller grid."""
+    """The example of docs/case-format.md on a smaller grid."""
     return {
         "format": "cryoablation-case/1",
         "grid": {"origin_mm": [-20.0, -20.0, -30.0], "spacing_mm": 2.0, "size": [21, 21, 31]},

@@ -1,4 +1,4 @@
-"""Single- and two-probe runs for the measurement checks (physics.md §7 [Experimental])."""
+"""Single- and two-probe runs for the measurement checks (docs/physics.md §7 [Experimental])."""
 
 from __future__ import annotations
 
@@ -104,14 +104,14 @@ def isotherm_area_mm2(plane: np.ndarray, spacing_mm: float, level: float, refine
 def lethal_area_share(case, result) -> float:
     """Lethal (−30 °C) share of the ice, as Littrup et al. 2009 (PMC2762356) measured it: "Diameters
     and surface areas of the −30°C lethal isotherm were assessed over time as percentages of the
-    overall iceball". CT shows only the ice edge (physics.md §3.1); the −30 °C isotherm came from
+    overall iceball". CT shows only the ice edge (docs/physics.md §3.1); the −30 °C isotherm came from
     "Thermocouples at 0.5, 1.0 and 1.5 cm intervals from [the] cryoprobes", i.e. radially, in a plane
     across the probe. Their areas scale as diameter²: "Surface areas and diameters of lethal ice made
     by 1.7mm cryoprobes were 71% and 84% of the 2.4 mm cryoprobes" (0.84² = 0.71), and the 1–4 probe
     results (1.2, 3.3, 4.1, 4.9 cm; 13, 46, 51, 56 %) read as (D₋₃₀/D₀)² put the −30 °C isotherm
     1.07, 0.79, 0.82, 0.80 cm inside the edge, matching "Lethal ice resides <1 cm behind the leading
     edge for nearly all probe configurations". So: area inside −30 °C over area inside 0 °C (the
-    ice edge of physics.md TC-7) in the plane across the probe through the middle of its active
+    ice edge of docs/physics.md TC-7) in the plane across the probe through the middle of its active
     segment (where the −30 °C diameter is calibrated); not a ratio of 3-D isosurface areas."""
     plane = axial_plane(case, result)
     spacing = result.grid.spacing_mm[0]

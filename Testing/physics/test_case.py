@@ -1,4 +1,4 @@
-"""Case files: everything case-format.md describes is validated, naming the key; round trips."""
+"""Case files: everything docs/case-format.md describes is validated, naming the key; round trips."""
 
 from __future__ import annotations
 
@@ -69,12 +69,12 @@ _DELETE = object()
         (("protocol", 0, "action"), "boil", "protocol[0].action"),
         (("protocol", 0, "flow_percent"), 120, "protocol[0].flow_percent"),
         (("protocol", 1, "mode"), _DELETE, "protocol[1].mode"),
-        (("protocol", 1, "probes"), ["P9"], "protocol[1].probes"),
+        (("protocol", 1, "probes"), ["P9"], "protocol[1].probes[0]"),
         (("protocol", 2, "duration_s"), 0, "protocol[2].duration_s"),
         (("protocol",), [], "protocol"),
         (("sensors", 0, "position_mm"), [500, 0, 0], "sensors[0].position_mm"),
-        (("outputs", "snapshot_times_s"), [9999], "outputs.snapshot_times_s"),
-        (("outputs", "isotherms_c"), ["cold"], "outputs.isotherms_c"),
+        (("outputs", "snapshot_times_s"), [9999], "outputs.snapshot_times_s[0]"),
+        (("outputs", "isotherms_c"), ["cold"], "outputs.isotherms_c[0]"),
     ],
 )
 def test_invalid_input_names_the_key(gel_case_dict, path, value, key):

@@ -18,7 +18,7 @@ def test_library_has_the_required_materials_with_sources():
         assert library[name].source, f"{name} has no cited source"
     assert library["gel"].perfusion == 0.0
     assert library["kidney"].perfusion > library["liver"].perfusion > library["muscle"].perfusion
-    # Both presets of physics.md §1.1.
+    # Both presets of docs/physics.md §1.1.
     assert (library["tissue-deng-liu"].t_solidus_c, library["tissue-deng-liu"].latent_heat) == (-8.0, 2.5e8)
     assert (library["tissue-rabin"].t_solidus_c, library["tissue-rabin"].latent_heat) == (-22.0, 3.0e8)
 

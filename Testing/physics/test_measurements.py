@@ -1,4 +1,4 @@
-"""Measured ice balls (physics.md §7 [Experimental]). The catalog entries were calibrated on other
+"""Measured ice balls (docs/physics.md §7 [Experimental]). The catalog entries were calibrated on other
 data (probes.json ``calibrated_on``; benchmarks/calibrate_probes.py); these are checks only."""
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def test_tc9_17g_isotherm_structure_in_gel():
 def test_tc9_needles_25mm_apart_do_not_merge_at_minus_40():
     # Fails (issue 3): the model gives about −50 °C. Shah et al. 2016 (PMC4850244) say only "At
     # distances further apart or with lower duty cycle settings, ice balls either had a central core
-    # >−40°C or had an hourglass shape"; physics.md TC-9 reads this as "no −40 °C merge at 2.5 cm,
+    # >−40°C or had an hourglass shape"; docs/physics.md TC-9 reads this as "no −40 °C merge at 2.5 cm,
     # 100 % duty". With the single-needle structure of the same paper (−40 °C at ~1 cm, 0 °C ~1 cm
     # further) conduction cannot keep the core warmer than −40 °C: a quasi-steady log profile with
     # two equal line sinks gives T_mid ≤ −2·(40 K/ln 2)·ln(20/12.5) ≈ −54 °C, and non-merging needs

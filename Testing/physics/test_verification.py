@@ -1,4 +1,4 @@
-"""Exact solutions (physics.md §7, [Analytic]): coarse grids by default, full resolution under -m slow."""
+"""Exact solutions (docs/physics.md §7, [Analytic]): coarse grids by default, full resolution with -m slow."""
 
 from __future__ import annotations
 

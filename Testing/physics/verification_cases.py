@@ -1,4 +1,4 @@
-"""Verification cases of physics.md §7 (TC-1, TC-3, TC-4, TC-6) as functions of the grid.
+"""Verification cases of docs/physics.md §7 (TC-1, TC-3, TC-4, TC-6) as functions of the grid.
 
 Each returns measured and expected values; the tests (coarse, by default) and ``verify.py`` (full
 resolution, ``make verify``) share them. Fronts of the enthalpy solution are measured by the frozen

@@ -1,6 +1,6 @@
 """Full-resolution verification and validation table (``make verify``).
 
-Prints, for each check of physics.md §7: case, expected, got, tolerance, pass. Exit status 1 when
+Prints, for each check of docs/physics.md §7: case, expected, got, tolerance, pass. Exit status 1 when
 any check fails. Grids are finer than in the default test run; expect several minutes on 2 cores.
 """
 
@@ -38,7 +38,7 @@ def tc1() -> None:
     x, exact = result["front_mm"][600.0], result["exact_mm"][600.0]
     check("TC-1 front X(600 s), 0.25 mm [mm]", exact, x, "±0.5 mm", abs(x - exact) <= 0.5)
     x60, exact60 = result["front_mm"][60.0], result["exact_mm"][60.0]
-    # physics.md gives no tolerance at 60 s (the front is 8.6 mm, early steps are short): ±5 %.
+    # docs/physics.md gives no tolerance at 60 s (the front is 8.6 mm, early steps are short): ±5 %.
     check("TC-1 front X(60 s), 0.25 mm [mm]", exact60, x60, "±5 %", abs(x60 - exact60) <= 0.05 * exact60)
     t5, exact_t5 = result["T5_c"][600.0], result["T5_exact_c"][600.0]
     check("TC-1 T(5 mm, 600 s) [°C]", float(exact_t5), t5, "±1.5 °C", abs(t5 - exact_t5) <= 1.5)
@@ -165,7 +165,7 @@ def measurements(spacing: float) -> None:
 
 def main() -> int:
     start = time.perf_counter()
-    print("Verification (analytic) and validation (measured) checks, physics.md §7")
+    print("Verification (analytic) and validation (measured) checks, docs/physics.md §7")
     for part in (tc1, grid_convergence, tc6, tc3, lambda: measurements(1.0), tc4):
         part()
     print()
