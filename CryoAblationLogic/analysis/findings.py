@@ -42,3 +42,26 @@ class PlanWarning:
 def by_severity(warnings: Iterable[PlanWarning]) -> list[PlanWarning]:
     """Highest severity first; the order within a severity is kept (stable sort)."""
     return sorted(warnings, key=lambda warning: warning.rank)
+
+
+def warnings_table(warnings: Iterable[PlanWarning]) -> str:
+    """A plain-text table of warnings (highest severity first) for the command line."""
+    rows = [("Severity", "Rule", "Structure", "Value", "Threshold", "Finding")]
+    for warning in by_severity(warnings):
+        unit = f" {warning.unit}" if warning.unit else ""
+        rows.append(
+            (
+                warning.severity,
+                warning.rule,
+                warning.structure,
+                "—" if warning.value is None else f"{warning.value:.1f}{unit}",
+                "—" if warning.threshold is None else f"{warning.threshold:g}{unit}",
+                warning.message,
+            )
+        )
+    if len(rows) == 1:
+        return "No warnings."
+    widths = [max(len(row[n]) for row in rows) for n in range(5)]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row[:5], widths, strict=True)) + "  " + row[5]
+             for row in rows]  # fmt: skip
+    return "\n".join(lines)

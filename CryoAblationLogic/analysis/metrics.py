@@ -50,6 +50,7 @@ __all__ = [
     "CriticalStructureMetrics",
     "IsothermMetrics",
     "PlanMetrics",
+    "case_structures",
     "ice_volume_history",
     "isotherm_metrics",
     "masks_by_role",
@@ -72,3 +73,18 @@ def masks_by_role(
     for label, (name, _material, role) in label_info.items():
         groups.setdefault(role, {})[name] = array == label
     return groups
+
+
+def case_structures(case) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, str]]:
+    """The masks of a case's ``structures`` by role ({role: {name: mask}}) and the declared type
+    of each critical structure ({name: type}); empty without structures or a tissue map."""
+    labels = getattr(case, "tissue_labels", None)
+    groups: dict[str, dict[str, np.ndarray]] = {}
+    types: dict[str, str] = {}
+    if labels is None:
+        return groups, types
+    for structure in getattr(case, "structures", ()):
+        groups.setdefault(structure.role, {})[structure.name] = labels == structure.label
+        if structure.kind:
+            types[structure.name] = structure.kind
+    return groups, types

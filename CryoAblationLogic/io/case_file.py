@@ -19,6 +19,7 @@ from CryoAblationLogic.core.plan import (
     DEFAULT_ISOTHERMS_C,
     FACES,
     FORMAT,
+    STRUCTURE_ROLES,
     THAW_MODES,
     BoundaryCondition,
     Case,
@@ -28,6 +29,7 @@ from CryoAblationLogic.core.plan import (
     ProtocolStep,
     Sensor,
     SphereSource,
+    Structure,
 )
 from CryoAblationLogic.io.volumes import read_nrrd, write_nrrd
 from CryoAblationLogic.physics.materials import load_material_library, material_from_dict
@@ -48,6 +50,7 @@ TOP_LEVEL_KEYS = {
     "outputs",
     "name",
     "description",
+    "structures",
 }
 
 
@@ -398,6 +401,37 @@ def _parse_outputs(data, duration_s: float) -> Outputs:
     )
 
 
+def _parse_structures(data, label_materials: dict[int, str] | None) -> tuple[Structure, ...]:
+    """``structures``: [{"label", "name", "role", "type"?}, ...], the roles of tissue-map labels."""
+    if data is None:
+        return ()
+    if not isinstance(data, list):
+        raise InputError("structures", "must be a list of {label, name, role}")
+    if label_materials is None:
+        raise InputError("structures", "needs a tissue_map (structures name its labels)")
+    result = []
+    for index, entry in enumerate(data):
+        key = f"structures[{index}]"
+        _object(entry, key, {"label", "name", "role", "type"})
+        for name in ("label", "name", "role"):
+            if name not in entry:
+                raise InputError(f"{key}.{name}", "missing")
+        label = entry["label"]
+        if isinstance(label, bool) or not isinstance(label, int) or label not in label_materials:
+            raise InputError(f"{key}.label", f"{label!r} is not a label of tissue_map.labels")
+        if not isinstance(entry["name"], str) or not entry["name"]:
+            raise InputError(f"{key}.name", "must be a non-empty string")
+        if entry["role"] not in STRUCTURE_ROLES:
+            raise InputError(f"{key}.role", f"must be one of {', '.join(STRUCTURE_ROLES)}")
+        kind = entry.get("type")
+        if kind is not None and (not isinstance(kind, str) or not kind):
+            raise InputError(f"{key}.type", "must be a non-empty string (bowel, nerve, ureter, …)")
+        result.append(Structure(label, entry["name"], entry["role"], kind))
+    if len({s.label for s in result}) != len(result):
+        raise InputError("structures", "a label is named twice")
+    return tuple(result)
+
+
 # --- public API -------------------------------------------------------------------------------
 
 
@@ -430,6 +464,7 @@ def parse_case(data: dict, base_dir: Path | None = None, arrays: dict[str, np.nd
     name = data.get("name")
     if name is not None and not isinstance(name, str):
         raise InputError("name", "must be a string")
+    structures = _parse_structures(data.get("structures"), label_materials if labels is not None else None)
     return Case(
         grid=grid,
         initial_temperature_c=initial,
@@ -447,6 +482,7 @@ def parse_case(data: dict, base_dir: Path | None = None, arrays: dict[str, np.nd
         boundaries_raw=data.get("boundaries"),
         labelmap_filename=labelmap,
         name=name,
+        structures=structures,
     )
 
 

@@ -1,6 +1,7 @@
-"""The panel's "Export report": the HTML report of the scene's plan and its last simulation.
+"""The panel's "Export report": the record (HTML, PDF, metrics.json) of the scene's plan and its
+last simulation.
 
-The report (:func:`CryoAblationLogic.report.document.write_report`) needs the simulated fields and the
+The record (:func:`CryoAblationLogic.report.record.write_result_record`) needs the simulated fields and the
 plan's masks and probes on the result's grid. They are read from the scene again, and refused if
 the plan changed since the run (moved probes, another grid), so a report never pairs a result
 with a plan it was not computed for.
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from CryoAblationLogic.core.errors import InputError
-from CryoAblationLogic.report.document import write_report
+from CryoAblationLogic.report.record import write_result_record
 from CryoAblationLogic.scene import case_io, volumes, workflow
 from CryoAblationLogic.scene import parameters as P
 
@@ -37,8 +38,9 @@ def write_plan_report(
     catalog: Any = None,
     title: str = "CryoAblation plan report",
 ) -> Path:
-    """Write ``out_dir/report.html`` for the run; returns its path."""
-    case, result, plan = run.case, run.result, run.plan
+    """Write ``out_dir/report.html``, ``report.pdf`` and ``metrics.json`` for the run; returns the
+    HTML's path."""
+    case, result = run.case, run.result
 
     scene_case = case_io.build_case(scene, parameters)
     if scene_case.grid != result.grid:
@@ -47,24 +49,17 @@ def write_plan_report(
     current = [probe.to_dict() for probe in scene_case.parse().probes]
     if simulated != current:
         raise InputError("report", "the probes changed since the last run; simulate again first")
-    target, critical, _vessels = workflow.structure_masks(scene_case)
+    target, critical, vessels = workflow.structure_masks(scene_case)
     if target is None or not target.any():
         raise InputError("report", "the plan has no target segment on the simulation grid")
     image = volumes.resample_volume(parameters.get(P.INPUT_VOLUME), result.grid)
-    return write_report(
+    record = write_result_record(
         out_dir,
+        case,
+        result,
         image,
-        result.grid,
-        result.temperature_final,
-        result.min_temperature,
-        target,
-        critical,
-        plan.metrics,
-        scene_case.data["probes"],
-        result.ice_volume_history,
-        result.sensors,
-        title,
-        probe_warnings=plan.probe_warnings,
+        {"target": {"Target": target}, "critical": critical, "vessel": vessels},
         catalog=catalog,
-        case_name=parameters.node.GetName(),
+        title=title,
     )
+    return record.files.html

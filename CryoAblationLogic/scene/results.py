@@ -21,6 +21,7 @@ import numpy as np
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 
 from CryoAblationLogic.core.grid import Grid
+from CryoAblationLogic.core.isotherms import SENSOR_COLOURS
 from CryoAblationLogic.scene import parameters as P
 from CryoAblationLogic.scene.colors import (
     DEFAULT_ISOTHERM_LEVELS_C,
@@ -43,7 +44,7 @@ from CryoAblationLogic.scene.volumes import add_volume_node, set_volume_field, v
 RESULT_FOLDER = "Cryoablation result"
 TIME_INDEX_NAME = "time"
 TIME_UNIT = "s"
-SENSOR_RGB = ((0.9, 0.3, 0.1), (0.1, 0.6, 0.2), (0.5, 0.2, 0.8), (0.2, 0.5, 0.9), (0.8, 0.7, 0.1))
+SENSOR_RGB = SENSOR_COLOURS  # one definition for Slicer and the report (core.isotherms)
 
 
 @dataclass
