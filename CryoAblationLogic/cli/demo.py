@@ -1,8 +1,9 @@
 """``cryoablation demo --out DIR``: the built-in renal phantom case, written, simulated, recorded.
 
 Steps, each a small function: build the case from the phantom (a region of interest around the
-tumour and the probes), write it as ``case.cryo.json`` + ``labels.nrrd``, run it (progress bar),
-write the result folder under ``DIR/result/``; put plan and result into a Slicer scene
+tumour and the probes), write it as ``case.cryo.json`` + ``labels.nrrd``, run it (progress bar;
+playback frames every minute, the results unchanged by them), write the result folder under
+``DIR/result/``; put plan and result into a Slicer scene
 (``DIR/scene.mrb``); then the warnings (printed, most severe first), ``DIR/metrics.json``, the
 record ``DIR/report.html`` + ``DIR/report.pdf``, and ``DIR/dicom/`` (the phantom image as an MR
 series, and a SEG, an RT Structure Set and two parametric maps referencing it).
@@ -27,13 +28,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output folder (case and result/)")
     parser.add_argument("--spacing-mm", type=float, default=1.0, help="grid spacing in mm (default 1.0)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--playback-interval-s",
+        type=float,
+        default=60.0,
+        help="time between the scene's playback frames (default 60 s; the results do not depend on it)",
+    )
 
 
-def run_demo_case(case_path: Path, result_dir: Path, quiet: bool = False):
-    """Load the written case back (as a user would) and simulate it into ``result_dir``."""
+def run_demo_case(
+    case_path: Path, result_dir: Path, quiet: bool = False, playback_interval_s: float | None = None
+):
+    """Load the written case back (as a user would) and simulate it into ``result_dir`` (with
+    playback frames every ``playback_interval_s`` for the scene)."""
 
     case = load_case(case_path)
-    return case, run_case(case, result_dir, quiet, description="simulating the demo")
+    result = run_case(
+        case, result_dir, quiet, description="simulating the demo", frame_interval_s=playback_interval_s
+    )
+    return case, result
 
 
 def write_scene_and_record(out: Path, case_path: Path, result, spacing_mm: float):
@@ -59,9 +72,11 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0.5 <= args.spacing_mm <= 4.0:
         raise InputError("--spacing-mm", "must lie between 0.5 and 4 mm")
+    if not args.playback_interval_s > 0:
+        raise InputError("--playback-interval-s", "must be a positive number of seconds")
     out: Path = args.out
     case_path = write_demo_case(out, args.spacing_mm)
-    _, result = run_demo_case(case_path, out / "result", args.quiet)
+    _, result = run_demo_case(case_path, out / "result", args.quiet, args.playback_interval_s)
     volumes = ", ".join(
         f"{level:g} °C: {volume:.1f} ml" for level, volume in result.isotherm_volumes_ml.items()
     )

@@ -5,6 +5,7 @@ most severe first), ``metrics.json`` and the record (``report.html``, ``report.p
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 import numpy as np
@@ -40,13 +41,93 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run_case(case, out: Path, quiet: bool = False, description: str = "simulating"):
-    """Simulate ``case`` with a progress bar (elapsed, time left) and write its result folder."""
+def run_case(
+    case,
+    out: Path,
+    quiet: bool = False,
+    description: str = "simulating",
+    frame_interval_s: float | None = None,
+):
+    """Simulate ``case`` with a progress bar (elapsed, time left) and write its result folder.
+
+    With ``frame_interval_s``, the result also carries ``playback_frames`` (:func:`simulate_with_frames`)
+    for a scene's playback; the result folder and the numbers stay those of the plain run."""
     from CryoAblationLogic.physics.simulation import simulate  # numba kernels compile or load on first use
 
     with ProgressBar(case.duration_s, description, unit="s", enabled=False if quiet else None) as bar:
-        result = simulate(case, progress=bar)
+        if frame_interval_s:
+            result = simulate_with_frames(case, frame_interval_s, progress=bar)
+        else:
+            result = simulate(case, progress=bar)
     write_result_folder(result, out, case)
+    return result
+
+
+def simulate_with_frames(case, interval_s: float, progress=None):
+    """:func:`~CryoAblationLogic.physics.simulation.simulate`, step for step the same (the solver is
+    not asked to stop anywhere else, so every number is the same bit for bit), and a playback frame
+    every ``interval_s`` of the protocol: the field at that time, interpolated linearly between the
+    solver's steps on either side (at most ``max_dt_s`` apart, 24 s on a 1 mm grid); frames that fall
+    on a step (protocol boundaries, the end) are the solver's own. Set as ``result.playback_frames``
+    ({time s: field}); the case's snapshots stay as they were."""
+    from dataclasses import fields as dataclass_fields
+
+    from CryoAblationLogic.physics.simulation import Simulation, SimulationResult
+
+    if not interval_s > 0:
+        raise InputError("playback interval", "must be a positive number of seconds")
+    start = time.perf_counter()
+    pending = [float(t) for t in np.arange(interval_s, case.duration_s + 1e-9, interval_s)]
+    frames: dict[float, np.ndarray] = {}
+    times = sorted({float(t) for t in case.outputs.snapshot_times_s})
+    running = Simulation(case, snapshot_count=len(times))
+    before = {"time_s": 0.0, "field": running.temperature_c}
+
+    def after_step(fraction: float, time_s: float) -> None:
+        if progress is not None:
+            progress(fraction, time_s)
+        field = None
+        while pending and pending[0] <= time_s + 1e-6:
+            field = running.temperature_c if field is None else field
+            mark = pending.pop(0)
+            span = time_s - before["time_s"]
+            if abs(time_s - mark) <= 1e-6 or span <= 0 or before["field"] is None:
+                frames[mark] = field
+            else:
+                weight = (mark - before["time_s"]) / span
+                frames[mark] = ((1.0 - weight) * before["field"] + weight * field).astype(np.float32)
+        # keep this step's field only when the next step may cross a mark (a copy costs a grid)
+        near = bool(pending) and pending[0] <= time_s + running.max_dt_s + 1e-6
+        before["time_s"] = time_s
+        before["field"] = (field if field is not None else running.temperature_c) if near else None
+
+    snapshots: dict[float, np.ndarray] = {}
+    for t in [*times, case.duration_s]:
+        running.advance_to(t, progress=after_step, total_s=case.duration_s)
+        if t in times:
+            snapshots[t] = running.temperature_c
+    final = snapshots.get(case.duration_s)
+    final = running.temperature_c if final is None else final.copy()
+    values = {
+        "grid": case.grid,
+        "temperature_final": final,
+        "min_temperature": running.min_temperature_c,
+        "snapshots": snapshots,
+        "sensors": running.sensor_history,
+        "isotherm_volumes_ml": running.isotherm_volumes_ml(final),
+        "ice_volume_history": running.ice_volume_history(),
+        "energy_balance_error": running.energy_balance_error(),
+        "wall_s": time.perf_counter() - start,
+        "simulated_s": running.time_s,
+        "probe_history": running.probe_history,
+        "steps": running.steps,
+        "sweeps": running.sweeps,
+        "voxel_updates": running.voxel_updates,
+        "coarse_corrections": running.corrections,
+    }
+    known = {item.name for item in dataclass_fields(SimulationResult)}
+    result = SimulationResult(**{key: value for key, value in values.items() if key in known})
+    result.playback_frames = frames
     return result
 
 

@@ -19,6 +19,7 @@ from CryoAblationLogic.scene import parameters as P
 from CryoAblationLogic.scene.app import SceneApp, create_scene_app, save_scene_mrb
 from CryoAblationLogic.scene.case_io import SceneCase, build_case, set_region_to_grid
 from CryoAblationLogic.scene.phantom_scene import build_phantom_scene
+from CryoAblationLogic.scene.results import show_result_views
 from CryoAblationLogic.scene.volumes import resample_volume
 from CryoAblationLogic.scene.workflow import PlanResult, show_plan_result
 
@@ -57,6 +58,13 @@ def build_demo_scene(case_path: Path, result, spacing_mm: float, catalog=None) -
     if scene_case.grid != result.grid:
         raise ValueError(f"the scene's grid {scene_case.grid} differs from the simulated one {result.grid}")
     plan = show_plan_result(scene, parameters, scene_case, result, catalog)
+    show_result_views(
+        scene, parameters.get(P.INPUT_VOLUME), plan.nodes.temperature, chart=plan.nodes.sensor_chart
+    )
+    for probe in parameters.probes():  # the probe's name beside it in every view
+        display = probe.GetDisplayNode()
+        if display is not None:
+            display.SetPropertiesLabelVisibility(True)
     return DemoScene(app, parameters, scene_case, plan)
 
 
