@@ -1,5 +1,6 @@
 """The panel's "Export report": the record (HTML, PDF, metrics.json) of the scene's plan and its
-last simulation.
+last simulation; and :func:`write_procedure_report`, the record and the scene of a monitored
+procedure from its result folder (``cryoablation monitor`` calls it at its end).
 
 The record (:func:`CryoAblationLogic.report.record.write_result_record`) needs the simulated fields and the
 plan's masks and probes on the result's grid. They are read from the scene again, and refused if
@@ -13,10 +14,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from CryoAblationLogic.core.errors import InputError
+from CryoAblationLogic.io.volumes import read_nrrd
+from CryoAblationLogic.report.procedure import write_procedure_report as report_procedure
 from CryoAblationLogic.report.record import write_result_record
 from CryoAblationLogic.scene import case_io, volumes, workflow
 from CryoAblationLogic.scene import parameters as P
+from CryoAblationLogic.scene.app import create_scene_app, save_scene_mrb
+from CryoAblationLogic.scene.result_io import import_result_folder
+from CryoAblationLogic.scene.results import show_result_views
 
 
 @dataclass(frozen=True)
@@ -63,3 +71,35 @@ def write_plan_report(
         title=title,
     )
     return record.files.html
+
+
+def write_procedure_report(
+    result_dir: str | Path,
+    out_dir: str | Path | None = None,
+    *,
+    image_path: str | Path | None = None,
+    rules: Any = None,
+    with_scene: bool = True,
+) -> tuple[Any, Path | None]:
+    """At the end of a monitored procedure: ``metrics.json``, ``report.html``, ``report.pdf`` and
+    (``with_scene``) ``scene.mrb`` (the result with its playback, image under temperature) into
+    ``out_dir`` (default: the result folder ``result_dir`` of ``live.mode.write_live_results``).
+    ``image_path``: an NRRD on the case grid for the pictures and the scene's background.
+    Returns (``ResultRecord`` or None when the case names no target, scene path or None)."""
+    from CryoAblationLogic.physics.probes import load_probe_catalog
+
+    out = Path(out_dir or result_dir)
+    image = image_node = None
+    if image_path is not None:
+        image, image_grid = read_nrrd(image_path)
+    record = report_procedure(result_dir, out, image=image, rules=rules, catalog=load_probe_catalog())
+    scene_path = None
+    if with_scene:
+        app = create_scene_app()
+        parameters = P.get_parameter_node(app.scene)
+        nodes = import_result_folder(app.scene, result_dir, parameters)
+        if image is not None:
+            image_node = volumes.add_volume_node(app.scene, "Image", image.astype(np.float32), image_grid)
+        show_result_views(app.scene, image_node, nodes.temperature, chart=nodes.sensor_chart)
+        scene_path = save_scene_mrb(app.scene, out / "scene.mrb")
+    return record, scene_path

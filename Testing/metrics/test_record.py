@@ -194,3 +194,52 @@ def test_progress_shows_elapsed_time_and_time_left_on_a_terminal_only():
     with ProgressBar(10.0, "replay", unit="messages", stream=quiet) as bar:
         bar.update_to(5)
     assert quiet.getvalue() == "" and not bar.enabled
+
+
+def live_folder(shapes, folder):
+    """A result folder as ``cryoablation monitor`` leaves it (live.mode.write_live_results)."""
+    from CryoAblationLogic.io.result_folder import write_result_folder
+
+    data, labels = case_data(shapes)
+    case = parse_case(data, arrays={"labels.nrrd": labels})
+    field = shapes.radial_field(case.grid, 16.0)
+    t = np.array([0.0, 30.0, 60.0, 90.0])
+    result = SimpleNamespace(
+        grid=case.grid, temperature_final=field + 5.0, min_temperature=field, snapshots={}, simulated_s=90.0,
+        wall_s=3.0, isotherm_volumes_ml={0.0: 1.0}, sensors={"TC1": (t, 37.0 - t / 2)},
+        energy_balance_error=1e-5, probe_history={},
+    )  # fmt: skip
+    write_result_folder(result, folder, case)
+    save_case(case, folder / "case.cryo.json")
+    (folder / "ice_volume_history.csv").write_text(
+        "time_s,volume_ml_at_0C,volume_ml_at_-20C,volume_ml_at_-40C\n0,0,0,0\n45,2.5,1,0.2\n90,5,2,0.5\n"
+    )
+    (folder / "sensor_readings.csv").write_text(
+        "name,kind,time_s,measured_c,predicted_c,predicted_time_s,predicted_tissue_c\n"
+        "TC1,thermocouple,30.0,23.0,22.0,30.0,\nTC1,thermocouple,60.0,6.0,7.0,60.0,\n"
+    )
+    (folder / "live_events.csv").write_text(
+        'time_s,what,detail\n0.000,freeze,"{""probes"": ""all""}"\n65.000,thaw,"{}"\n'
+    )
+    return folder
+
+
+def test_a_monitored_procedure_leaves_its_record_and_scene(shapes, tmp_path):
+    pytest.importorskip("slicer", reason="the scene needs slicer-core")
+    from CryoAblationLogic.scene.plan_report import write_procedure_report
+
+    folder = live_folder(shapes, tmp_path / "live")
+    record, scene_path = write_procedure_report(folder)
+    page = record.files.html.read_text(encoding="utf-8")
+    assert "Monitored procedure" in page and "Procedure events" in page and "1:05" in page
+    assert "freeze (probes: all)" in page and "Observed vs predicted" in page
+    assert re.search(r"<td>TC1</td><td>2</td><td>\+0.0</td><td>1.0</td>", page)
+    assert record.files.pdf.is_file() and (folder / "metrics.json").is_file()
+    assert scene_path == folder / "scene.mrb" and scene_path.stat().st_size > 0
+
+
+def test_a_procedure_record_names_a_missing_file(tmp_path):
+    from CryoAblationLogic.report.procedure import write_procedure_report
+
+    with pytest.raises(InputError, match=r"case\.cryo\.json"):
+        write_procedure_report(tmp_path)
