@@ -30,6 +30,7 @@ from CryoAblationLogic.analysis.coverage import (
     ice_volume_history,
     isotherm_metrics,
 )
+from CryoAblationLogic.analysis.findings import PlanWarning, by_severity
 from CryoAblationLogic.analysis.placement import (
     ACTIVE_SEGMENT_TARGET_MARGIN_MM,
     PROBE_SPACING_RANGE_MM,
@@ -37,6 +38,7 @@ from CryoAblationLogic.analysis.placement import (
     probe_geometry,
     probe_warnings,
 )
+from CryoAblationLogic.analysis.safety import SafetyRules, safety_warnings
 
 __all__ = [
     "ACTIVE_SEGMENT_TARGET_MARGIN_MM",
@@ -47,16 +49,22 @@ __all__ = [
     "PROBE_SPACING_RANGE_MM",
     "QAM_MARGIN_MM",
     "RECOMMENDED_ICE_MARGIN_MM",
+    "WARNING_COLUMNS",
     "CriticalStructureMetrics",
     "IsothermMetrics",
     "PlanMetrics",
+    "PlanWarning",
+    "SafetyRules",
+    "by_severity",
     "case_structures",
     "ice_volume_history",
     "isotherm_metrics",
     "masks_by_role",
     "placement_notes",
+    "plan_warnings",
     "probe_geometry",
     "probe_warnings",
+    "safety_warnings",
 ]
 
 
@@ -88,3 +96,36 @@ def case_structures(case) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, s
         if structure.kind:
             types[structure.name] = structure.kind
     return groups, types
+
+
+def plan_warnings(
+    metrics: PlanMetrics,
+    probes,
+    catalog,
+    target_mask: np.ndarray | None,
+    critical_masks: Mapping[str, np.ndarray] | None,
+    vessel_masks: Mapping[str, np.ndarray] | None,
+    grid,
+    *,
+    rules: SafetyRules | None = None,
+    structure_types: Mapping[str, str] | None = None,
+) -> list[PlanWarning]:
+    """Every warning of a plan, highest severity first (:func:`.safety.safety_warnings` with the
+    placement notes of the probes): what the panel, the record and ``metrics.json`` list. Each has
+    ``severity``, ``rule``, ``structure``, ``value``, ``threshold``, ``unit`` and ``message``."""
+    notes = (
+        placement_notes(probes, catalog, target_mask, critical_masks, vessel_masks, grid) if probes else []
+    )
+    return safety_warnings(metrics, rules, structure_types=structure_types, placement=notes)
+
+
+# Column titles of a warnings table (the panel's), in order, for rows of PlanWarning.to_dict().
+WARNING_COLUMNS: dict[str, str] = {
+    "severity": "Severity",
+    "structure": "Structure",
+    "message": "Warning",
+    "value": "Value",
+    "threshold": "Threshold",
+    "unit": "Unit",
+    "rule": "Rule",
+}

@@ -25,9 +25,10 @@ import numpy as np
 
 from CryoAblationLogic.analysis.coverage import DEFAULT_LEVELS_C, PlanMetrics, isotherm_metrics
 from CryoAblationLogic.analysis.findings import PlanWarning, by_severity
+from CryoAblationLogic.analysis.metrics import plan_warnings
 from CryoAblationLogic.analysis.metrics_file import metrics_document, write_metrics_file
-from CryoAblationLogic.analysis.placement import placement_notes, probe_geometry
-from CryoAblationLogic.analysis.safety import SafetyRules, safety_warnings, structure_type
+from CryoAblationLogic.analysis.placement import probe_geometry
+from CryoAblationLogic.analysis.safety import SafetyRules, structure_type
 from CryoAblationLogic.core.about import RESEARCH_USE_NOTE, __version__
 from CryoAblationLogic.core.errors import InputError
 from CryoAblationLogic.core.grid import Grid
@@ -130,8 +131,9 @@ def write_result_record(
     metrics = isotherm_metrics(
         result.min_temperature, grid, target, levels, critical, ice_edge_c=rules.ice_edge_c
     )
-    notes = placement_notes(case.probes, catalog, target, critical, vessels, grid) if case.probes else []
-    warnings = safety_warnings(metrics, rules, structure_types=types, placement=notes)
+    warnings = plan_warnings(
+        metrics, case.probes, catalog, target, critical, vessels, grid, rules=rules, structure_types=types
+    )
     case_id = case.name or "unnamed case"
     metrics_path = write_metrics_file(
         out_dir, metrics_document(metrics, warnings, rules, case_name=case_id, structure_types=types)

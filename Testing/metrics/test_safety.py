@@ -153,3 +153,21 @@ def test_metrics_file_writes_null_for_values_that_do_not_exist(shapes):
     assert data["critical_structures"][0]["distance_to_0c_mm"] is None
     assert data["isotherms"][0]["min_margin_mm"] is None
     assert [w["rule"] for w in data["warnings"]] == ["target_not_covered"]
+
+
+def test_plan_warnings_put_the_probe_placement_notes_last(shapes):
+    from CryoAblationLogic.analysis.metrics import plan_warnings
+
+    grid = shapes.cube_grid((40, 40, 20))
+    target = shapes.ball(grid, TARGET_RADIUS_MM)
+    bowel = shapes.ball(grid, 5.0, centre_mm=(0.0, 31.0, 0.0))
+    metrics = isotherm_metrics(shapes.radial_field(grid, 25.0), grid, target, (0.0, -40.0), {"Bowel": bowel})
+    probe = {
+        "name": "P1",
+        "tip_mm": [0.0, 0.0, -18.0],
+        "entry_mm": [0.0, 0.0, 60.0],
+        "active_length_mm": 30.0,
+    }
+    warnings = plan_warnings(metrics, [probe], None, target, {"Bowel": bowel}, {}, grid)
+    assert [w.severity for w in warnings] == ["high", "medium", "note"]
+    assert warnings[-1].rule == "active_segment_outside_target" and warnings[-1].structure == "P1"
