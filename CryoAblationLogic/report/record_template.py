@@ -11,7 +11,8 @@ RECORD_TEMPLATE = r"""<!DOCTYPE html>
 @page { size: a4 portrait; margin: 1.5cm 1.3cm 1.6cm 1.3cm;
         @frame footer { -pdf-frame-content: footer; bottom: 0.6cm; margin-left: 1.3cm; margin-right: 1.3cm; height: 1.0cm; } }
 body { font-family: "DejaVu Sans"; font-size: 8.5pt; color: #222; }
-img.slice { width: 8.4cm; } img.chart { width: 8.6cm; } img.view3d { width: 10cm; }
+img.slice { width: 8.6cm; } img.chart { width: 8.6cm; }
+table.pictures td { border: none; padding: 2px; font-size: 7.5pt; color: #555; width: 50%; }
 {% else %}
 body { font-family: "DejaVu Sans", Helvetica, Arial, sans-serif; margin: 24px auto; max-width: 1200px; color: #222; font-size: 14px; }
 img.slice, img.chart { width: 540px; max-width: 48%; } img.view3d { width: 600px; max-width: 60%; }
@@ -30,7 +31,7 @@ td.rule { font-size: 85%; } tr.note td { background: #f2f2f2; }
 .signoff td { height: 26px; min-width: 150px; }
 .ok { color: #006000; }
 </style></head><body>
-{% if pdf %}<div id="footer">{{ title }} — {{ case_id }} — CryoAblation {{ version }} — page <pdf:pagenumber> of <pdf:pagecount></div>{% endif %}
+{% if pdf %}<div id="footer">{{ case_id }} — CryoAblation {{ version }} — page <pdf:pagenumber> of <pdf:pagecount></div>{% endif %}
 <h1>{{ title }}</h1>
 <table class="meta">
 <tr><td><b>Case</b></td><td>{{ case_id }}</td><td><b>Generated</b></td><td>{{ generated }}</td></tr>
@@ -60,15 +61,20 @@ td.rule { font-size: 85%; } tr.note td { background: #f2f2f2; }
 
 <h2>Pictures</h2>
 <p>Lowest temperature each voxel reached, as a colour wash (°C, the colours of Slicer's temperature volumes) with the isotherms outlined; target, critical structures and vessels outlined; probes solid within 2 mm of the slice, dashed beyond; 10 mm scale bar.</p>
-{% for picture in slice_pictures %}
-{% if pdf %}<img class="slice" src="{{ picture.uri }}">{% else %}<figure><img class="slice" src="{{ picture.uri }}" alt="{{ picture.caption }}"><figcaption>{{ picture.caption }}</figcaption></figure>{% endif %}
-{% endfor %}
-{% if view3d %}{% if pdf %}<img class="view3d" src="{{ view3d.uri }}">{% else %}<figure><img class="view3d" src="{{ view3d.uri }}" alt="{{ view3d.caption }}"><figcaption>{{ view3d.caption }}</figcaption></figure>{% endif %}{% endif %}
+{% if pdf %}
+<table class="pictures">{% for row in (slice_pictures + [view3d])|batch(2) %}<tr>{% for picture in row %}<td><img class="slice" src="{{ picture.uri }}"><br>{{ picture.caption }}</td>{% endfor %}</tr>{% endfor %}</table>
+{% else %}
+{% for picture in slice_pictures %}<figure><img class="slice" src="{{ picture.uri }}" alt="{{ picture.caption }}"><figcaption>{{ picture.caption }}</figcaption></figure>
+{% endfor %}<figure><img class="view3d" src="{{ view3d.uri }}" alt="{{ view3d.caption }}"><figcaption>{{ view3d.caption }}</figcaption></figure>
+{% endif %}
 
 <h2>Over time</h2>
-{% for picture in charts %}
-{% if pdf %}<img class="chart" src="{{ picture.uri }}">{% else %}<figure><img class="chart" src="{{ picture.uri }}" alt="{{ picture.caption }}"><figcaption>{{ picture.caption }}</figcaption></figure>{% endif %}
+{% if pdf %}
+<table class="pictures">{% for row in charts|batch(2) %}<tr>{% for picture in row %}<td><img class="chart" src="{{ picture.uri }}"><br>{{ picture.caption }}</td>{% endfor %}</tr>{% endfor %}</table>
+{% else %}
+{% for picture in charts %}<figure><img class="chart" src="{{ picture.uri }}" alt="{{ picture.caption }}"><figcaption>{{ picture.caption }}</figcaption></figure>
 {% endfor %}
+{% endif %}
 {% if events %}
 <h2>Procedure events</h2>
 <table><tr><th>Time (min:s)</th><th>Event</th></tr>
