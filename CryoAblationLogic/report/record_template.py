@@ -20,7 +20,7 @@ figure { display: inline-block; margin: 4px 8px 10px 0; vertical-align: top; }
 figcaption { font-size: 90%; color: #555; max-width: 540px; }
 {% endif %}
 h1 { font-size: 18pt; margin-bottom: 2px; } h2 { font-size: 12.5pt; border-bottom: 1px solid #bbb; margin-top: 16px; padding-bottom: 2px; }
-.note { background: #fff4e0; border-left: 4px solid #f0a020; padding: 5px 8px; }
+.research { background: #fff4e0; border-left: 4px solid #f0a020; padding: 5px 8px; }
 table { border-collapse: collapse; margin: 5px 0 8px 0; }
 td, th { border: 1px solid #bbb; padding: 3px 6px; text-align: left; vertical-align: top; }
 th { background: #eef2f6; } td.num { text-align: right; }
@@ -37,11 +37,11 @@ td.rule { font-size: 85%; } tr.note td { background: #f2f2f2; }
 <tr><td><b>Case</b></td><td>{{ case_id }}</td><td><b>Generated</b></td><td>{{ generated }}</td></tr>
 <tr><td><b>Kind</b></td><td>{{ kind }}</td><td><b>Software</b></td><td>CryoAblation {{ version }}</td></tr>
 </table>
-<p class="note"><b>Research software, not a medical device.</b> {{ research_note }}</p>
+<p class="research"><b>Research software, not a medical device.</b> {{ research_note }}</p>
 
 <h2>Warnings, most severe first</h2>
 {% if warnings %}
-<table><tr><th width="9%">Severity</th><th width="19%">Rule</th><th width="10%">Structure</th><th width="9%">Value</th><th width="9%">Threshold</th><th width="44%">Finding</th></tr>
+<table><tr><th width="8%">Severity</th><th width="25%">Rule</th><th width="9%">Structure</th><th width="8%">Value</th><th width="9%">Threshold</th><th width="41%">Finding</th></tr>
 {% for w in warnings %}<tr class="{{ w.severity }}"><td>{{ w.severity }}</td><td class="rule">{{ w.rule }}</td><td>{{ w.structure }}</td>
 <td class="num">{{ w.value_text }}</td><td class="num">{{ w.threshold_text }}</td><td>{{ w.message }}</td></tr>
 {% endfor %}</table>
