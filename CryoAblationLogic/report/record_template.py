@@ -41,7 +41,7 @@ td.rule { font-size: 85%; } tr.note td { background: #f2f2f2; }
 
 <h2>Warnings, most severe first</h2>
 {% if warnings %}
-<table><tr><th width="8%">Severity</th><th width="25%">Rule</th><th width="9%">Structure</th><th width="8%">Value</th><th width="9%">Threshold</th><th width="41%">Finding</th></tr>
+<table><tr><th width="10%">Severity</th><th width="24%">Rule</th><th width="10%">Structure</th><th width="9%">Value</th><th width="10%">Threshold</th><th width="37%">Finding</th></tr>
 {% for w in warnings %}<tr class="{{ w.severity }}"><td>{{ w.severity }}</td><td class="rule">{{ w.rule }}</td><td>{{ w.structure }}</td>
 <td class="num">{{ w.value_text }}</td><td class="num">{{ w.threshold_text }}</td><td>{{ w.message }}</td></tr>
 {% endfor %}</table>

@@ -25,6 +25,7 @@ from slicer import (
     vtkMRMLSegmentationNode,
     vtkMRMLSliceCompositeNode,
 )
+from vtkmodules.vtkCommonCore import vtkObject
 
 from CryoAblationLogic.core.grid import Grid
 from CryoAblationLogic.core.isotherms import SENSOR_COLOURS
@@ -169,9 +170,16 @@ def show_result_views(scene, image, temperature, *, opacity: float = 0.5, chart=
     layout = scene.GetFirstNodeByClass("vtkMRMLLayoutNode")
     if layout is None:
         layout = scene.AddNewNodeByClass("vtkMRMLLayoutNode")
-    layout.SetViewArrangement(
+    arrangement = (
         layout.SlicerLayoutConventionalPlotView if chart is not None else layout.SlicerLayoutConventionalView
     )
+    if layout.IsLayoutDescription(arrangement):
+        layout.SetViewArrangement(arrangement)
+    else:  # a scene without Slicer's layout manager (slicer-core): stored all the same, without a warning
+        warnings_shown = vtkObject.GetGlobalWarningDisplay()
+        vtkObject.GlobalWarningDisplayOff()
+        layout.SetViewArrangement(arrangement)
+        vtkObject.SetGlobalWarningDisplay(warnings_shown)
     if chart is not None:
         plot_view = scene.GetFirstNodeByClass("vtkMRMLPlotViewNode")
         if plot_view is None:
