@@ -18,6 +18,7 @@ from CryoAblationLogic.core.errors import InputError
 SUBCOMMAND_MODULES = (
     "demo",
     "simulate",
+    "case_from_dicom",
     "phantom",
     "simulate_scanner",
     "monitor",

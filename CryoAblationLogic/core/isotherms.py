@@ -46,3 +46,25 @@ def temperature_rgb(temperature_c: float) -> RGB:
         np.interp(temperature_c, temps, [c[channel] for _, c in TEMPERATURE_ANCHORS]) for channel in range(3)
     ]
     return (float(rgb[0]), float(rgb[1]), float(rgb[2]))
+
+
+# Outlines of the plan's structures by role, as the phantom scene colours its segments in Slicer.
+ROLE_COLOURS: dict[str, RGB] = {
+    "target": (0.35, 0.85, 0.35),
+    "critical": (0.95, 0.6, 0.2),
+    "vessel": (0.85, 0.1, 0.1),
+}
+
+# Sensor curves, in sensor order, in Slicer's charts and the report's.
+SENSOR_COLOURS: tuple[RGB, ...] = (
+    (0.9, 0.3, 0.1),
+    (0.1, 0.6, 0.2),
+    (0.5, 0.2, 0.8),
+    (0.2, 0.5, 0.9),
+    (0.8, 0.7, 0.1),
+)
+
+
+def sensor_colour(index: int) -> RGB:
+    """The colour of the ``index``-th sensor's curve (cycling)."""
+    return SENSOR_COLOURS[index % len(SENSOR_COLOURS)]

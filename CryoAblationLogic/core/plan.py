@@ -63,6 +63,26 @@ class ProbeSpec:
         return data
 
 
+STRUCTURE_ROLES = ("target", "critical", "vessel", "organ")
+
+
+@dataclass(frozen=True)
+class Structure:
+    """What a label of the tissue map is for the plan's metrics: the target, a critical structure
+    (``kind``: bowel, nerve, cord, ureter, skin, … for its safety margin), a vessel or an organ."""
+
+    label: int
+    name: str
+    role: str
+    kind: str | None = None
+
+    def to_dict(self) -> dict:
+        data: dict = {"label": self.label, "name": self.name, "role": self.role}
+        if self.kind:
+            data["type"] = self.kind
+        return data
+
+
 @dataclass(frozen=True)
 class SphereSource:
     center_mm: tuple[float, float, float]
@@ -158,6 +178,7 @@ class Case:
     boundaries_raw: dict | None = None
     labelmap_filename: str | None = None
     name: str | None = None
+    structures: tuple[Structure, ...] = ()  # roles of tissue-map labels (optional key "structures")
 
     @property
     def duration_s(self) -> float:
@@ -185,4 +206,6 @@ class Case:
         data["protocol"] = [step.to_dict() for step in self.protocol]
         data["sensors"] = [sensor.to_dict() for sensor in self.sensors]
         data["outputs"] = self.outputs.to_dict()
+        if self.structures:
+            data["structures"] = [structure.to_dict() for structure in self.structures]
         return data

@@ -34,6 +34,7 @@ from CryoAblationLogic.core.plan import (
     ProtocolStep,
     Sensor,
     SphereSource,
+    Structure,
 )
 from CryoAblationLogic.core.resources import load_json_resource
 from CryoAblationLogic.io.volumes import read_nrrd, write_nrrd
@@ -541,6 +542,22 @@ def _parse_outputs(data, duration_s: float) -> Outputs:
     )
 
 
+def _parse_structures(data, label_materials: dict[int, str] | None) -> tuple[Structure, ...]:
+    """``structures`` (the schema checked each entry's keys and types): rules across fields."""
+    if not data:
+        return ()
+    if label_materials is None:
+        raise InputError("structures", "needs a tissue_map (structures name its labels)")
+    result = []
+    for index, entry in enumerate(data):
+        if entry["label"] not in label_materials:
+            raise InputError(f"structures[{index}].label", f"{entry['label']} is not a label of tissue_map.labels")
+        result.append(Structure(entry["label"], entry["name"], entry["role"], entry.get("type")))
+    if len({s.label for s in result}) != len(result):
+        raise InputError("structures", "a label is named twice")
+    return tuple(result)
+
+
 # --- public API -------------------------------------------------------------------------------
 
 
@@ -565,6 +582,7 @@ def parse_case(data: dict, base_dir: Path | None = None, arrays: dict[str, np.nd
     protocol = _parse_protocol(data["protocol"], [p.name for p in probes])
     sensors = _parse_sensors(data.get("sensors"), grid)
     outputs = _parse_outputs(data.get("outputs"), protocol[-1].end_s)
+    structures = _parse_structures(data.get("structures"), label_materials if labels is not None else None)
     return Case(
         grid=grid,
         initial_temperature_c=initial,
@@ -582,6 +600,7 @@ def parse_case(data: dict, base_dir: Path | None = None, arrays: dict[str, np.nd
         boundaries_raw=data.get("boundaries"),
         labelmap_filename=labelmap,
         name=data.get("name"),
+        structures=structures,
     )
 
 

@@ -64,6 +64,12 @@ def build_demo_case(spacing_mm: float = 1.0):
         "protocol": ph.demo_protocol(),
         "sensors": sensors,
         "outputs": {"isotherms_c": DEMO_ISOTHERMS_C, "snapshot_times_s": DEMO_SNAPSHOTS_S},
+        # the roles of the labels, so that the metrics and the record know target and structures
+        "structures": [
+            {"label": label, "name": name, "role": role, **({"type": "bowel"} if name == "Bowel" else {})}
+            for label, (name, _material, role) in sorted(full.label_info.items())
+            if role != "organ"
+        ],
     }
     return data, labels
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from slicer import (
     vtkDataIOManagerLogic,
+    vtkMRMLColorLegendDisplayNode,
     vtkMRMLCrosshairNode,
     vtkMRMLMessageCollection,
     vtkMRMLRemoteIOLogic,
@@ -80,6 +81,7 @@ def create_scene_app() -> SceneApp:
     color_logic = app_logic.GetColorLogic()
     color_logic.SetMRMLScene(scene)
     color_logic.AddDefaultColorNodes()
+    scene.RegisterNodeClass(vtkMRMLColorLegendDisplayNode())  # as Slicer's Colors module does (legends)
     app_logic.SetModuleLogic("Colors", color_logic)
     app_logic.SetSliceLogics(vtkCollection())
     app_logic.SetViewLogics(vtkCollection())

@@ -2,7 +2,8 @@
 
 ``cryoablation demo`` simulates its case; :func:`build_demo_scene` puts the same plan and that
 result into a scene built from the phantom (image, anatomy, probes, sensors), so the saved bundle
-opens in Slicer with the image, the isotherm outlines, the playback and the metrics tables.
+opens in Slicer with the image, the isotherm outlines, the playback and the metrics tables. The
+record (HTML, PDF, metrics.json) is written by ``cryoablation demo`` from the same plan and result.
 """
 
 from __future__ import annotations
@@ -14,14 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from CryoAblationLogic.physics.probes import load_probe_catalog
-from CryoAblationLogic.report.document import write_report
 from CryoAblationLogic.scene import parameters as P
 from CryoAblationLogic.scene.app import SceneApp, create_scene_app, save_scene_mrb
 from CryoAblationLogic.scene.case_io import SceneCase, build_case, set_region_to_grid
 from CryoAblationLogic.scene.phantom_scene import build_phantom_scene
+from CryoAblationLogic.scene.results import show_result_views
 from CryoAblationLogic.scene.volumes import resample_volume
-from CryoAblationLogic.scene.workflow import PlanResult, show_plan_result, structure_masks
+from CryoAblationLogic.scene.workflow import PlanResult, show_plan_result
 
 
 @dataclass
@@ -58,33 +58,14 @@ def build_demo_scene(case_path: Path, result, spacing_mm: float, catalog=None) -
     if scene_case.grid != result.grid:
         raise ValueError(f"the scene's grid {scene_case.grid} differs from the simulated one {result.grid}")
     plan = show_plan_result(scene, parameters, scene_case, result, catalog)
-    return DemoScene(app, parameters, scene_case, plan)
-
-
-def write_demo_report(out_dir: Path, demo: DemoScene, result, catalog=None, title: str | None = None) -> Path:
-    """The HTML report (metrics area's :func:`~CryoAblationLogic.report.document.write_report`) of the demo
-    scene's plan and result: slices of the phantom image with the isotherm outlines, the 3D
-    cutaway, the metrics tables, the warnings and the plots."""
-    target, critical, _ = structure_masks(demo.scene_case)
-    if catalog is None:
-        catalog = load_probe_catalog()
-    return write_report(
-        out_dir,
-        demo.image_on_result_grid(),
-        result.grid,
-        result.temperature_final,
-        result.min_temperature,
-        target,
-        critical,
-        demo.plan.metrics,
-        demo.scene_case.data["probes"],
-        result.ice_volume_history,
-        result.sensors,
-        title or "CryoAblation demo: renal tumour phantom",
-        probe_warnings=demo.plan.probe_warnings,
-        catalog=catalog,
-        case_name="demo",
+    show_result_views(
+        scene, parameters.get(P.INPUT_VOLUME), plan.nodes.temperature, chart=plan.nodes.sensor_chart
     )
+    for probe in parameters.probes():  # the probe's name beside it in every view
+        display = probe.GetDisplayNode()
+        if display is not None:
+            display.SetPropertiesLabelVisibility(True)
+    return DemoScene(app, parameters, scene_case, plan)
 
 
 def write_demo_scene(out_dir: Path, case_path: Path, result, spacing_mm: float) -> tuple[DemoScene, Path]:

@@ -18,9 +18,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+from slicer import (
+    vtkCodedEntry,
+    vtkMRMLColorLegendDisplayNode,
+    vtkMRMLScalarVolumeNode,
+    vtkMRMLSegmentationNode,
+    vtkMRMLSliceCompositeNode,
+)
+from vtkmodules.vtkCommonCore import vtkObject
 
 from CryoAblationLogic.core.grid import Grid
+from CryoAblationLogic.core.isotherms import SENSOR_COLOURS
 from CryoAblationLogic.scene import parameters as P
 from CryoAblationLogic.scene.colors import (
     DEFAULT_ISOTHERM_LEVELS_C,
@@ -43,7 +51,7 @@ from CryoAblationLogic.scene.volumes import add_volume_node, set_volume_field, v
 RESULT_FOLDER = "Cryoablation result"
 TIME_INDEX_NAME = "time"
 TIME_UNIT = "s"
-SENSOR_RGB = ((0.9, 0.3, 0.1), (0.1, 0.6, 0.2), (0.5, 0.2, 0.8), (0.2, 0.5, 0.9), (0.8, 0.7, 0.1))
+SENSOR_RGB = SENSOR_COLOURS  # one definition for Slicer and the report (core.isotherms)
 
 
 @dataclass
@@ -70,8 +78,11 @@ def levels_of(parameters: P.ParameterNode) -> list[tuple[float, tuple[float, flo
 
 
 def playback_frames(result) -> list[tuple[float, np.ndarray]]:
-    """``[(time_s, field), ...]`` in time order: every snapshot, and the final field."""
+    """``[(time_s, field), ...]`` in time order: every snapshot, the result's ``playback_frames``
+    when it has them (a frame every minute, :func:`CryoAblationLogic.cli.simulate.simulate_with_frames`),
+    and the final field."""
     frames = {float(t): field for t, field in result.snapshots.items()}
+    frames.update({float(t): field for t, field in (getattr(result, "playback_frames", None) or {}).items()})
     frames[float(result.simulated_s)] = result.temperature_final
     return sorted(frames.items())
 
@@ -131,8 +142,78 @@ def _volume(scene, parameters, role: str, name: str, *, field: np.ndarray, grid:
     else:
         set_volume_field(node, np.asarray(field, dtype=np.float32), grid)
     node.SetAttribute("CryoAblation.Role", role)
+    set_temperature_quantity(node)
     _show_with_temperature_colors(scene, node)
     return node
+
+
+def set_temperature_quantity(node) -> None:
+    """Mark a volume's voxels as temperatures in °C (Slicer shows the unit with the value)."""
+    quantity = vtkCodedEntry()
+    quantity.SetValueSchemeMeaning("246508008", "SCT", "Temperature")
+    units = vtkCodedEntry()
+    units.SetValueSchemeMeaning("Cel", "UCUM", "°C")
+    node.SetVoxelValueQuantity(quantity)
+    node.SetVoxelValueUnits(units)
+
+
+def show_result_views(scene, image, temperature, *, opacity: float = 0.5, chart=None):
+    """The image as background and the temperature as foreground (``opacity``) in the three slice
+    views, a colour legend of the temperature (°C), the conventional layout with a plot view
+    showing ``chart`` (e.g. the sensor chart). Returns the colour legend display node."""
+    for layout_name in ("Red", "Yellow", "Green"):
+        composite = _slice_composite(scene, layout_name)
+        composite.SetBackgroundVolumeID(image.GetID() if image is not None else None)
+        composite.SetForegroundVolumeID(temperature.GetID())
+        composite.SetForegroundOpacity(opacity)
+    legend = _colour_legend(scene, temperature)
+    layout = scene.GetFirstNodeByClass("vtkMRMLLayoutNode")
+    if layout is None:
+        layout = scene.AddNewNodeByClass("vtkMRMLLayoutNode")
+    arrangement = (
+        layout.SlicerLayoutConventionalPlotView if chart is not None else layout.SlicerLayoutConventionalView
+    )
+    if layout.IsLayoutDescription(arrangement):
+        layout.SetViewArrangement(arrangement)
+    else:  # a scene without Slicer's layout manager (slicer-core): stored all the same, without a warning
+        warnings_shown = vtkObject.GetGlobalWarningDisplay()
+        vtkObject.GlobalWarningDisplayOff()
+        layout.SetViewArrangement(arrangement)
+        vtkObject.SetGlobalWarningDisplay(warnings_shown)
+    if chart is not None:
+        plot_view = scene.GetFirstNodeByClass("vtkMRMLPlotViewNode")
+        if plot_view is None:
+            plot_view = scene.AddNewNodeByClass("vtkMRMLPlotViewNode")
+            plot_view.SetLayoutName("PlotView1")
+        plot_view.SetPlotChartNodeID(chart.GetID())
+    return legend
+
+
+def _slice_composite(scene, layout_name: str):
+    for node in scene.GetNodesByClass("vtkMRMLSliceCompositeNode"):
+        if node.GetLayoutName() == layout_name:
+            return node
+    node = vtkMRMLSliceCompositeNode()
+    node.SetLayoutName(layout_name)
+    node.SetSingletonTag(layout_name)  # Slicer's views find their composite node by this tag
+    return scene.AddNode(node)
+
+
+def _colour_legend(scene, volume):
+    display = volume.GetDisplayNode()
+    for index in range(volume.GetNumberOfDisplayNodes()):
+        node = volume.GetNthDisplayNode(index)
+        if node is not None and node.IsA("vtkMRMLColorLegendDisplayNode"):
+            return node
+    if not scene.IsNodeClassRegistered("vtkMRMLColorLegendDisplayNode"):  # Slicer's Colors module does it
+        scene.RegisterNodeClass(vtkMRMLColorLegendDisplayNode())
+    legend = scene.AddNewNodeByClass("vtkMRMLColorLegendDisplayNode", f"{volume.GetName()} legend")
+    legend.SetAndObservePrimaryDisplayNode(display)
+    volume.AddAndObserveDisplayNodeID(legend.GetID())
+    legend.SetTitleText("Temperature (°C)")
+    legend.SetLabelFormat("%.0f")
+    legend.SetVisibility(True)
+    return legend
 
 
 def _playback(scene, parameters, result, *, levels, temperature, isotherms):
@@ -168,8 +249,20 @@ def _playback(scene, parameters, result, *, levels, temperature, isotherms):
         browser.SetSaveChanges(temperature_sequence, False)
         browser.SetSaveChanges(isotherm_sequence, False)
         parameters.set(P.PLAYBACK_BROWSER, browser)
+    _remove_stray_proxies(scene, browser, (temperature_sequence, isotherm_sequence))
     browser.SetSelectedItemNumber(temperature_sequence.GetNumberOfDataNodes() - 1)  # the final state
     return browser, temperature_sequence, isotherm_sequence
+
+
+def _remove_stray_proxies(scene, browser, sequences) -> None:
+    """Slicer's sequences logic gives a new browser's sequences proxies of their own (named like
+    the sequence) before ours replace them; those orphans would sit beside the result as
+    duplicates (*Temperature over time*, *Isotherms over time*)."""
+    for sequence in sequences:
+        proxy = browser.GetProxyNode(sequence)
+        for node in list(scene.GetNodesByName(sequence.GetName())):
+            if node is not sequence and node is not proxy and not node.IsA("vtkMRMLSequenceNode"):
+                scene.RemoveNode(node)
 
 
 def recontour_isotherms(scene, parameters: P.ParameterNode) -> dict[float, float]:

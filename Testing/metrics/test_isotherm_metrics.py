@@ -13,10 +13,10 @@ import math
 import numpy as np
 import pytest
 
+from CryoAblationLogic.analysis.distances import _IsothermDistance
 from CryoAblationLogic.analysis.metrics import (
     CRITICAL_COLUMNS,
     ISOTHERM_COLUMNS,
-    _IsothermDistance,
     ice_volume_history,
     isotherm_metrics,
 )

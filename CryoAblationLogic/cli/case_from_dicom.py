@@ -1,0 +1,178 @@
+"""``cryoablation case-from-dicom``: a case file from a DICOM MR series and a DICOM SEG or RT
+Structure Set of the target and the structures, with probes and protocol from a plan file.
+
+The series gives the grid (cut to the target and the probes plus a margin, as the demo does) and
+``image.nrrd`` for the record's pictures; each segment or ROI becomes a label of the tissue map
+with its role (target, critical, vessel, organ) and material; the plan file (JSON) gives the keys
+of a case file that DICOM does not hold: ``probes`` and ``protocol`` (required), and any of
+``sensors``, ``outputs``, ``boundaries``, ``materials``, ``initial_temperature_c``, ``name``.
+Then ``cryoablation simulate OUT/case.cryo.json --out OUT/result --image OUT/image.nrrd``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from CryoAblationLogic.core.errors import InputError
+from CryoAblationLogic.core.grid import Grid
+
+NAME = "case-from-dicom"
+HELP = "build a case file from a DICOM MR series and a DICOM SEG or RT Structure Set of target and structures"
+
+PLAN_KEYS = {
+    "probes", "protocol", "sensors", "outputs", "boundaries", "materials", "initial_temperature_c", "name",
+}  # fmt: skip
+TARGET_WORDS = ("tumor", "tumour", "lesion", "target", "gtv", "mass", "nodule")
+VESSEL_WORDS = ("vessel", "artery", "vein", "aorta", "cava")
+ORGAN_WORDS = ("kidney", "liver", "prostate", "lung", "fat", "muscle", "psoas", "body")
+DEFAULT_MATERIAL_BY_ROLE = {"target": "tumor", "vessel": "blood"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--mr", type=Path, required=True, help="folder holding the DICOM MR series")
+    parser.add_argument("--series-uid", help="the series to use when the folder holds several")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--seg", type=Path, help="DICOM SEG of target and structures on the series")
+    source.add_argument("--rtstruct", type=Path, help="DICOM RT Structure Set of target and structures")
+    parser.add_argument(
+        "--plan", type=Path, required=True, help="JSON with probes and protocol (see --help text)"
+    )
+    parser.add_argument(
+        "--tissue", required=True, help="material of everything outside the structures, e.g. kidney"
+    )
+    parser.add_argument(
+        "--role",
+        action="append",
+        default=[],
+        metavar="NAME=ROLE[:TYPE]",
+        help="role of a segment (target, critical, vessel, organ) and, for a critical structure, its "
+        "type (bowel, nerve, cord, ureter, skin); default: from words in its name, else critical",
+    )
+    parser.add_argument(
+        "--material",
+        action="append",
+        default=[],
+        metavar="NAME=MATERIAL",
+        help="material of a segment; default: tumor for the target, blood for vessels, else --tissue",
+    )
+    parser.add_argument(
+        "--margin-mm", type=float, default=20.0, help="grid margin around target and probes (default 20)"
+    )
+    parser.add_argument(
+        "--out", type=Path, required=True, help="folder for case.cryo.json, labels.nrrd, image.nrrd"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from CryoAblationLogic.io.case_file import parse_case, save_case
+    from CryoAblationLogic.io.dicom_import import read_mr_series, read_structures
+    from CryoAblationLogic.io.volumes import write_nrrd
+
+    plan = _read_plan(args.plan)
+    image, grid, series_uid = read_mr_series(args.mr, args.series_uid)
+    masks = read_structures(args.seg or args.rtstruct, grid)
+    masks = {name: mask for name, mask in masks.items() if mask.any()}
+    if not masks:
+        raise InputError(str(args.seg or args.rtstruct), "holds no segment with any voxel on the series")
+    roles = _pairs(args.role, "--role")
+    materials = _pairs(args.material, "--material")
+    for name in [*roles, *materials]:
+        if name not in masks:
+            names = ", ".join(masks)
+            raise InputError("--role/--material", f"no segment named {name!r} (segments: {names})")
+    structures = []
+    labels = np.zeros(grid.size, dtype=np.uint8)
+    label_materials = {"0": args.tissue}
+    for label, (name, mask) in enumerate(masks.items(), start=1):
+        role, _, kind = roles.get(name, _guess_role(name)).partition(":")
+        if role not in ("target", "critical", "vessel", "organ"):
+            raise InputError(f"--role {name}", f"role {role!r} is not target, critical, vessel or organ")
+        material = materials.get(name, DEFAULT_MATERIAL_BY_ROLE.get(role, args.tissue))
+        labels[mask & (labels == 0)] = label  # the first segment wins where segments overlap
+        label_materials[str(label)] = material
+        structures.append({"label": label, "name": name, "role": role, **({"type": kind} if kind else {})})
+    if not any(s["role"] == "target" for s in structures):
+        raise InputError("--role", "no segment is the target (name one with --role NAME=target)")
+    lo, hi = _region(grid, labels, structures, plan["probes"], args.margin_mm)
+    crop = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+    size = tuple(int(b - a) for a, b in zip(lo, hi, strict=True))
+    sub_grid = Grid(tuple(float(v) for v in grid.index_to_ras(lo)), grid.spacing_mm, size)
+    data = {
+        "format": "cryoablation-case/1",
+        "name": plan.get("name", f"case from DICOM series {series_uid}"),
+        "grid": sub_grid.to_dict(),
+        "tissue_map": {"labelmap": "labels.nrrd", "labels": label_materials},
+        "structures": structures,
+        **{key: value for key, value in plan.items() if key != "name"},
+    }
+    case = parse_case(data, arrays={"labels.nrrd": labels[crop]})
+    case_path = save_case(case, args.out / "case.cryo.json", labelmap_filename="labels.nrrd")
+    image_path = write_nrrd(args.out / "image.nrrd", image[crop].astype(np.float32), sub_grid)
+    named = ", ".join(f"{s['name']}: {s['role']}" for s in structures)
+    print(f"case written to {case_path} ({named})")
+    print(f"image written to {image_path}")
+    print(f"next: cryoablation simulate {case_path} --out {args.out / 'result'} --image {image_path}")
+    return 0
+
+
+def _read_plan(path: Path) -> dict:
+    if not path.is_file():
+        raise InputError(str(path), "plan file not found")
+    try:
+        plan = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise InputError(str(path), f"not valid JSON: {error}") from error
+    if not isinstance(plan, dict):
+        raise InputError(str(path), "must be a JSON object")
+    for key in plan:
+        if key not in PLAN_KEYS:
+            known = ", ".join(sorted(PLAN_KEYS))
+            raise InputError(f"{path.name}: {key}", f"unknown key (a plan gives: {known})")
+    for key in ("probes", "protocol"):
+        if key not in plan:
+            raise InputError(f"{path.name}: {key}", "missing")
+    return plan
+
+
+def _pairs(items: list[str], option: str) -> dict[str, str]:
+    pairs = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value:
+            raise InputError(option, f"{item!r} must be NAME=VALUE")
+        pairs[name] = value
+    return pairs
+
+
+def _guess_role(name: str) -> str:
+    lowered = name.lower()
+    for role, words in (("target", TARGET_WORDS), ("vessel", VESSEL_WORDS), ("organ", ORGAN_WORDS)):
+        if any(word in lowered for word in words):
+            return role
+    return "critical"
+
+
+def _region(grid: Grid, labels: np.ndarray, structures: list[dict], probes: list, margin_mm: float):
+    """Index bounds [lo, hi) of the target and the probes' distal 40 mm, grown by ``margin_mm``."""
+    if not np.isfinite(margin_mm) or margin_mm < 0:
+        raise InputError("--margin-mm", "must be a finite number ≥ 0")
+    target_labels = [s["label"] for s in structures if s["role"] == "target"]
+    ijk = np.argwhere(np.isin(labels, target_labels))
+    points = [grid.index_to_ras(ijk.min(axis=0)), grid.index_to_ras(ijk.max(axis=0))]
+    for index, probe in enumerate(probes):
+        try:
+            tip = np.asarray(probe["tip_mm"], dtype=float)
+            entry = np.asarray(probe["entry_mm"], dtype=float)
+        except (KeyError, TypeError, ValueError) as error:
+            raise InputError(f"probes[{index}]", "needs tip_mm and entry_mm (RAS mm)") from error
+        direction = (entry - tip) / max(float(np.linalg.norm(entry - tip)), 1e-9)
+        points += [tip, tip + 40.0 * direction]  # the freezing part of a probe lies near its tip
+    low = np.min(points, axis=0) - margin_mm
+    high = np.max(points, axis=0) + margin_mm
+    lo = np.clip(np.floor(grid.ras_to_index(low)).astype(int), 0, np.asarray(grid.size) - 1)
+    hi = np.clip(np.ceil(grid.ras_to_index(high)).astype(int) + 1, 1, np.asarray(grid.size))
+    return lo, hi
