@@ -36,8 +36,10 @@ class Received:
 
 @dataclass(frozen=True)
 class LinkEvent:
-    """A change of the link: ``kind`` is "connected", "disconnected" or "error" (a message that
-    was dropped because it broke the protocol; ``detail`` says why)."""
+    """A change of the link: ``kind`` is "connected", "disconnected", "unreachable" (a client's
+    attempt to connect failed; ``detail`` says why, e.g. "connection refused"; it keeps trying) or
+    "error" (a message dropped because it broke the protocol or a limit, a refused peer, a journal
+    fault; ``detail`` says why)."""
 
     kind: str
     connection_id: int
