@@ -14,6 +14,7 @@ ends it with the metadata (index, then keys and values).
 
 from __future__ import annotations
 
+import mmap
 import struct
 import threading
 from collections.abc import Iterator
@@ -146,6 +147,8 @@ def decode_body(header: Header, body: bytes | bytearray | memoryview, check_crc:
             )
     if isinstance(body, memoryview):
         body = bytes(body)
+    elif isinstance(body, mmap.mmap) and header.version == 2:
+        body = body[:]  # the content is sliced out below: bytes do that without a second map
     message_id, metadata = 0, {}
     content = body
     if header.version == 2:
@@ -275,6 +278,18 @@ def decode(
     return decode_body(header, memoryview(data)[HEADER_SIZE:], check_crc)
 
 
+_MAPPED_BODY_SIZE = 1 << 20
+
+
+def _body_buffer(size: int):
+    """A zeroed, writable buffer for a body: large ones as an anonymous memory map, whose pages
+    cost memory only once the peer's bytes are written into them (a bytearray is zeroed, and so
+    paid for, in full at once)."""
+    if size < _MAPPED_BODY_SIZE:
+        return bytearray(size)
+    return mmap.mmap(-1, size)
+
+
 class StreamReader:
     """Split a byte stream into messages. Feed it whatever the socket returns.
 
@@ -338,7 +353,7 @@ class StreamReader:
                 )
             self._reserved = header.body_size
         self._header = header
-        self._body = bytearray(header.body_size)  # zero pages: memory only as bytes arrive
+        self._body = _body_buffer(header.body_size)
         self._filled = 0
         self._image_checked = header.message_type != "IMAGE" or header.body_size == 0
 

@@ -160,7 +160,7 @@ class LiveSession:
         pose_tolerance_mm: float = 0.25,
         pose_tolerance_deg: float = 0.5,
         probe_names: list[str] | None = None,
-        max_clock_step_s: float = DEFAULT_MAX_CLOCK_STEP_S,
+        max_clock_step_s: float | None = None,
         journal=None,
         on_update: Callable[[LiveSession, FieldUpdate], None] | None = None,
         simulation_options: dict | None = None,
@@ -171,6 +171,8 @@ class LiveSession:
         )
         _check_number("pose_tolerance_mm", pose_tolerance_mm, 0.0, 1000.0, "mm")
         _check_number("pose_tolerance_deg", pose_tolerance_deg, 0.0, 180.0, "°")
+        if max_clock_step_s is None:  # at least one update interval, so that the clock can tick
+            max_clock_step_s = max(DEFAULT_MAX_CLOCK_STEP_S, float(update_interval_s))
         _check_number("max_clock_step_s", max_clock_step_s, update_interval_s, 3600.0, "s")
         names = [p.name for p in case.probes] if probe_names is None else probe_names
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
@@ -623,6 +625,21 @@ def session_settings(records: list[dict]) -> dict:
                 raise InputError("journal start record", f"unknown settings {sorted(unknown)}")
             return dict(settings)
     raise InputError("journal", "has no live-mode start record (not written by a monitor session)")
+
+
+def session_for_journal(case: Case, contents: JournalContents, on_update=None) -> LiveSession:
+    """A session with the settings a journal's session ran with; a bad start record is an
+    InputError naming its line."""
+    index = next(
+        (n for n, r in enumerate(contents.records) if r["kind"] == "live" and r["note"] == "start"), None
+    )
+    if index is None:
+        raise InputError("journal", "has no live-mode start record (not written by a monitor session)")
+    try:
+        settings = session_settings(contents.records[index:])
+        return LiveSession(case, on_update=on_update, **settings)
+    except InputError as error:
+        raise InputError(contents.where(index), str(error)) from None
 
 
 def _check_number(key: str, value, low: float, high: float, unit: str) -> None:

@@ -23,7 +23,7 @@ from CryoAblationLogic.igtl.inbox import Received
 from CryoAblationLogic.io.case_file import load_case, save_case
 from CryoAblationLogic.live.journal import Journal, check_procedure_name, read_journal
 from CryoAblationLogic.live.link import Endpoint, LiveLink
-from CryoAblationLogic.live.mode import LiveSession, feed_journal, session_settings
+from CryoAblationLogic.live.mode import LiveSession, feed_journal, session_for_journal
 
 CASE_FOLDER_SUFFIX = "_case"
 LIVE_COALESCED = frozenset({"IMAGE"})  # frames may be coalesced for the display; poses never
@@ -103,8 +103,7 @@ def open_session(
     case_file = case_path_for(journal_path)
     if journal_path.exists() and journal_path.stat().st_size > 0:
         contents = read_journal(journal_path)
-        settings = session_settings(contents.records)
-        session = LiveSession(load_case(case_file), on_update=on_update, **settings)
+        session = session_for_journal(load_case(case_file), contents, on_update)
         resumed = feed_journal(session, contents)
         journal = Journal(folder, procedure, fsync=fsync, compress_images=compress_images)
         session.journal = journal
@@ -155,11 +154,12 @@ def replay_procedure(journal_path: str | Path, on_update=None) -> tuple[LiveSess
 
     journal_path = Path(journal_path)
     contents = read_journal(journal_path)
-    settings = session_settings(contents.records)
+    if not any(r["kind"] == "live" and r["note"] == "start" for r in contents.records):
+        raise InputError("journal", "has no live-mode start record (not written by a monitor session)")
     case_file = case_path_for(journal_path)
     if not case_file.is_file():
         raise InputError(str(case_file), "the case file saved beside the journal is missing")
-    session = LiveSession(load_case(case_file), on_update=on_update, **settings)
+    session = session_for_journal(load_case(case_file), contents, on_update)
     feed_journal(session, contents)
     session.finish()
     return session, contents.truncated_tail

@@ -49,6 +49,7 @@ from CryoAblationLogic.live.console import (
     Event,
     ProbePose,
     ScannerImage,
+    Unrecognised,
     scan_plane_message,
     scanner_command,
 )
@@ -605,7 +606,13 @@ class LiveSceneDriver:
                 if node is not None:  # the connector's volume node is already updated in place
                     self.live_scene.image_node = node
                     events = [e for e in events if not isinstance(e, ScannerImage)]
-                self.live_scene.apply(events)
+                try:
+                    self.live_scene.apply(events)
+                except Exception as error:  # a frame or pose the scene cannot show costs that message
+                    reason = f"not shown: {error!r}"[:300]
+                    self.events.append(
+                        (peer, Unrecognised(message.message_type, message.device_name, reason, arrival))
+                    )
                 fed += 1
         if fed == 0 and follow_wall_clock and self.silence_s:
             self.session.follow_wall_clock(self.silence_s)
