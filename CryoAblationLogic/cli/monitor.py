@@ -155,6 +155,12 @@ def run(args: argparse.Namespace) -> int:
                 break
             if time.monotonic() - last_report > 5.0:
                 last_report = time.monotonic()
+                for source, link in monitor.link.links.items():
+                    if not link.connected:
+                        why = getattr(link, "last_failure", None)
+                        tries = getattr(link, "attempts_failed", 0)
+                        detail = f" ({tries} attempts, {why})" if why else ""
+                        print(f"  still waiting for {source} at {_where(link)}{detail}", flush=True)
                 s = monitor.session
                 print(
                     f"  procedure {s.clock_s:7.1f} s, solver {s.time_s:7.1f} s, "

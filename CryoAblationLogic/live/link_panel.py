@@ -96,9 +96,12 @@ class LinkPanel:
         return rows
 
 
-def live_endpoints(scanner_host: str, scanner_port: int, console_host: str, console_port: int):
-    """The scanner's bridge connects to us (we listen on ``scanner_host:scanner_port``); we connect
-    to the cryo console at ``console_host:console_port`` (the conventions of the live links)."""
+def live_endpoints(
+    scanner_host: str, scanner_port: int, console_host: str, console_port: int, scanner_peers=()
+):
+    """The scanner's bridge connects to us (we listen on ``scanner_host:scanner_port``; only this
+    computer may connect, or the addresses in ``scanner_peers``); we connect to the cryo console at
+    ``console_host:console_port`` (the conventions of the live links)."""
 
     if scanner_port == console_port and scanner_host == console_host:
         raise InputError("ports", "the scanner and the console need different ports")
@@ -106,7 +109,7 @@ def live_endpoints(scanner_host: str, scanner_port: int, console_host: str, cons
         if not host or not host.strip():
             raise InputError(key, "enter a host name or address")
     return (
-        Endpoint("server", scanner_host.strip(), int(scanner_port)),
+        Endpoint("server", scanner_host.strip(), int(scanner_port), tuple(scanner_peers)),
         Endpoint("client", console_host.strip(), int(console_port)),
     )
 
