@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from CryoAblationLogic.igtl.messages import ImageMessage, Message, NdArrayMessage, RawMessage, SensorMessage
+from CryoAblationLogic.igtl.messages import Message
 
 COALESCED_TYPES = frozenset({"IMAGE", "TRANSFORM", "POSITION"})
 
@@ -55,16 +55,7 @@ def approximate_size(item: Item) -> int:
     """Bytes an item holds (for the inbox's memory bound)."""
     if isinstance(item, LinkEvent):
         return 256
-    message = item.message
-    if isinstance(message, ImageMessage):
-        return 512 + message.voxels.nbytes
-    if isinstance(message, NdArrayMessage):
-        return 512 + message.array.nbytes
-    if isinstance(message, SensorMessage):
-        return 512 + message.values.nbytes
-    if isinstance(message, RawMessage):
-        return 512 + len(message.content)
-    return 512 + sum(len(v) for v in getattr(message, "__dict__", {}).values() if isinstance(v, (str, bytes)))
+    return 512 + item.message.payload_nbytes
 
 
 class Inbox:

@@ -204,6 +204,11 @@ def _int_field(content: dict, name: str, key: str, low: int, high: int) -> int:
 # Base class
 
 
+# The class of each message type this codec interprets, filled by the classes themselves (a class
+# with a MESSAGE_TYPE registers when it is defined: adding a message type is one class).
+MESSAGE_CLASSES: dict[str, type[Message]] = {}
+
+
 @dataclass(kw_only=True, eq=False)
 class Message:
     """Fields every message has (header and header-version-2 extensions).
@@ -225,9 +230,19 @@ class Message:
     # its image header declares (see codec.StreamReader).
     MAX_CONTENT_SIZE: ClassVar[int] = 1 << 20
 
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("MESSAGE_TYPE"):
+            MESSAGE_CLASSES[cls.MESSAGE_TYPE] = cls
+
     @property
     def message_type(self) -> str:
         return self.MESSAGE_TYPE
+
+    @property
+    def payload_nbytes(self) -> int:
+        """Bytes the decoded content holds (for memory bounds of queues)."""
+        return sum(len(v) for v in vars(self).values() if isinstance(v, (str, bytes)))
 
     def journal_content(self) -> dict:  # pragma: no cover - every subclass overrides it
         """The decoded content as JSON-ready values (units in the key names), for the journal."""
@@ -492,6 +507,10 @@ class ImageMessage(Message):
 
     MAX_CONTENT_SIZE: ClassVar[int] = 2147483648
 
+    @property
+    def payload_nbytes(self) -> int:
+        return self.voxels.nbytes
+
     def journal_content(self) -> dict:
         return {
             "dtype": str(self.voxels.dtype),
@@ -712,6 +731,10 @@ class SensorMessage(Message):
 
     MAX_CONTENT_SIZE: ClassVar[int] = 2050
 
+    @property
+    def payload_nbytes(self) -> int:
+        return self.values.nbytes
+
     def journal_content(self) -> dict:
         return {"values": self.values, "status": self.status, "unit": self.unit}
 
@@ -760,6 +783,10 @@ class NdArrayMessage(Message):
         self.array = array
 
     MAX_CONTENT_SIZE: ClassVar[int] = 67108864
+
+    @property
+    def payload_nbytes(self) -> int:
+        return self.array.nbytes
 
     def journal_content(self) -> dict:
         array = self.array
@@ -1150,7 +1177,7 @@ class QueryMessage(Message):
 
 @dataclass(eq=False)
 class RawMessage(Message):
-    """A message whose type this codec does not interpret (TDATA, BIND, COMMAND, ...), or a data
+    """A message whose type this codec does not interpret (VIDEO, BIND, COMMAND, ...), or a data
     message with an empty body (the protocol's "nothing available" answer to a GET_)."""
 
     raw_type: str = ""
@@ -1159,6 +1186,10 @@ class RawMessage(Message):
     @property
     def message_type(self) -> str:
         return self.raw_type
+
+    @property
+    def payload_nbytes(self) -> int:
+        return len(self.content)
 
     def journal_content(self) -> dict:
         return {"content_base64": base64.b64encode(self.content).decode("ascii")}
@@ -1177,23 +1208,6 @@ class RawMessage(Message):
     @classmethod
     def unpack_content(cls, message_type: str, content: bytes) -> RawMessage:
         return cls(message_type, bytes(content))
-
-
-MESSAGE_CLASSES: dict[str, type[Message]] = {
-    cls.MESSAGE_TYPE: cls
-    for cls in (
-        TransformMessage,
-        PositionMessage,
-        ImageMessage,
-        StringMessage,
-        StatusMessage,
-        SensorMessage,
-        NdArrayMessage,
-        PointMessage,
-        CapabilityMessage,
-        TrackingDataMessage,
-    )
-}
 
 
 def journal_class(message_type: str, content: dict) -> type[Message]:

@@ -342,3 +342,18 @@ def test_poses_far_outside_the_scanner_and_wrong_links_are_refused_seeded(case):
         applied += action != "MELT" and number == 1
     assert session.note_counts.get("probe_state", 0) == applied
     assert TIP_MM == session.case.probes[0].tip_mm
+
+
+def test_a_silent_connection_is_closed_after_the_idle_timeout():
+    from CryoAblationLogic.live.link import LiveLink
+
+    with LiveLink(None, scanner=Endpoint("server", port=0), idle_timeout_s=0.3) as link:
+        server = link.links["scanner"]
+        with socket.create_connection(("127.0.0.1", server.port)):
+            deadline = time.monotonic() + 5
+            kinds = []
+            while "disconnected" not in kinds:
+                assert time.monotonic() < deadline, kinds
+                kinds += [e.kind for e in server.inbox.drain() if isinstance(e, LinkEvent)]
+                time.sleep(0.02)
+        assert kinds == ["connected", "disconnected"] and not server.connection_ids
