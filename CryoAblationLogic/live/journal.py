@@ -3,15 +3,23 @@
 One JSON Lines file per procedure (``<folder>/<procedure>.jsonl``), one record per line, flushed
 as it is written, so a crash loses at most the line being written. Image voxels go to NRRD files
 in ``<folder>/<procedure>_images/`` (written before the record that names them); the record keeps
-the full geometry as sent.
+the full geometry as sent. An image NRRD cannot hold (zero spacing, collinear axes) is kept there
+as the message received (``raw_file``, with ``nrrd_refused`` saying why); beyond the image budget
+a record keeps the geometry only (``voxels_not_kept``).
 
-Record keys: ``seq`` (0, 1, ...), ``kind`` ("message" or "event"), ``arrival_time_s`` (receiver
-clock, Unix s), ``direction`` ("in" or "out"), ``connection_id``, ``peer``; for messages also
-``message_type``, ``device_name``, ``timestamp_s`` (the message's own time stamp, null if unset),
-``timestamp_raw``, ``header_version``, ``message_id``, ``metadata`` and ``content`` (per type, see
-:func:`message_content`); for events ``event`` and ``detail``. Non-finite numbers are written as
-the strings "nan", "inf" and "-inf" so that every line is strict JSON. Live mode adds records of
-``kind`` "live" (``note`` and ``detail``: its settings, clock moves and applied events).
+Record keys: ``seq`` (0, 1, ...), ``kind`` ("message", "event" or "live"), ``arrival_time_s``
+(receiver clock, Unix s), ``direction`` ("in" or "out"), ``connection_id``, ``peer``; for messages
+also ``message_type``, ``device_name``, ``timestamp_s`` (the message's own time stamp, null if
+unset), ``timestamp_raw``, ``header_version``, ``message_id``, ``metadata``, ``content`` (each
+message type's own :meth:`~CryoAblationLogic.igtl.messages.Message.journal_content`) and, for
+what live links received, ``link`` ("scanner" or "console"); for events ``event`` and ``detail``.
+Non-finite numbers are written as the strings "nan", "inf" and "-inf" so that every line is
+strict JSON. Live mode adds records of ``kind`` "live" (``note`` and ``detail``: its settings,
+clock moves and applied events).
+
+Reading is for untrusted files: every record is checked (:func:`check_record`), a damaged one is
+an InputError naming its line, and every file a record names must lie inside the journal's folder
+(:func:`journal_file`).
 """
 
 from __future__ import annotations
