@@ -10,8 +10,11 @@ of as many threads as cores waits at every barrier for the one the OS has desche
 - **wait policy**: ``OMP_WAIT_POLICY=PASSIVE`` (waiting threads sleep instead of spinning), set
   before numba loads the OpenMP runtime;
 - **thread count**: the cores this process may use, less the cores other processes kept busy since
-  the last look (``/proc/stat`` minus our own CPU time), at least 1; ``CRYOABLATION_THREADS`` fixes
-  it. The count is per calling thread (numba's rule), so a preview and a simulation each set their
+  the last look (``/proc/stat`` minus our own CPU time), at least 1: beside a program that takes
+  a core, a team that waits at every barrier for a descheduled member is slower than a smaller
+  team. Where far more threads want to run than there are cores (``procs_running`` over twice the
+  cores), every thread is a time slice and all cores are used. ``CRYOABLATION_THREADS`` fixes the
+  count. It is per calling thread (numba's rule), so a preview and a simulation each set their
   own.
 
 Threading never changes the numbers: every parallel loop writes disjoint voxels and reductions are
@@ -29,6 +32,7 @@ import warnings
 
 THREADS_ENV = "CRYOABLATION_THREADS"
 LAYER_PRIORITY = ["omp", "tbb", "workqueue"]  # workqueue only if neither thread-safe layer loads
+OVERSUBSCRIBED = 2  # runnable threads per core beyond which all cores are used
 _SAMPLE_S = 0.02  # first look at the machine's load (later looks reuse the time since the last one)
 
 
@@ -66,6 +70,18 @@ def _cpu_count() -> int:
     except (AttributeError, OSError):  # macOS and Windows have no affinity call
         cores = os.cpu_count() or 1
     return max(1, cores)
+
+
+def runnable_elsewhere() -> int:
+    """Threads of the whole machine ready to run now, besides the one asking (Linux; 0 elsewhere)."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stream:
+            for line in stream:
+                if line.startswith("procs_running "):
+                    return max(0, int(line.split()[1]) - 1)
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def _machine_busy_s() -> float | None:
@@ -125,6 +141,8 @@ def thread_count() -> int:
             )
         else:
             return min(count, numba.config.NUMBA_NUM_THREADS)
+    if runnable_elsewhere() > OVERSUBSCRIBED * limit:  # time-sliced anyway: each thread is a share
+        return limit
     free = limit - busy_cores_elsewhere()
     return max(1, min(limit, int(free + 0.5)))
 

@@ -69,10 +69,14 @@ def test_waiting_threads_sleep_and_the_count_follows_the_free_cores(monkeypatch)
     assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
     monkeypatch.delenv(threads.THREADS_ENV, raising=False)
     monkeypatch.setattr(threads, "_cpu_count", lambda: 2)
-    for busy, expected in ((0.0, 2), (0.4, 2), (1.2, 1), (2.0, 1), (7.5, 1)):
+    monkeypatch.setattr(threads, "runnable_elsewhere", lambda: 2)  # a 2-thread program beside us
+    for busy, expected in ((0.0, 2), (0.4, 2), (1.2, 1), (2.0, 1)):
         monkeypatch.setattr(threads, "busy_cores_elsewhere", lambda busy=busy: busy)
         assert threads.thread_count() == min(expected, threads_available()), busy
+    monkeypatch.setattr(threads, "runnable_elsewhere", lambda: 9)  # a crowd: every thread is a share
+    assert threads.thread_count() == min(2, threads_available())
     monkeypatch.setenv(threads.THREADS_ENV, "many")
+    monkeypatch.setattr(threads, "runnable_elsewhere", lambda: 0)
     monkeypatch.setattr(threads, "busy_cores_elsewhere", lambda: 0.0)
     with pytest.warns(UserWarning, match="CRYOABLATION_THREADS='many' is not a thread count"):
         assert threads.thread_count() == min(2, threads_available())
