@@ -267,13 +267,13 @@ def test_a_peer_trickling_a_message_is_dropped_when_it_is_too_slow(monkeypatch):
     monkeypatch.setattr(transport, "MESSAGE_TIME_FLOOR_S", 0.4)
     data = encode(StringMessage("x" * 3000, device_name="Slow"))
     with (
-        Server(port=0, stall_timeout_s=0.3, min_rate_bytes_per_s=1000) as server,
+        Server(port=0, stall_timeout_s=2.0, min_rate_bytes_per_s=1000) as server,
         socket.create_connection(("127.0.0.1", server.port)) as sock,
     ):
         with pytest.raises(OSError):
             for start in range(len(data)):
                 sock.sendall(data[start : start + 1])
-                time.sleep(0.1)  # moving (never 0.3 s silent), but 10 bytes/s
+                time.sleep(0.1)  # moving (never 2 s silent), but 10 bytes/s: 3 KB would take 5 min
         events = _events_after(server, 1)
     assert "not complete after" in events[0].detail and server.received_count == 0
 
