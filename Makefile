@@ -56,6 +56,7 @@ bench: $(VENV)/.installed-base
 	$(BIN)/python benchmarks/scene_bench.py
 	$(BIN)/python benchmarks/igtl_bench.py
 	$(BIN)/python benchmarks/live_bench.py
+	$(BIN)/python benchmarks/load_bench.py
 
 clean:
 	rm -rf $(VENV) out .peers .pytest_cache .ruff_cache

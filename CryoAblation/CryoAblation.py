@@ -641,7 +641,7 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
         self._placementTags = {}
         self._labelsCache = {}  # the tissue label map, reused while the segmentation is unchanged
         self._link = None  # the live links to the scanner and the console, while connected
-        self._liveMonitor = None  # live mode: LiveSceneMonitor (sources, journal, solver, scene nodes)
+        self._liveMonitor = None  # live mode: LiveSceneDriver (sources, journal, solver, scene nodes)
         self._liveSession = None  # the last live-mode session (running, stopped or replayed)
         self._journal = None
         self._monitorState = None
@@ -1103,13 +1103,13 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
     def startMonitoring(self, scannerHost, scannerPort, consoleHost, consolePort, journalPath="") -> None:
         """Listen for the scanner's bridge and connect to the console; journal everything if a
         journal file is given."""
-        from CryoAblationLogic.live import monitoring
+        from CryoAblationLogic.live import link_panel
         from CryoAblationLogic.live.journal import Journal
         from CryoAblationLogic.live.link import LiveLink
         from CryoAblationLogic.live.runner import journal_location
 
         self.stopMonitoring()
-        scanner, console = monitoring.live_endpoints(scannerHost, scannerPort, consoleHost, consolePort)
+        scanner, console = link_panel.live_endpoints(scannerHost, scannerPort, consoleHost, consolePort)
         journal = None
         if journalPath.strip():
             folder, procedure = journal_location(journalPath, key="journal")
@@ -1124,7 +1124,7 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
             raise
         self._link, self._journal = link, journal
         self._liveSession = None
-        self._monitorState = monitoring.MonitorState()
+        self._monitorState = link_panel.LinkPanel()
         self._monitorState.started()
 
     def monitoringActive(self) -> bool:
@@ -1141,22 +1141,22 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
         poses, readings go into a table and a chart beside the prediction. Inside Slicer with the
         OpenIGTLinkIF module the scanner comes through its connector node. Needs numba and a
         journal file (the procedure can then be replayed exactly)."""
-        from CryoAblationLogic.live import monitoring
+        from CryoAblationLogic.live import link_panel
         from CryoAblationLogic.live.runner import journal_location
 
         if not journalPath.strip():
             raise ValueError(_("Live mode records the procedure: enter a journal file (….jsonl) first."))
         journal_location(journalPath, key="journal")
-        scanner, console = monitoring.live_endpoints(scannerHost, scannerPort, consoleHost, consolePort)
+        scanner, console = link_panel.live_endpoints(scannerHost, scannerPort, consoleHost, consolePort)
         self.requireNumba()  # before importing the solver, which needs numba
         from CryoAblationLogic.scene import case_io
         from CryoAblationLogic.scene import parameters as P
-        from CryoAblationLogic.scene.live_link import start_scene_monitor
+        from CryoAblationLogic.scene.live_link import start_live_scene
 
         parameters = self.planParameters()
         case = case_io.build_case(slicer.mrmlScene, parameters).parse()
         self.stopMonitoring()
-        self._liveMonitor = start_scene_monitor(
+        self._liveMonitor = start_live_scene(
             slicer.mrmlScene,
             case,
             journalPath.strip(),
@@ -1165,7 +1165,7 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
             level_table=parameters.get(P.ISOTHERM_LEVELS),  # the plan's isotherm levels and colours
         )
         self._liveSession = self._liveMonitor.session
-        self._monitorState = monitoring.MonitorState(live=True)
+        self._monitorState = link_panel.LinkPanel(live=True)
         self._monitorState.started()
 
     def liveSceneNodes(self):
@@ -1183,9 +1183,9 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
         """``(lights {source: off|waiting|connected}, sensor rows, messages)`` after taking the
         events that arrived since the last call (in live mode: one step of the live monitor, which
         also updates its scene nodes)."""
-        from CryoAblationLogic.live import monitoring
+        from CryoAblationLogic.live import link_panel
 
-        state = self._monitorState or monitoring.MonitorState()
+        state = self._monitorState or link_panel.LinkPanel()
         if self._link is not None:
             for source, event in self._link.poll():
                 state.apply(source, event)
@@ -1194,36 +1194,36 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
             for source, event in self._liveMonitor.events:
                 state.apply(source, event)
         if self._link is None and self._liveSession is not None:  # running, stopped or replayed
-            return monitoring.live_panel(state, self._liveSession)
+            return link_panel.live_panel(state, self._liveSession)
         return dict(state.lights), state.sensor_rows(), list(state.messages)
 
     def replayJournal(self, journalPath: str) -> int:
         """Show a recorded procedure in the Monitor section (not while connected); returns the
         number of messages replayed."""
-        from CryoAblationLogic.live import monitoring
+        from CryoAblationLogic.live import link_panel
 
         if self.monitoringActive():
             raise RuntimeError(_("Disconnect before replaying a journal."))
         if not journalPath.strip():
             raise ValueError(_("Enter the journal file to replay."))
-        if monitoring.is_live_journal(journalPath.strip()):
+        if link_panel.is_live_journal(journalPath.strip()):
             return self._replayLiveJournal(journalPath.strip())
-        state = monitoring.MonitorState()
-        count = monitoring.replay_journal(state, journalPath.strip())
+        state = link_panel.LinkPanel()
+        count = link_panel.review_journal(state, journalPath.strip())
         self._monitorState = state
         self._liveSession = None
         return count
 
     def _replayLiveJournal(self, journalPath: str) -> int:
         """A live-mode journal runs through live mode again: the same prediction, into the scene."""
-        from CryoAblationLogic.live import monitoring
+        from CryoAblationLogic.live import link_panel
 
         self.requireNumba()  # before importing the solver, which needs numba
         from CryoAblationLogic.live.runner import replay_procedure
 
         session, _truncated = replay_procedure(journalPath)
         self._showLiveResult(session)
-        self._monitorState = monitoring.MonitorState()
+        self._monitorState = link_panel.LinkPanel()
         self._liveSession = session
         return session.console_messages
 

@@ -40,7 +40,7 @@ from CryoAblationLogic.live.runner import LIVE_COALESCED
 from CryoAblationLogic.live.synthetic import plan_case
 from CryoAblationLogic.scene import volumes
 from CryoAblationLogic.scene.app import create_scene_app
-from CryoAblationLogic.scene.live_link import ClientSource, LiveScene, LiveSceneMonitor
+from CryoAblationLogic.scene.live_link import ClientSource, LiveScene, LiveSceneDriver
 
 SHAPE = (256, 256, 30)
 ORIGIN_S = 1_800_000_000.0
@@ -75,7 +75,7 @@ def image_to_node(repeat: int, with_journal: bool) -> dict:
     link = LiveLink(
         journal, scanner=None, console=Endpoint("client", "127.0.0.1", port), coalesce=LIVE_COALESCED
     )
-    monitor = LiveSceneMonitor(live, [ClientSource(link)], silence_s=None)
+    monitor = LiveSceneDriver(live, [ClientSource(link)], silence_s=None)
     monitor.start()
     scanner, _ = listener.accept()
     frames = [encode(_frame(1000 + n)) for n in range(repeat + 2)]

@@ -7,23 +7,32 @@ folder of docs/case-format.md plus the isotherm volumes over time and the sensor
 prediction). ``--duration S``, Ctrl-C (SIGINT) and SIGTERM stop it cleanly, files written.
 The plan is ``--case FILE`` or, without it, the built-in demo case (``--spacing-mm``,
 ``--protocol-scale`` as given to ``simulate-scanner``). An existing journal is resumed.
+
+It says what is wrong as it happens: a peer that cannot be reached is reported at once and
+retried (a status line "waiting for console at HOST:PORT: connection refused"), a refused
+connection or a dropped message is printed; and it exits with status 3 when no peer sent anything
+before the end (``--wait`` makes waiting the whole ``--duration`` for nobody a normal end).
+Where it listens, only ``--allow-peer`` addresses may connect (default: this machine).
 """
 
 from __future__ import annotations
 
 import argparse
 import signal
+import sys
 import time
 from pathlib import Path
 
 from CryoAblationLogic.core.errors import InputError
+from CryoAblationLogic.igtl.inbox import LinkEvent
 from CryoAblationLogic.io.case_file import load_case
 from CryoAblationLogic.live.link import Endpoint
 from CryoAblationLogic.live.mode import write_live_results
-from CryoAblationLogic.live.runner import start_monitor
+from CryoAblationLogic.live.runner import start_monitor_run
 from CryoAblationLogic.live.synthetic import plan_case
 
 NAME = "monitor"
+EXIT_NO_PEER = 3  # nothing answered before the end
 HELP = "monitor a procedure live: journal, solver on the console's events, isotherm results"
 
 
@@ -35,6 +44,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--listen-host",
         default="127.0.0.1",
         help="address to accept them on (default 127.0.0.1; 0.0.0.0: all)",
+    )
+    parser.add_argument(
+        "--allow-peer",
+        action="append",
+        default=[],
+        metavar="ADDRESS",
+        help="address, network (10.1.2.0/24) or host that may connect to --listen (repeatable; "
+        "default: this machine only; '*': anyone)",
+    )
+    parser.add_argument(
+        "--wait",
+        action="store_true",
+        help="waiting the whole --duration without a peer is a normal end (exit 0), not an error",
     )
     parser.add_argument(
         "--journal", type=Path, help="procedure journal (.jsonl; default DIR/journal/procedure.jsonl)"
@@ -93,12 +115,16 @@ def run(args: argparse.Namespace) -> int:
     case = (
         load_case(args.case) if args.case else plan_case(args.spacing_mm, args.protocol_scale, args.lead_in_s)
     )
-    scanner = Endpoint("server", args.listen_host, args.listen) if args.listen is not None else None
+    scanner = (
+        Endpoint("server", args.listen_host, args.listen, tuple(args.allow_peer))
+        if args.listen is not None
+        else None
+    )
     console = Endpoint("client", args.host, args.port) if args.port is not None else None
     stop = _Stop()
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        monitor = start_monitor(
+        monitor = start_monitor_run(
             case,
             journal_path,
             scanner,
@@ -119,6 +145,9 @@ def run(args: argparse.Namespace) -> int:
                 stop.reason = f"duration {args.duration:g} s"
                 break
             fed = monitor.step()
+            for source, event in monitor.link_events:
+                _report(source, event)
+            monitor.link_events.clear()
             connected = any(link.connected for link in monitor.link.links.values())
             ever_connected |= connected
             if args.stop_on_disconnect and ever_connected and not connected and fed == 0:
@@ -126,6 +155,12 @@ def run(args: argparse.Namespace) -> int:
                 break
             if time.monotonic() - last_report > 5.0:
                 last_report = time.monotonic()
+                for source, link in monitor.link.links.items():
+                    if not link.connected:
+                        why = getattr(link, "last_failure", None)
+                        tries = getattr(link, "attempts_failed", 0)
+                        detail = f" ({tries} attempts, {why})" if why else ""
+                        print(f"  still waiting for {source} at {_where(link)}{detail}", flush=True)
                 s = monitor.session
                 print(
                     f"  procedure {s.clock_s:7.1f} s, solver {s.time_s:7.1f} s, "
@@ -143,4 +178,27 @@ def run(args: argparse.Namespace) -> int:
     volumes = ", ".join(f"{lv:g} °C: {ml:.2f} ml" for lv, ml in s.simulation.isotherm_volumes_ml().items())
     print(f"monitor stopped ({stop.reason}): {s.clock_s:.1f} s of procedure; ice volumes {volumes}")
     print(f"results written to {args.out}/, journal {journal_path}")
+    answered = [source for source in monitor.link.links if monitor.link.received_on(source)]
+    if not answered and not args.wait:
+        waited = ", ".join(f"{source} at {_where(link)}" for source, link in monitor.link.links.items())
+        print(f"cryoablation monitor: error: no peer sent anything ({waited})", file=sys.stderr)
+        return EXIT_NO_PEER
     return 0
+
+
+def _where(link) -> str:
+    return f"{link.host}:{link.port}"
+
+
+def _report(source: str, event) -> None:
+    """One line per change of a link the user must know about (the loop stays quiet otherwise)."""
+    if not isinstance(event, LinkEvent):
+        return
+    if event.kind == "unreachable":
+        print(f"  waiting for {source} at {event.peer}: {event.detail} (retrying)", flush=True)
+    elif event.kind == "connected":
+        print(f"  {source} connected ({event.peer})", flush=True)
+    elif event.kind == "disconnected":
+        print(f"  {source} disconnected ({event.peer}: {event.detail})", flush=True)
+    else:
+        print(f"  {source}: {event.detail}", flush=True)

@@ -14,7 +14,9 @@ ends it with the metadata (index, then keys and values).
 
 from __future__ import annotations
 
+import mmap
 import struct
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -39,6 +41,53 @@ _META_ENTRY = struct.Struct(">HHI")
 # Largest body accepted by default: a 512×512×256 int16 volume is 128 MiB; more is refused before
 # it is buffered, so a corrupt BODY_SIZE cannot make a receiver allocate without bound.
 DEFAULT_MAX_BODY_SIZE = 256 * 1024 * 1024
+# Room a header-version-2 body may add to its content: extended header and metadata.
+V2_EXTRA_SIZE = 64 * 1024
+_IMAGE_HEADER_SIZE = 72
+
+
+def body_limit(message_type: str, version: int, max_body_size: int = DEFAULT_MAX_BODY_SIZE) -> int:
+    """Largest BODY_SIZE accepted for a message type: its content limit (small for STRING, STATUS,
+    SENSOR, queries; 1 MiB for types not interpreted), plus room for a version-2 extended header
+    and metadata, and never more than ``max_body_size``."""
+    limit = content_class(message_type).MAX_CONTENT_SIZE + (V2_EXTRA_SIZE if version == 2 else 0)
+    return min(max_body_size, limit)
+
+
+def image_body_size(prefix: bytes | bytearray | memoryview) -> int | None:
+    """The content size an IMAGE's 72-byte image header declares (header plus pixels); None when
+    the header is too broken to say (decoding then reports why)."""
+    if len(prefix) < _IMAGE_HEADER_SIZE:
+        return None
+    components, scalar = prefix[2], prefix[3]
+    sub = struct.unpack_from(">3H", prefix, _IMAGE_HEADER_SIZE - 6)
+    itemsize = {2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 4, 10: 4, 11: 8}.get(scalar)
+    if itemsize is None:
+        return None
+    return _IMAGE_HEADER_SIZE + sub[0] * sub[1] * sub[2] * max(components, 1) * itemsize
+
+
+class ByteBudget:
+    """Bytes of incomplete messages that all connections together may hold (thread-safe); a
+    reader reserves a message's whole BODY_SIZE when its header arrives."""
+
+    def __init__(self, limit_bytes: int):
+        self.limit_bytes = int(limit_bytes)
+        self.used_bytes = 0
+        self.peak_bytes = 0
+        self._lock = threading.Lock()
+
+    def reserve(self, size: int) -> bool:
+        with self._lock:
+            if self.used_bytes + size > self.limit_bytes:
+                return False
+            self.used_bytes += size
+            self.peak_bytes = max(self.peak_bytes, self.used_bytes)
+            return True
+
+    def release(self, size: int) -> None:
+        with self._lock:
+            self.used_bytes = max(0, self.used_bytes - size)
 
 
 @dataclass(frozen=True)
@@ -72,8 +121,11 @@ def parse_header(data: bytes | bytearray | memoryview, max_body_size: int = DEFA
     if version not in (1, 2):
         raise FramingError("header.V", f"header version {version} is not supported (1 or 2)")
     message_type = _type_name(type_raw)
-    if body_size > max_body_size:
-        raise MessageTooLarge("header.BODY_SIZE", f"{body_size} bytes exceed the limit of {max_body_size}")
+    limit = body_limit(message_type, version, max_body_size)
+    if body_size > limit:
+        raise MessageTooLarge(
+            f"{message_type}.BODY_SIZE", f"{body_size} bytes exceed the limit of {limit} for {message_type}"
+        )
     end = name_raw.find(b"\0")
     name_bytes = name_raw if end < 0 else name_raw[:end]
     # Invalid UTF-8 is kept (as surrogates) and refused in decode_body: the framing is still
@@ -93,7 +145,10 @@ def decode_body(header: Header, body: bytes | bytearray | memoryview, check_crc:
                 f"{header.message_type}.CRC",
                 f"body CRC-64 {actual:#018x} does not match the header's {header.crc:#018x}",
             )
-    body = bytes(body)
+    if isinstance(body, memoryview):
+        body = bytes(body)
+    elif isinstance(body, mmap.mmap) and header.version == 2:
+        body = body[:]  # the content is sliced out below: bytes do that without a second map
     message_id, metadata = 0, {}
     content = body
     if header.version == 2:
@@ -223,47 +278,130 @@ def decode(
     return decode_body(header, memoryview(data)[HEADER_SIZE:], check_crc)
 
 
+_MAPPED_BODY_SIZE = 1 << 20
+
+
+def _body_buffer(size: int):
+    """A zeroed, writable buffer for a body: large ones as an anonymous memory map, whose pages
+    cost memory only once the peer's bytes are written into them (a bytearray is zeroed, and so
+    paid for, in full at once)."""
+    if size < _MAPPED_BODY_SIZE:
+        return bytearray(size)
+    return mmap.mmap(-1, size)
+
+
 class StreamReader:
     """Split a byte stream into messages. Feed it whatever the socket returns.
 
     ``feed`` yields a Message for each good message and a ProtocolError for each bad one whose
     size was still known (the stream goes on). A FramingError is raised: the caller must drop the
-    connection. Memory stays bounded by ``max_body_size`` plus one read.
+    connection. Memory stays bounded: BODY_SIZE is held to the type's limit (:func:`body_limit`;
+    an IMAGE also to the size its image header declares), the body's buffer is allocated once and
+    filled in place (pages the peer has not sent cost nothing), and with a ``budget`` all readers
+    together hold at most its limit (a message that would exceed it is refused).
     """
 
-    def __init__(self, max_body_size: int = DEFAULT_MAX_BODY_SIZE, check_crc: bool = True):
+    def __init__(
+        self,
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        check_crc: bool = True,
+        budget: ByteBudget | None = None,
+    ):
         self.max_body_size = max_body_size
         self.check_crc = check_crc
-        self._buffer = bytearray()
+        self.budget = budget
+        self._head = bytearray()
         self._header: Header | None = None
+        self._body: bytearray | None = None
+        self._filled = 0
+        self._reserved = 0
+        self._image_checked = False
 
     @property
     def pending_bytes(self) -> int:
         """Bytes of an incomplete message held (0 between messages)."""
-        return len(self._buffer) + (HEADER_SIZE if self._header else 0)
+        return len(self._head) + (HEADER_SIZE + self._filled if self._header else 0)
 
     @property
     def bytes_needed(self) -> int:
         """How many more bytes complete the message being read."""
         if self._header is None:
-            return HEADER_SIZE - len(self._buffer)
-        return self._header.body_size - len(self._buffer)
+            return HEADER_SIZE - len(self._head)
+        return self._header.body_size - self._filled
+
+    @property
+    def message_in_progress(self) -> Header | None:
+        return self._header
+
+    def close(self) -> None:
+        """Give back what the message in progress reserved (the connection is gone)."""
+        self._release()
+        self._header, self._body, self._filled = None, None, 0
+
+    def _release(self) -> None:
+        if self.budget is not None and self._reserved:
+            self.budget.release(self._reserved)
+        self._reserved = 0
+
+    def _start(self, header: Header) -> None:
+        if self.budget is not None and header.body_size:
+            if not self.budget.reserve(header.body_size):
+                raise MessageTooLarge(
+                    f"{header.message_type}.BODY_SIZE",
+                    f"{header.body_size} bytes would exceed the {self.budget.limit_bytes} bytes "
+                    "all connections together may hold",
+                )
+            self._reserved = header.body_size
+        self._header = header
+        self._body = _body_buffer(header.body_size)
+        self._filled = 0
+        self._image_checked = header.message_type != "IMAGE" or header.body_size == 0
+
+    def _check_image_size(self) -> None:
+        """An IMAGE's BODY_SIZE against the size its image header declares."""
+        header = self._header
+        offset = EXTENDED_HEADER_SIZE if header.version == 2 else 0
+        if self._filled < offset + _IMAGE_HEADER_SIZE and self._filled < header.body_size:
+            return
+        self._image_checked = True
+        if header.body_size < offset + _IMAGE_HEADER_SIZE:
+            return  # too short to hold an image header: decoding reports it, the stream goes on
+        declared = image_body_size(memoryview(self._body)[offset : offset + _IMAGE_HEADER_SIZE])
+        if declared is None:
+            return
+        extra = header.body_size - offset - declared
+        if extra < 0 or extra > (V2_EXTRA_SIZE if header.version == 2 else 0):
+            raise FramingError(
+                "IMAGE.BODY_SIZE",
+                f"{header.body_size} bytes, but the image header declares {declared} bytes of content",
+            )
 
     def feed(self, data: bytes | bytearray | memoryview) -> Iterator[Message | ProtocolError]:
-        self._buffer += data
+        view = memoryview(data).cast("B")
+        position = 0
         while True:
             if self._header is None:
-                if len(self._buffer) < HEADER_SIZE:
+                take = min(HEADER_SIZE - len(self._head), len(view) - position)
+                self._head += view[position : position + take]
+                position += take
+                if len(self._head) < HEADER_SIZE:
                     return
-                self._header = parse_header(self._buffer, self.max_body_size)
-                del self._buffer[:HEADER_SIZE]
+                header = parse_header(self._head, self.max_body_size)
+                self._head = bytearray()
+                self._start(header)
             header = self._header
-            if len(self._buffer) < header.body_size:
+            take = min(header.body_size - self._filled, len(view) - position)
+            if take:
+                self._body[self._filled : self._filled + take] = view[position : position + take]
+                self._filled += take
+                position += take
+            if not self._image_checked:
+                self._check_image_size()
+            if self._filled < header.body_size:
                 return
-            with memoryview(self._buffer) as view:
-                body = bytes(view[: header.body_size])  # one copy; the view is released before del
-            del self._buffer[: header.body_size]
-            self._header = None
+            body = self._body
+            self._release()
+            self._header, self._body, self._filled = None, None, 0
             try:
                 yield decode_body(header, body, self.check_crc)
             except ProtocolError as error:

@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from CryoAblationLogic.igtl.messages import ImageMessage, Message, NdArrayMessage, RawMessage, SensorMessage
+from CryoAblationLogic.igtl.messages import Message
 
 COALESCED_TYPES = frozenset({"IMAGE", "TRANSFORM", "POSITION"})
 
@@ -36,8 +36,10 @@ class Received:
 
 @dataclass(frozen=True)
 class LinkEvent:
-    """A change of the link: ``kind`` is "connected", "disconnected" or "error" (a message that
-    was dropped because it broke the protocol; ``detail`` says why)."""
+    """A change of the link: ``kind`` is "connected", "disconnected", "unreachable" (a client's
+    attempt to connect failed; ``detail`` says why, e.g. "connection refused"; it keeps trying) or
+    "error" (a message dropped because it broke the protocol or a limit, a refused peer, a journal
+    fault; ``detail`` says why)."""
 
     kind: str
     connection_id: int
@@ -53,16 +55,7 @@ def approximate_size(item: Item) -> int:
     """Bytes an item holds (for the inbox's memory bound)."""
     if isinstance(item, LinkEvent):
         return 256
-    message = item.message
-    if isinstance(message, ImageMessage):
-        return 512 + message.voxels.nbytes
-    if isinstance(message, NdArrayMessage):
-        return 512 + message.array.nbytes
-    if isinstance(message, SensorMessage):
-        return 512 + message.values.nbytes
-    if isinstance(message, RawMessage):
-        return 512 + len(message.content)
-    return 512 + sum(len(v) for v in getattr(message, "__dict__", {}).values() if isinstance(v, (str, bytes)))
+    return 512 + item.message.payload_nbytes
 
 
 class Inbox:

@@ -13,13 +13,20 @@ also when no peer is connected (it then returns 0).
 
 Plain OpenIGTLink has no keep-alive: a peer that vanishes without closing is found by TCP
 keep-alive or by ``idle_timeout_s``; a message that stops half-way is dropped after
-``stall_timeout_s`` together with its connection, so a corrupt BODY_SIZE cannot hang the link.
+``stall_timeout_s`` together with its connection, so a corrupt BODY_SIZE cannot hang the link, and
+so is one that arrives slower than ``min_rate_bytes_per_s`` (a peer trickling a byte now and then
+cannot hold a buffer open; every message may take ``MESSAGE_TIME_FLOOR_S``). ``budget`` caps the
+bytes of incomplete messages all connections hold together. A server may take peers from an
+allow-list only (``allowed_peers``) and keep one connection, a new one from an allowed peer
+replacing the old (``replace_stale``): nobody can squat the port.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import ipaddress
+import math
 import selectors
 import socket
 import threading
@@ -27,12 +34,16 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from CryoAblationLogic.igtl.codec import DEFAULT_MAX_BODY_SIZE, StreamReader, encode
+from CryoAblationLogic.igtl.codec import DEFAULT_MAX_BODY_SIZE, ByteBudget, StreamReader, encode
 from CryoAblationLogic.igtl.errors import FramingError, ProtocolError
 from CryoAblationLogic.igtl.inbox import Inbox, LinkEvent, Received
 from CryoAblationLogic.igtl.messages import Message, timestamp_from_seconds
 
 DEFAULT_PORT = 18944
+LOOPBACK_PEERS = ("127.0.0.0/8", "::1")
+DEFAULT_MIN_RATE_BYTES_PER_S = 256 * 1024  # an image of 100 MiB may take up to 400 s ...
+MESSAGE_TIME_FLOOR_S = 30.0  # ... and any message 30 s
+_REFUSAL_REPORT_S = 10.0  # one "refused" event per address in this time (a flood stays quiet)
 _READ_CHUNK = 1 << 20
 _WRITE_BATCH = 256 * 1024
 
@@ -49,6 +60,7 @@ class _Connection:
         self.outgoing_bytes = 0
         self.last_receive = time.monotonic()
         self.partial = False  # part of a message received, the rest still to come
+        self.message_started = 0.0  # monotonic time the message in progress began
         self.writing = False
 
 
@@ -66,6 +78,8 @@ class _Endpoint:
         idle_timeout_s: float | None,
         max_outgoing_bytes: int,
         listener: Listener | None,
+        budget: ByteBudget | None = None,
+        min_rate_bytes_per_s: float = DEFAULT_MIN_RATE_BYTES_PER_S,
     ):
         if max_header_version not in (1, 2):
             raise ValueError("max_header_version must be 1 or 2")
@@ -77,6 +91,8 @@ class _Endpoint:
         self.idle_timeout_s = idle_timeout_s
         self.max_outgoing_bytes = max_outgoing_bytes
         self.listener = listener
+        self.budget = budget
+        self.min_rate_bytes_per_s = float(min_rate_bytes_per_s)
         self.received_count = 0
         self.error_count = 0
         self._selector = selectors.DefaultSelector()
@@ -184,7 +200,7 @@ class _Endpoint:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         with self._lock:
             connection = _Connection(
-                sock, self._next_id, peer, StreamReader(self.max_body_size, self.check_crc)
+                sock, self._next_id, peer, StreamReader(self.max_body_size, self.check_crc, self.budget)
             )
             self._next_id += 1
             self._connections[connection.connection_id] = connection
@@ -200,6 +216,7 @@ class _Endpoint:
             self._selector.unregister(connection.sock)
         with contextlib.suppress(OSError):
             connection.sock.close()
+        connection.reader.close()  # what its unfinished message reserved goes back to the budget
         self._event("disconnected", connection, reason)
 
     def _close_all(self) -> None:
@@ -220,8 +237,11 @@ class _Endpoint:
             self._close(connection, "peer closed the connection")
             return
         connection.last_receive = time.monotonic()
+        if not connection.partial:
+            connection.message_started = connection.last_receive
         try:
             for item in connection.reader.feed(data):
+                connection.message_started = time.monotonic()  # the next message starts now
                 if isinstance(item, ProtocolError):
                     self._event("error", connection, str(item))
                     continue
@@ -230,8 +250,16 @@ class _Endpoint:
                 if self.listener is not None:
                     try:
                         self.listener(received)
-                    except Exception as error:  # a faulty listener must not stop the link
-                        self._event("error", connection, f"listener failed: {error!r}")
+                    except Exception as error:  # a faulty listener must not stop the link ...
+                        # ... but what it could not journal is not used (a replay must see it too)
+                        self._event(
+                            "error",
+                            connection,
+                            f"{item.message_type} {item.device_name!r} dropped, not journaled: {error!r}"[
+                                :400
+                            ],
+                        )
+                        continue
                 if not self.inbox.put(received, self._stop.is_set):
                     return
         except FramingError as error:
@@ -305,9 +333,23 @@ class _Endpoint:
         now = time.monotonic()
         for connection in connections:
             silent_s = now - connection.last_receive
+            header = connection.reader.message_in_progress if connection.partial else None
+            allowed_s = (
+                max(MESSAGE_TIME_FLOOR_S, self.stall_timeout_s, header.body_size / self.min_rate_bytes_per_s)
+                if header is not None
+                else None
+            )
             if connection.partial and silent_s > self.stall_timeout_s:  # a slow but moving image is fine
                 self._event("error", connection, f"message incomplete, no byte for {self.stall_timeout_s} s")
                 self._close(connection, "message stalled")
+            elif allowed_s is not None and now - connection.message_started > allowed_s:
+                self._event(
+                    "error",
+                    connection,
+                    f"{header.message_type} of {header.body_size} bytes not complete after {allowed_s:.0f} s "
+                    f"(slower than {self.min_rate_bytes_per_s / 1024:.0f} KiB/s)",
+                )
+                self._close(connection, "message too slow")
             elif self.idle_timeout_s is not None and silent_s > self.idle_timeout_s:
                 self._close(connection, f"nothing received for {self.idle_timeout_s} s")
 
@@ -324,9 +366,44 @@ class _Endpoint:
         raise NotImplementedError
 
 
+def _address_matcher(peers):
+    """A test ``address → allowed`` for an allow-list of addresses, networks ("10.0.0.0/24") or
+    host names (resolved now); None allows everyone."""
+    if peers is None:
+        return None
+    networks = []
+    for peer in peers:
+        try:
+            networks.append(ipaddress.ip_network(peer, strict=False))
+        except ValueError:  # a host name: its addresses now
+            try:
+                infos = socket.getaddrinfo(peer, None, proto=socket.IPPROTO_TCP)
+            except OSError as error:
+                raise ProtocolError(
+                    "allowed peers", f"{peer!r} is not an address or a known host: {error}"
+                ) from None
+            networks += [ipaddress.ip_network(info[4][0]) for info in infos]
+
+    def allowed(address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address.split("%", maxsplit=1)[0])
+        except ValueError:
+            return False
+        mapped = getattr(ip, "ipv4_mapped", None)
+        candidates = [ip] + ([mapped] if mapped is not None else [])
+        return any(c in network for c in candidates for network in networks if c.version == network.version)
+
+    return allowed
+
+
 class Server(_Endpoint):
-    """OpenIGTLink server for several clients at once (each gets a ``connection_id``); clients
-    beyond ``max_connections`` are turned away (closed at once, reported as an error event)."""
+    """OpenIGTLink server for several clients at once (each gets a ``connection_id``).
+
+    ``allowed_peers``: addresses, networks or host names that may connect (None: anyone); others
+    are closed at once and reported (one event per address every 10 s). Beyond ``max_connections``
+    a new client is turned away, unless ``replace_stale``: then it replaces the oldest connection
+    (a peer that comes back after a network hiccup must not find its own dead connection in the
+    way, and nobody can squat the port)."""
 
     def __init__(
         self,
@@ -342,6 +419,10 @@ class Server(_Endpoint):
         max_outgoing_bytes: int = 256 * 1024 * 1024,
         listener: Listener | None = None,
         max_connections: int = 32,
+        allowed_peers=None,
+        replace_stale: bool = False,
+        budget: ByteBudget | None = None,
+        min_rate_bytes_per_s: float = DEFAULT_MIN_RATE_BYTES_PER_S,
     ):
         super().__init__(
             inbox=inbox,
@@ -352,8 +433,15 @@ class Server(_Endpoint):
             idle_timeout_s=idle_timeout_s,
             max_outgoing_bytes=max_outgoing_bytes,
             listener=listener,
+            budget=budget,
+            min_rate_bytes_per_s=min_rate_bytes_per_s,
         )
         self.max_connections = max_connections
+        self.allowed_peers = None if allowed_peers is None else tuple(allowed_peers)
+        self._allowed = _address_matcher(self.allowed_peers)
+        self.replace_stale = replace_stale
+        self.refused_count = 0
+        self._refusals_reported: dict[str, float] = {}
         self.host = host
         self._requested_port = port
         self._listening: socket.socket | None = None
@@ -391,17 +479,30 @@ class Server(_Endpoint):
         except OSError:
             return
         peer = f"{address[0]}:{address[1]}"
-        if len(self._connections) >= self.max_connections:
-            sock.close()
-            self.error_count += 1
-            self.inbox.put(
-                LinkEvent(
-                    "error", 0, peer, f"refused: already {self.max_connections} connections", time.time()
-                ),
-                self._stop.is_set,
-            )
+        if self._allowed is not None and not self._allowed(address[0]):
+            self._refuse(sock, address[0], peer, f"refused: {address[0]} is not an allowed peer")
             return
+        if len(self._connections) >= self.max_connections:
+            if not self.replace_stale:
+                self._refuse(sock, address[0], peer, f"refused: already {self.max_connections} connections")
+                return
+            with self._lock:
+                oldest = min(self._connections.values(), key=lambda c: c.connection_id)
+            self._close(oldest, f"replaced by a new connection from {peer}")
         self._add_connection(sock, peer)
+
+    def _refuse(self, sock: socket.socket, address: str, peer: str, reason: str) -> None:
+        with contextlib.suppress(OSError):
+            sock.close()
+        self.refused_count += 1
+        now = time.monotonic()
+        if now - self._refusals_reported.get(address, -math.inf) < _REFUSAL_REPORT_S:
+            return  # reported a moment ago: a flood of connections is not a flood of events
+        if len(self._refusals_reported) > 1024:
+            self._refusals_reported.clear()
+        self._refusals_reported[address] = now
+        self.error_count += 1
+        self.inbox.put(LinkEvent("error", 0, peer, reason, time.time()), self._stop.is_set)
 
     def _run(self) -> None:
         try:
@@ -435,6 +536,8 @@ class Client(_Endpoint):
         idle_timeout_s: float | None = None,
         max_outgoing_bytes: int = 256 * 1024 * 1024,
         listener: Listener | None = None,
+        budget: ByteBudget | None = None,
+        min_rate_bytes_per_s: float = DEFAULT_MIN_RATE_BYTES_PER_S,
     ):
         super().__init__(
             inbox=inbox,
@@ -445,12 +548,30 @@ class Client(_Endpoint):
             idle_timeout_s=idle_timeout_s,
             max_outgoing_bytes=max_outgoing_bytes,
             listener=listener,
+            budget=budget,
+            min_rate_bytes_per_s=min_rate_bytes_per_s,
         )
         self.host = host
         self.port = port
         self.reconnect_interval_s = reconnect_interval_s
         self.connect_timeout_s = connect_timeout_s
         self.connect_count = 0
+        self.attempts_failed = 0
+        self.last_failure: str | None = None  # why the last attempt to connect failed (None: connected)
+
+    def _unreachable(self, error: OSError) -> None:
+        """Report a failed attempt at once, and again whenever the reason changes (a retry every
+        ``reconnect_interval_s`` is not an event each time)."""
+        self.attempts_failed += 1
+        reason = (error.strerror or str(error) or type(error).__name__).lower()
+        if isinstance(error, (TimeoutError, socket.timeout)):
+            reason = f"no answer within {self.connect_timeout_s:g} s"
+        if reason != self.last_failure:
+            self.last_failure = reason
+            self.inbox.put(
+                LinkEvent("unreachable", 0, f"{self.host}:{self.port}", reason, time.time()),
+                self._stop.is_set,
+            )
 
     def start(self) -> None:
         self._start_thread(f"igtl-client-{self.host}:{self.port}")
@@ -477,9 +598,11 @@ class Client(_Endpoint):
                         sock = socket.create_connection(
                             (self.host, self.port), timeout=self.connect_timeout_s
                         )
-                    except OSError:
+                    except OSError as error:
+                        self._unreachable(error)
                         self._stop.wait(self.reconnect_interval_s)
                         continue
+                    self.last_failure = None
                     self.connect_count += 1
                     self._add_connection(sock, f"{self.host}:{self.port}")
                 self._service_guarded()

@@ -16,11 +16,13 @@ in kelvin.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from CryoAblationLogic.core.coordinates import RAS_TO_LPS_MATRIX_4X4
 from CryoAblationLogic.core.errors import InputError
 from CryoAblationLogic.igtl.messages import (
     ImageMessage,
@@ -40,12 +42,19 @@ SCANNER_COMMANDS = ("START_UP", "START_SEQUENCE", "STOP_SEQUENCE", "START_SCAN",
 CONSOLE_STATUS_DEVICE = "Cryo"
 CONSOLE_STATE_DEVICE = "CryoState"
 STATUS_OK = 1
-_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
-_PROBE_POSE = re.compile(r"^Probe(\d+)ToScanner$")
-_PROBE_TEMP = re.compile(r"^Probe(\d+)Temp$")
+# Bounds on what a peer may send (a number outside them makes the message unrecognised, never an
+# exception): probe numbers, temperatures, text to parse, positions.
+MAX_PROBE_NUMBER = 99
+MIN_TEMPERATURE_C, MAX_TEMPERATURE_C = -273.15, 1000.0
+MAX_TEMPERATURE_TEXT = 4096  # characters of a STRING ProbeTemps
+MAX_JSON_DEPTH = 4
+MAX_POSITION_MM = 10_000.0  # 10 m from the scanner's origin: no probe is farther
+_PROBE_POSE = re.compile(r"^Probe(\d{1,3})ToScanner$")
+_PROBE_TEMP = re.compile(r"^Probe(\d{1,3})Temp$")
 _ACK = re.compile(r"^ACK_(.+)$")
 _STATE = re.compile(
-    r"^\s*(FREEZE|THAW|OFF|IDLE)\s+(?:PROBE\s*)?(\d+)(?:\s+(PASSIVE|ACTIVE|\d+(?:\.\d+)?\s*%))?\s*$",
+    r"^\s*(FREEZE|THAW|OFF|IDLE)\s+(?:PROBE\s*)?(\d{1,3})"
+    r"(?:\s+(PASSIVE|ACTIVE|\d{1,3}(?:\.\d{1,6})?\s*%))?\s*$",
     re.IGNORECASE,
 )
 
@@ -173,24 +182,73 @@ def parse_probe_state(text: str, source: str, arrival_time_s: float) -> ProbeSta
         raise InputError(f"{source}.text", f"flow {flow} % outside 0 … 100 in {text!r}")
     if mode is not None and action != "thaw":
         raise InputError(f"{source}.text", f"{mode} applies to THAW only: {text!r}")
-    return ProbeStateChange(int(match.group(2)), action, mode, flow, source, arrival_time_s)
+    return ProbeStateChange(_probe_number(match.group(2), source), action, mode, flow, source, arrival_time_s)
+
+
+def _probe_number(text: str, key: str) -> int:
+    """A probe number 1 … MAX_PROBE_NUMBER from (at most a few) digits."""
+    if not (isinstance(text, str) and text.isdigit() and len(text) <= 3):
+        raise InputError(key, f"probe number {text[:20]!r} is not 1 … {MAX_PROBE_NUMBER}")
+    number = int(text)
+    if not 1 <= number <= MAX_PROBE_NUMBER:
+        raise InputError(key, f"probe number {number} is not 1 … {MAX_PROBE_NUMBER}")
+    return number
+
+
+def _temperature(value, key: str) -> float:
+    """A temperature (°C) within physical bounds; NaN is kept (a sensor's "no reading")."""
+    if isinstance(value, bool):
+        raise InputError(key, f"{value!r} is not a temperature")
+    try:
+        value = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(key, f"{str(value)[:40]!r} is not a temperature") from None
+    if math.isnan(value):
+        return value
+    if not MIN_TEMPERATURE_C <= value <= MAX_TEMPERATURE_C:
+        raise InputError(key, f"{value:g} °C is outside {MIN_TEMPERATURE_C:g} … {MAX_TEMPERATURE_C:g} °C")
+    return value
+
+
+def _json_depth_ok(text: str) -> bool:
+    depth = 0
+    for char in text:
+        if char in "[{":
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                return False
+        elif char in "]}":
+            depth -= 1
+    return True
+
+
+def _bounded_number(text: str) -> float:
+    if len(text) > 32:
+        raise ValueError(f"number {text[:20]}… has too many digits")
+    return float(text)
 
 
 def _temperatures_from_text(text: str) -> dict[int, float]:
     text = text.strip()
+    if len(text) > MAX_TEMPERATURE_TEXT:
+        raise InputError("ProbeTemps", f"{len(text)} characters, at most {MAX_TEMPERATURE_TEXT}")
     if text.startswith("{"):
+        if not _json_depth_ok(text):
+            raise InputError("ProbeTemps", f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise InputError("ProbeTemps", f"not valid JSON: {error}") from None
-        try:
-            return {int(k): float(v) for k, v in data.items()}
-        except (TypeError, ValueError) as error:
-            raise InputError("ProbeTemps", f"must map probe numbers to °C: {error}") from None
-    try:
-        return {n + 1: float(v) for n, v in enumerate(text.split(","))}
-    except ValueError as error:
-        raise InputError("ProbeTemps", f"must be comma-separated °C values: {error}") from None
+            data = json.loads(text, parse_int=_bounded_number, parse_float=_bounded_number)
+        except (ValueError, RecursionError) as error:  # JSONDecodeError is a ValueError
+            raise InputError("ProbeTemps", f"not valid JSON: {str(error)[:200]}") from None
+        if not isinstance(data, dict):
+            raise InputError("ProbeTemps", "must map probe numbers to °C")
+        return {
+            _probe_number(k.strip(), "ProbeTemps"): _temperature(v, f"ProbeTemps[{k[:8]}]")
+            for k, v in data.items()
+        }
+    values = text.split(",")
+    if len(values) > MAX_PROBE_NUMBER:
+        raise InputError("ProbeTemps", f"{len(values)} values, at most {MAX_PROBE_NUMBER} probes")
+    return {n + 1: _temperature(v.strip(), f"ProbeTemps[{n + 1}]") for n, v in enumerate(values)}
 
 
 def interpret(message: Message, arrival_time_s: float = 0.0) -> list[Event]:
@@ -199,14 +257,19 @@ def interpret(message: Message, arrival_time_s: float = 0.0) -> list[Event]:
     if isinstance(message, ImageMessage):
         matrix = message.ijk_to_world
         if message.coordinate_system == "LPS":
-            matrix = _LPS_TO_RAS @ matrix
+            matrix = RAS_TO_LPS_MATRIX_4X4 @ matrix  # the same flip both ways
         if message.size != tuple(message.voxels.shape[:3]):
             return [Unrecognised("IMAGE", name, "sub-volume updates are not applied", t)]
         return [ScannerImage(name, message.voxels, matrix, message.timestamp_s, t)]
     if isinstance(message, TransformMessage):
         match = _PROBE_POSE.match(name)
         if match:
-            return [ProbePose(int(match.group(1)), message.matrix, message.timestamp_s, t)]
+            if not np.all(np.abs(message.matrix[:3, 3]) <= MAX_POSITION_MM):
+                raise InputError(
+                    f"TRANSFORM {name}", f"tip farther than {MAX_POSITION_MM:g} mm from the origin"
+                )
+            number = _probe_number(match.group(1), f"TRANSFORM {name}")
+            return [ProbePose(number, message.matrix, message.timestamp_s, t)]
         return [Unrecognised("TRANSFORM", name, "not Probe<n>ToScanner", t)]
     if isinstance(message, StatusMessage):
         if name == SCANNER_STATUS_DEVICE:
@@ -232,8 +295,11 @@ def interpret(message: Message, arrival_time_s: float = 0.0) -> list[Event]:
             return [ImageTimestamp(message.text, t)]
         return [Unrecognised("STRING", name, "unknown device", t)]
     if isinstance(message, NdArrayMessage) and name == "ProbeTemps":
+        if message.array.dtype.kind not in "iuf" or message.array.size > MAX_PROBE_NUMBER:
+            raise InputError("NDARRAY ProbeTemps", f"must be at most {MAX_PROBE_NUMBER} real numbers (°C)")
         values = np.asarray(message.array, dtype=np.float64).reshape(-1)
-        return [ProbeTemperatures({n + 1: float(v) for n, v in enumerate(values)}, message.timestamp_s, t)]
+        temperatures = {n + 1: _temperature(v, f"ProbeTemps[{n + 1}]") for n, v in enumerate(values)}
+        return [ProbeTemperatures(temperatures, message.timestamp_s, t)]
     if isinstance(message, SensorMessage):
         match = _PROBE_TEMP.match(name)
         if match and message.values.size >= 1:
@@ -241,21 +307,26 @@ def interpret(message: Message, arrival_time_s: float = 0.0) -> list[Event]:
                 raise InputError(
                     f"SENSOR {name}.unit", f"temperatures must be in kelvin, got unit {message.unit:#x}"
                 )
-            value_c = float(kelvin_to_celsius(message.values[0]))
-            return [ProbeTemperatures({int(match.group(1)): value_c}, message.timestamp_s, t)]
+            value_c = _temperature(kelvin_to_celsius(message.values[0]), f"SENSOR {name}")
+            number = _probe_number(match.group(1), f"SENSOR {name}")
+            return [ProbeTemperatures({number: value_c}, message.timestamp_s, t)]
         if not match and message.unit == KELVIN and message.values.size >= 1:
-            values = tuple(float(kelvin_to_celsius(v)) for v in message.values)
+            values = tuple(_temperature(kelvin_to_celsius(v), f"SENSOR {name}") for v in message.values)
             return [SensorReading(name, values, message.timestamp_s, t)]
     return [Unrecognised(message.message_type, name, "no convention for it", t)]
 
 
 def interpret_or_unrecognised(message: Message, arrival_time_s: float = 0.0) -> list[Event]:
     """:func:`interpret`, with a message that breaks a convention (InputError) as one
-    :class:`Unrecognised` event saying why: a bad message costs that message only."""
+    :class:`Unrecognised` event saying why: a bad message costs that message only (so does one
+    that trips a fault in the interpretation itself)."""
     try:
         return interpret(message, arrival_time_s)
     except InputError as error:
         return [Unrecognised(message.message_type, message.device_name, str(error), arrival_time_s)]
+    except Exception as error:  # a fault on this message, never the end of the session
+        reason = f"fault while interpreting: {error!r}"[:300]
+        return [Unrecognised(message.message_type, message.device_name, reason, arrival_time_s)]
 
 
 # ---------------------------------------------------------------------------------------------

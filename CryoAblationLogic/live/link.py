@@ -11,9 +11,16 @@ into typed events for the thread that polls them (Slicer: a ``qt.QTimer``; no Qt
     link.stop()
 
 Every message in and out, and every connect/disconnect, is journaled (incoming ones on the network
-thread as they arrive, so coalescing of image frames for the display never loses a journal
-record). A message that breaks a convention becomes an :class:`~.console.Unrecognised` event
-instead of an exception in the polling loop.
+thread as they arrive, before anything uses them, so coalescing of image frames for the display
+never loses a journal record; a message that cannot be journaled is dropped, not used). A message
+that breaks a convention becomes an :class:`~.console.Unrecognised` event instead of an exception
+in the polling loop.
+
+Who may talk: one scanner link and one console link. Where we listen, only the endpoint's
+``peers`` may connect (default: this machine — loopback and the listen address itself), one
+connection at a time, a new one from an allowed peer replacing the old. Incomplete messages of
+both links together hold at most ``max_buffered_bytes``; a connection silent for
+``idle_timeout_s`` is closed (a client reconnects).
 """
 
 from __future__ import annotations
@@ -25,9 +32,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from CryoAblationLogic.core.errors import InputError
+from CryoAblationLogic.igtl.codec import ByteBudget
 from CryoAblationLogic.igtl.inbox import COALESCED_TYPES, Inbox, LinkEvent, Received
 from CryoAblationLogic.igtl.messages import Message, timestamp_from_seconds
-from CryoAblationLogic.igtl.transport import DEFAULT_PORT, Client, Server
+from CryoAblationLogic.igtl.transport import DEFAULT_PORT, LOOPBACK_PEERS, Client, Server
 from CryoAblationLogic.live.console import (
     CommandAck,
     CommandTracker,
@@ -40,21 +48,40 @@ from CryoAblationLogic.live.console import (
 from CryoAblationLogic.live.journal import Journal
 
 SOURCES = ("scanner", "console")
+DEFAULT_MAX_BUFFERED_BYTES = 512 * 1024**2  # incomplete messages of all connections together
+DEFAULT_IDLE_TIMEOUT_S = 300.0
+ANY_PEER = "*"
 
 
 @dataclass(frozen=True)
 class Endpoint:
-    """How to reach a peer: we listen (``role="server"``, bound to ``host``) or connect to it."""
+    """How to reach a peer: we listen (``role="server"``, bound to ``host``) or connect to it.
+
+    ``peers`` (where we listen): the addresses, networks or host names that may connect; empty:
+    this machine only (loopback and ``host`` itself); ``("*",)``: anyone."""
 
     role: str = "server"
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
+    peers: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.role not in ("server", "client"):
             raise InputError("role", f"must be 'server' or 'client', got {self.role!r}")
-        if not 0 <= self.port <= 65535:
+        if isinstance(self.port, bool) or not isinstance(self.port, int) or not 0 <= self.port <= 65535:
             raise InputError("port", f"{self.port} is not a TCP port")
+        if not isinstance(self.peers, tuple) or not all(isinstance(p, str) and p for p in self.peers):
+            raise InputError("peers", "must be a tuple of addresses or host names")
+
+    @property
+    def allowed_peers(self) -> tuple[str, ...] | None:
+        """The allow-list of a listening endpoint (None: anyone)."""
+        if ANY_PEER in self.peers:
+            return None
+        if self.peers:
+            return self.peers
+        own = () if self.host in ("", "0.0.0.0", "::") else (self.host,)
+        return (*LOOPBACK_PEERS, *own)
 
 
 @dataclass(frozen=True)
@@ -74,24 +101,49 @@ class LiveLink:
         console: Endpoint | None = None,
         command_timeout_s: float = 5.0,
         coalesce: frozenset[str] = COALESCED_TYPES,
+        max_buffered_bytes: int = DEFAULT_MAX_BUFFERED_BYTES,
+        idle_timeout_s: float | None = DEFAULT_IDLE_TIMEOUT_S,
+        **transport_options,
     ):
         """``coalesce``: message types whose pending older copies a newer one may replace in the
-        inbox (live mode keeps every pose: only IMAGE frames are coalesced there)."""
+        inbox (live mode keeps every pose: only IMAGE frames are coalesced there).
+        ``transport_options``: passed to each :class:`~CryoAblationLogic.igtl.transport.Server`
+        or ``Client`` (``max_body_size``, ``stall_timeout_s``, ``min_rate_bytes_per_s``, ...)."""
         self.journal = journal
         self.command_timeout_s = command_timeout_s
         self.commands = {source: CommandTracker() for source in SOURCES}
         self._ids = itertools.count(1)
         self._timed_out: set[tuple[str, str]] = set()
+        self.budget = ByteBudget(max_buffered_bytes)
+        self.faults: list[LinkEvent] = []  # journal faults, shown once each by poll
         self.links: dict[str, Server | Client] = {}
+        if journal is not None:
+            journal.on_fault = self._journal_fault
         for source, endpoint in (("scanner", scanner), ("console", console)):
             if endpoint is None:
                 continue
-            listener = journal.record if journal is not None else None
-            inbox = Inbox(coalesce=coalesce)
+            listener = _journal_listener(journal, source) if journal is not None else None
+            options = {
+                "inbox": Inbox(coalesce=coalesce),
+                "listener": listener,
+                "budget": self.budget,
+                "idle_timeout_s": idle_timeout_s,
+                **transport_options,
+            }
             if endpoint.role == "server":
-                self.links[source] = Server(endpoint.port, endpoint.host, inbox=inbox, listener=listener)
+                self.links[source] = Server(
+                    endpoint.port,
+                    endpoint.host,
+                    max_connections=1,
+                    replace_stale=True,
+                    allowed_peers=endpoint.allowed_peers,
+                    **options,
+                )
             else:
-                self.links[source] = Client(endpoint.host, endpoint.port, inbox=inbox, listener=listener)
+                self.links[source] = Client(endpoint.host, endpoint.port, **options)
+
+    def _journal_fault(self, text: str) -> None:
+        self.faults.append(LinkEvent("error", 0, "journal", text, time.time()))
 
     def start(self) -> None:
         for link in self.links.values():
@@ -129,6 +181,11 @@ class LiveLink:
         """Like :meth:`poll`, with each message as received (its own time stamp, arrival time) and
         the events it carries; link events and command timeouts come with no events."""
         out: list[tuple[str, Received | LinkEvent | CommandTimeout, list[Event]]] = []
+        while self.faults:  # the journal's own faults (image budget reached), under the first link
+            fault = self.faults.pop(0)
+            if self.journal is not None:
+                self.journal.record_event(fault)
+            out.append((next(iter(self.links), "journal"), fault, []))
         for source, link in self.links.items():
             for item in link.inbox.drain(max_items):
                 if isinstance(item, LinkEvent):
@@ -145,6 +202,10 @@ class LiveLink:
                     text, sent = tracker.pending[command_id]
                     out.append((source, CommandTimeout(command_id, text, sent), []))
         return out
+
+    def received_on(self, source: str) -> bool:
+        """Whether a message ever came over this link (the monitor's "did a peer answer")."""
+        return source in self.links and self.links[source].received_count > 0
 
     def _interpret(self, source: str, item: Received) -> list[Event]:
         events = interpret_or_unrecognised(item.message, item.arrival_time_s)
@@ -186,3 +247,12 @@ class LiveLink:
             raise InputError(source, f"not connected: {message.text!r} was not sent")
         self.commands[source].sent(message, time.time())
         return message.device_name[4:]
+
+
+def _journal_listener(journal: Journal, source: str):
+    """The transport listener that journals what arrives over ``source``'s link, with its role."""
+
+    def listener(item: Received) -> None:
+        journal.record(item, link=source)
+
+    return listener

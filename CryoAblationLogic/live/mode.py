@@ -7,15 +7,22 @@ procedure clock.
 
 Procedure clock: the console's own time stamps (a message without one counts at its arrival
 time), from the first console message on (procedure time 0). Only console messages move it, and it
-never goes back: an event stamped earlier than the clock takes effect at the clock (and a time
-stamp more than an hour ahead is taken for a wrong clock: noted, the clock stays). When the
-console falls silent, :meth:`LiveSession.follow_wall_clock` moves it on with a monotonic clock, and
-journals each such move, so that a replay moves it at the same point.
+never goes back: an event stamped earlier than the clock takes effect at the clock. No message
+moves it by more than ``max_clock_step_s`` (a stamp further ahead moves it that far and is noted),
+and it stops at ``MAX_PROCEDURE_S``, so a few bytes cannot buy minutes of solver time. When the
+console falls silent, :meth:`LiveSession.follow_wall_clock` moves it on with a monotonic clock (by
+the same bounded steps), and journals each such move, so that a replay moves it at the same point.
+
+No message can end a session: what live mode cannot use in a message (a bad number, a fault in
+the solver or in interpreting it) becomes a note on that message ("message_fault", journaled and
+shown) and the session goes on. Commands that change the simulation (freeze, thaw, off, probe
+poses, and the console's clock) count only when they came over the console link (``link``
+"console", or None where the caller has no links, as in tests and old journals).
 
 Determinism: the solver stops only at the update ticks (every ``update_interval_s`` of procedure
 time), at the snapshot times of the case and at the times of applied events — all functions of the
 messages, never of when they were polled. Feeding the journaled messages again in journal order
-(:func:`replay_journal`) therefore repeats every solver step and gives the same field bit for bit.
+(:func:`feed_journal`) therefore repeats every solver step and gives the same field bit for bit.
 That holds while all console messages come over one link (their order is then the journal order)
 and TRANSFORM poses are not coalesced (the monitor keeps every pose).
 
@@ -62,13 +69,17 @@ from CryoAblationLogic.live.console import (
     ProbeTemperatures,
     ScannerImage,
     SensorReading,
+    Unrecognised,
     interpret_or_unrecognised,
 )
-from CryoAblationLogic.live.replay import record_to_message
+from CryoAblationLogic.live.journal import JournalContents, image_kept, record_to_message
 
 CONSOLE_EVENTS = (ProbePose, ProbeStateChange, ConsoleFault, ProbeTemperatures, SensorReading)
 DEFAULT_UPDATE_INTERVAL_S = 1.0
-MAX_CLOCK_JUMP_S = 3600.0  # a console time this far ahead of the clock is a wrong clock, not time passing
+MIN_UPDATE_INTERVAL_S, MAX_UPDATE_INTERVAL_S = 0.05, 600.0
+DEFAULT_MAX_CLOCK_STEP_S = 60.0  # the most one message (or one wall-clock move) advances the clock
+MAX_PROCEDURE_S = 12 * 3600.0  # the clock stops here: no procedure runs for half a day
+MAX_NOTES_PER_KIND = 200  # further notes of a kind are counted (a flooding peer cannot fill memory)
 _EPS = 1e-9
 
 
@@ -110,6 +121,7 @@ class _Settings:
     pose_tolerance_mm: float
     pose_tolerance_deg: float
     probe_names: list[str]
+    max_clock_step_s: float = DEFAULT_MAX_CLOCK_STEP_S
 
     def to_dict(self) -> dict:
         return {
@@ -117,6 +129,7 @@ class _Settings:
             "pose_tolerance_mm": self.pose_tolerance_mm,
             "pose_tolerance_deg": self.pose_tolerance_deg,
             "probe_names": list(self.probe_names),
+            "max_clock_step_s": self.max_clock_step_s,
         }
 
 
@@ -147,21 +160,33 @@ class LiveSession:
         pose_tolerance_mm: float = 0.25,
         pose_tolerance_deg: float = 0.5,
         probe_names: list[str] | None = None,
+        max_clock_step_s: float | None = None,
         journal=None,
         on_update: Callable[[LiveSession, FieldUpdate], None] | None = None,
         simulation_options: dict | None = None,
     ):
-        if not (math.isfinite(update_interval_s) and update_interval_s > 0):
-            raise InputError(
-                "update_interval_s", f"must be a positive number of seconds, got {update_interval_s}"
-            )
-        if pose_tolerance_mm < 0 or pose_tolerance_deg < 0:
-            raise InputError("pose_tolerance", "must not be negative")
-        names = [p.name for p in case.probes] if probe_names is None else list(probe_names)
+        # the settings also come from a journal (a resume or a replay): every one is checked
+        _check_number(
+            "update_interval_s", update_interval_s, MIN_UPDATE_INTERVAL_S, MAX_UPDATE_INTERVAL_S, "s"
+        )
+        _check_number("pose_tolerance_mm", pose_tolerance_mm, 0.0, 1000.0, "mm")
+        _check_number("pose_tolerance_deg", pose_tolerance_deg, 0.0, 180.0, "°")
+        if max_clock_step_s is None:  # at least one update interval, so that the clock can tick
+            max_clock_step_s = max(DEFAULT_MAX_CLOCK_STEP_S, float(update_interval_s))
+        _check_number("max_clock_step_s", max_clock_step_s, update_interval_s, 3600.0, "s")
+        names = [p.name for p in case.probes] if probe_names is None else probe_names
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise InputError("probe_names", "must be a list of the case's probe names")
         unknown = set(names) - {p.name for p in case.probes}
         if unknown:
             raise InputError("probe_names", f"not probes of the case: {sorted(unknown)}")
-        self.settings = _Settings(float(update_interval_s), pose_tolerance_mm, pose_tolerance_deg, names)
+        self.settings = _Settings(
+            float(update_interval_s),
+            float(pose_tolerance_mm),
+            float(pose_tolerance_deg),
+            list(names),
+            float(max_clock_step_s),
+        )
         self.planned_case = case
         self.case = case
         self.journal = journal
@@ -183,12 +208,15 @@ class LiveSession:
         self._ticks = 0  # update ticks reached; the next one is at (ticks + 1) × interval
         self._next_tick = self.settings.update_interval_s
         self._ignored_moves: dict[str, float] = {}  # probe → largest move noted after freezing began
+        self._sensors = {s.name: s for s in case.sensors}
         self._snapshot_times = sorted(float(t) for t in case.outputs.snapshot_times_s)
         self.snapshots: dict[float, np.ndarray] = {}
         self.updates: list[FieldUpdate] = []
         self.samples: list[SensorSample] = []
         self._last_reading: dict[str, tuple[float, float]] = {}
         self.notes: list[Note] = []
+        self.note_counts: dict[str, int] = {}  # notes of each kind, also those not kept
+        self._noted: set[tuple] = set()  # (kind, key) of notes made once (unknown sensors, ...)
         self.poses: dict[int, np.ndarray] = {}
         self.latest_image: ScannerImage | None = None
         self.image_count = 0
@@ -199,23 +227,63 @@ class LiveSession:
 
     # --- feeding ---------------------------------------------------------------------------------
 
-    def feed(self, message: Message, arrival_time_s: float, events: list[Event] | None = None) -> list[Event]:
+    def feed(
+        self,
+        message: Message,
+        arrival_time_s: float,
+        events: list[Event] | None = None,
+        link: str | None = None,
+    ) -> list[Event]:
         """One received message (``events``: what :func:`~.console.interpret` made of it, if
-        already known). Returns the events."""
+        already known; ``link``: "scanner" or "console", the link it came over). Returns the
+        events. Never raises for what a peer sent: a fault costs this message only."""
+        try:
+            return self._feed(message, arrival_time_s, events, link)
+        except Exception as error:  # a fault on this message, never the end of the session
+            reason = f"{error}" if isinstance(error, InputError) else f"{error!r}"
+            self._note(
+                "message_fault",
+                message_type=message.message_type,
+                device=message.device_name,
+                reason=reason[:300],
+            )
+            return [Unrecognised(message.message_type, message.device_name, f"fault: {reason[:300]}", 0.0)]
+
+    def _feed(self, message: Message, arrival_time_s: float, events, link) -> list[Event]:
         if events is None:
             events = interpret_or_unrecognised(message, arrival_time_s)
+        if link == "scanner" and any(isinstance(e, CONSOLE_EVENTS) for e in events):
+            # a console's command over the scanner's link (anyone who reached the scanner port)
+            self._note_once(
+                ("wrong_link", message.device_name),
+                "command_from_wrong_link",
+                device=message.device_name,
+                message_type=message.message_type,
+                link=link,
+            )
+            return [
+                Unrecognised(
+                    message.message_type, message.device_name, "console command on the scanner link", 0.0
+                )
+            ]
         sender_s = message.timestamp_s if message.timestamp_s else arrival_time_s
+        if not math.isfinite(sender_s):
+            raise InputError("arrival_time_s", f"{sender_s!r} is not a time")
         if any(isinstance(e, CONSOLE_EVENTS) for e in events):
             self.console_messages += 1
             if self.origin_s is None:
                 self.origin_s = sender_s
             procedure_s = sender_s - self.origin_s
-            if procedure_s - self.clock_s > MAX_CLOCK_JUMP_S:
+            step = self.settings.max_clock_step_s
+            if procedure_s - self.clock_s > step:
                 self._note(
-                    "clock_jump_ignored", device=message.device_name, ahead_s=procedure_s - self.clock_s
+                    "clock_step_limited",
+                    device=message.device_name,
+                    ahead_s=procedure_s - self.clock_s,
+                    step_s=step,
                 )
-            else:
-                self._move_clock(procedure_s)
+                procedure_s = self.clock_s + step
+            self._move_clock(procedure_s)
             self._wall_ref = time.monotonic()
         for event in events:
             try:
@@ -234,8 +302,9 @@ class LiveSession:
         if silent <= silence_s:
             return False
         interval = self.settings.update_interval_s
+        silent = min(silent, self.settings.max_clock_step_s)  # the same bounded step as a message
         target = math.floor((self.clock_s + silent) / interval + _EPS) * interval
-        if target <= self.clock_s + _EPS:
+        if target <= self.clock_s + _EPS or self.clock_s >= MAX_PROCEDURE_S:
             return False
         self._wall_ref = now
         if self.journal is not None:
@@ -246,8 +315,17 @@ class LiveSession:
         return True
 
     def set_clock(self, time_s: float) -> None:
-        """Move the procedure clock to ``time_s`` (a journaled wall-clock move, in a replay)."""
-        self._move_clock(time_s)
+        """Move the procedure clock to ``time_s`` (a journaled wall-clock move, in a replay): at
+        most ``max_clock_step_s`` ahead, as live mode moved it (InputError otherwise)."""
+        if isinstance(time_s, bool) or not isinstance(time_s, (int, float)) or not math.isfinite(time_s):
+            raise InputError("clock.time_s", f"{time_s!r} is not a time")
+        if time_s - self.clock_s > self.settings.max_clock_step_s + _EPS:
+            raise InputError(
+                "clock.time_s",
+                f"{time_s:g} s is {time_s - self.clock_s:g} s ahead of the clock; live mode moves it "
+                f"at most {self.settings.max_clock_step_s:g} s at a time",
+            )
+        self._move_clock(float(time_s))
 
     def finish(self) -> None:
         """Bring the solver to the procedure clock (end of the session)."""
@@ -257,6 +335,9 @@ class LiveSession:
     # --- the clock and the solver ---------------------------------------------------------------
 
     def _move_clock(self, time_s: float) -> None:
+        if time_s > MAX_PROCEDURE_S:
+            self._note_once(("procedure_end",), "clock_at_limit", limit_s=MAX_PROCEDURE_S)
+            time_s = MAX_PROCEDURE_S
         if time_s <= self.clock_s:
             return
         self.clock_s = time_s
@@ -294,10 +375,23 @@ class LiveSession:
 
     def _note(self, what: str, **detail) -> Note:
         note = Note(self.clock_s, what, detail)
+        count = self.note_counts.get(what, 0) + 1
+        self.note_counts[what] = count
+        if count > MAX_NOTES_PER_KIND:  # counted, not kept: a flood of bad messages stays bounded
+            return note
         self.notes.append(note)
         if self.journal is not None:
-            self.journal.record_note(what, {"time_s": self.clock_s, **detail})
+            try:
+                self.journal.record_note(what, {"time_s": self.clock_s, **detail})
+            except (InputError, OSError) as error:  # a closed or full journal: the note stays here
+                self.notes.append(Note(self.clock_s, "journal_fault", {"reason": str(error)[:300]}))
         return note
+
+    def _note_once(self, key: tuple, what: str, **detail) -> None:
+        """A note made the first time only (a set lookup: linear in the messages)."""
+        if key not in self._noted:
+            self._noted.add(key)
+            self._note(what, **detail)
 
     def probe_name(self, number: int) -> str | None:
         names = self.settings.probe_names
@@ -357,8 +451,7 @@ class LiveSession:
             spec, tip_mm=tuple(float(v) for v in tip), entry_mm=tuple(float(v) for v in entry)
         )
         if not all(self.case.grid.contains_ras(end) for end in (tip, *probes[index].active_segment_mm())):
-            if not any(n.what == "probe_outside_grid" and n.detail["probe"] == name for n in self.notes):
-                self._note("probe_outside_grid", probe=name, tip_mm=tip.tolist())
+            self._note_once(("outside", name), "probe_outside_grid", probe=name, tip_mm=tip.tolist())
             return
         self._rebuild(replace(self.case, probes=probes))
         self._note("probe_moved", probe=name, moved_mm=moved_mm, turned_deg=turned_deg, tip_mm=tip.tolist())
@@ -399,10 +492,9 @@ class LiveSession:
             )
 
     def _record_sensor(self, event: SensorReading) -> None:
-        sensor = next((s for s in self.case.sensors if s.name == event.name), None)
+        sensor = self._sensors.get(event.name)
         if sensor is None:
-            if not any(n.what == "unknown_sensor" and n.detail["name"] == event.name for n in self.notes):
-                self._note("unknown_sensor", name=event.name)
+            self._note_once(("unknown_sensor", event.name), "unknown_sensor", name=event.name)
             return
         t = self._reading_time(event.time_s, event.arrival_time_s)
         predicted = self.simulation.temperature_at(sensor.position_mm)
@@ -511,37 +603,96 @@ def write_live_results(session: LiveSession, out_dir: str | Path) -> Path:
 # Replay
 
 
+SETTING_KEYS = (
+    "update_interval_s",
+    "pose_tolerance_mm",
+    "pose_tolerance_deg",
+    "probe_names",
+    "max_clock_step_s",
+)
+
+
 def session_settings(records: list[dict]) -> dict:
-    """The settings the session of a journal ran with (its first "start" record)."""
+    """The settings the session of a journal ran with (its first "start" record), checked for
+    their keys (their values are checked by :class:`LiveSession`)."""
     for record in records:
         if record.get("kind") == "live" and record.get("note") == "start":
-            return dict(record["detail"]["settings"])
+            settings = record["detail"].get("settings")
+            if not isinstance(settings, dict):
+                raise InputError("journal start record", "has no settings object")
+            unknown = set(settings) - set(SETTING_KEYS)
+            if unknown:
+                raise InputError("journal start record", f"unknown settings {sorted(unknown)}")
+            return dict(settings)
     raise InputError("journal", "has no live-mode start record (not written by a monitor session)")
 
 
-def replay_journal(session: LiveSession, contents, start_index: int = 0) -> int:
-    """Feed a journal's incoming messages (and its journaled wall-clock moves) into ``session``
-    in journal order; returns how many messages were fed."""
-
-    records = contents.records[start_index:]
-    clock_moves = sorted(
-        (r["detail"]["after_console_messages"], r["detail"]["time_s"])
-        for r in records
-        if r.get("kind") == "live" and r.get("note") == "clock"
+def session_for_journal(case: Case, contents: JournalContents, on_update=None) -> LiveSession:
+    """A session with the settings a journal's session ran with; a bad start record is an
+    InputError naming its line."""
+    index = next(
+        (n for n, r in enumerate(contents.records) if r["kind"] == "live" and r["note"] == "start"), None
     )
+    if index is None:
+        raise InputError("journal", "has no live-mode start record (not written by a monitor session)")
+    try:
+        settings = session_settings(contents.records[index:])
+        return LiveSession(case, on_update=on_update, **settings)
+    except InputError as error:
+        raise InputError(contents.where(index), str(error)) from None
+
+
+def _check_number(key: str, value, low: float, high: float, unit: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise InputError(key, f"must be a number of {unit} in {low:g} … {high:g}, got {value!r}")
+
+
+def feed_journal(session: LiveSession, contents: JournalContents, start_index: int = 0) -> int:
+    """Feed a journal's incoming messages (and its journaled wall-clock moves) into ``session``
+    in journal order; returns how many messages were fed. A record that cannot be rebuilt, or a
+    clock move live mode could not have made, is an InputError naming its line."""
+
+    indexed = list(enumerate(contents.records))[start_index:]
+    clock_moves = []
+    for index, record in indexed:
+        if record["kind"] == "live" and record["note"] == "clock":
+            detail = record["detail"]
+            after, time_s = detail.get("after_console_messages"), detail.get("time_s")
+            if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+                raise InputError(contents.where(index), f"clock record: after_console_messages {after!r}")
+            if (
+                isinstance(time_s, bool)
+                or not isinstance(time_s, (int, float))
+                or not 0 <= time_s <= MAX_PROCEDURE_S
+            ):
+                raise InputError(
+                    contents.where(index), f"clock record: time_s {time_s!r} is not 0 … {MAX_PROCEDURE_S:g} s"
+                )
+            clock_moves.append((after, float(time_s), index))
+    clock_moves.sort()
     moves = iter(clock_moves)
     pending = next(moves, None)
+
+    def move_clock(move) -> None:
+        try:
+            session.set_clock(move[1])
+        except InputError as error:
+            raise InputError(contents.where(move[2]), str(error)) from None
+
     fed = 0
-    for record in records:
-        if record.get("kind") != "message" or record.get("direction") != "in":
+    for index, record in indexed:
+        if record["kind"] != "message" or record["direction"] != "in" or not image_kept(record):
             continue
         while pending is not None and pending[0] <= session.console_messages:
-            session.set_clock(pending[1])
+            move_clock(pending)
             pending = next(moves, None)
-        message = record_to_message(record, contents.folder)
-        session.feed(message, record["arrival_time_s"])
+        try:
+            message = record_to_message(record, contents.folder)
+        except InputError as error:
+            raise InputError(contents.where(index), str(error)) from None
+        session.feed(message, record["arrival_time_s"], link=record.get("link"))
         fed += 1
     while pending is not None and pending[0] <= session.console_messages:
-        session.set_clock(pending[1])
+        move_clock(pending)
         pending = next(moves, None)
     return fed

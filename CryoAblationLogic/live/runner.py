@@ -2,7 +2,7 @@
 loop (``cryoablation monitor``), and the replay of a finished one. In a Slicer scene live mode runs
 through :mod:`.scene_link` (same :func:`open_session`, its own sources and scene nodes).
 
-    monitor = start_monitor(case, journal_path, [Endpoint("client", "127.0.0.1", 18944)])
+    monitor = start_monitor_run(case, journal_path, [Endpoint("client", "127.0.0.1", 18944)])
     while running: monitor.step(); time.sleep(0.05)
     monitor.close()                       # stop the links, feed what is left, bring the solver to the clock
     write_live_results(monitor.session, out_dir)
@@ -15,7 +15,7 @@ session goes on live, appending to the same journal.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from CryoAblationLogic.core.errors import InputError
@@ -23,7 +23,7 @@ from CryoAblationLogic.igtl.inbox import Received
 from CryoAblationLogic.io.case_file import load_case, save_case
 from CryoAblationLogic.live.journal import Journal, check_procedure_name, read_journal
 from CryoAblationLogic.live.link import Endpoint, LiveLink
-from CryoAblationLogic.live.mode import LiveSession, replay_journal, session_settings
+from CryoAblationLogic.live.mode import LiveSession, feed_journal, session_for_journal
 
 CASE_FOLDER_SUFFIX = "_case"
 LIVE_COALESCED = frozenset({"IMAGE"})  # frames may be coalesced for the display; poses never
@@ -48,21 +48,24 @@ def case_path_for(journal_path: Path) -> Path:
 
 
 @dataclass
-class Monitor:
+class MonitorRun:
     link: LiveLink
     journal: Journal
     session: LiveSession
     resumed_messages: int = 0
     silence_s: float | None = 1.0  # None: the clock follows the console only
     closed: bool = False
+    link_events: list = field(default_factory=list)  # (source, LinkEvent) since the caller last looked
 
     def step(self, max_items: int = 1000, follow_wall_clock: bool = True) -> int:
         """Feed what arrived; move the clock on if the console is silent. Returns messages fed."""
         fed = 0
-        for _, item, events in self.link.poll_received(max_items):
+        for source, item, events in self.link.poll_received(max_items):
             if isinstance(item, Received):
-                self.session.feed(item.message, item.arrival_time_s, events)
+                self.session.feed(item.message, item.arrival_time_s, events, link=source)
                 fed += 1
+            elif len(self.link_events) < 1000:  # kept for the caller to show; bounded if nobody looks
+                self.link_events.append((source, item))
         if fed == 0 and follow_wall_clock and self.silence_s:
             self.session.follow_wall_clock(self.silence_s)
         return fed
@@ -100,9 +103,8 @@ def open_session(
     case_file = case_path_for(journal_path)
     if journal_path.exists() and journal_path.stat().st_size > 0:
         contents = read_journal(journal_path)
-        settings = session_settings(contents.records)
-        session = LiveSession(load_case(case_file), on_update=on_update, **settings)
-        resumed = replay_journal(session, contents)
+        session = session_for_journal(load_case(case_file), contents, on_update)
+        resumed = feed_journal(session, contents)
         journal = Journal(folder, procedure, fsync=fsync, compress_images=compress_images)
         session.journal = journal
         journal.record_note("resume", {"time_s": session.clock_s, "messages": resumed})
@@ -116,7 +118,7 @@ def open_session(
     return journal, session, 0
 
 
-def start_monitor(
+def start_monitor_run(
     case,
     journal_path: str | Path,
     scanner: Endpoint | None,
@@ -127,7 +129,7 @@ def start_monitor(
     silence_s: float | None = 1.0,
     fsync: bool = False,
     compress_images: bool = False,
-) -> Monitor:
+) -> MonitorRun:
     """Open (or resume) the journal and the session (:func:`open_session`), start the links."""
     journal, session, resumed = open_session(
         case,
@@ -143,7 +145,7 @@ def start_monitor(
     except Exception:
         journal.close()
         raise
-    return Monitor(link, journal, session, resumed, silence_s)
+    return MonitorRun(link, journal, session, resumed, silence_s)
 
 
 def replay_procedure(journal_path: str | Path, on_update=None) -> tuple[LiveSession, bool]:
@@ -152,12 +154,13 @@ def replay_procedure(journal_path: str | Path, on_update=None) -> tuple[LiveSess
 
     journal_path = Path(journal_path)
     contents = read_journal(journal_path)
-    settings = session_settings(contents.records)
+    if not any(r["kind"] == "live" and r["note"] == "start" for r in contents.records):
+        raise InputError("journal", "has no live-mode start record (not written by a monitor session)")
     case_file = case_path_for(journal_path)
     if not case_file.is_file():
         raise InputError(str(case_file), "the case file saved beside the journal is missing")
-    session = LiveSession(load_case(case_file), on_update=on_update, **settings)
-    replay_journal(session, contents)
+    session = session_for_journal(load_case(case_file), contents, on_update)
+    feed_journal(session, contents)
     session.finish()
     return session, contents.truncated_tail
 

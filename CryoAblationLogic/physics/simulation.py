@@ -37,6 +37,7 @@ from CryoAblationLogic.physics.probe_coupling import (
     sphere_well_stencil,
 )
 from CryoAblationLogic.physics.probes import load_probe_catalog
+from CryoAblationLogic.physics.threads import use_threads
 
 # 9 float32 fields, 3 float32 link conductances, material, fixed and coupled bytes, and the coarse
 # grids (6 float64 arrays on 1/8 of the voxels, 1/7 more for the coarser ones).
@@ -173,6 +174,7 @@ class Simulation:
         snapshot_count: int = 0,
         coarse_correction: bool = True,
     ):
+        use_threads()  # layer, wait policy and thread count for this machine's load (threads.py)
         check_memory(case.grid, snapshot_count)
         self.case = case
         self.grid = grid = case.grid

@@ -20,7 +20,7 @@ nodes, and both journal what they receive, so a replay does not care which one r
 Needs the ``slicer`` module (Slicer, or ``slicer-core`` headless); imported only by callers that
 have a scene. In Slicer (the module's live tab):
 
-    monitor = start_scene_monitor(slicer.mrmlScene, case, journal_path,
+    monitor = start_live_scene(slicer.mrmlScene, case, journal_path,
                                   scanner=Endpoint("server", port=18944),          # MR bridge connects
                                   console=Endpoint("client", console_host, 18945))  # we connect
     timer = qt.QTimer(); timer.timeout.connect(monitor.step); timer.start(20)
@@ -35,6 +35,7 @@ import time
 
 import numpy as np
 
+from CryoAblationLogic.core.errors import InputError
 from CryoAblationLogic.igtl.inbox import LinkEvent, Received
 from CryoAblationLogic.igtl.messages import (
     ImageMessage,
@@ -48,6 +49,7 @@ from CryoAblationLogic.live.console import (
     Event,
     ProbePose,
     ScannerImage,
+    Unrecognised,
     scan_plane_message,
     scanner_command,
 )
@@ -333,7 +335,11 @@ class ConnectorSource:
 
     kind = "connector"
 
-    def __init__(self, connector_node, journal=None):
+    def __init__(self, connector_node, journal=None, role: str = "scanner"):
+        """``role``: the link this connector carries ("scanner": the MR bridge; "console")."""
+        if role not in ("scanner", "console"):
+            raise InputError("role", f"must be 'scanner' or 'console', got {role!r}")
+        self.role = role
         self.connector = connector_node
         self.journal = journal
         self._plane_node = None
@@ -341,6 +347,7 @@ class ConnectorSource:
         self._pending: list[tuple[Message, float]] = []
         self._observed: dict[str, tuple[object, int]] = {}
         self._tags: list[int] = []
+        self._faults: list[LinkEvent] = []
         self._connected = False
 
     def start(self) -> None:
@@ -392,8 +399,14 @@ class ConnectorSource:
         if message is None:
             return
         arrival = time.time()
-        if self.journal is not None:
-            self.journal.record_message(message, arrival, "in", peer=CONNECTOR_PEER)
+        if self.journal is not None:  # journaled before it is used; what cannot be is not used
+            try:
+                self.journal.record_message(message, arrival, "in", peer=CONNECTOR_PEER, link=self.role)
+            except Exception as error:  # a journal fault costs this message, not the session
+                now = time.time()
+                detail = f"{message.message_type} {message.device_name!r} dropped, not journaled: {error!r}"
+                self._faults.append(LinkEvent("error", 0, CONNECTOR_PEER, detail[:400], now))
+                return
         self._pending.append((message, arrival))
 
     def send_scan_plane(self, plane_to_ras: np.ndarray) -> int:
@@ -427,17 +440,19 @@ class ConnectorSource:
         return state is not None and state() == getattr(self.connector, "StateConnected", 2)
 
     def poll(self, max_items: int = 1000) -> list[Polled]:
-        """What the connector brought since the last poll (all from the MR bridge, "scanner"),
-        with a link event where its connection came up or went down."""
+        """What the connector brought since the last poll (all from its ``role``'s peer), with a
+        link event where its connection came up or went down."""
         out: list[Polled] = []
         connected = self.connected()
         if connected != self._connected:
             self._connected = connected
             kind = "connected" if connected else "disconnected"
             now = time.time()
-            out.append(("scanner", None, now, [LinkEvent(kind, 0, CONNECTOR_PEER, "", now)]))
+            out.append((self.role, None, now, [LinkEvent(kind, 0, CONNECTOR_PEER, "", now)]))
+        faults, self._faults = self._faults, []
+        out += [(self.role, None, fault.time_s, [fault]) for fault in faults]
         taken, self._pending = self._pending[:max_items], self._pending[max_items:]
-        out += [("scanner", message, arrival, None) for message, arrival in taken]
+        out += [(self.role, message, arrival, None) for message, arrival in taken]
         return out
 
 
@@ -477,17 +492,35 @@ def connector_available() -> bool:
     return hasattr(slicer, "vtkMRMLIGTLConnectorNode")
 
 
+def connector_honours(scanner) -> bool:
+    """Whether the OpenIGTLinkIF connector can carry the scanner link as configured: its server
+    (``SetTypeServer(port)``) listens on every interface and accepts any peer, so it is used to
+    listen only when the endpoint says so (host 0.0.0.0 and peers ("*",)); connecting out to the
+    bridge (a client endpoint) it does as asked."""
+    if scanner is None or scanner.role == "client":
+        return True
+    return scanner.host in ("0.0.0.0", "", "::") and scanner.allowed_peers is None
+
+
 def choose_sources(scene, journal, *, scanner=None, console=None, use_connector: bool | None = None) -> list:
     """The message sources for this Slicer, given :class:`~.link.Endpoint` s of the MR bridge
     (``scanner``) and the cryo console (``console``).
 
     With the OpenIGTLinkIF module, the MR bridge goes through its connector (IMAGE, STATUS, and our
-    PLANE_0 / CMD_<id> out), and the console through our client: a console sends SENSOR/NDARRAY
-    temperatures, which the connector cannot carry. Without the module, both go through our own
-    client. ``use_connector`` forces the choice (None: decide by what is installed)."""
+    PLANE_0 / CMD_<id> out) where the connector can honour the endpoint (:func:`connector_honours`:
+    it cannot listen on one address or keep to allowed peers), and the console through our client:
+    a console sends SENSOR/NDARRAY temperatures, which the connector cannot carry. Otherwise both go
+    through our own link. ``use_connector`` forces the choice (None: decide by what is installed
+    and what the endpoint asks; True with an endpoint the connector cannot honour: InputError)."""
 
     if use_connector is None:
-        use_connector = connector_available()
+        use_connector = connector_available() and connector_honours(scanner)
+    elif use_connector and scanner is not None and not connector_honours(scanner):
+        raise InputError(
+            "scanner host",
+            f"the OpenIGTLinkIF connector listens on all interfaces and takes any peer: it cannot keep "
+            f"to {scanner.host} and its allowed peers; use our own link (use_connector=False)",
+        )
     if not use_connector or scanner is None:
         link = LiveLink(journal, scanner=scanner, console=console, coalesce=LIVE_COALESCED)
         return [ClientSource(link)]
@@ -508,7 +541,7 @@ def choose_sources(scene, journal, *, scanner=None, console=None, use_connector:
     return sources
 
 
-class LiveSceneMonitor:
+class LiveSceneDriver:
     """Live mode in a scene: poll the sources, feed the session, map onto nodes. Call
     :meth:`step` from a timer (Slicer: ``qt.QTimer``, every 20 ms: a frame waits for the next
     tick). ``journal``: closed by :meth:`stop` (the sources journal what they receive)."""
@@ -567,13 +600,19 @@ class LiveSceneMonitor:
                 if message is None:
                     self.events += [(peer, event) for event in events]
                     continue
-                events = self.session.feed(message, arrival, events)
+                events = self.session.feed(message, arrival, events, link=peer)
                 self.events += [(peer, event) for event in events]
                 node = adopt(message.device_name) if adopt and isinstance(message, ImageMessage) else None
                 if node is not None:  # the connector's volume node is already updated in place
                     self.live_scene.image_node = node
                     events = [e for e in events if not isinstance(e, ScannerImage)]
-                self.live_scene.apply(events)
+                try:
+                    self.live_scene.apply(events)
+                except Exception as error:  # a frame or pose the scene cannot show costs that message
+                    reason = f"not shown: {error!r}"[:300]
+                    self.events.append(
+                        (peer, Unrecognised(message.message_type, message.device_name, reason, arrival))
+                    )
                 fed += 1
         if fed == 0 and follow_wall_clock and self.silence_s:
             self.session.follow_wall_clock(self.silence_s)
@@ -581,7 +620,7 @@ class LiveSceneMonitor:
         return fed
 
 
-def start_scene_monitor(
+def start_live_scene(
     scene,
     case,
     journal_path,
@@ -592,7 +631,7 @@ def start_scene_monitor(
     level_table=None,
     update_interval_s: float = 1.0,
     silence_s: float | None = 1.0,
-) -> LiveSceneMonitor:
+) -> LiveSceneDriver:
     """Live mode in ``scene``: the journal and session of :func:`~.runner.open_session` (a new
     procedure, or the journal's resumed), the scene nodes, the sources of :func:`choose_sources`,
     started."""
@@ -600,7 +639,7 @@ def start_scene_monitor(
     journal, session, _ = open_session(case, journal_path, update_interval_s=update_interval_s)
     live = LiveScene(scene, session, level_table)
     sources = choose_sources(scene, journal, scanner=scanner, console=console, use_connector=use_connector)
-    monitor = LiveSceneMonitor(live, sources, silence_s, journal)
+    monitor = LiveSceneDriver(live, sources, silence_s, journal)
     try:
         monitor.start()
     except Exception:

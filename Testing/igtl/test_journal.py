@@ -116,7 +116,8 @@ def test_truncated_last_line_loses_nothing_earlier(tmp_path):
 
 def test_damaged_middle_line_is_an_error_naming_the_line(tmp_path):
     path = tmp_path / "bad.jsonl"
-    path.write_text('{"seq": 0}\n{"seq": 1\n{"seq": 2}\n')
+    record = '{"seq": %d, "kind": "event", "arrival_time_s": 1.0, "event": "connected", "detail": ""}'
+    path.write_text(f'{record % 0}\n{{"seq": 1\n{record % 2}\n')
     with pytest.raises(InputError, match=r"bad.jsonl:2"):
         read_journal(path)
     with pytest.raises(InputError, match="procedure"):

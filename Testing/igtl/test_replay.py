@@ -26,8 +26,8 @@ from CryoAblationLogic.igtl import (
     timestamp_from_seconds,
 )
 from CryoAblationLogic.igtl.units import KELVIN
-from CryoAblationLogic.live.journal import Journal, read_journal
-from CryoAblationLogic.live.replay import record_to_message, replay
+from CryoAblationLogic.live.journal import Journal, read_journal, record_to_message
+from CryoAblationLogic.live.resend import resend_journal
 
 
 def _all_kinds() -> list:
@@ -95,11 +95,11 @@ def test_replay_keeps_order_and_spacing(tmp_path):
             )
         journal.record_message(StringMessage("START_UP", device_name="CMD_1"), 101.0, direction="out")
     sent, slept = [], []
-    count = replay(tmp_path / "timed.jsonl", sent.append, speed=4.0, sleep=slept.append)
+    count = resend_journal(tmp_path / "timed.jsonl", sent.append, speed=4.0, sleep=slept.append)
     assert count == 3  # only what came in
     assert [m.text for m in sent] == ["FREEZE 1", "THAW 1 PASSIVE", "OFF 1"]
     assert slept == [0.5, 0.5]
     with pytest.raises(InputError, match="speed"):
-        replay(tmp_path / "timed.jsonl", sent.append, speed=-1)
+        resend_journal(tmp_path / "timed.jsonl", sent.append, speed=-1)
     with pytest.raises(InputError, match="not a message record"):
         record_to_message({"kind": "event", "seq": 3}, tmp_path)

@@ -13,7 +13,12 @@ from live_testing import ORIGIN_S, TIP_MM, pose, sensor, small_case, state, temp
 from CryoAblationLogic.core.errors import InputError
 from CryoAblationLogic.igtl.messages import StatusMessage
 from CryoAblationLogic.live.journal import Journal, read_journal
-from CryoAblationLogic.live.mode import LiveSession, replay_journal, write_live_results
+from CryoAblationLogic.live.mode import (
+    DEFAULT_MAX_CLOCK_STEP_S,
+    LiveSession,
+    feed_journal,
+    write_live_results,
+)
 
 
 def minimum_at_updates(session: LiveSession) -> dict[float, float]:
@@ -77,12 +82,15 @@ def test_an_event_stamped_before_the_clock_takes_effect_at_the_clock(case):
     assert [n.time_s for n in session.notes if n.what == "probe_state"] == [pytest.approx(5.0)]
 
 
-def test_a_console_time_far_ahead_is_a_wrong_clock_not_time_passing(case):
+def test_a_console_time_far_ahead_moves_the_clock_one_bounded_step_only(case):
+    """A stamp an hour ahead (a wrong clock, or a peer buying solver time) moves the procedure
+    clock by max_clock_step_s (60 s) and is noted; the event itself is applied."""
     session = LiveSession(case)
     feed_clock(session, [0.0, 1.0])
     session.feed(state("FREEZE 1", 7200.0), ORIGIN_S + 7200.0)
-    assert session.clock_s == pytest.approx(1.0) and session.states["P1"][0] == "freeze"
-    assert [n.what for n in session.notes] == ["clock_jump_ignored", "probe_state"]
+    assert session.clock_s == pytest.approx(1.0 + DEFAULT_MAX_CLOCK_STEP_S)
+    assert session.states["P1"][0] == "freeze"
+    assert [n.what for n in session.notes] == ["clock_step_limited", "probe_state"]
 
 
 def test_thaw_and_off_change_the_prediction_from_that_moment(case):
@@ -203,7 +211,7 @@ def test_the_journal_replays_to_the_same_field_bit_for_bit(tmp_path, case):
     clock_moves = [r for r in contents.records if r["kind"] == "live" and r["note"] == "clock"]
     assert len(clock_moves) == 1 and clock_moves[0]["detail"]["time_s"] == pytest.approx(16.0)
     again = LiveSession(small_case(), update_interval_s=2.0)
-    replay_journal(again, contents)
+    feed_journal(again, contents)
     again.finish()
     np.testing.assert_array_equal(again.temperature_c, live.temperature_c)
     np.testing.assert_array_equal(again.simulation.min_temperature_c, live.simulation.min_temperature_c)

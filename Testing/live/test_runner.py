@@ -13,7 +13,7 @@ from CryoAblationLogic.core.errors import InputError
 from CryoAblationLogic.igtl.transport import Server
 from CryoAblationLogic.live.journal import read_journal
 from CryoAblationLogic.live.link import Endpoint
-from CryoAblationLogic.live.runner import case_path_for, journal_summary, replay_procedure, start_monitor
+from CryoAblationLogic.live.runner import case_path_for, journal_summary, replay_procedure, start_monitor_run
 
 
 def run_until(monitor, condition, timeout_s: float = 20.0) -> None:
@@ -30,7 +30,7 @@ def test_a_reopened_journal_resumes_the_procedure(tmp_path):
     console.start()
     try:
         endpoint = Endpoint("client", "127.0.0.1", console.port)
-        first = start_monitor(
+        first = start_monitor_run(
             small_case(), journal_path, None, endpoint, update_interval_s=2.0, silence_s=None
         )
         assert case_path_for(journal_path).is_file()  # the plan, saved beside the journal
@@ -43,7 +43,7 @@ def test_a_reopened_journal_resumes_the_procedure(tmp_path):
         first.close()  # the console stays; the monitor goes away (a crash would leave the same journal)
         frozen = first.session.temperature_c
 
-        second = start_monitor(small_case(sensors=()), journal_path, None, endpoint, silence_s=None)
+        second = start_monitor_run(small_case(sensors=()), journal_path, None, endpoint, silence_s=None)
         assert second.resumed_messages == 21
         assert [s.name for s in second.session.case.sensors] == [
             "TC1"
@@ -71,8 +71,10 @@ def test_a_reopened_journal_resumes_the_procedure(tmp_path):
 
 def test_a_journal_path_must_be_jsonl_and_replay_needs_its_case(tmp_path):
     with pytest.raises(InputError, match="jsonl"):
-        start_monitor(small_case(), tmp_path / "journal.txt", None, Endpoint("client", port=free_port()))
+        start_monitor_run(small_case(), tmp_path / "journal.txt", None, Endpoint("client", port=free_port()))
     journal = tmp_path / "lost.jsonl"
-    journal.write_text('{"seq": 0, "kind": "live", "note": "start", "detail": {"settings": {}}}\n')
+    journal.write_text(
+        '{"seq": 0, "kind": "live", "arrival_time_s": 1.0, "note": "start", "detail": {"settings": {}}}\n'
+    )
     with pytest.raises(InputError, match="case file"):
         replay_procedure(journal)

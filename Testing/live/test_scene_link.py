@@ -28,10 +28,10 @@ from CryoAblationLogic.scene.live_link import (
     ClientSource,
     ConnectorSource,
     LiveScene,
-    LiveSceneMonitor,
+    LiveSceneDriver,
     choose_sources,
     node_to_message,
-    start_scene_monitor,
+    start_live_scene,
 )
 
 
@@ -42,7 +42,7 @@ def frame(value_offset: int, t: float) -> ImageMessage:
     )
 
 
-def pump(monitor: LiveSceneMonitor, until, timeout_s: float = 30.0) -> None:
+def pump(monitor: LiveSceneDriver, until, timeout_s: float = 30.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not until():
         assert time.monotonic() < deadline, "timed out waiting for the scene"
@@ -66,7 +66,7 @@ def test_messages_through_our_client_reach_the_scene_nodes(tmp_path):
             console=Endpoint("client", "127.0.0.1", console.port),
             coalesce=LIVE_COALESCED,
         )
-        monitor = LiveSceneMonitor(live, [ClientSource(link)])
+        monitor = LiveSceneDriver(live, [ClientSource(link)])
         monitor.start()
         assert link.links["console"].wait_connected(10.0)
         deadline = time.monotonic() + 10
@@ -171,7 +171,7 @@ def test_scan_plane_and_scanner_commands_go_out_and_its_frames_come_back(tmp_pat
     app = create_scene_app()
     port = free_port()
     journal_path = tmp_path / "procedure.jsonl"
-    monitor = start_scene_monitor(
+    monitor = start_live_scene(
         app.scene, small_case(), journal_path, scanner=Endpoint("server", port=port), use_connector=False
     )
     (source,) = monitor.sources
@@ -228,8 +228,9 @@ def test_nodes_the_connector_updates_feed_the_session_and_journal(tmp_path):
     session = LiveSession(small_case())
     live = LiveScene(scene, session)
     with Journal(tmp_path, "procedure") as journal:
-        source = ConnectorSource(StandInConnector([image, transform, text]), journal)
-        monitor = LiveSceneMonitor(live, [source], silence_s=None)
+        # a connector carrying the console's link (poses and states count only from the console)
+        source = ConnectorSource(StandInConnector([image, transform, text]), journal, role="console")
+        monitor = LiveSceneDriver(live, [source], silence_s=None)
         monitor.start()
         monitor.step()
         assert live.image_node is image  # the connector's own node, not a copy
@@ -282,16 +283,16 @@ def test_each_step_exposes_its_events_with_their_peer_and_the_connectors_state(t
     connector = StandInConnectorWithState([text])
     live = LiveScene(scene, LiveSession(small_case()))
     with Journal(tmp_path, "procedure") as journal:
-        monitor = LiveSceneMonitor(live, [ConnectorSource(connector, journal)], silence_s=None)
+        monitor = LiveSceneDriver(live, [ConnectorSource(connector, journal, "console")], silence_s=None)
         monitor.start()
         assert connector.state == connector.StateWaitConnection
         monitor.step()
-        assert [(peer, type(e).__name__) for peer, e in monitor.events] == [("scanner", "ProbeStateChange")]
+        assert [(peer, type(e).__name__) for peer, e in monitor.events] == [("console", "ProbeStateChange")]
         connector.state = connector.StateConnected
         text.SetText("FREEZE 1 100%")
         monitor.step()
         (link_peer, link_event), (peer, change) = monitor.events
-        assert link_peer == peer == "scanner" and isinstance(link_event, LinkEvent)
+        assert link_peer == peer == "console" and isinstance(link_event, LinkEvent)
         assert link_event.kind == "connected" and isinstance(change, ProbeStateChange)
         monitor.step()
         assert monitor.events == []
@@ -309,7 +310,7 @@ def test_our_clients_link_events_reach_the_step_events(tmp_path):
         console=Endpoint("client", "127.0.0.1", console.port),
         coalesce=LIVE_COALESCED,
     )
-    monitor = LiveSceneMonitor(live, [ClientSource(link)], silence_s=None, journal=link.journal)
+    monitor = LiveSceneDriver(live, [ClientSource(link)], silence_s=None, journal=link.journal)
     monitor.start()
     seen: list = []
     try:

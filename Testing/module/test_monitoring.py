@@ -12,7 +12,7 @@ from CryoAblationLogic.core.errors import InputError
 from CryoAblationLogic.igtl.inbox import LinkEvent
 from CryoAblationLogic.igtl.messages import StringMessage
 from CryoAblationLogic.igtl.transport import Server
-from CryoAblationLogic.live import monitoring
+from CryoAblationLogic.live import link_panel
 from CryoAblationLogic.live.console import (
     ConsoleFault,
     ProbeStateChange,
@@ -26,7 +26,7 @@ from CryoAblationLogic.live.runner import journal_location
 
 
 def test_lights_follow_start_connect_disconnect_and_stop():
-    state = monitoring.MonitorState()
+    state = link_panel.LinkPanel()
     assert state.lights == {"scanner": "off", "console": "off"}
     state.started()
     assert state.lights == {"scanner": "waiting", "console": "waiting"}
@@ -39,7 +39,7 @@ def test_lights_follow_start_connect_disconnect_and_stop():
 
 
 def test_latest_temperature_and_state_per_probe_make_the_sensor_rows():
-    state = monitoring.MonitorState()
+    state = link_panel.LinkPanel()
     state.apply("console", ProbeTemperatures({1: -20.0, 2: 15.5}, 30.0, 31.0))
     state.apply("console", ProbeTemperatures({1: -35.25}, None, 61.0))  # no sender time: arrival
     state.apply("console", ProbeStateChange(1, "FREEZE", None, 100.0, "STRING", 61.0))
@@ -51,7 +51,7 @@ def test_latest_temperature_and_state_per_probe_make_the_sensor_rows():
 
 
 def test_faults_unrecognised_messages_timeouts_and_drops_are_shown():
-    state = monitoring.MonitorState()
+    state = link_panel.LinkPanel()
     state.apply("console", ConsoleFault(18, "HARDWARE_FAILURE", "gas pressure low", 1.0))
     state.apply("scanner", Unrecognised("POINT", "X", "no convention", 2.0))
     state.apply("console", CommandTimeout("7", "FREEZE 1 100%", 3.0))
@@ -64,10 +64,10 @@ def test_faults_unrecognised_messages_timeouts_and_drops_are_shown():
 
 
 def test_messages_keep_only_the_latest():
-    state = monitoring.MonitorState()
-    for n in range(monitoring.MAX_MESSAGES + 5):
+    state = link_panel.LinkPanel()
+    for n in range(link_panel.MAX_MESSAGES + 5):
         state.apply("console", Unrecognised("STRING", f"D{n}", "?", float(n)))
-    assert len(state.messages) == monitoring.MAX_MESSAGES
+    assert len(state.messages) == link_panel.MAX_MESSAGES
     assert "D24" in state.messages[-1]
 
 
@@ -85,20 +85,20 @@ def test_journal_location_from_the_panel_path(tmp_path):
 def test_in_live_mode_console_faults_are_left_to_the_sessions_notes():
     """Live mode shows a fault once, from the session's notes (with its procedure time); the link's
     own problems still come from the state."""
-    state = monitoring.MonitorState(live=True)
+    state = link_panel.LinkPanel(live=True)
     state.apply("console", ConsoleFault(18, "HARDWARE_FAILURE", "gas pressure low", 1.0))
     state.apply("console", CommandTimeout("7", "FREEZE 1 100%", 3.0))
     assert list(state.messages) == ["console: command 'FREEZE 1 100%' was not acknowledged"]
 
 
 def test_endpoints_listen_for_the_scanner_and_connect_to_the_console():
-    scanner, console = monitoring.live_endpoints("127.0.0.1", 18944, "console.local", 18945)
+    scanner, console = link_panel.live_endpoints("127.0.0.1", 18944, "console.local", 18945)
     assert (scanner.role, scanner.host, scanner.port) == ("server", "127.0.0.1", 18944)
     assert (console.role, console.host, console.port) == ("client", "console.local", 18945)
     with pytest.raises(InputError, match="different ports"):
-        monitoring.live_endpoints("localhost", 18944, "localhost", 18944)
+        link_panel.live_endpoints("localhost", 18944, "localhost", 18944)
     with pytest.raises(InputError, match="console host"):
-        monitoring.live_endpoints("localhost", 18944, " ", 18945)
+        link_panel.live_endpoints("localhost", 18944, " ", 18945)
 
 
 def free_port() -> int:
@@ -113,10 +113,10 @@ def test_a_console_on_loopback_turns_the_light_green_and_fills_the_table(tmp_pat
     console = Server(console_port, "127.0.0.1")
     console.start()
     folder, procedure = journal_location(tmp_path / "procedure.jsonl", key="journal")
-    scanner, console_endpoint = monitoring.live_endpoints("127.0.0.1", free_port(), "127.0.0.1", console_port)
+    scanner, console_endpoint = link_panel.live_endpoints("127.0.0.1", free_port(), "127.0.0.1", console_port)
     journal = Journal(folder, procedure)
     link = LiveLink(journal, scanner=scanner, console=console_endpoint)
-    state = monitoring.MonitorState()
+    state = link_panel.LinkPanel()
     try:
         link.start()
         state.started()

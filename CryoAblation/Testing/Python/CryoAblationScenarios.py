@@ -282,12 +282,12 @@ def write_short_journal(folder: str | Path) -> Path:
 def replay_short_journal(journal_path: str | Path):
     """Replay a journal through the Monitor section's pipeline and check what the panel shows:
     every incoming message replayed, the last temperature of each probe, each probe's last state,
-    the scanner frame received. Returns the :class:`~CryoAblationLogic.live.monitoring.MonitorState`."""
+    the scanner frame received. Returns the :class:`~CryoAblationLogic.live.link_panel.LinkPanel`."""
     from CryoAblationLogic.live.journal import read_journal
-    from CryoAblationLogic.live.monitoring import MonitorState, replay_journal
+    from CryoAblationLogic.live.link_panel import LinkPanel, review_journal
 
-    state = MonitorState()
-    count = replay_journal(state, journal_path)
+    state = LinkPanel()
+    count = review_journal(state, journal_path)
     incoming = [
         r for r in read_journal(journal_path).records if r["kind"] == "message" and r["direction"] == "in"
     ]
@@ -337,7 +337,7 @@ class LiveRun:
 
 def run_short_live_procedure(scene, parameters, journal_path: str | Path, timeout_s: float = 60.0) -> LiveRun:
     """Monitor a short freeze in live mode the way the panel's Live mode does
-    (:func:`~CryoAblationLogic.scene.live_link.start_scene_monitor` on the plan, stepped as the
+    (:func:`~CryoAblationLogic.scene.live_link.start_live_scene` on the plan, stepped as the
     panel's timer steps it), with an MR bridge and a cryo console on this computer (loopback):
     the bridge (:class:`~CryoAblationLogic.live.simulator.ScannerSimulator` on the plan's image)
     scans once told to; the console reports probe 1 placed 2 mm off the plan, freezes every
@@ -363,7 +363,7 @@ def run_short_live_procedure(scene, parameters, journal_path: str | Path, timeou
     from CryoAblationLogic.scene import parameters as P
     from CryoAblationLogic.scene import probes, tables, volumes
     from CryoAblationLogic.scene.case_io import build_case
-    from CryoAblationLogic.scene.live_link import start_scene_monitor
+    from CryoAblationLogic.scene.live_link import start_live_scene
 
     case = build_case(scene, parameters).parse()
 
@@ -407,7 +407,7 @@ def run_short_live_procedure(scene, parameters, journal_path: str | Path, timeou
     scanner_port = free_port()
     console = Server(free_port(), "127.0.0.1")
     console.start()
-    monitor = start_scene_monitor(
+    monitor = start_live_scene(
         scene,
         case,
         journal_path,

@@ -1,8 +1,8 @@
 """What the panel's Monitor section shows, kept from the live links' events (no Qt, no I/O).
 
-:class:`MonitorState` takes the ``(source, event)`` pairs that
+:class:`LinkPanel` takes the ``(source, event)`` pairs that
 :meth:`CryoAblationLogic.live.link.LiveLink.poll` returns (plain monitoring) or that
-:attr:`CryoAblationLogic.scene.live_link.LiveSceneMonitor.events` holds after each step (live mode)
+:attr:`CryoAblationLogic.scene.live_link.LiveSceneDriver.events` holds after each step (live mode)
 and keeps what the panel shows: a status light per link (off, waiting, connected), the latest
 reading of each probe temperature, each probe's state from the console, and the messages the user
 must see (console faults, unrecognised messages, commands not acknowledged, dropped messages).
@@ -21,14 +21,14 @@ from CryoAblationLogic.live.console import interpret_or_unrecognised
 from CryoAblationLogic.live.journal import read_journal
 from CryoAblationLogic.live.link import Endpoint
 from CryoAblationLogic.live.mode import session_settings
-from CryoAblationLogic.live.replay import replay
+from CryoAblationLogic.live.resend import resend_journal
 
 OFF, WAITING, CONNECTED = "off", "waiting", "connected"
 MAX_MESSAGES = 20
 
 
 @dataclass
-class MonitorState:
+class LinkPanel:
     sources: tuple[str, ...] = ("scanner", "console")
     lights: dict[str, str] = field(default_factory=dict)
     temperatures_c: dict[int, tuple[float, float]] = field(default_factory=dict)  # probe → (°C, time s)
@@ -58,8 +58,11 @@ class MonitorState:
                 self.lights[source] = CONNECTED
             elif event.kind == "disconnected":
                 self.lights[source] = WAITING
+            elif event.kind == "unreachable":
+                self.lights[source] = WAITING
+                self._say(f"waiting for {source} at {event.peer}: {event.detail}")
             else:
-                self._say(f"{source}: message dropped ({event.detail})")
+                self._say(f"{source}: {event.detail}")
         elif kind == "ProbeTemperatures":
             time_s = event.time_s if event.time_s is not None else event.arrival_time_s
             for probe, temperature in event.temperatures_c.items():
@@ -93,9 +96,12 @@ class MonitorState:
         return rows
 
 
-def live_endpoints(scanner_host: str, scanner_port: int, console_host: str, console_port: int):
-    """The scanner's bridge connects to us (we listen on ``scanner_host:scanner_port``); we connect
-    to the cryo console at ``console_host:console_port`` (the conventions of the live links)."""
+def live_endpoints(
+    scanner_host: str, scanner_port: int, console_host: str, console_port: int, scanner_peers=()
+):
+    """The scanner's bridge connects to us (we listen on ``scanner_host:scanner_port``; only this
+    computer may connect, or the addresses in ``scanner_peers``); we connect to the cryo console at
+    ``console_host:console_port`` (the conventions of the live links)."""
 
     if scanner_port == console_port and scanner_host == console_host:
         raise InputError("ports", "the scanner and the console need different ports")
@@ -103,12 +109,12 @@ def live_endpoints(scanner_host: str, scanner_port: int, console_host: str, cons
         if not host or not host.strip():
             raise InputError(key, "enter a host name or address")
     return (
-        Endpoint("server", scanner_host.strip(), int(scanner_port)),
+        Endpoint("server", scanner_host.strip(), int(scanner_port), tuple(scanner_peers)),
         Endpoint("client", console_host.strip(), int(console_port)),
     )
 
 
-def replay_journal(state: MonitorState, journal_path: str | Path) -> int:
+def review_journal(state: LinkPanel, journal_path: str | Path) -> int:
     """Run a recorded procedure's incoming messages through the same interpretation as the live
     links, as fast as possible, into ``state``; returns how many messages were replayed.
 
@@ -121,7 +127,7 @@ def replay_journal(state: MonitorState, journal_path: str | Path) -> int:
         for event in interpret_or_unrecognised(message, 0.0):
             state.apply("journal", event)
 
-    return replay(journal_path, take, speed=0.0)
+    return resend_journal(journal_path, take, speed=0.0)
 
 
 def live_rows(session) -> list[tuple[str, str, str]]:
@@ -155,7 +161,7 @@ def live_notes(session, count: int = MAX_MESSAGES) -> list[str]:
     return texts
 
 
-def live_panel(state: MonitorState, session) -> tuple[dict[str, str], list[tuple[str, str, str]], list[str]]:
+def live_panel(state: LinkPanel, session) -> tuple[dict[str, str], list[tuple[str, str, str]], list[str]]:
     """``(lights, sensor rows, messages)`` of live mode, running or after it: the lights and the
     link's problems from ``state``, the readings beside the prediction and the notes from
     ``session``."""
