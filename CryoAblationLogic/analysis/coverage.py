@@ -47,9 +47,10 @@ from CryoAblationLogic.analysis.grid_geometry import (
 )
 from CryoAblationLogic.core.errors import InputError
 from CryoAblationLogic.core.grid import Grid
+from CryoAblationLogic.core.isotherms import DEFAULT_ISOTHERMS_C
 
-DEFAULT_LEVELS_C: tuple[float, ...] = (0.0, -20.0, -40.0)
-ICE_EDGE_C = 0.0  # the visible ice edge (CT/MR), physics.md §3.1
+DEFAULT_LEVELS_C: tuple[float, ...] = DEFAULT_ISOTHERMS_C
+ICE_EDGE_C = 0.0  # the visible ice edge (CT/MR), docs/physics.md §3.1
 RECOMMENDED_ICE_MARGIN_MM = 5.0  # ice margin beyond the tumour in renal/hepatic cryoablation (§2.4)
 QAM_MARGIN_MM = 5.0  # upper edge of the "covered with a thin margin" bin of the QAM histogram
 

@@ -14,7 +14,7 @@ from CryoAblationLogic.core.errors import InputError
 from CryoAblationLogic.core.grid import Grid
 from CryoAblationLogic.core.plan import ProbeSpec
 
-PROBE_SPACING_RANGE_MM = (10.0, 20.0)  # usual neighbour spacing (physics.md §3, E2: best 15–20 mm)
+PROBE_SPACING_RANGE_MM = (10.0, 20.0)  # usual neighbour spacing (docs/physics.md §3, E2: best 15–20 mm)
 ACTIVE_SEGMENT_TARGET_MARGIN_MM = 5.0
 
 
@@ -78,7 +78,7 @@ def probe_geometry(
     )
 
 
-def probe_warnings(  # the positional order is the agreed cross-area API (notes/API.md)
+def probe_warnings(  # positional order: the scene layer and the module call it so
     probes: Sequence[object],
     catalog: Mapping[str, object] | None,
     target_mask: np.ndarray | None,

@@ -551,7 +551,8 @@ def _parse_structures(data, label_materials: dict[int, str] | None) -> tuple[Str
     result = []
     for index, entry in enumerate(data):
         if entry["label"] not in label_materials:
-            raise InputError(f"structures[{index}].label", f"{entry['label']} is not a label of tissue_map.labels")
+            message = f"{entry['label']} is not a label of tissue_map.labels"
+            raise InputError(f"structures[{index}].label", message)
         result.append(Structure(entry["label"], entry["name"], entry["role"], entry.get("type")))
     if len({s.label for s in result}) != len(result):
         raise InputError("structures", "a label is named twice")

@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 
 from CryoAblationLogic.core.grid import Grid
+from CryoAblationLogic.core.isotherms import DEFAULT_ISOTHERMS_C
 from CryoAblationLogic.io import phantom as ph
 from CryoAblationLogic.io.case_file import parse_case, save_case
 
 ROI_MARGIN_MM = 20.0  # around the tumour and the probes' active segments
-DEMO_ISOTHERMS_C = [0.0, -20.0, -40.0]
+DEMO_ISOTHERMS_C = list(DEFAULT_ISOTHERMS_C)
 DEMO_SNAPSHOTS_S = [600.0, 1080.0, 1680.0]
 
 
