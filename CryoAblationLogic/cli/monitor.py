@@ -54,6 +54,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "default: this machine only; '*': anyone)",
     )
     parser.add_argument(
+        "--no-record",
+        action="store_true",
+        help="at the end, write only the result folder (no metrics.json, report or scene.mrb)",
+    )
+    parser.add_argument(
         "--wait",
         action="store_true",
         help="waiting the whole --duration without a peer is a normal end (exit 0), not an error",
@@ -174,6 +179,8 @@ def run(args: argparse.Namespace) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     write_live_results(monitor.session, args.out)
+    if not args.no_record:
+        _write_record(args.out)
     s = monitor.session
     volumes = ", ".join(f"{lv:g} °C: {ml:.2f} ml" for lv, ml in s.simulation.isotherm_volumes_ml().items())
     print(f"monitor stopped ({stop.reason}): {s.clock_s:.1f} s of procedure; ice volumes {volumes}")
@@ -184,6 +191,18 @@ def run(args: argparse.Namespace) -> int:
         print(f"cryoablation monitor: error: no peer sent anything ({waited})", file=sys.stderr)
         return EXIT_NO_PEER
     return 0
+
+
+def _write_record(out: Path) -> None:
+    """The procedure's record beside its results: metrics.json, report.html/.pdf, scene.mrb."""
+    # the scene layer imports Slicer's MRML (slicer-core): loaded only when a record is written
+    from CryoAblationLogic.scene.plan_report import write_procedure_report
+
+    record, scene_path = write_procedure_report(out)
+    if record is None:
+        print(f"scene written to {scene_path} (the case names no target: no metrics or report)")
+    else:
+        print(f"record written to {out}/: metrics.json, report.html, report.pdf; scene {scene_path}")
 
 
 def _where(link) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from CryoAblationLogic.core.progress import ProgressBar
 from CryoAblationLogic.live.mode import write_live_results
 from CryoAblationLogic.live.runner import replay_procedure
 
@@ -25,8 +26,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    bars: list[ProgressBar] = []  # made at the first solver update, once the journal and case are read
 
-    session, truncated = replay_procedure(args.journal)
+    def on_update(session, update) -> None:
+        if not bars:
+            bars.append(ProgressBar(session.case.duration_s, "replaying", unit="s of the plan"))
+        bars[0].update_to(update.time_s)
+
+    try:
+        session, truncated = replay_procedure(args.journal, on_update=on_update)
+    finally:
+        for bar in bars:
+            bar.close()
     write_live_results(session, args.out)
     volumes = ", ".join(
         f"{lv:g} °C: {ml:.2f} ml" for lv, ml in session.simulation.isotherm_volumes_ml().items()

@@ -36,6 +36,7 @@ import time
 import numpy as np
 
 from CryoAblationLogic.core.errors import InputError
+from CryoAblationLogic.core.isotherms import sensor_colour
 from CryoAblationLogic.igtl.inbox import LinkEvent, Received
 from CryoAblationLogic.igtl.messages import (
     ImageMessage,
@@ -64,7 +65,6 @@ TEMPERATURE_NODE_NAME = "Live temperature"
 ISOTHERM_NODE_NAME = "Live isotherms"
 SENSOR_TABLE_NAME = "Live sensor readings"
 SENSOR_CHART_NAME = "Live sensor chart"
-SENSOR_RGB = ((0.9, 0.3, 0.1), (0.1, 0.5, 0.9), (0.2, 0.7, 0.2), (0.7, 0.2, 0.7), (0.9, 0.7, 0.1))
 CONTENT_EVENTS = ("ImageDataModifiedEvent", "TransformModifiedEvent", "TextModifiedEvent")
 CONNECTOR_PEER = "OpenIGTLinkIF connector"
 CONNECTOR_NODE_NAME = "CryoAblation MR bridge"
@@ -208,7 +208,7 @@ class LiveScene:
         x_names: list[str] = []
         series = []
         for index, (name, rows) in enumerate(by_name.items()):
-            rgb = SENSOR_RGB[index % len(SENSOR_RGB)]
+            rgb = sensor_colour(index)
             columns += [
                 tables.Column(f"{name} time", padded([r.time_s for r in rows]), "s", "procedure time"),
                 tables.Column(f"{name} measured", padded([r.measured_c for r in rows]), "°C"),

@@ -142,6 +142,14 @@ def test_simulator_monitor_journal_replay_give_the_same_isotherms(tmp_path):
     readings = (out / "sensor_readings.csv").read_text().splitlines()
     assert any(line.startswith("TumorCenter,sensor,") for line in readings)
 
+    # the monitor leaves the procedure's record beside its results: metrics, report, scene
+    assert "record written to" in output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [row["level_c"] for row in metrics["isotherms"]] == [0.0, -20.0, -40.0]
+    assert (out / "report.html").stat().st_size > 10_000
+    assert (out / "report.pdf").read_bytes().startswith(b"%PDF")
+    assert (out / "scene.mrb").stat().st_size > 0
+
 
 def test_a_monitor_killed_mid_procedure_loses_nothing_it_received(tmp_path):
     served = ServedProcedure()
