@@ -278,6 +278,14 @@ class CryoAblationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 #
 
 
+def _workerPython():
+    """The Python that runs the solver processes: Slicer's PythonSlicer launcher (multiprocessing
+    would otherwise start the Slicer application itself); None outside an installed Slicer."""
+    name = "PythonSlicer.exe" if os.name == "nt" else "PythonSlicer"
+    path = os.path.join(str(getattr(slicer.app, "slicerHome", "")), "bin", name)
+    return path if os.path.isfile(path) else None
+
+
 class CryoAblationLogic(ScriptedLoadableModuleLogic):
     """Slicer's logic class: Slicer's scene, module logics and numba install around the package's
     planning session (``self.session``), which does the work. Usable without the widget, e.g.
@@ -294,6 +302,7 @@ class CryoAblationLogic(ScriptedLoadableModuleLogic):
             segmentations_logic=slicer.modules.segmentations.logic(),
             sequences_logic=slicer.modules.sequences.logic(),
             require_solver=self.requireNumba,
+            worker_python=_workerPython(),
         )
 
     def getParameterNode(self):

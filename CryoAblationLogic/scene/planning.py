@@ -33,6 +33,7 @@ from CryoAblationLogic.physics.probes import load_probe_catalog
 from CryoAblationLogic.scene import case_io, colors, inputs, probes, results, sample_data, workflow
 from CryoAblationLogic.scene import parameters as P
 from CryoAblationLogic.scene.phantom_scene import build_phantom_scene
+from CryoAblationLogic.scene.solver_process import SolverProcess
 
 NEW_STEP = {"action": "freeze", "duration_s": 600.0, "probes": "all", "flow_percent": 100}
 CASE_FILE_NAME = "CryoAblation.cryo.json"
@@ -72,12 +73,15 @@ class PlanningSession:
         sequences_logic=None,
         require_solver: Callable[[], None] = lambda: None,
         on_probes_changed: Callable[[], None] | None = None,
+        worker_python: str | None = None,
     ):
         self.scene = scene
         self.segmentations_logic = segmentations_logic
         self.sequences_logic = sequences_logic
         self.require_solver = require_solver
         self.on_probes_changed = on_probes_changed
+        self.worker_python = worker_python  # the solver processes' Python (Slicer: PythonSlicer)
+        self._solvers: dict[str, Any] = {}  # "run" and "preview": one worker process each
         self.last_run: workflow.FinishedRun | None = None
         self._catalog = None
         self._follower = None
@@ -284,11 +288,16 @@ class PlanningSession:
         from CryoAblationLogic.scene.preview import LivePreview  # imports the numba solver
 
         if self._preview is None:
-            self._preview = LivePreview(self.scene, self.parameters)
+            self._preview = LivePreview(self.scene, self.parameters, solver=self._solver("preview"))
         self._preview.request()
 
     def preview_active(self) -> bool:
         return self._preview is not None
+
+    @property
+    def preview(self):
+        """The running live preview (``LivePreview``: its overlay generation and latency), or None."""
+        return self._preview
 
     def process_preview(self) -> bool:
         """Apply a finished preview to the overlay; a failed preview raises its error once."""
@@ -305,9 +314,21 @@ class PlanningSession:
         if self.simulation_running():
             raise RuntimeError("A simulation is already running.")
         self.require_solver()  # before importing the solver, which needs numba
-        self._job = workflow.SimulationJob(self.scene, self.parameters, catalog=self.probe_catalog())
+        self._job = workflow.SimulationJob(
+            self.scene, self.parameters, catalog=self.probe_catalog(), solver=self._solver("run")
+        )
         self._job.start()
         return self._job
+
+    def _solver(self, purpose: str) -> SolverProcess:
+        """The worker process for full runs or for the preview, started on first use and kept (its
+        kernels stay loaded); never a thread, which would starve under Slicer's PythonQt."""
+        solver = self._solvers.get(purpose)
+        if solver is None or not solver.alive():
+            solver = self._solvers[purpose] = SolverProcess(
+                f"CryoAblation {purpose}", executable=self.worker_python
+            )
+        return solver
 
     def simulation_running(self) -> bool:
         return self._job is not None
@@ -412,6 +433,9 @@ class PlanningSession:
         if self._follower is not None:
             self._follower.stop()
             self._follower = None
+        for solver in self._solvers.values():
+            solver.stop()
+        self._solvers.clear()
         for node, tag in self._placement_tags.values():
             node.RemoveObserver(tag)
         self._placement_tags.clear()

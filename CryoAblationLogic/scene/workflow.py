@@ -8,6 +8,7 @@ scene. :class:`SimulationJob` runs the first in a worker thread so the interface
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -188,7 +189,9 @@ def _critical_table(scene, parameters, computed, titles: Mapping[str, str]):
 
 
 class SimulationJob:
-    """The full simulation in a worker thread, with progress and cancel.
+    """The full simulation in the background, with progress and cancel: in a
+    :class:`~CryoAblationLogic.scene.solver_process.SolverProcess` when one is given (what the
+    Slicer module does: a thread would starve under PythonQt), else in a worker thread.
 
     Main thread: :meth:`start`, then call :meth:`poll` now and then (a timer in Slicer); it returns
     the :class:`PlanResult` once, when the run has finished and its result has been put into the
@@ -197,12 +200,19 @@ class SimulationJob:
     """
 
     def __init__(
-        self, scene, parameters: P.ParameterNode | None = None, *, run_simulation=None, catalog=None
+        self,
+        scene,
+        parameters: P.ParameterNode | None = None,
+        *,
+        run_simulation=None,
+        catalog=None,
+        solver=None,
     ):
         self.scene = scene
         self.parameters = parameters or P.get_parameter_node(scene)
         self.run_simulation = run_simulation or _solver_simulate
         self.catalog = catalog
+        self.solver = solver
         self.progress = 0.0
         self.simulated_s = 0.0
         self.error: BaseException | None = None
@@ -219,6 +229,9 @@ class SimulationJob:
         self._scene_case = build_case(self.scene, self.parameters)  # reads MRML: main thread
         case = self._case = self._scene_case.parse()
         times = playback_times(self._scene_case.data, self.parameters.settings().playback_interval_s)
+        if self.solver is not None:
+            self.solver.submit("simulate", case, snapshot_times_s=times)
+            return
         self._thread = threading.Thread(
             target=self._work, args=(case, times), name="CryoAblation run", daemon=True
         )
@@ -226,15 +239,43 @@ class SimulationJob:
 
     def cancel(self) -> None:
         self._cancelled.set()
+        if self.solver is not None:
+            self.solver.cancel()
 
     @property
     def running(self) -> bool:
+        if self.solver is not None:
+            self._take_reply()
+            return self._scene_case is not None and not self._done.is_set()
         return self._thread is not None and not self._done.is_set()
 
+    def _take_reply(self) -> None:
+        if self._done.is_set():
+            return
+        self.progress, self.simulated_s = self.solver.progress
+        reply = self.solver.poll()
+        if reply is None:
+            return
+        if reply.error is not None:
+            self._fail(reply.error)
+        else:
+            self._result = reply.result
+            self.progress, self.simulated_s = 1.0, float(reply.result.simulated_s)
+        self._done.set()
+
     def wait(self, timeout_s: float | None = None) -> bool:
-        return self._done.wait(timeout_s)
+        if self.solver is None:
+            return self._done.wait(timeout_s)
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while self.running:
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
 
     def poll(self) -> FinishedRun | None:
+        if self.solver is not None:
+            self._take_reply()
         if not self._done.is_set() or self._applied or self.error is not None:
             return None
         self._applied = True
@@ -249,7 +290,10 @@ class SimulationJob:
         try:
             self._result = self.run_simulation(case, self._on_progress, self._cancelled.is_set, times)
         except BaseException as error:  # reported to the main thread (cancel included)
-            self.error = error
-            self.cancelled = type(error).__name__ == "SimulationCancelled"
+            self._fail(error)
         finally:
             self._done.set()
+
+    def _fail(self, error: BaseException) -> None:
+        self.error = error
+        self.cancelled = type(error).__name__ == "SimulationCancelled"
