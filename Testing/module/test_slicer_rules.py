@@ -203,3 +203,16 @@ def test_stopping_live_mode_while_the_scene_closes_writes_nothing_into_it(logic,
     logic.session.stop_background_work(scene_closing=True)
     assert not monitor.active()
     assert plan.get(P.TEMPERATURE_VOLUME) is None and plan.get(P.ISOTHERM_SEGMENTATION) is None
+
+
+def test_readme_and_help_state_the_supported_releases_and_how_to_install_today(module):
+    import types
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    install = readme[readme.index("## Installing into Slicer") : readme.index("## Using the module")]
+    assert "3D Slicer 5.10 and later" in install and "not in the Extensions Manager yet" in install
+    assert "search for **CryoAblation**" not in readme  # no claim that it is listed
+    assert "Additional module paths" in install and "Extensions Index" in install
+    parent = types.SimpleNamespace()
+    module.CryoAblation(parent)
+    assert module.SUPPORTED_SLICER in parent.helpText and "testing mode" in parent.helpText
