@@ -8,6 +8,8 @@ classes the file declares for them (as Qt Designer itself does when a plugin is 
 from __future__ import annotations
 
 import ast
+import os
+import tempfile
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -712,6 +714,7 @@ def _slicer_stand_in(scene_app, tmp_path, questions, ui_file):
     qt.QTableWidgetItem = QtWidgets.QTableWidgetItem
     qt.Qt = QtCore.Qt
 
+    app_connections: list = []  # slicer.app's signals the module connected to (recorded, not dropped)
     cache = tmp_path / "slicer-cache"
     temporary = tmp_path / "slicer-tmp"
     cache.mkdir(exist_ok=True)
@@ -720,7 +723,7 @@ def _slicer_stand_in(scene_app, tmp_path, questions, ui_file):
         cachePath=str(cache),
         temporaryPath=str(temporary),
         applicationLogic=lambda: scene_app.app_logic,
-        connect=lambda *args: None,
+        connect=lambda signal, slot: app_connections.append((signal, slot)),
         testingEnabled=lambda: False,
     )
     plots_shown: list = []
@@ -791,6 +794,12 @@ def module(scene_app, tmp_path, monkeypatch, questions, ui_file):
     import slicer
 
     _qt_application()
+    # The solver's worker processes read NUMBA_CACHE_DIR; one lasting cache (as a user's Slicer
+    # has) spares each test compiling the kernels again in a fresh worker.
+    if not os.environ.get("NUMBA_CACHE_DIR"):
+        monkeypatch.setenv(
+            "NUMBA_CACHE_DIR", str(Path(tempfile.gettempdir()) / "cryoablation-tests-numba-cache")
+        )
     fake_modules, slicer_attributes = _slicer_stand_in(scene_app, tmp_path, questions, ui_file)
     for name, fake in fake_modules.items():
         monkeypatch.setitem(sys.modules, name, fake)

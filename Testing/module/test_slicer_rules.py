@@ -216,3 +216,27 @@ def test_readme_and_help_state_the_supported_releases_and_how_to_install_today(m
     parent = types.SimpleNamespace()
     module.CryoAblation(parent)
     assert module.SUPPORTED_SLICER in parent.helpText and "testing mode" in parent.helpText
+
+
+def test_the_run_and_the_preview_compute_in_worker_processes_never_in_threads_here(logic):
+    """numba's workqueue threading layer aborts when parallel kernels run concurrently from two
+    threads of one process; the module's full run and preview each have their own process."""
+    import os
+    import threading
+
+    session = logic.session
+    session.load_sample_phantom(with_probes=True)
+    session.set_grid_spacing_mm(4.0)
+    session.set_preview_enabled(True)
+    session.start_simulation()
+    solver_threads = [t.name for t in threading.enumerate() if t.name.startswith("CryoAblation")]
+    assert solver_threads == []
+    pids = {purpose: solver._process.pid for purpose, solver in session._solvers.items()}
+    assert (
+        set(pids) == {"run", "preview"} and os.getpid() not in pids.values() and len(set(pids.values())) == 2
+    )
+    session.cancel_simulation()
+    deadline = time.monotonic() + 120.0
+    while session.poll_simulation() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)

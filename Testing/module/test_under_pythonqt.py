@@ -84,14 +84,24 @@ def test_the_preview_follows_a_probe_under_a_slicer_like_main_thread(widget, sce
     pythonqt_idle.run(widget.onTimer, until=lambda: preview.last_applied_generation > 0, timeout_s=180.0)
     probe = session.probe_nodes()[0]
     tip, entry = probes.probe_tip_entry(probe)
-    shift = np.array([2.0, 0.0, 0.0])
-    shown = preview.last_applied_generation
-    probe.SetNthControlPointPositionWorld(probes.TIP_INDEX, (tip + shift).tolist())
-    probe.SetNthControlPointPositionWorld(probes.ENTRY_INDEX, (entry + shift).tolist())
-    seconds = pythonqt_idle.run(
-        widget.onTimer, until=lambda: preview.last_applied_generation > shown, timeout_s=30.0
-    )
-    # At 100 ms timer slots the overlay follows within a few slots (make bench measures the 0.3 s
-    # target with the timer's granularity taken out).
-    assert seconds < 2.0, seconds
+
+    def move_and_follow(shift_mm: float, main_thread) -> float:
+        shown = preview.last_applied_generation
+        shift = np.array([shift_mm, 0.0, 0.0])
+        probe.SetNthControlPointPositionWorld(probes.TIP_INDEX, (tip + shift).tolist())
+        probe.SetNthControlPointPositionWorld(probes.ENTRY_INDEX, (entry + shift).tolist())
+        return main_thread.run(
+            widget.onTimer, until=lambda: preview.last_applied_generation > shown, timeout_s=60.0
+        )
+
+    class FreeMainThread(PythonQtIdle):
+        def idle(self, seconds: float) -> None:
+            time.sleep(seconds)  # releases the GIL: what a plain Python main loop does
+
+    free = move_and_follow(1.0, FreeMainThread())
+    slicer_like = move_and_follow(2.0, pythonqt_idle)
+    # The worker process does not need the GIL: the overlay follows as fast as with a free main
+    # thread, give or take a few 100 ms timer slots (the machine may be shared; make bench
+    # measures the 0.3 s target).
+    assert slicer_like < 2.0 * free + 0.5, (slicer_like, free)
     assert ui.simulationStatusLabel.text == ""  # no preview error reported in the panel
