@@ -4,6 +4,7 @@ import qt
 from slicer.i18n import tr as _
 
 from CryoAblationLib.PanelSection import PanelSection
+from CryoAblationLogic.scene import parameters as P
 
 NO_ROLE = ""  # the segments table's choice for a segment left out of the plan
 
@@ -25,7 +26,7 @@ class InputsSection(PanelSection):
         self.updateSegmentsTable(node)
 
     def update(self) -> None:
-        self.updateSegmentsTable(self.session.parameters.get("InputSegmentation"))
+        self.updateSegmentsTable(self.session.parameters.get(P.INPUT_SEGMENTATION))
 
     def updateSegmentsTable(self, segmentation) -> None:
         table = self.ui.segmentsTable

@@ -796,7 +796,8 @@ def module(scene_app, tmp_path, monkeypatch, questions, ui_file):
     _qt_application()
     # The solver's worker processes read NUMBA_CACHE_DIR; one lasting cache (as a user's Slicer
     # has) spares each test compiling the kernels again in a fresh worker.
-    if not os.environ.get("NUMBA_CACHE_DIR"):
+    numba_stood_out = "numba" in sys.modules and sys.modules["numba"] is None  # the no_numba fixture
+    if not numba_stood_out and not os.environ.get("NUMBA_CACHE_DIR"):
         monkeypatch.setenv(
             "NUMBA_CACHE_DIR", str(Path(tempfile.gettempdir()) / "cryoablation-tests-numba-cache")
         )
