@@ -54,6 +54,7 @@ bench: $(VENV)/.installed-base
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/metrics_bench.py
 	$(BIN)/python benchmarks/scene_bench.py
+	$(BIN)/python benchmarks/pythonqt_bench.py
 	$(BIN)/python benchmarks/igtl_bench.py
 	$(BIN)/python benchmarks/live_bench.py
 	$(BIN)/python benchmarks/load_bench.py

@@ -30,6 +30,7 @@ from CryoAblationLogic.scene.colors import create_isotherm_color_table, isotherm
 from CryoAblationLogic.scene.isotherms import create_isotherm_segmentation, update_isotherm_segmentation
 from CryoAblationLogic.scene.phantom_scene import build_phantom_scene
 from CryoAblationLogic.scene.preview import LivePreview
+from CryoAblationLogic.scene.solver_process import SolverProcess
 from CryoAblationLogic.scene.volumes import add_volume_node
 
 LIMITS_S = {
@@ -134,20 +135,23 @@ def bench_metrics_and_isotherms(repeat: int) -> dict[str, float]:
 
 def bench_live_preview(repeat: int, with_solver: bool = True) -> dict[str, float]:
     """A probe is moved; time until the preview overlay shows the isotherms for the new position
-    (scene → coarse case around the probes, solver preview in the worker thread, contouring into
-    the overlay). Also the same path with an instant stand-in for the solver, which is the scene
-    side's share of the latency."""
+    (scene → coarse case around the probes, solver preview in the worker process the module uses,
+    contouring into the overlay). Also the same path with an instant stand-in for the solver (in a
+    thread), which is the scene side's share of the latency."""
     figures = {}
     variants = [("", None)] if with_solver else []
     for label, run_preview in [*variants, ("_scene_side_only", _instant_preview)]:
         app = create_scene_app()
         parameters = build_phantom_scene(app.scene, app.segmentations_logic, spacing_mm=1.0)
-        preview = LivePreview(app.scene, parameters, run_preview=run_preview)
+        solver = SolverProcess() if run_preview is None else None
+        preview = LivePreview(app.scene, parameters, run_preview=run_preview, solver=solver)
         probe = parameters.probes()[0]
         tip, entry = probes.probe_tip_entry(probe)
         _move_and_wait(preview, probe, tip, entry, 0.0)  # warm up: label map cache, compiled kernels
         latencies = [_move_and_wait(preview, probe, tip, entry, 0.5 * (step + 1)) for step in range(repeat)]
         preview.stop()
+        if solver is not None:
+            solver.stop()
         figures[f"live_preview_probe_move_to_overlay{label}"] = min(latencies)
     return figures
 

@@ -35,6 +35,15 @@ WITHOUT_NUMBA = (
 )
 
 
+# Slicer's --testing runs (the self-test, ctest) never reach the network; 5.8–5.10 have no guard of
+# their own (confirmOkCancelDisplay answers yes in testing mode, pip_install has no testing check).
+TESTING_WITHOUT_NUMBA = (
+    "numba is not installed, and Slicer runs in testing mode, where CryoAblation installs nothing "
+    "(the self-test stays offline). Install numba in this Slicer first: "
+    "slicer.util.pip_install('numba') in the Python console. " + WITHOUT_NUMBA
+)
+
+
 @dataclass(frozen=True)
 class NumbaStatus:
     """Outcome of :func:`ensure_numba`: whether numba can be used now, and what to tell the user."""
@@ -137,13 +146,15 @@ def ensure_numba(
     util: ModuleType | Any | None = None,
     importer: Callable[[str], Any] = importlib.import_module,
     numpy_version: str | None = None,
+    testing: bool = False,
 ) -> NumbaStatus:
     """Make numba importable, installing it after the user agrees; never raise for a decline.
 
     ``ask(message) -> bool`` puts the question to the user (``slicer.util.confirmOkCancelDisplay``
     in Slicer). ``packaging``/``util`` default to ``slicer.packaging`` (when this Slicer has it) and
     ``slicer.util``. ``cache_root`` (Slicer's cache path) receives numba's compiled-function cache;
-    ``work_dir`` the constraints file.
+    ``work_dir`` the constraints file. In testing mode (``slicer.app.testingEnabled()``) nothing is
+    asked or installed: the self-test stays offline, so numba must be installed before it runs.
     """
     if cache_root is not None:
         configure_numba_cache(cache_root)
@@ -151,6 +162,8 @@ def ensure_numba(
     if numba is not None:
         return NumbaStatus(True, "numba is available", getattr(numba, "__version__", None))
 
+    if testing:
+        return NumbaStatus(False, TESTING_WITHOUT_NUMBA)
     requirements = read_requirements(requirements_path)
     version = numpy_version or installed_numpy_version()
     question = (

@@ -197,6 +197,8 @@ def tissue_labels(scene, segmentation_node, volume_node, grid: Grid):
     label_node = scene.AddNewNodeByClass(
         "vtkMRMLLabelMapVolumeNode", "CryoAblation tissue labels (temporary)"
     )
+    # The export also adds a "…_ColorTable" node for the temporary label map; it goes with it.
+    tables_before = _node_ids(scene, "vtkMRMLColorTableNode")
     try:
         if not vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
             segmentation_node, ids, label_node, volume_node
@@ -205,7 +207,14 @@ def tissue_labels(scene, segmentation_node, volume_node, grid: Grid):
         labels = resample_volume(label_node, grid, label_map=True)
     finally:
         scene.RemoveNode(label_node)
+        for node_id in _node_ids(scene, "vtkMRMLColorTableNode") - tables_before:
+            scene.RemoveNode(scene.GetNodeByID(node_id))
     return labels.astype(np.uint8, copy=False), {index + 1: info for index, info in enumerate(ordered)}
+
+
+def _node_ids(scene, class_name: str) -> set[str]:
+    nodes = scene.GetNodesByClass(class_name)
+    return {nodes.GetItemAsObject(i).GetID() for i in range(nodes.GetNumberOfItems())}
 
 
 # -- scene → case ----------------------------------------------------------------------------

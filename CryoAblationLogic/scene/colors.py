@@ -113,6 +113,21 @@ def isotherm_levels(color_node) -> list[tuple[float, tuple[float, float, float]]
     return levels
 
 
+def parse_levels(text: str) -> list[float]:
+    """Isotherm levels typed by a user: temperatures in °C separated by commas or semicolons."""
+    try:
+        levels = [
+            float(part.replace("°C", "").replace("−", "-"))
+            for part in text.replace(";", ",").split(",")
+            if part.strip()
+        ]
+    except ValueError as error:
+        raise InputError(
+            "isotherm levels", f"{text!r}: levels must be numbers (°C) separated by commas"
+        ) from error
+    return _checked_levels(levels, "isotherm levels")
+
+
 def format_level(level_c: float) -> str:
     return f"{level_c:g}"
 

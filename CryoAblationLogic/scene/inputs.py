@@ -48,6 +48,15 @@ def set_segment_role(segmentation_node, segment_id: str, role: str, material: st
         segment.RemoveTag(MATERIAL_TAG)
 
 
+def clear_segment_role(segmentation_node, segment_id: str) -> None:
+    """Leave a segment out of the plan: no role, no material."""
+    segment = segmentation_node.GetSegmentation().GetSegment(segment_id)
+    if segment is None:
+        raise InputError(f"segment {segment_id}", f"not in segmentation {segmentation_node.GetName()!r}")
+    segment.RemoveTag(ROLE_TAG)
+    segment.RemoveTag(MATERIAL_TAG)
+
+
 def segment_infos(segmentation_node) -> list[SegmentInfo]:
     """Segments that have a role, in segmentation order."""
 

@@ -2,9 +2,13 @@
 
 A ``vtkMRMLScriptedModuleNode`` with the singleton tag ``CryoAblation`` (the node Slicer's
 ``ScriptedLoadableModuleLogic.getParameterNode()`` returns for the module), so the Slicer module
-and the Qt-free code share one node. Settings are a plain dataclass, each field stored as one JSON
-parameter; nodes are node references by role, so a saved ``.mrb`` restores plan, settings and
-results together.
+and the Qt-free code share one node. **One typed set of settings**, :class:`PlanSettings`: each
+field is one parameter of the node, named like the field. Numbers, strings and booleans are written
+exactly as Slicer's ``parameterNodeWrapper`` writes them (``str(value)``, ``"True"``/``"False"``),
+so the module's wrapper class (:func:`wrapper_fields` builds its annotations from this dataclass)
+reads and writes the same parameters the Qt-free code does; structured fields (protocol,
+boundaries, materials, optional lengths) are JSON. Nodes are node references by role, so a saved
+``.mrb`` restores plan, settings and results together.
 """
 
 from __future__ import annotations
@@ -50,6 +54,15 @@ class PlanSettings:
     preview_roi_margin_mm: float | None = 30.0  # preview grid: this far around target and probes
     preview_duration_s: float = 600.0
     preview_debounce_s: float = 0.05
+    # What the panel binds (Slicer's wrapper over the same parameters; ranges bound the widgets).
+    preview_enabled: bool = False
+    scanner_host: str = "127.0.0.1"
+    scanner_port: int = field(default=18944, metadata={"range": (1, 65535)})
+    console_host: str = "127.0.0.1"
+    console_port: int = field(default=18945, metadata={"range": (1, 65535)})
+    journal_path: str = ""
+    # The last run's warnings (metrics, then probe placement), kept as values, not read back from a table.
+    run_warnings: list = field(default_factory=list)
 
 
 # Node reference roles. "Probe" and "Sensor" may hold several nodes.
@@ -71,8 +84,10 @@ ICE_VOLUME_CHART = "IceVolumeChart"
 SENSOR_CHART = "SensorChart"
 ICE_VOLUME_TABLE = "IceVolumeTable"
 SENSOR_TABLE = "SensorTable"
+WRAPPED_NODE_ROLES = (INPUT_VOLUME, INPUT_SEGMENTATION)  # the node fields of the module's wrapper
 
-_SETTINGS_PREFIX = "Settings."
+_LEGACY_PREFIX = "Settings."  # scenes saved before one scheme: every field as JSON under this prefix
+SCALAR_TYPES = (bool, int, float, str)
 
 
 class ParameterNode:
@@ -87,10 +102,10 @@ class ParameterNode:
 
     # -- settings ---------------------------------------------------------------------------
     def settings(self) -> PlanSettings:
-        return read_dataclass(self.node, PlanSettings, _SETTINGS_PREFIX)
+        return read_settings(self.node)
 
     def set_settings(self, settings: PlanSettings) -> None:
-        write_dataclass(self.node, settings, _SETTINGS_PREFIX)
+        write_settings(self.node, settings)
 
     def update_settings(self, **changes: Any) -> PlanSettings:
         settings = dataclasses.replace(self.settings(), **changes)
@@ -103,6 +118,10 @@ class ParameterNode:
 
     def set(self, role: str, node) -> None:
         self.node.SetNodeReferenceID(role, None if node is None else node.GetID())
+        if role in WRAPPED_NODE_ROLES:
+            # Slicer's wrapper finds a node field by a parameter of its name (and would otherwise
+            # overwrite the reference with its default, None).
+            self.node.SetParameter(role, "")
 
     def get_all(self, role: str) -> list:
         return [
@@ -144,30 +163,89 @@ def get_parameter_node(scene, create: bool = True) -> ParameterNode | None:
     return ParameterNode(node)
 
 
-# -- a small typed serializer: one JSON parameter per dataclass field ----------------------------
-def write_dataclass(node, obj: Any, prefix: str = "") -> None:
+# -- one parameter per field, scalars in the parameterNodeWrapper's format ----------------------
+def _field_type(cls: type, name: str) -> Any:
+    return typing.get_type_hints(cls)[name]
+
+
+def is_scalar(hint: Any) -> bool:
+    """Written as Slicer's wrapper writes it (``str(value)``) rather than as JSON."""
+    return hint in SCALAR_TYPES
+
+
+def encode(value: Any, hint: Any) -> str:
+    if hint is bool:
+        return "True" if value else "False"
+    if is_scalar(hint):
+        return str(value)
+    return json.dumps(value)
+
+
+def decode(text: str, hint: Any, key: str) -> Any:
+    if hint is bool:
+        if text not in ("True", "False"):
+            raise InputError(key, f"{text!r} is not True or False")
+        return text == "True"
+    if hint in (int, float):
+        try:
+            return hint(text)
+        except ValueError as error:
+            raise InputError(key, f"{text!r} is not a {hint.__name__}") from error
+    if hint is str:
+        return text
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise InputError(key, f"not valid JSON: {error}") from error
+    return _coerce(value, hint, key)
+
+
+def write_settings(node, settings: PlanSettings) -> None:
     was_modifying = node.StartModify()
     try:
-        for item in dataclasses.fields(obj):
-            node.SetParameter(prefix + item.name, json.dumps(getattr(obj, item.name)))
+        for item in dataclasses.fields(settings):
+            hint = _field_type(PlanSettings, item.name)
+            node.SetParameter(item.name, encode(getattr(settings, item.name), hint))
+            node.UnsetParameter(_LEGACY_PREFIX + item.name)
     finally:
         node.EndModify(was_modifying)
 
 
-def read_dataclass(node, cls: type, prefix: str = "") -> Any:
-    hints = typing.get_type_hints(cls)
+def read_settings(node) -> PlanSettings:
     values = {}
-    for item in dataclasses.fields(cls):
-        name = prefix + item.name
-        text = node.GetParameter(name)
-        if not text:
-            continue  # not stored: the dataclass default
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise InputError(f"{node.GetName()}.{name}", f"not valid JSON: {error}") from error
-        values[item.name] = _coerce(value, hints[item.name], f"{node.GetName()}.{name}")
-    return cls(**values)
+    for item in dataclasses.fields(PlanSettings):
+        hint = _field_type(PlanSettings, item.name)
+        key = f"{node.GetName()}.{item.name}"
+        if node.HasParameter(item.name):
+            values[item.name] = decode(node.GetParameter(item.name), hint, key)
+        elif node.GetParameter(_LEGACY_PREFIX + item.name):  # a scene saved before one scheme
+            values[item.name] = decode_legacy(node.GetParameter(_LEGACY_PREFIX + item.name), hint, key)
+        value = values.get(item.name)
+        bounds = item.metadata.get("range")
+        if value is not None and bounds is not None and not bounds[0] <= value <= bounds[1]:
+            raise InputError(key, f"{value} is outside {bounds[0]}…{bounds[1]}")
+    return PlanSettings(**values)
+
+
+def decode_legacy(text: str, hint: Any, key: str) -> Any:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise InputError(key, f"not valid JSON: {error}") from error
+    return _coerce(value, hint, key)
+
+
+def wrapper_fields() -> dict[str, tuple[type, tuple[float, float] | None, Any]]:
+    """``{name: (type, (minimum, maximum) or None, default)}`` of the settings Slicer's
+    ``parameterNodeWrapper`` can hold (numbers, strings, booleans): the module's wrapper class is
+    built from this, so both sides name and encode each parameter the same way."""
+    fields = {}
+    for item in dataclasses.fields(PlanSettings):
+        hint = _field_type(PlanSettings, item.name)
+        if is_scalar(hint):
+            default = item.default if item.default is not dataclasses.MISSING else item.default_factory()
+            fields[item.name] = (hint, item.metadata.get("range"), default)
+    return fields
 
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:

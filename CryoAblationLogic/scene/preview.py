@@ -19,7 +19,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from CryoAblationLogic.physics.simulation import preview
 from CryoAblationLogic.scene import parameters as P
 from CryoAblationLogic.scene.case_io import SceneCase, build_case
 from CryoAblationLogic.scene.isotherms import create_isotherm_segmentation, update_isotherm_segmentation
@@ -29,6 +28,8 @@ PREVIEW_SEGMENTATION_NAME = "Isotherms (preview)"
 
 
 def _solver_preview(case, spacing_mm: float, duration_s: float):
+    from CryoAblationLogic.physics.simulation import preview  # numba: imported once it is known to be there
+
     return preview(case, spacing_mm=spacing_mm, duration_s=duration_s)
 
 
@@ -47,7 +48,10 @@ class LivePreview:
     """Debounced background preview of the isotherms for the current probe positions.
 
     ``run_preview(case, spacing_mm, duration_s)`` defaults to the solver's ``preview``; it
-    receives the validated case on the preview grid and returns a ``SimulationResult``.
+    receives the validated case on the preview grid and returns a ``SimulationResult``. With a
+    ``solver`` (:class:`~CryoAblationLogic.scene.solver_process.SolverProcess`, what the Slicer
+    module uses) there is no thread: :meth:`process_pending`, called from the main thread's timer,
+    debounces, sends the newest positions to the worker process and takes its overlay back.
     """
 
     def __init__(
@@ -57,11 +61,14 @@ class LivePreview:
         *,
         run_preview: Callable[[Any, float, float], Any] | None = None,
         max_latency_s: float = 0.25,
+        solver=None,
     ):
         self.scene = scene
         self.parameters = parameters or P.get_parameter_node(scene)
         self.run_preview = run_preview or _solver_preview
         self.max_latency_s = max_latency_s
+        self.solver = solver
+        self._in_flight: _Request | None = None  # the request the solver process is computing
         self.last_error: Exception | None = None
         self.last_applied_generation = 0
         self.last_latency_s: float | None = None  # request → overlay updated, of the last update
@@ -103,10 +110,13 @@ class LivePreview:
                 settings.preview_duration_s,
             )
             self._condition.notify_all()
-        self._ensure_thread()
+        if self.solver is None:
+            self._ensure_thread()
 
     def process_pending(self) -> bool:
         """Apply the newest finished preview to the overlay; ``True`` if the overlay changed."""
+        if self.solver is not None:
+            self._pump_solver_process()
         newest = None
         while True:
             try:
@@ -139,8 +149,41 @@ class LivePreview:
             self.parameters.set(P.PREVIEW_SEGMENTATION, node)
         return node
 
+    def _pump_solver_process(self) -> None:
+        if self._in_flight is not None:
+            reply = self.solver.poll()
+            if reply is None:
+                return
+            request, self._in_flight = self._in_flight, None
+            outcome = reply.error if reply.error is not None else reply.result
+            self._results.put((request.generation, request.first_request_s, outcome))
+        request = self._pending
+        if request is None:
+            return
+        now = time.monotonic()
+        if now < min(
+            request.last_request_s + request.debounce_s, request.first_request_s + self.max_latency_s
+        ):
+            return  # still moving: wait for a quiet moment (or the latency cap)
+        self._pending = None
+        try:
+            case = request.scene_case.parse()
+            self.solver.submit("preview", case, spacing_mm=request.spacing_mm, duration_s=request.duration_s)
+        except Exception as error:  # shown to the user like a failed preview
+            self._results.put((request.generation, request.first_request_s, error))
+            return
+        self._in_flight = request
+
     def wait_until_idle(self, timeout_s: float = 10.0) -> bool:
         """Block until no request is pending or running (tests, benchmarks, the command line)."""
+        if self.solver is not None:
+            deadline = time.monotonic() + timeout_s
+            while self._pending is not None or self._in_flight is not None:
+                if time.monotonic() > deadline:
+                    return False
+                self._pump_solver_process()
+                time.sleep(0.005)
+            return True
         deadline = time.monotonic() + timeout_s
         with self._condition:
             while self._pending is not None or self._busy:

@@ -80,17 +80,55 @@ def add_probe(
         raise InputError(f"probe {name}", "tip and entry must be three finite coordinates (mm)")
     if np.linalg.norm(entry - tip) < 1e-6:
         raise InputError(f"probe {name}", "tip and entry point coincide, the probe has no direction")
-    node = scene.AddNewNodeByClass("vtkMRMLMarkupsLineNode", name)
+    node = new_probe(
+        scene,
+        name,
+        model,
+        protocol_group=protocol_group,
+        diameter_mm=diameter_mm,
+        active_length_mm=active_length_mm,
+    )
     node.AddControlPointWorld(tip.tolist(), f"{name} tip")
     node.AddControlPointWorld(entry.tolist(), f"{name} entry")
+    return node
+
+
+def new_probe(
+    scene,
+    name: str,
+    model: str,
+    *,
+    protocol_group: str = DEFAULT_GROUP,
+    diameter_mm: float | None = None,
+    active_length_mm: float | None = None,
+):
+    """A probe line node without points yet: the one path by which every probe is made (scripted
+    with :func:`add_probe`, or placed by the user's clicks in the module, tip first)."""
+    node = scene.AddNewNodeByClass("vtkMRMLMarkupsLineNode", name)
     node.SetAttribute(ROLE_ATTRIBUTE, PROBE_ROLE)
     set_probe_model(node, model, protocol_group, diameter_mm, active_length_mm)
     put_in_folder(scene, PLAN_FOLDER, [node])
+    node.CreateDefaultDisplayNodes()
     display = node.GetDisplayNode()
     if display is not None:
         display.SetSelectedColor(*ACTIVE_ZONE_RGB)
         display.SetPropertiesLabelVisibility(False)
     return node
+
+
+def next_probe_name(scene) -> str:
+    """``P1``, ``P2``, …: the first name no probe of the scene has."""
+    existing = {node.GetName() for node in probe_nodes(scene)}
+    number = 1
+    while f"P{number}" in existing:
+        number += 1
+    return f"P{number}"
+
+
+def is_placed(line_node) -> bool:
+    """Both points of the probe are placed. While the user places a point, Markups holds an extra
+    point in *preview* state; only *defined* points count."""
+    return line_node.GetNumberOfDefinedControlPoints() >= 2
 
 
 def set_probe_model(
@@ -283,7 +321,7 @@ class NeedleFollower:
         self._observations.clear()
 
     def _on_modified(self, line_node, _event) -> None:
-        if line_node.GetNumberOfControlPoints() < 2:
+        if not is_placed(line_node):
             return  # still being placed
         update_needle_models(line_node, self.catalog)
         if self.on_probe_moved is not None:

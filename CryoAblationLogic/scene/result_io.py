@@ -12,11 +12,10 @@ import numpy as np
 from CryoAblationLogic.analysis.metrics import ice_volume_history
 from CryoAblationLogic.core.errors import InputError
 from CryoAblationLogic.core.grid import Grid
+from CryoAblationLogic.io.result_folder import RESULT_FORMAT
 from CryoAblationLogic.io.volumes import read_nrrd
 from CryoAblationLogic.scene import parameters as P
 from CryoAblationLogic.scene.results import ResultNodes, show_result
-
-RESULT_FORMAT = "cryoablation-result/1"
 
 
 @dataclass

@@ -15,9 +15,8 @@ from vtkmodules.util import numpy_support
 from vtkmodules.vtkCommonDataModel import vtkImageData
 from vtkmodules.vtkCommonMath import vtkMatrix4x4
 
+from CryoAblationLogic.core.coordinates import RAS_TO_LPS_MATRIX
 from CryoAblationLogic.core.grid import Grid
-
-_RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
 
 
 def round_mm(value: float) -> float:
@@ -140,9 +139,9 @@ def volume_to_sitk(volume_node):
     sitk_image = sitk.GetImageFromArray(flat.reshape(dims[2], dims[1], dims[0]))
     matrix = ijk_to_ras(volume_node)
     spacing = np.linalg.norm(matrix[:3, :3], axis=0)
-    direction_lps = _RAS_TO_LPS @ (matrix[:3, :3] / spacing)
+    direction_lps = RAS_TO_LPS_MATRIX @ (matrix[:3, :3] / spacing)
     sitk_image.SetSpacing([float(s) for s in spacing])
-    sitk_image.SetOrigin([float(v) for v in _RAS_TO_LPS @ matrix[:3, 3]])
+    sitk_image.SetOrigin([float(v) for v in RAS_TO_LPS_MATRIX @ matrix[:3, 3]])
     sitk_image.SetDirection([float(v) for v in direction_lps.ravel()])
     return sitk_image
 
@@ -152,8 +151,8 @@ def grid_reference_image(grid: Grid):
 
     reference = sitk.Image([int(n) for n in grid.size], sitk.sitkUInt8)
     reference.SetSpacing([float(s) for s in grid.spacing_mm])
-    reference.SetOrigin([float(v) for v in _RAS_TO_LPS @ np.asarray(grid.origin_mm)])
-    reference.SetDirection([float(v) for v in _RAS_TO_LPS.ravel()])
+    reference.SetOrigin([float(v) for v in RAS_TO_LPS_MATRIX @ np.asarray(grid.origin_mm)])
+    reference.SetDirection([float(v) for v in RAS_TO_LPS_MATRIX.ravel()])
     return reference
 
 

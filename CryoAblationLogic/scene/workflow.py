@@ -8,6 +8,7 @@ scene. :class:`SimulationJob` runs the first in a worker thread so the interface
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,10 +17,10 @@ import numpy as np
 
 from CryoAblationLogic.analysis import metrics as plan_metrics
 from CryoAblationLogic.physics.probes import load_probe_catalog
-from CryoAblationLogic.physics.simulation import simulate
 from CryoAblationLogic.scene import parameters as P
-from CryoAblationLogic.scene.case_io import SceneCase, build_case
+from CryoAblationLogic.scene.case_io import LABELMAP_KEY, SceneCase, build_case
 from CryoAblationLogic.scene.colors import level_label
+from CryoAblationLogic.scene.probes import is_placed
 from CryoAblationLogic.scene.results import RESULT_FOLDER, ResultNodes, levels_of, show_result
 from CryoAblationLogic.scene.tables import Column, get_or_create, put_in_folder, set_table_columns
 
@@ -42,6 +43,8 @@ def playback_times(case_data: dict, interval_s: float) -> list[float]:
 
 
 def _solver_simulate(case, progress, cancel, snapshot_times_s):
+    from CryoAblationLogic.physics.simulation import simulate  # numba: imported once it is known to be there
+
     return simulate(case, progress=progress, cancel=cancel, snapshot_times_s=snapshot_times_s)
 
 
@@ -73,25 +76,50 @@ class PlanResult:
     warnings_table: Any
 
 
+@dataclass
+class FinishedRun:
+    """A finished simulation: the ``Case`` simulated and its ``SimulationResult`` together, with
+    the :class:`PlanResult` the scene shows (what the report is written from)."""
+
+    case: Any
+    result: Any
+    plan: PlanResult
+
+
 def structure_masks(
     scene_case: SceneCase,
 ) -> tuple[np.ndarray | None, dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """``(target, {critical name: mask}, {vessel name: mask})`` on the case grid."""
-    labels = scene_case.arrays.get("labels")
+    """``(target, {critical name: mask}, {vessel name: mask})`` on the case grid; the target is the
+    union of every segment whose role is target (masks by role come from the analysis layer)."""
+    labels = scene_case.arrays.get(LABELMAP_KEY)
     if labels is None:
         return None, {}, {}
+    label_info = {label: (i.name, i.material, i.role) for label, i in scene_case.label_segments.items()}
+    by_role = plan_metrics.masks_by_role(labels, label_info)
     target = None
-    critical: dict[str, np.ndarray] = {}
-    vessels: dict[str, np.ndarray] = {}
-    for label, info in scene_case.label_segments.items():
-        mask = labels == label
-        if info.role == "target":
-            target = mask if target is None else (target | mask)
-        elif info.role == "critical":
-            critical[info.name] = mask
-        elif info.role == "vessel":
-            vessels[info.name] = mask
-    return target, critical, vessels
+    for mask in by_role.get("target", {}).values():
+        target = mask if target is None else (target | mask)
+    return target, by_role.get("critical", {}), by_role.get("vessel", {})
+
+
+def placement_warnings(
+    scene, parameters: P.ParameterNode, catalog: Mapping[str, Any], labels_cache: dict | None = None
+) -> list[str]:
+    """Probe placement warnings (spacing, shafts through critical structures or vessels, active
+    zones outside the target) on the preview grid, before any simulation; empty until the plan has
+    placed probes, an image and a segmentation."""
+    placed = [node for node in parameters.probes() if is_placed(node)]
+    if not placed or parameters.get(P.INPUT_SEGMENTATION) is None or parameters.get(P.INPUT_VOLUME) is None:
+        return []
+    scene_case = build_case(
+        scene, parameters, spacing_mm=parameters.settings().preview_spacing_mm, labels_cache=labels_cache
+    )
+    target, critical, vessels = structure_masks(scene_case)
+    if target is None:
+        return []
+    return plan_metrics.probe_warnings(
+        scene_case.parse().probes, catalog, target, critical, vessels, scene_case.grid
+    )
 
 
 def show_plan_result(
@@ -116,6 +144,7 @@ def show_plan_result(
         scene_case.data["probes"], catalog, target, critical, vessels, result.grid
     )
     warnings = [*computed.warnings, *probe_warnings]
+    parameters.update_settings(run_warnings=warnings)  # kept as values (saved with the scene)
     metrics_table, critical_table, warnings_table = show_metrics(scene, parameters, computed, warnings)
     return PlanResult(
         nodes, computed, warnings, probe_warnings, metrics_table, critical_table, warnings_table
@@ -128,7 +157,7 @@ def show_metrics(scene, parameters: P.ParameterNode, computed, warnings: list[st
     metrics_table = _metrics_table(scene, parameters, computed, plan_metrics.ISOTHERM_COLUMNS)
     critical_table = _critical_table(scene, parameters, computed, plan_metrics.CRITICAL_COLUMNS)
     warnings_table = get_or_create(scene, "vtkMRMLTableNode", "Plan warnings", parameters, P.WARNINGS_TABLE)
-    set_table_columns(warnings_table, [Column("Warning", list(warnings) or ["none"])])
+    set_table_columns(warnings_table, [Column("Warning", list(warnings))])
     put_in_folder(scene, RESULT_FOLDER, [metrics_table, critical_table, warnings_table])
     return metrics_table, critical_table, warnings_table
 
@@ -160,7 +189,9 @@ def _critical_table(scene, parameters, computed, titles: Mapping[str, str]):
 
 
 class SimulationJob:
-    """The full simulation in a worker thread, with progress and cancel.
+    """The full simulation in the background, with progress and cancel: in a
+    :class:`~CryoAblationLogic.scene.solver_process.SolverProcess` when one is given (what the
+    Slicer module does: a thread would starve under PythonQt), else in a worker thread.
 
     Main thread: :meth:`start`, then call :meth:`poll` now and then (a timer in Slicer); it returns
     the :class:`PlanResult` once, when the run has finished and its result has been put into the
@@ -169,26 +200,38 @@ class SimulationJob:
     """
 
     def __init__(
-        self, scene, parameters: P.ParameterNode | None = None, *, run_simulation=None, catalog=None
+        self,
+        scene,
+        parameters: P.ParameterNode | None = None,
+        *,
+        run_simulation=None,
+        catalog=None,
+        solver=None,
     ):
         self.scene = scene
         self.parameters = parameters or P.get_parameter_node(scene)
         self.run_simulation = run_simulation or _solver_simulate
         self.catalog = catalog
+        self.solver = solver
         self.progress = 0.0
         self.simulated_s = 0.0
         self.error: BaseException | None = None
+        self.cancelled = False  # the run ended because cancel() was called
         self._cancelled = threading.Event()
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
         self._scene_case: SceneCase | None = None
+        self._case = None
         self._result = None
         self._applied = False
 
     def start(self) -> None:
         self._scene_case = build_case(self.scene, self.parameters)  # reads MRML: main thread
-        case = self._scene_case.parse()
+        case = self._case = self._scene_case.parse()
         times = playback_times(self._scene_case.data, self.parameters.settings().playback_interval_s)
+        if self.solver is not None:
+            self.solver.submit("simulate", case, snapshot_times_s=times)
+            return
         self._thread = threading.Thread(
             target=self._work, args=(case, times), name="CryoAblation run", daemon=True
         )
@@ -196,19 +239,48 @@ class SimulationJob:
 
     def cancel(self) -> None:
         self._cancelled.set()
+        if self.solver is not None:
+            self.solver.cancel()
 
     @property
     def running(self) -> bool:
+        if self.solver is not None:
+            self._take_reply()
+            return self._scene_case is not None and not self._done.is_set()
         return self._thread is not None and not self._done.is_set()
 
-    def wait(self, timeout_s: float | None = None) -> bool:
-        return self._done.wait(timeout_s)
+    def _take_reply(self) -> None:
+        if self._done.is_set():
+            return
+        self.progress, self.simulated_s = self.solver.progress
+        reply = self.solver.poll()
+        if reply is None:
+            return
+        if reply.error is not None:
+            self._fail(reply.error)
+        else:
+            self._result = reply.result
+            self.progress, self.simulated_s = 1.0, float(reply.result.simulated_s)
+        self._done.set()
 
-    def poll(self) -> PlanResult | None:
+    def wait(self, timeout_s: float | None = None) -> bool:
+        if self.solver is None:
+            return self._done.wait(timeout_s)
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while self.running:
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    def poll(self) -> FinishedRun | None:
+        if self.solver is not None:
+            self._take_reply()
         if not self._done.is_set() or self._applied or self.error is not None:
             return None
         self._applied = True
-        return show_plan_result(self.scene, self.parameters, self._scene_case, self._result, self.catalog)
+        plan = show_plan_result(self.scene, self.parameters, self._scene_case, self._result, self.catalog)
+        return FinishedRun(self._case, self._result, plan)
 
     def _on_progress(self, fraction: float, time_s: float) -> None:
         self.progress = float(fraction)
@@ -218,6 +290,10 @@ class SimulationJob:
         try:
             self._result = self.run_simulation(case, self._on_progress, self._cancelled.is_set, times)
         except BaseException as error:  # reported to the main thread (cancel included)
-            self.error = error
+            self._fail(error)
         finally:
             self._done.set()
+
+    def _fail(self, error: BaseException) -> None:
+        self.error = error
+        self.cancelled = type(error).__name__ == "SimulationCancelled"

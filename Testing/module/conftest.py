@@ -8,6 +8,8 @@ classes the file declares for them (as Qt Designer itself does when a plugin is 
 from __future__ import annotations
 
 import ast
+import os
+import tempfile
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -334,7 +336,7 @@ def _custom_widget_extras(cls: str) -> dict:
     if cls == "qMRMLWidget":
         return {"setMRMLScene": lambda scene: None}
     if cls == "qMRMLNodeComboBox":
-        return {"_signals": ("currentNodeChanged",), "setMRMLScene": lambda scene: None}
+        return {"_signals": ("currentNodeChanged",), "setMRMLScene": lambda scene: None, "currentNode": None}
     if cls == "qMRMLTableView":
         state: dict = {"node": None}
         return {"setMRMLTableNode": lambda node: state.update(node=node), "_table": state}
@@ -343,6 +345,258 @@ def _custom_widget_extras(cls: str) -> dict:
     if cls == "ctkSliderWidget":
         return {"_signals": ("valueChanged",), "minimum": 0.0, "maximum": 0.0, "value": 0.0}
     return {}
+
+
+# -- Slicer's parameterNodeWrapper, stood in with the rules it enforces -----------------------------
+# (Base/Python/slicer/parameterNodeWrapper: serializers.py, guiConnectors.py, validators.py.)
+# Types it cannot serialize are refused when the class is decorated; a widget it cannot bind (a
+# slider on an unbounded number, a widget class it has no connector for, a name that is no field)
+# is refused by connectGui; values are stored in the parameters exactly as Slicer's serializers
+# store them; GUI connections are made when connectGui is called, so the module's own slots on the
+# same signal run first (PythonQt calls slots in connection order).
+
+
+@dataclass(frozen=True)
+class WithinRange:
+    minimum: float
+    maximum: float
+
+    def validate(self, value) -> None:
+        if not self.minimum <= value <= self.maximum:
+            raise ValueError(f"value {value} is not within [{self.minimum}, {self.maximum}]")
+
+
+def _split_annotated(hint):
+    import typing
+
+    if typing.get_origin(hint) is typing.Annotated:
+        base, *annotations = typing.get_args(hint)
+        return base, annotations
+    return hint, []
+
+
+def _is_node_type(base) -> bool:
+    import slicer
+
+    return isinstance(base, type) and issubclass(base, slicer.vtkMRMLNode)
+
+
+def _check_serializable(name: str, base) -> None:
+    import enum
+    import pathlib
+    import typing
+
+    origin = typing.get_origin(base)
+    if base in (bool, int, float, str) or _is_node_type(base):
+        return
+    if isinstance(base, type) and (issubclass(base, enum.Enum) or issubclass(base, pathlib.PurePath)):
+        return
+    if origin is typing.Union:  # typing.Optional/Union; ``X | None`` (types.UnionType) is not one
+        for arg in typing.get_args(base):
+            if arg is not type(None):
+                _check_serializable(name, arg)
+        return
+    if origin in (list, tuple) and typing.get_args(base):
+        for arg in typing.get_args(base):
+            _check_serializable(name, arg)
+        return
+    if origin is dict and len(typing.get_args(base)) == 2:
+        for arg in typing.get_args(base):
+            _check_serializable(name, arg)
+        return
+    raise Exception(f"Unable to create serializer for type: {base} (field {name})")
+
+
+def _encode(base, value) -> str:
+    if base is bool:
+        return "True" if value else "False"
+    return str(value)
+
+
+def _decode(base, text: str):
+    if base is bool:
+        return text == "True"
+    return base(text)
+
+
+# .ui class → (value type, signal, whether a bound range is required), as guiConnectors.py binds them.
+_CONNECTORS = {
+    "QCheckBox": (bool, "toggled", False),
+    "QPushButton": (bool, "toggled", False),
+    "QSpinBox": (int, "valueChanged", False),
+    "QSlider": (int, "valueChanged", True),
+    "QDoubleSpinBox": (float, "valueChanged", False),
+    "ctkSliderWidget": (float, "valueChanged", True),
+    "QLineEdit": (str, "textChanged", False),
+}
+
+
+def parameter_node_wrapper(cls, ui_file):
+    import typing
+
+    hints = typing.get_type_hints(cls, include_extras=True)
+    fields = {}
+    for name, hint in hints.items():
+        base, annotations = _split_annotated(hint)
+        _check_serializable(name, base)
+        ranges = [a for a in annotations if isinstance(a, WithinRange)]
+        unknown = [a for a in annotations if not isinstance(a, WithinRange)]
+        if unknown:
+            raise Exception(f"annotation(s) {unknown} of {name} are not modelled by the stand-in")
+        default = cls.__dict__.get(name, None if _is_node_type(base) else base())
+        fields[name] = (base, ranges[0] if ranges else None, default)
+
+    class Wrapped:
+        allParameters = fields
+
+        def __init__(self, node):
+            object.__setattr__(self, "parameterNode", node)
+            object.__setattr__(self, "_bindings", {})
+            for field_name, (_base, _bounds, default) in fields.items():
+                if not node.HasParameter(field_name):  # the wrapper stores a default for what is missing
+                    self._write(field_name, default)
+
+        @property
+        def node(self):
+            return self.parameterNode
+
+        def _write(self, name, value):
+            base, bounds, _default = fields[name]
+            node = self.parameterNode
+            if _is_node_type(base):
+                if value is not None and not value.IsA(base.__name__):
+                    raise ValueError(f"{name}: {value.GetClassName()} is not a {base.__name__}")
+                node.SetParameter(name, "")
+                node.SetNodeReferenceID(name, value.GetID() if value is not None else None)
+                return
+            if not isinstance(value, (int, float) if base is float else base) or (
+                base is not bool and isinstance(value, bool)
+            ):
+                raise TypeError(f"{name}: {value!r} is not a {base.__name__}")
+            if bounds is not None:
+                bounds.validate(value)
+            node.SetParameter(name, _encode(base, value))
+
+        def __getattr__(self, name):
+            if name not in fields:
+                raise AttributeError(name)
+            base = fields[name][0]
+            node = object.__getattribute__(self, "parameterNode")
+            if _is_node_type(base):
+                return node.GetNodeReference(name)
+            return _decode(base, node.GetParameter(name))
+
+        def __setattr__(self, name, value):
+            if name not in fields:
+                raise AttributeError(f"{name} is not a parameter of {cls.__name__}")
+            self._write(name, value)
+
+        def connectGui(self, ui):
+            return _connect_gui(self, fields, ui, ui_file)
+
+        def disconnectGui(self, tag):
+            if tag is not None:
+                tag()
+
+    Wrapped.__name__ = Wrapped.__qualname__ = cls.__name__
+    return Wrapped
+
+
+def _connect_gui(wrapped, fields, ui, ui_file):
+    bindings = []
+    for widget_name, info in ui_file.widgets.items():
+        if info.parameter is None:
+            continue
+        widget = getattr(ui, widget_name)
+        if info.parameter not in fields:
+            raise ValueError(f"{widget_name} is bound to {info.parameter!r}, which is no parameter")
+        base, bounds, _default = fields[info.parameter]
+        if info.cls == "qMRMLNodeComboBox" and _is_node_type(base):
+            bindings.append(_bind_node_selector(wrapped, info.parameter, widget))
+            continue
+        connector = _CONNECTORS.get(info.cls)
+        if connector is None or connector[0] is not base:
+            raise RuntimeError(
+                f"Unable to create GUI connector from datatype '{base}' to widget type '{info.cls}'"
+            )
+        if connector[2] and bounds is None:
+            raise RuntimeError(
+                f"Cannot have a connection to {info.cls} where the {base.__name__} type is unbounded."
+            )
+        bindings.append(_bind_value_widget(wrapped, info.parameter, widget, connector[1], bounds, base))
+    node = wrapped.parameterNode
+
+    def update_widgets(*_args):
+        for binding in bindings:
+            binding["to_widget"]()
+
+    update_widgets()
+    tag = node.AddObserver("ModifiedEvent", update_widgets)
+
+    def disconnect():
+        node.RemoveObserver(tag)
+        for binding in bindings:
+            binding["disconnect"]()
+
+    return disconnect
+
+
+def _bind_value_widget(wrapped, name, widget, signal_name, bounds, base):
+    extras = object.__getattribute__(widget, "_extras")
+    if signal_name in extras.get("_signals", ()):  # a Slicer-only widget, stood in by plain state
+        return _bind_stood_in_widget(wrapped, name, extras, signal_name, bounds)
+    qwidget = object.__getattribute__(widget, "_wrapped")
+    if bounds is not None and hasattr(qwidget, "setRange"):
+        qwidget.setRange(bounds.minimum, bounds.maximum)
+    elif base is int and hasattr(qwidget, "setRange"):
+        qwidget.setRange(-(2**31), 2**31 - 1)
+    property_name = {bool: "checked", int: "value", float: "value", str: "text"}[base]
+    signal = getattr(qwidget, signal_name)
+
+    def to_node(*_args):
+        value = qwidget.property(property_name)
+        if getattr(wrapped, name) != value:
+            setattr(wrapped, name, base(value))
+
+    def to_widget():
+        value = getattr(wrapped, name)
+        if qwidget.property(property_name) != value:
+            qwidget.blockSignals(True)
+            qwidget.setProperty(property_name, value)
+            qwidget.blockSignals(False)
+
+    signal.connect(to_node)
+    return {"to_widget": to_widget, "disconnect": lambda: signal.disconnect(to_node)}
+
+
+def _bind_stood_in_widget(wrapped, name, extras, signal_name, bounds):
+    slots = extras.setdefault("_connections", {}).setdefault(signal_name, [])
+    if bounds is not None:
+        extras["minimum"], extras["maximum"] = bounds.minimum, bounds.maximum
+
+    def to_node(value):
+        extras["value"] = value
+        setattr(wrapped, name, value)
+
+    def to_widget():
+        extras["value"] = getattr(wrapped, name)
+
+    slots.append(to_node)
+    return {"to_widget": to_widget, "disconnect": lambda: slots.remove(to_node)}
+
+
+def _bind_node_selector(wrapped, name, widget):
+    extras = object.__getattribute__(widget, "_extras")
+    slots = extras.setdefault("_connections", {}).setdefault("currentNodeChanged", [])
+
+    def to_node(node):
+        setattr(wrapped, name, node)
+
+    def to_widget():
+        extras["currentNode"] = getattr(wrapped, name)
+
+    slots.append(to_node)  # after the module's own slots: PythonQt's connection order
+    return {"to_widget": to_widget, "disconnect": lambda: slots.remove(to_node)}
 
 
 class _Namespace:
@@ -354,8 +608,6 @@ def _slicer_stand_in(scene_app, tmp_path, questions, ui_file):
     import types
     import unittest
 
-    import slicer
-
     qt = types.ModuleType("qt")
 
     i18n = types.ModuleType("slicer.i18n")
@@ -363,33 +615,8 @@ def _slicer_stand_in(scene_app, tmp_path, questions, ui_file):
     i18n.translate = lambda _context, text: text
 
     wrapper = types.ModuleType("slicer.parameterNodeWrapper")
-
-    def parameter_node_wrapper(cls):
-        fields = dict(cls.__annotations__)
-
-        def __init__(self, node):
-            object.__setattr__(self, "node", node)
-
-        def __getattr__(self, name):
-            if name not in fields:
-                raise AttributeError(name)
-            node = object.__getattribute__(self, "node")
-            if isinstance(fields[name], type) and issubclass(fields[name], slicer.vtkMRMLNode):
-                return node.GetNodeReference(name)
-            return getattr(cls, name)
-
-        cls.__init__ = __init__
-        cls.__getattr__ = __getattr__
-        cls.connectGui = lambda self, ui: "tag"
-        cls.disconnectGui = lambda self, tag: None
-        for name, annotation in fields.items():  # node fields are read from the node only
-            if isinstance(annotation, type) and issubclass(annotation, slicer.vtkMRMLNode):
-                with contextlib.suppress(AttributeError):
-                    delattr(cls, name)
-        return cls
-
-    wrapper.parameterNodeWrapper = parameter_node_wrapper
-    wrapper.WithinRange = lambda low, high: ("WithinRange", low, high)
+    wrapper.parameterNodeWrapper = lambda cls: parameter_node_wrapper(cls, ui_file)
+    wrapper.WithinRange = WithinRange
 
     scripted = types.ModuleType("slicer.ScriptedLoadableModule")
 
@@ -487,6 +714,7 @@ def _slicer_stand_in(scene_app, tmp_path, questions, ui_file):
     qt.QTableWidgetItem = QtWidgets.QTableWidgetItem
     qt.Qt = QtCore.Qt
 
+    app_connections: list = []  # slicer.app's signals the module connected to (recorded, not dropped)
     cache = tmp_path / "slicer-cache"
     temporary = tmp_path / "slicer-tmp"
     cache.mkdir(exist_ok=True)
@@ -495,7 +723,8 @@ def _slicer_stand_in(scene_app, tmp_path, questions, ui_file):
         cachePath=str(cache),
         temporaryPath=str(temporary),
         applicationLogic=lambda: scene_app.app_logic,
-        connect=lambda *args: None,
+        connect=lambda signal, slot: app_connections.append((signal, slot)),
+        testingEnabled=lambda: False,
     )
     plots_shown: list = []
     plots_logic = types.SimpleNamespace(ShowChartInLayout=plots_shown.append)
@@ -565,6 +794,13 @@ def module(scene_app, tmp_path, monkeypatch, questions, ui_file):
     import slicer
 
     _qt_application()
+    # The solver's worker processes read NUMBA_CACHE_DIR; one lasting cache (as a user's Slicer
+    # has) spares each test compiling the kernels again in a fresh worker.
+    numba_stood_out = "numba" in sys.modules and sys.modules["numba"] is None  # the no_numba fixture
+    if not numba_stood_out and not os.environ.get("NUMBA_CACHE_DIR"):
+        monkeypatch.setenv(
+            "NUMBA_CACHE_DIR", str(Path(tempfile.gettempdir()) / "cryoablation-tests-numba-cache")
+        )
     fake_modules, slicer_attributes = _slicer_stand_in(scene_app, tmp_path, questions, ui_file)
     for name, fake in fake_modules.items():
         monkeypatch.setitem(sys.modules, name, fake)
@@ -580,7 +816,7 @@ def module(scene_app, tmp_path, monkeypatch, questions, ui_file):
 def logic(module):
     made = module.CryoAblationLogic()
     yield made
-    made.stopBackgroundWork()
+    made.session.stop_background_work()
 
 
 @pytest.fixture

@@ -25,38 +25,73 @@ from CryoAblationLogic.io import phantom  # noqa: E402
 from CryoAblationLogic.scene import parameters as P  # noqa: E402
 
 
-def test_parameter_node_is_the_plans_node_and_keeps_the_adapters_references(module, logic, scene_app):
-    plan = logic.loadSamplePhantom()
+def test_one_parameter_scheme_the_wrapper_and_the_plan_settings_share_each_parameter(module, logic):
+    """Slicer's wrapper class is built from the plan settings: the same parameters, the same
+    encoding, so a value written on one side is read on the other, and the wrapper keeps the input
+    references the Qt-free side set (it would reset a node field it does not find)."""
+    plan = logic.session.load_sample_phantom()
     wrapped = logic.getParameterNode()
-    assert wrapped.node is plan.node
-    # The wrapper would store a default for a field it does not find: the references the
-    # adapters set must be visible to it as parameters of the same names.
-    for role in (P.INPUT_VOLUME, P.INPUT_SEGMENTATION):
-        assert wrapped.node.HasParameter(role) and wrapped.node.GetNodeReference(role) is not None
-    fields = module.CryoAblationParameterNode.__annotations__
-    assert {P.INPUT_VOLUME, P.INPUT_SEGMENTATION} <= set(fields)
+    assert wrapped.parameterNode is plan.node
+    assert set(module.CryoAblationParameterNode.allParameters) == {
+        P.INPUT_VOLUME,
+        P.INPUT_SEGMENTATION,
+        *P.wrapper_fields(),
+    }
+    assert wrapped.InputSegmentation is plan.get(P.INPUT_SEGMENTATION) is not None
+    assert wrapped.InputVolume is plan.get(P.INPUT_VOLUME) is not None
+    plan.update_settings(
+        scanner_port=20001, preview_enabled=True, journal_path="/tmp/p.jsonl", preview_spacing_mm=3.0
+    )
+    assert (
+        wrapped.scanner_port,
+        wrapped.preview_enabled,
+        wrapped.journal_path,
+        wrapped.preview_spacing_mm,
+    ) == (
+        20001,
+        True,
+        "/tmp/p.jsonl",
+        3.0,
+    )
+    wrapped.console_port = 20002
+    wrapped.playback_interval_s = 30.0
+    settings = plan.settings()
+    assert (settings.console_port, settings.playback_interval_s) == (20002, 30.0)
+    with pytest.raises(ValueError, match="within"):
+        wrapped.console_port = 70000  # a port is 1…65535, on both sides
+    plan.node.SetParameter("scanner_port", "70000")
+    with pytest.raises(InputError, match="scanner_port"):
+        plan.settings()
 
 
 def test_inputs_segments_roles_and_materials(logic):
-    plan = logic.loadSamplePhantom()
+    plan = logic.session.load_sample_phantom()
     segmentation = plan.get(P.INPUT_SEGMENTATION)
-    rows = logic.segmentRows(segmentation)
+    rows = logic.session.segment_rows(segmentation)
     assert {(name, role, material) for _id, name, role, material in rows} == {
         (name, role, material) for name, material, role in phantom.LABELS.values()
     }
-    assert "fat" in logic.materialNames() and logic.roleNames() == ["organ", "critical", "target", "vessel"]
+    assert "fat" in logic.session.material_names() and logic.session.role_names() == [
+        "organ",
+        "critical",
+        "target",
+        "vessel",
+    ]
     bowel = next(segment_id for segment_id, name, *_ in rows if name == "Bowel")
-    logic.setSegmentRole(segmentation, bowel, "", "")  # leave it out of the plan
-    assert next(r for r in logic.segmentRows(segmentation) if r[0] == bowel)[2:] == ("", "")
-    logic.setSegmentRole(segmentation, bowel, "critical", "muscle")
-    assert next(r for r in logic.segmentRows(segmentation) if r[0] == bowel)[2:] == ("critical", "muscle")
+    logic.session.set_segment_role(segmentation, bowel, "", "")  # leave it out of the plan
+    assert next(r for r in logic.session.segment_rows(segmentation) if r[0] == bowel)[2:] == ("", "")
+    logic.session.set_segment_role(segmentation, bowel, "critical", "muscle")
+    assert next(r for r in logic.session.segment_rows(segmentation) if r[0] == bowel)[2:] == (
+        "critical",
+        "muscle",
+    )
     with pytest.raises(InputError, match="role"):
-        logic.setSegmentRole(segmentation, bowel, "nerve", "muscle")
+        logic.session.set_segment_role(segmentation, bowel, "nerve", "muscle")
 
 
 def test_probe_placement_by_two_clicks_tip_first(logic, scene_app):
-    logic.loadSamplePhantom()
-    model = logic.probeModelNames()[0]
+    logic.session.load_sample_phantom()
+    model = logic.session.probe_model_names()[0]
     node = logic.startProbePlacement(model)
     selection = scene_app.app_logic.GetSelectionNode()
     assert selection.GetActivePlaceNodeID() == node.GetID()
@@ -64,80 +99,80 @@ def test_probe_placement_by_two_clicks_tip_first(logic, scene_app):
         scene_app.app_logic.GetInteractionNode().GetCurrentInteractionMode()
         == slicer.vtkMRMLInteractionNode.Place
     )
-    assert logic.probeRows() == [("P1", model, "placing…", "")]
+    assert logic.session.probe_rows() == [("P1", model, "placing…", "")]
     tip, entry = phantom.demo_probe_plan()[0]["tip_mm"], phantom.demo_probe_plan()[0]["entry_mm"]
     node.AddControlPointWorld(tip)  # the user's first click: the tip
     node.AddControlPointWorld(entry)  # the second: the entry
-    (name, shown_model, tip_text, length_text) = logic.probeRows()[0]
+    (name, shown_model, tip_text, length_text) = logic.session.probe_rows()[0]
     assert (name, shown_model) == ("P1", model)
     np.testing.assert_allclose([float(v) for v in tip_text.split(",")], tip, atol=0.06)
     assert float(length_text) == pytest.approx(float(np.linalg.norm(np.subtract(entry, tip))), abs=0.06)
     assert node.GetNodeReference("CryoAblation.Needle") is not None  # the needle follows the line
     second = logic.startProbePlacement(model)
     assert second.GetName() == "P2"
-    logic.removeProbe(1)
-    assert [row[0] for row in logic.probeRows()] == ["P1"]
+    logic.session.remove_probe(1)
+    assert [row[0] for row in logic.session.probe_rows()] == ["P1"]
     with pytest.raises(ValueError, match="Select the probe"):
-        logic.removeProbe(5)
+        logic.session.remove_probe(5)
     with pytest.raises(ValueError, match="catalog"):
         logic.startProbePlacement("no-such-probe")
 
 
 def test_probe_warnings_name_a_probe_through_the_bowel(logic, scene_app):
-    plan = logic.loadSamplePhantom()
-    model = logic.probeModelNames()[0]
+    plan = logic.session.load_sample_phantom()
+    model = logic.session.probe_model_names()[0]
     scenarios.place_probes(
         scene_app.scene,
         plan,
         [{"name": "PB", "model": model, "tip_mm": [-42.0, 24.0, 4.0], "entry_mm": [-42.0, -56.0, 4.0]}],
     )
-    warnings = logic.probeWarnings()
+    warnings = logic.session.probe_warnings()
     assert any("PB" in w and "Bowel" in w for w in warnings), warnings
 
 
 def test_protocol_presets_and_table_edits(logic):
-    logic.loadSamplePhantom()
-    logic.applyProtocolPreset("10-5-10")
-    assert logic.protocolRows() == [
+    logic.session.load_sample_phantom()
+    logic.session.apply_protocol_preset("10-5-10")
+    assert logic.session.protocol_rows() == [
         ["freeze", "", "10", "100", "all"],
         ["thaw", "passive", "5", "", "all"],
         ["freeze", "", "10", "100", "all"],
     ]
     # the phantom asked for a snapshot at 1680 s; the shorter protocol drops it
-    assert logic.planParameters().settings().snapshot_times_s == [600.0]
-    logic.setProtocolRows([["freeze", "", "4", "80", "all"], ["thaw", "active", "1.5", "", "all"]])
-    steps = logic.planParameters().settings().protocol
+    assert logic.session.parameters.settings().snapshot_times_s == [600.0]
+    logic.session.set_protocol_rows([["freeze", "", "4", "80", "all"], ["thaw", "active", "1.5", "", "all"]])
+    steps = logic.session.parameters.settings().protocol
     assert steps[1] == {"action": "thaw", "duration_s": 90.0, "mode": "active", "probes": "all"}
     with pytest.raises(ValueError, match="step 1: minutes and flow must be numbers"):
-        logic.setProtocolRows([["freeze", "", "four", "", "all"]])
+        logic.session.set_protocol_rows([["freeze", "", "four", "", "all"]])
     with pytest.raises(InputError, match=r"protocol step 2\.probes"):
-        logic.setProtocolRows([["freeze", "", "4", "", "all"], ["thaw", "", "1", "", "P7"]])
-    logic.addProtocolStep()
-    assert len(logic.protocolRows()) == 3
-    logic.removeProtocolStep(2)
-    logic.removeProtocolStep(1)
+        logic.session.set_protocol_rows([["freeze", "", "4", "", "all"], ["thaw", "", "1", "", "P7"]])
+    logic.session.add_protocol_step()
+    assert len(logic.session.protocol_rows()) == 3
+    logic.session.remove_protocol_step(2)
+    logic.session.remove_protocol_step(1)
     with pytest.raises(ValueError, match="at least one step"):
-        logic.removeProtocolStep(0)
+        logic.session.remove_protocol_step(0)
 
 
 def test_isotherm_levels_and_grid_spacing(logic):
-    logic.loadSamplePhantom()
-    assert logic.isothermLevelsText() == "0, -20, -40"
-    logic.setIsothermLevels("0; -30")
-    assert logic.isothermLevelsText() == "0, -30"
+    logic.session.load_sample_phantom()
+    assert logic.session.isotherm_levels_text() == "0, -20, -40"
+    logic.session.set_isotherm_levels("0; -30")
+    assert logic.session.isotherm_levels_text() == "0, -30"
     with pytest.raises(ValueError, match="numbers"):
-        logic.setIsothermLevels("0, cold")
-    assert logic.gridSpacingMm() == 0.0  # the image's own voxels
-    logic.setGridSpacingMm(2.5)
-    assert logic.gridSpacingMm() == 2.5
-    logic.setGridSpacingMm(0.0)
-    assert logic.planParameters().settings().grid_spacing_mm is None
+        logic.session.set_isotherm_levels("0, cold")
+    assert logic.session.grid_spacing_mm() == 0.0  # the image's own voxels
+    logic.session.set_grid_spacing_mm(2.5)
+    assert logic.session.grid_spacing_mm() == 2.5
+    logic.session.set_grid_spacing_mm(0.0)
+    assert logic.session.parameters.settings().grid_spacing_mm is None
 
 
 def wait_for_run(logic, timeout_s: float = 300.0) -> str:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        outcome = logic.pollSimulation()
+        outcome = logic.session.poll_simulation()
         if outcome is not None:
             return outcome
         time.sleep(0.05)
@@ -145,46 +180,46 @@ def wait_for_run(logic, timeout_s: float = 300.0) -> str:
 
 
 def test_simulate_in_the_background_then_results_exports_and_report(logic, scene_app, tmp_path, questions):
-    plan = logic.loadSamplePhantom()
+    plan = logic.session.load_sample_phantom()
     scenarios.place_probes(scene_app.scene, plan)
-    logic.applyProtocolPreset("3-1-3")
-    logic.setGridSpacingMm(4.0)
+    logic.session.apply_protocol_preset("3-1-3")
+    logic.session.set_grid_spacing_mm(4.0)
     with pytest.raises(ValueError, match="Simulate the plan first"):
-        logic.exportReport(str(tmp_path))
-    logic.startSimulation()
-    assert logic.simulationRunning()
+        logic.session.export_report(str(tmp_path))
+    logic.session.start_simulation()
+    assert logic.session.simulation_running()
     with pytest.raises(RuntimeError, match="already running"):
-        logic.startSimulation()
+        logic.session.start_simulation()
     message = wait_for_run(logic)
     assert message.startswith("Simulated 420 s. Target coverage 0 °C:"), message
-    assert not logic.simulationRunning() and questions.asked == []  # numba was already there
-    metrics_table, critical_table, warnings = logic.resultTables()
+    assert not logic.session.simulation_running() and questions.asked == []  # numba was already there
+    metrics_table, critical_table, warnings = logic.session.result_tables()
     assert metrics_table.GetNumberOfRows() == 3 and critical_table.GetNumberOfRows() == 1
     assert all(isinstance(w, str) and w for w in warnings)
-    low, high = logic.playbackTimeRange()
+    low, high = logic.session.playback_time_range()
     assert (low, high) == (60.0, 420.0)
-    assert logic.showTime(185.0) == 180.0
-    case_path = Path(logic.exportCase(str(tmp_path)))
+    assert logic.session.show_time(185.0) == 180.0
+    case_path = Path(logic.session.export_case(str(tmp_path)))
     assert case_path.name == "CryoAblation.cryo.json" and case_path.is_file()
-    report = Path(logic.exportReport(str(tmp_path)))
+    report = Path(logic.session.export_report(str(tmp_path)))
     assert report.is_file() and "P1" in report.read_text(encoding="utf-8")
     plan.probes()[0].SetNthControlPointPositionWorld(0, [-25.0, 8.0, 4.0])
     with pytest.raises(InputError, match="probes changed"):
-        logic.exportReport(str(tmp_path))
+        logic.session.export_report(str(tmp_path))
 
 
 def test_cancelled_run_says_so(logic, scene_app):
-    plan = logic.loadSamplePhantom()
+    plan = logic.session.load_sample_phantom()
     scenarios.place_probes(scene_app.scene, plan)
-    logic.setGridSpacingMm(4.0)
-    logic.startSimulation()
-    logic.cancelSimulation()
+    logic.session.set_grid_spacing_mm(4.0)
+    logic.session.start_simulation()
+    logic.session.cancel_simulation()
     assert wait_for_run(logic) == "Simulation cancelled."
-    assert logic.resultTables() == (None, None, [])
+    assert logic.session.result_tables() == (None, None, [])
 
 
 def test_plots_need_a_run_first(logic):
-    logic.loadSamplePhantom()
+    logic.session.load_sample_phantom()
     with pytest.raises(ValueError, match="Run a simulation first"):
         logic.showChart("ice")
 
@@ -204,9 +239,9 @@ def test_monitor_connects_shows_readings_and_replays_the_journal(logic, tmp_path
     console.start()
     journal = tmp_path / "case-001.jsonl"
     try:
-        logic.startMonitoring("127.0.0.1", free_port(), "127.0.0.1", console_port, str(journal))
-        assert logic.monitoringActive()
-        lights, rows, _ = logic.pollMonitoring()
+        logic.session.monitor.start("127.0.0.1", free_port(), "127.0.0.1", console_port, str(journal))
+        assert logic.session.monitor.active()
+        lights, rows, _ = logic.session.monitor.poll()
         assert lights["scanner"] == "waiting"
         deadline = time.monotonic() + 10.0
         sent = False
@@ -214,19 +249,19 @@ def test_monitor_connects_shows_readings_and_replays_the_journal(logic, tmp_path
             if not sent and console.connected:
                 console.send(StringMessage(device_name="ProbeTemps", text="-31.5"))
                 sent = True
-            lights, rows, _ = logic.pollMonitoring()
+            lights, rows, _ = logic.session.monitor.poll()
             time.sleep(0.02)
         assert lights["console"] == "connected"
         assert rows[0][:2] == ("Probe 1", "-31.5")
         with pytest.raises(RuntimeError, match="Disconnect"):
-            logic.replayJournal(str(journal))
+            logic.session.monitor.review_journal(str(journal))
     finally:
-        logic.stopMonitoring()
+        logic.session.monitor.stop()
         console.stop()
-    assert not logic.monitoringActive()
-    assert logic.pollMonitoring()[0] == {"scanner": "off", "console": "off"}
-    assert logic.replayJournal(str(journal)) == 1
-    assert logic.pollMonitoring()[1][0][:2] == ("Probe 1", "-31.5")
+    assert not logic.session.monitor.active()
+    assert logic.session.monitor.poll()[0] == {"scanner": "off", "console": "off"}
+    assert logic.session.monitor.review_journal(str(journal)) == 1
+    assert logic.session.monitor.poll()[1][0][:2] == ("Probe 1", "-31.5")
 
 
 def test_module_description_and_sample_data_registration(module, monkeypatch, scene_app, tmp_path):
@@ -285,26 +320,26 @@ def test_without_numba_the_user_is_asked_and_the_rest_keeps_working(
     questions.answer = False
     logic = module.CryoAblationLogic()
     assert os.environ["NUMBA_CACHE_DIR"].startswith(str(tmp_path))  # set before any numba import
-    plan = logic.loadSamplePhantom()
-    model = logic.probeModelNames()[0]
+    plan = logic.session.load_sample_phantom()
+    model = logic.session.probe_model_names()[0]
     scenarios.place_probes(
         scene_app.scene,
         plan,
         [{"name": "PB", "model": model, "tip_mm": [-42.0, 24.0, 4.0], "entry_mm": [-42.0, -56.0, 4.0]}],
     )
-    assert any("PB" in w for w in logic.probeWarnings())
-    logic.applyProtocolPreset("10-5-10")
-    assert Path(logic.exportCase(str(tmp_path))).is_file()
+    assert any("PB" in w for w in logic.session.probe_warnings())
+    logic.session.apply_protocol_preset("10-5-10")
+    assert Path(logic.session.export_case(str(tmp_path))).is_file()
     with pytest.raises(RuntimeError, match="numba was not installed") as declined:
-        logic.startSimulation()
+        logic.session.start_simulation()
     for feature in ("solver", "preview", "live monitoring"):
         assert feature in str(declined.value)
     assert len(questions.asked) == 1 and "numba" in questions.asked[0]
     with pytest.raises(RuntimeError, match="numba was not installed"):
-        logic.setPreviewEnabled(True)
-    assert not logic.previewActive() and not logic.simulationRunning()
+        logic.session.set_preview_enabled(True)
+    assert not logic.session.preview_active() and not logic.session.simulation_running()
     assert logic.numbaStatusText().startswith("numba was not installed")
-    logic.stopBackgroundWork()
+    logic.session.stop_background_work()
 
 
 def test_live_mode_runs_the_plan_in_step_with_the_console_and_replays_the_same(logic, scene_app, tmp_path):
@@ -314,9 +349,9 @@ def test_live_mode_runs_the_plan_in_step_with_the_console_and_replays_the_same(l
     from CryoAblationLogic.igtl.messages import StringMessage
     from CryoAblationLogic.igtl.transport import Server, timestamp_from_seconds
 
-    plan = logic.loadSamplePhantom()
+    plan = logic.session.load_sample_phantom()
     scenarios.place_probes(scene_app.scene, plan)
-    logic.setGridSpacingMm(4.0)
+    logic.session.set_grid_spacing_mm(4.0)
     console_port = free_port()
     console = Server(console_port, "127.0.0.1")
     console.start()
@@ -329,11 +364,11 @@ def test_live_mode_runs_the_plan_in_step_with_the_console_and_replays_the_same(l
         return message
 
     try:
-        logic.startLiveMode("127.0.0.1", free_port(), "127.0.0.1", console_port, str(journal))
-        assert logic.liveModeActive() and logic.monitoringActive()
+        logic.session.monitor.start_live("127.0.0.1", free_port(), "127.0.0.1", console_port, str(journal))
+        assert logic.session.monitor.live() and logic.session.monitor.active()
         deadline = time.monotonic() + 10.0
         while time.monotonic() < deadline and not console.connected:
-            logic.pollMonitoring()
+            logic.session.monitor.poll()
             time.sleep(0.02)
         for number in (1, 2, 3):
             console.send(at(0.0, "CryoState", f"FREEZE {number} 100%"), stamp=False)
@@ -341,23 +376,23 @@ def test_live_mode_runs_the_plan_in_step_with_the_console_and_replays_the_same(l
         rows: list = []
         deadline = time.monotonic() + 60.0
         while time.monotonic() < deadline and len(rows) < 3:
-            lights, rows, notes = logic.pollMonitoring()
+            lights, rows, notes = logic.session.monitor.poll()
             time.sleep(0.02)
         assert lights["console"] == "connected"
         assert [row[0] for row in rows] == ["P1 (freeze 100%)", "P2 (freeze 100%)", "P3 (freeze 100%)"]
         assert rows[0][1].startswith("-75.0 (predicted ") and rows[0][2] == "30.0"
         assert any("probe state" in note for note in notes)
     finally:
-        logic.stopMonitoring()
+        logic.session.monitor.stop()
         console.stop()
-    assert not logic.liveModeActive()
+    assert not logic.session.monitor.live()
     temperature = plan.get(P.TEMPERATURE_VOLUME)
     assert temperature is not None  # the prediction so far, shown in the scene
-    live_rows = logic.pollMonitoring()[1]
-    assert logic.replayJournal(str(journal)) == 4
-    assert logic.pollMonitoring()[1] == live_rows  # the replay predicts exactly the same
+    live_rows = logic.session.monitor.poll()[1]
+    assert logic.session.monitor.review_journal(str(journal)) == 4
+    assert logic.session.monitor.poll()[1] == live_rows  # the replay predicts exactly the same
     with pytest.raises(ValueError, match="journal file"):
-        logic.startLiveMode("127.0.0.1", free_port(), "127.0.0.1", console_port, "")
+        logic.session.monitor.start_live("127.0.0.1", free_port(), "127.0.0.1", console_port, "")
 
 
 def test_live_mode_against_the_simulated_bridge_and_console_fills_the_scene(logic, scene_app, tmp_path):
@@ -371,9 +406,9 @@ def test_live_mode_against_the_simulated_bridge_and_console_fills_the_scene(logi
     from CryoAblationLogic.scene import probes, tables, volumes
     from CryoAblationLogic.scene.live_link import IMAGE_NODE_NAME
 
-    plan = logic.loadSamplePhantom()
+    plan = logic.session.load_sample_phantom()
     scenarios.place_probes(scene_app.scene, plan)
-    logic.setGridSpacingMm(4.0)
+    logic.session.set_grid_spacing_mm(4.0)
     shift = np.array([1.5, 0.0, 0.0])  # probe 1 as placed, off the plan
     placed = [
         (np.add(p["tip_mm"], shift if n == 0 else 0.0), np.add(p["entry_mm"], shift if n == 0 else 0.0))
@@ -393,8 +428,10 @@ def test_live_mode_against_the_simulated_bridge_and_console_fills_the_scene(logi
     def poll_until(done, what: str, timeout_s: float = 30.0) -> None:
         deadline = time.monotonic() + timeout_s
         while True:
-            panel["lights"], panel["rows"], panel["messages"] = logic.pollMonitoring()  # the timer's call
-            live = logic.liveSceneNodes()
+            panel["lights"], panel["rows"], panel["messages"] = (
+                logic.session.monitor.poll()
+            )  # the timer's call
+            live = logic.session.monitor.live_scene_nodes()
             if live.overlay_time_s is not None and live.overlay_time_s not in overlay_times[-1:]:
                 overlay_times.append(live.overlay_time_s)
             if done():
@@ -407,9 +444,11 @@ def test_live_mode_against_the_simulated_bridge_and_console_fills_the_scene(logi
         return probes.probe_tip_entry(line)[0]
 
     try:
-        logic.startLiveMode("127.0.0.1", scanner_port, "127.0.0.1", console.port, str(tmp_path / "sim.jsonl"))
+        logic.session.monitor.start_live(
+            "127.0.0.1", scanner_port, "127.0.0.1", console.port, str(tmp_path / "sim.jsonl")
+        )
         bridge.start()
-        live = logic.liveSceneNodes()
+        live = logic.session.monitor.live_scene_nodes()
         session = live.session
         poll_until(
             lambda: (
@@ -433,7 +472,7 @@ def test_live_mode_against_the_simulated_bridge_and_console_fills_the_scene(logi
         poll_until(lambda: session.clock_s >= watched_from + 3.0, "3 s of freezing")
         frames_shown = bridge.frames_sent
     finally:
-        logic.stopMonitoring()
+        logic.session.monitor.stop()
         bridge.stop()
         console.stop()
     assert scene_app.scene.GetNodesByName(IMAGE_NODE_NAME).GetNumberOfItems() == 1 and frames_shown > 5
@@ -453,7 +492,7 @@ def test_live_mode_against_the_simulated_bridge_and_console_fills_the_scene(logi
     assert [row[0] for row in panel["rows"]] == ["P1 (freeze 100%)", "P2 (freeze 100%)", "P3 (freeze 100%)"]
     assert all("(predicted " in row[1] for row in panel["rows"])
     assert not any("not acknowledged" in text for text in panel["messages"])
-    assert logic.pollMonitoring()[0] == {"scanner": "off", "console": "off"}
+    assert logic.session.monitor.poll()[0] == {"scanner": "off", "console": "off"}
 
 
 def test_the_slicer_self_test_itself_runs_here(module, monkeypatch, scene_app, tmp_path):

@@ -127,24 +127,26 @@ def test_every_ui_name_the_module_uses_exists_with_what_is_used_on_it(
             assert known, f"self.ui.{name}.{member}: {cls} has no such property, method or signal"
 
 
-def test_every_bound_widget_names_a_parameter_of_a_compatible_type(ui_file, module_source):
-    fields = module_source.parameter_fields()
+def test_every_bound_widget_names_a_parameter_of_a_compatible_type(ui_file):
+    """Statically, before Slicer's wrapper binds them (the stand-in's connectGui then enforces the
+    same rules at run time, test_parameter_node.py): every bound widget names a plan setting or an
+    input node, of a type its class can show."""
+    from typing import get_type_hints
+
+    from CryoAblationLogic.scene import parameters as P
+
+    fields = {name: spec[0].__name__ for name, spec in P.wrapper_fields().items()}
+    fields.update(
+        {P.INPUT_VOLUME: "vtkMRMLScalarVolumeNode", P.INPUT_SEGMENTATION: "vtkMRMLSegmentationNode"}
+    )
     bound = {w.name: w for w in ui_file.widgets.values() if w.parameter}
     assert bound
     for name, widget in bound.items():
         assert widget.parameter in fields, f"{name} is bound to unknown parameter {widget.parameter!r}"
         annotation = fields[widget.parameter]
-        if annotation.startswith("Annotated["):
-            annotation = annotation[len("Annotated[") :].split(",")[0]
         assert widget.cls in BINDABLE[annotation], f"{name} ({widget.cls}) cannot show a {annotation}"
     assert len({w.parameter for w in bound.values()}) == len(bound), "one widget per parameter"
-
-
-def test_parameter_node_holds_no_field_without_a_widget_or_a_reader(ui_file, module_source):
-    source = module_source.path.read_text(encoding="utf-8")
-    shown = {w.parameter for w in ui_file.widgets.values() if w.parameter}
-    for name in module_source.parameter_fields():
-        assert name in shown or f".{name}" in source, f"parameter {name} is neither shown nor used"
+    assert get_type_hints(P.PlanSettings)  # the one typed set the wrapper is built from
 
 
 def test_module_metadata_is_complete(module_source):
@@ -182,8 +184,10 @@ def test_module_follows_the_scripted_module_template(module_source):
     assert bases["CryoAblationWidget"] == ["ScriptedLoadableModuleWidget", "VTKObservationMixin"]
     assert bases["CryoAblationLogic"] == ["ScriptedLoadableModuleLogic"]
     assert bases["CryoAblationTest"] == ["ScriptedLoadableModuleTest"]
-    decorators = [ast.unparse(d) for d in classes["CryoAblationParameterNode"].decorator_list]
-    assert decorators == ["parameterNodeWrapper"]
+    # The wrapper class is made from the plan settings by a function that applies parameterNodeWrapper.
+    source = module_source.path.read_text(encoding="utf-8")
+    assert "CryoAblationParameterNode = _parameterNodeClass()" in source
+    assert "return parameterNodeWrapper(" in source
     functions = {node.name for node in module_source.tree.body if isinstance(node, ast.FunctionDef)}
     assert "registerSampleData" in functions
     test_methods = {f.name for f in classes["CryoAblationTest"].body if isinstance(f, ast.FunctionDef)}
@@ -240,53 +244,77 @@ def test_widget_leaves_all_work_to_the_logic(module_source):
             )
 
 
-# Logic methods that only read Python attributes of the logic object (they cannot fail), and the
-# template's parameter-node accessor; every other logic call from the widget must be guarded.
-LOGIC_STATE_QUERIES = {
+# Session and logic methods that only read Python attributes (they cannot fail); every other call
+# from a panel section must be guarded: a user's action by Slicer's error dialog, timer-driven
+# code by the panel's status line (never a modal dialog while the timer keeps firing).
+STATE_QUERIES = {
     "getParameterNode",
-    "simulationRunning",
+    "simulation_running",
     "numbaStatusText",
-    "liveModeActive",
-    "monitoringActive",
-    "previewActive",
+    "live",
+    "active",
+    "preview_active",
+    "simulation_progress",
+    "protocol_preset_names",
 }
+SECTION_FILES = sorted((REPO / "CryoAblation" / "CryoAblationLib").glob("*Section.py"))
 
 
 def test_logic_state_queries_only_read_attributes(module_source):
     logic = module_source.classes()["CryoAblationLogic"]
     for method in logic.body:
-        if isinstance(method, ast.FunctionDef) and method.name in LOGIC_STATE_QUERIES - {"getParameterNode"}:
+        if isinstance(method, ast.FunctionDef) and method.name in STATE_QUERIES - {"getParameterNode"}:
             calls = [ast.unparse(c.func) for c in ast.walk(method) if isinstance(c, ast.Call)]
             assert calls == [], f"{method.name} calls {calls}; guard it in the widget instead"
 
 
-def test_widget_actions_report_errors_as_messages(module_source):
-    widget = module_source.classes()["CryoAblationWidget"]
+def _is_guard(node: ast.AST) -> bool:
+    if isinstance(node, ast.With):
+        return any(
+            ast.unparse(item.context_expr).startswith(("self.userAction(", "reportInPanel("))
+            for item in node.items
+        )
+    return isinstance(node, ast.Try) and bool(node.handlers)  # caught and shown in the panel
+
+
+@pytest.mark.parametrize("path", SECTION_FILES, ids=lambda p: p.stem)
+def test_section_actions_report_errors_as_messages(path):
+    """Every call into the session from a section is guarded where it is made, or inside a helper
+    method that is itself only called where guarded."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
     parents: dict[ast.AST, ast.AST] = {}
-    for node in ast.walk(widget):
+    for node in ast.walk(tree):
         for child in ast.iter_child_nodes(node):
             parents[child] = node
-    unguarded = []
-    for node in ast.walk(widget):
-        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
-            continue
-        owner = node.func.value
-        if not (isinstance(owner, ast.Attribute) and owner.attr == "logic"):
-            continue
-        if node.func.attr in LOGIC_STATE_QUERIES:
-            continue
+    methods = {node.name: node for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)}
+
+    def guarded(node: ast.AST, seen: frozenset = frozenset()) -> bool:
         current = node
-        guarded = False
         while current in parents:
             current = parents[current]
-            if isinstance(current, ast.With) and any(
-                "tryWithErrorDisplay" in ast.unparse(item.context_expr) for item in current.items
-            ):
-                guarded = True
-                break
-        if not guarded:
-            unguarded.append(f"line {node.lineno}: self.logic.{node.func.attr}")
-    assert unguarded == [], "logic calls outside slicer.util.tryWithErrorDisplay"
+            if _is_guard(current):
+                return True
+            if isinstance(current, ast.FunctionDef):
+                if current.name in seen:
+                    return False
+                callers = [
+                    call
+                    for call in ast.walk(tree)
+                    if isinstance(call, ast.Call) and ast.unparse(call.func) == f"self.{current.name}"
+                ]
+                return bool(callers) and all(guarded(c, seen | {current.name}) for c in callers)
+        return False
+
+    unguarded = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            continue
+        owner = ast.unparse(node.func.value)
+        if owner not in {"self.session", "self.logic", "self.monitor", "self.session.monitor"}:
+            continue
+        if node.func.attr not in STATE_QUERIES and not guarded(node):
+            unguarded.append(f"line {node.lineno}: {owner}.{node.func.attr}")
+    assert methods and unguarded == [], f"{path.name}: calls outside userAction/reportInPanel: {unguarded}"
 
 
 def package_files() -> list[Path]:

@@ -56,8 +56,8 @@ def test_load_phantom_then_edit_a_segment_role_in_the_table(widget):
     material_box = ui.segmentsTable.cellWidget(rows["Bowel"], 2)
     assert (role_box.currentText, material_box.currentText) == ("critical", "muscle")
     role_box.setCurrentText("organ")  # the user picks another role
-    segmentation = widget.logic.planParameters().get(P.INPUT_SEGMENTATION)
-    roles = {row[1]: row[2] for row in widget.logic.segmentRows(segmentation)}
+    segmentation = widget.logic.session.parameters.get(P.INPUT_SEGMENTATION)
+    roles = {row[1]: row[2] for row in widget.logic.session.segment_rows(segmentation)}
     assert roles["Bowel"] == "organ"
 
 
@@ -65,7 +65,7 @@ def test_add_a_probe_by_clicks_and_see_it_in_the_table(widget, scene_app):
     ui = widget.ui
     ui.loadPhantomButton.click()
     ui.addProbeButton.click()
-    node = widget.logic.probeNodes()[0]
+    node = widget.logic.session.probe_nodes()[0]
     plan = phantom.demo_probe_plan()[0]
     node.AddControlPointWorld(plan["tip_mm"])
     node.AddControlPointWorld(plan["entry_mm"])
@@ -76,7 +76,7 @@ def test_add_a_probe_by_clicks_and_see_it_in_the_table(widget, scene_app):
     assert ui.probesTable.cellWidget(0, 1).currentText == ui.probeModelComboBox.currentText
     ui.probesTable.selectRow(0)
     ui.removeProbeButton.click()
-    assert ui.probesTable.rowCount == 0 and widget.logic.probeNodes() == []
+    assert ui.probesTable.rowCount == 0 and widget.logic.session.probe_nodes() == []
 
 
 def test_protocol_preset_and_a_cell_edit(widget, module):
@@ -86,7 +86,7 @@ def test_protocol_preset_and_a_cell_edit(widget, module):
     ui.applyPresetButton.click()
     assert ui.protocolTable.rowCount == 3 and ui.protocolTable.item(1, 2).text() == "5"
     ui.protocolTable.item(0, 2).setText("7")  # the user types 7 minutes
-    assert widget.logic.planParameters().settings().protocol[0]["duration_s"] == 420.0
+    assert widget.logic.session.parameters.settings().protocol[0]["duration_s"] == 420.0
     ui.protocolTable.item(0, 0).setText("melt")  # refused: the message says why, the table recovers
     assert "protocol step 1.action" in shown(module)[-1]
     assert ui.protocolTable.item(0, 0).text() == "freeze"
@@ -105,11 +105,11 @@ def test_simulate_play_back_plot_and_export_from_the_panel(widget, module, scene
 
     ui = widget.ui
     ui.loadPhantomButton.click()
-    scenarios.place_probes(scene_app.scene, widget.logic.planParameters())
+    scenarios.place_probes(scene_app.scene, widget.logic.session.parameters)
     ui.protocolPresetComboBox.setCurrentText("10-5-10")
-    widget.logic.applyProtocolPreset("3-1-3")  # a short run (the presets list holds the usual two)
+    widget.logic.session.apply_protocol_preset("3-1-3")  # a short run (the presets list holds the usual two)
     ui.gridSpacingSpinBox.value = 4.0
-    assert widget.logic.gridSpacingMm() == 4.0
+    assert widget.logic.session.grid_spacing_mm() == 4.0
     ui.isothermLevelsLineEdit.text = "0, -40"
     ui.isothermLevelsLineEdit.editingFinished.emit()
     ui.simulateButton.click()
@@ -121,7 +121,7 @@ def test_simulate_play_back_plot_and_export_from_the_panel(widget, module, scene
     ui.timeSlider.emit("valueChanged", 240.0)
     assert ui.metricsTableView._table["node"].GetNumberOfRows() == 2  # two isotherm levels
     ui.showIceVolumePlotButton.click()
-    assert slicer.modules.plots.shown[-1] is widget.logic.planParameters().get(P.ICE_VOLUME_CHART)
+    assert slicer.modules.plots.shown[-1] is widget.logic.session.parameters.get(P.ICE_VOLUME_CHART)
     ui.outputDirectoryButton.directory = str(tmp_path)
     ui.exportCaseButton.click()
     ui.exportReportButton.click()
@@ -159,9 +159,9 @@ def test_connect_see_readings_disconnect_and_replay(widget, tmp_path):
     console = Server(console_port, "127.0.0.1")
     console.start()
     parameters = widget._parameterNode
-    parameters.scannerPort = free_port()
-    parameters.consolePort = console_port
-    parameters.journalPath = str(tmp_path / "case-7.jsonl")
+    parameters.scanner_port = free_port()
+    parameters.console_port = console_port
+    parameters.journal_path = str(tmp_path / "case-7.jsonl")
     try:
         ui.connectButton.checked = True
         assert ui.connectButton.text == "Disconnect" and not ui.consoleHostLineEdit.enabled
@@ -183,7 +183,7 @@ def test_declining_numba_leaves_the_panel_usable_and_says_why(no_numba, widget, 
     ui = widget.ui
     questions.answer = False
     ui.loadPhantomButton.click()
-    scenarios.place_probes(scene_app.scene, widget.logic.planParameters())
+    scenarios.place_probes(scene_app.scene, widget.logic.session.parameters)
     ui.simulateButton.click()  # asks, the user declines
     assert questions.asked and "numba" in questions.asked[0]
     assert ui.numbaStatusLabel.text.startswith("numba was not installed")
@@ -200,29 +200,31 @@ def test_live_mode_from_the_panel(widget, scene_app, tmp_path):
 
     ui = widget.ui
     ui.loadPhantomButton.click()
-    scenarios.place_probes(scene_app.scene, widget.logic.planParameters())
-    widget.logic.setGridSpacingMm(4.0)
+    scenarios.place_probes(scene_app.scene, widget.logic.session.parameters)
+    widget.logic.session.set_grid_spacing_mm(4.0)
     console_port = free_port()
     console = Server(console_port, "127.0.0.1")
     console.start()
     parameters = widget._parameterNode
-    parameters.scannerPort = free_port()
-    parameters.consolePort = console_port
-    parameters.journalPath = ""
+    parameters.scanner_port = free_port()
+    parameters.console_port = console_port
+    parameters.journal_path = ""
     try:
         ui.liveModeCheckBox.checked = True  # refused without a journal: the box unticks itself
-        assert not ui.liveModeCheckBox.checked and not widget.logic.liveModeActive()
-        parameters.journalPath = str(tmp_path / "live-panel.jsonl")
+        assert not ui.liveModeCheckBox.checked and not widget.logic.session.monitor.live()
+        parameters.journal_path = str(tmp_path / "live-panel.jsonl")
         ui.liveModeCheckBox.checked = True
-        assert widget.logic.liveModeActive()
+        assert widget.logic.session.monitor.live()
         assert not ui.connectButton.enabled and not ui.replayJournalButton.enabled
         freeze_and_read_until_shown(widget, console, "FREEZE 1 100%", "-20.0", timeout_s=30.0)
         assert "predicted" in ui.sensorsTable.item(0, 1).text()
         assert "#2ca02c" in ui.consoleStatusLabel.styleSheet  # the light follows live mode's events
-        table = widget.logic.liveSceneNodes().sensor_table  # the timer's step fills the scene too
+        table = (
+            widget.logic.session.monitor.live_scene_nodes().sensor_table
+        )  # the timer's step fills the scene too
         assert table is not None and table.GetName() == "Live sensor readings"
     finally:
         ui.liveModeCheckBox.checked = False
         console.stop()
-    assert not widget.logic.liveModeActive() and ui.connectButton.enabled
-    assert widget.logic.planParameters().get(P.TEMPERATURE_VOLUME) is not None
+    assert not widget.logic.session.monitor.live() and ui.connectButton.enabled
+    assert widget.logic.session.parameters.get(P.TEMPERATURE_VOLUME) is not None

@@ -31,12 +31,32 @@ def test_parameter_node_is_the_module_singleton_with_typed_settings(scene):
     settings = parameters.settings()
     assert settings.grid_spacing_mm == 1.5 and isinstance(settings.grid_spacing_mm, float)
     assert settings.boundaries == {"default": {"type": "adiabatic"}}
-    parameters.node.SetParameter("Settings.preview_spacing_mm", '"coarse"')
-    with pytest.raises(InputError, match="preview_spacing_mm"):
+    # One parameter per field, numbers as Slicer's parameterNodeWrapper writes them.
+    assert parameters.node.GetParameter("preview_spacing_mm") == "2.0"
+    assert parameters.node.GetParameter("preview_enabled") == "False"
+    parameters.node.SetParameter("preview_spacing_mm", "coarse")
+    with pytest.raises(InputError, match=r"preview_spacing_mm.*not a float"):
         parameters.settings()
-    parameters.node.SetParameter("Settings.preview_spacing_mm", "{broken")
-    with pytest.raises(InputError, match="not valid JSON"):
+    parameters.node.SetParameter("boundaries", "{broken")
+    with pytest.raises(InputError, match=r"boundaries.*not valid JSON"):
         parameters.settings()
+
+
+def test_a_scene_saved_with_json_settings_still_opens(scene):
+    """Scenes saved before one scheme held every setting as JSON under ``Settings.``; they are read,
+    and written back in the one scheme."""
+    parameters = P.get_parameter_node(scene)
+    node = parameters.node
+    for name in ("grid_spacing_mm", "preview_spacing_mm", "protocol"):
+        node.UnsetParameter(name)
+    node.SetParameter("Settings.grid_spacing_mm", "1.5")
+    node.SetParameter("Settings.preview_spacing_mm", "3")
+    node.SetParameter("Settings.protocol", '[{"action": "freeze", "duration_s": 60, "probes": "all"}]')
+    settings = parameters.settings()
+    assert (settings.grid_spacing_mm, settings.preview_spacing_mm) == (1.5, 3.0)
+    assert settings.protocol == [{"action": "freeze", "duration_s": 60, "probes": "all"}]
+    parameters.set_settings(settings)
+    assert node.GetParameter("preview_spacing_mm") == "3.0" and not node.GetParameter("Settings.protocol")
 
 
 def test_parameter_node_references_nodes_by_role(scene):

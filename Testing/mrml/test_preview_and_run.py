@@ -18,6 +18,7 @@ from CryoAblationLogic.scene import parameters as P
 from CryoAblationLogic.scene.isotherms import isotherm_surface, segmentation_levels, surface_volume_ml
 from CryoAblationLogic.scene.phantom_scene import build_phantom_scene
 from CryoAblationLogic.scene.preview import LivePreview
+from CryoAblationLogic.scene.solver_process import SolverProcess
 
 SHORT_PROTOCOL = [{"action": "freeze", "duration_s": 120, "probes": "all", "flow_percent": 100}]
 
@@ -130,16 +131,26 @@ def test_preview_error_is_reported_not_raised(coarse_plan):
         preview.stop()
 
 
-def test_full_run_reports_progress_and_fills_the_scene(coarse_plan):
+@pytest.mark.parametrize("where", ["thread", "process"])
+def test_full_run_reports_progress_and_fills_the_scene(coarse_plan, where):
+    """In a worker thread (command line) or a worker process (the Slicer module): the job returns
+    the case simulated and its result together, with what the scene shows of them."""
     scene, parameters = coarse_plan
-    job = workflow.SimulationJob(scene, parameters)
-    job.start()
-    assert job.wait(120.0)
-    assert job.error is None, job.error
-    plan = job.poll()
-    assert plan is not None and job.poll() is None  # applied once
+    solver = SolverProcess() if where == "process" else None
+    try:
+        job = workflow.SimulationJob(scene, parameters, solver=solver)
+        job.start()
+        assert job.wait(120.0)
+        assert job.error is None, job.error
+        finished = job.poll()
+    finally:
+        if solver is not None:
+            solver.stop()
+    assert finished is not None and job.poll() is None  # applied once
+    assert finished.result is job._result and finished.result.simulated_s == pytest.approx(120.0)
+    assert [probe.name for probe in finished.case.probes] == [p.GetName() for p in parameters.probes()]
     assert job.progress == pytest.approx(1.0) and job.simulated_s == pytest.approx(120.0)
-    nodes = plan.nodes
+    nodes = finished.plan.nodes
     assert nodes.temperature_sequence.GetNumberOfDataNodes() == 2  # 60 s and 120 s
     # the isotherm segments enclose the solver's own isotherm volumes within a voxel layer
     result_volumes = job._result.isotherm_volumes_ml
@@ -148,9 +159,9 @@ def test_full_run_reports_progress_and_fills_the_scene(coarse_plan):
         area_mm2 = surface_area_mm2(surface)
         layer_ml = area_mm2 * 3.0 / 1000
         assert volume == pytest.approx(result_volumes[level], abs=layer_ml)
-    assert parameters.get(P.METRICS_TABLE) is plan.metrics_table
-    assert plan.metrics_table.GetNumberOfRows() == 3
-    assert plan.nodes.sensor_chart.GetNumberOfPlotSeriesNodes() == 2
+    assert parameters.get(P.METRICS_TABLE) is finished.plan.metrics_table
+    assert finished.plan.metrics_table.GetNumberOfRows() == 3
+    assert finished.plan.nodes.sensor_chart.GetNumberOfPlotSeriesNodes() == 2
 
 
 def test_full_result_hides_the_preview_overlay(coarse_plan):
