@@ -792,7 +792,12 @@ class NdArrayMessage(Message):
     def journal_content(self) -> dict:
         array = self.array
         values = np.stack([array.real, array.imag], axis=-1) if np.iscomplexobj(array) else array
-        return {"dtype": str(array.dtype), "shape": list(array.shape), "values": values}
+        content = {"dtype": str(array.dtype), "shape": list(array.shape), "values": values}
+        if array.dtype.kind in "fc" and np.isnan(array).any():
+            # JSON spells every NaN "nan": its sign and payload bits would be lost, so the exact
+            # bytes (big-endian, as sent) go beside the readable values and win on replay.
+            content["bits"] = base64.b64encode(array.astype(array.dtype.newbyteorder(">")).tobytes()).decode()
+        return content
 
     @classmethod
     def from_journal(cls, message_type, content, voxels=None) -> NdArrayMessage:
@@ -803,6 +808,8 @@ class NdArrayMessage(Message):
         except TypeError:
             raise ProtocolError("NDARRAY.dtype", f"{name!r} is not a scalar type") from None
         shape = _field(content, "shape", list, "NDARRAY")
+        if "bits" in content:
+            return cls._from_bits(content["bits"], dtype, shape)
         if dtype.kind == "c":
             if values.ndim < 1 or values.shape[-1] != 2:
                 raise ProtocolError("NDARRAY.values", "complex values must be [real, imaginary] pairs")
@@ -812,6 +819,21 @@ class NdArrayMessage(Message):
                 return cls(values.astype(dtype).reshape(shape))
         except (TypeError, ValueError) as error:
             raise ProtocolError("NDARRAY.shape", f"{shape} does not fit the values: {error}") from None
+
+    @classmethod
+    def _from_bits(cls, bits, dtype: np.dtype, shape) -> NdArrayMessage:
+        """The journaled exact bytes of an array holding NaNs (see :meth:`journal_content`)."""
+        if not isinstance(bits, str):
+            raise ProtocolError("NDARRAY.bits", "must be base64 text")
+        try:
+            raw = base64.b64decode(bits, validate=True)
+            count = int(np.prod(shape, dtype=np.int64))
+            if len(raw) != count * dtype.itemsize:
+                raise ValueError(f"{len(raw)} bytes for {count} values of {dtype}")
+            array = np.frombuffer(raw, dtype=dtype.newbyteorder(">")).astype(dtype.newbyteorder("="))
+            return cls(array.reshape(shape))
+        except (TypeError, ValueError) as error:  # binascii.Error is a ValueError
+            raise ProtocolError("NDARRAY.bits", f"do not fit dtype and shape: {error}") from None
 
     def pack_content(self) -> bytes:
         native = self.array.dtype.newbyteorder("=")

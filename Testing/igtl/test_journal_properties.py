@@ -8,6 +8,7 @@ import json
 import math
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -136,3 +137,17 @@ def test_any_record_reads_and_rebuilds_or_is_an_input_error(tmp_path_factory, re
                 record_to_message(found, folder)
     except InputError:
         pass
+
+
+@pytest.mark.parametrize("bits", [0xFFF8000000000001, 0x7FF4000000000000, 0xFFF8000000000000])
+def test_a_nan_keeps_its_sign_and_payload_through_the_journal(tmp_path, bits):
+    """Found by the property above: JSON spells every NaN "nan", so an NDARRAY holding a negative or
+    signalling NaN came back from the journal as another NaN, with another CRC."""
+    array = np.array([1.5, 0.0], dtype=np.float64)
+    array.view(np.uint64)[1] = bits
+    received = decode(encode(NdArrayMessage(array)))
+    with Journal(tmp_path, "p") as journal:
+        journal.record_message(received)
+    rebuilt = record_to_message(read_journal(tmp_path / "p.jsonl").records[0], tmp_path)
+    assert rebuilt.array.view(np.uint64).tolist() == array.view(np.uint64).tolist()
+    assert encode(rebuilt) == encode(received)
