@@ -28,6 +28,8 @@ from CryoAblationLogic.core.plan import (
     ProtocolStep,
     Sensor,
     SphereSource,
+    WarmLineSource,
+    WarmRegionSource,
 )
 from CryoAblationLogic.io.volumes import read_nrrd, write_nrrd
 from CryoAblationLogic.physics.materials import load_material_library, material_from_dict
@@ -306,9 +308,53 @@ def _parse_sources(data, grid: Grid) -> list:
             sources.append(
                 LineSinkSource(start, end, _number(entry["power_w_per_m"], f"{key}.power_w_per_m"))
             )
+        elif entry["type"] == "warm_line":
+            sources.append(_parse_warm_line(entry, key, grid))
+        elif entry["type"] == "warm_region":
+            sources.append(_parse_warm_region(entry, key))
         else:
-            raise InputError(f"{key}.type", "must be 'sphere' or 'line_sink'")
+            raise InputError(f"{key}.type", "must be 'sphere', 'line_sink', 'warm_line' or 'warm_region'")
     return sources
+
+
+def _parse_warm_line(entry: dict, key: str, grid: Grid) -> WarmLineSource:
+    """Thermal protection: a catheter (urethral warmer) held at a temperature (issue 13)."""
+    _object(entry, key, {"type", "start_mm", "end_mm", "diameter_mm", "temperature_c"})
+    for name in ("start_mm", "end_mm", "diameter_mm", "temperature_c"):
+        if name not in entry:
+            raise InputError(f"{key}.{name}", "missing")
+    start = _vector(entry["start_mm"], f"{key}.start_mm")
+    end = _vector(entry["end_mm"], f"{key}.end_mm")
+    if np.linalg.norm(np.subtract(end, start)) < 1e-6:
+        raise InputError(f"{key}.end_mm", "must differ from start_mm")
+    for name, point in (("start_mm", start), ("end_mm", end)):
+        if not grid.contains_ras(point):
+            raise InputError(f"{key}.{name}", "lies outside the grid")
+    return WarmLineSource(
+        start,
+        end,
+        _number(entry["diameter_mm"], f"{key}.diameter_mm", 0.0, strict=True),
+        _number(entry["temperature_c"], f"{key}.temperature_c", -273.15),
+    )
+
+
+def _parse_warm_region(entry: dict, key: str) -> WarmRegionSource:
+    """Thermal protection: a labelled region held at a temperature or heated (issue 13)."""
+    _object(entry, key, {"type", "label", "temperature_c", "power_w_per_ml"})
+    label = entry.get("label")
+    if not isinstance(label, int) or isinstance(label, bool) or label < 1:
+        raise InputError(f"{key}.label", "must be a label value of the tissue map (an integer ≥ 1)")
+    if ("temperature_c" in entry) == ("power_w_per_ml" in entry):
+        raise InputError(
+            f"{key}.temperature_c", "give either temperature_c (held) or power_w_per_ml (heated)"
+        )
+    if "temperature_c" in entry:
+        return WarmRegionSource(
+            label, temperature_c=_number(entry["temperature_c"], f"{key}.temperature_c", -273.15)
+        )
+    return WarmRegionSource(
+        label, power_w_per_ml=_number(entry["power_w_per_ml"], f"{key}.power_w_per_ml", 0.0)
+    )
 
 
 def _parse_protocol(data, probe_names: list[str]) -> list[ProtocolStep]:
