@@ -114,6 +114,44 @@ class LineSinkSource:
 
 
 @dataclass(frozen=True)
+class WarmLineSource:
+    """Thermal protection: a catheter (e.g. a urethral warmer) whose wall is held at a temperature."""
+
+    start_mm: tuple[float, float, float]
+    end_mm: tuple[float, float, float]
+    diameter_mm: float
+    temperature_c: float
+
+    def to_dict(self) -> dict:
+        return {
+            "type": "warm_line",
+            "start_mm": list(self.start_mm),
+            "end_mm": list(self.end_mm),
+            "diameter_mm": self.diameter_mm,
+            "temperature_c": self.temperature_c,
+        }
+
+
+@dataclass(frozen=True)
+class WarmRegionSource:
+    """Thermal protection: the voxels of a tissue label (a warm-saline pocket, a skin layer under a
+    warming pad) held at ``temperature_c``, or heated by ``power_w_per_ml`` (fluid with its own
+    material and a heat source); exactly one of the two is set."""
+
+    label: int
+    temperature_c: float | None = None
+    power_w_per_ml: float | None = None
+
+    def to_dict(self) -> dict:
+        data: dict = {"type": "warm_region", "label": self.label}
+        if self.temperature_c is not None:
+            data["temperature_c"] = self.temperature_c
+        if self.power_w_per_ml is not None:
+            data["power_w_per_ml"] = self.power_w_per_ml
+        return data
+
+
+@dataclass(frozen=True)
 class ProtocolStep:
     action: str
     duration_s: float

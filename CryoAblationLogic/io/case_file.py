@@ -35,6 +35,8 @@ from CryoAblationLogic.core.plan import (
     Sensor,
     SphereSource,
     Structure,
+    WarmLineSource,
+    WarmRegionSource,
 )
 from CryoAblationLogic.core.resources import load_json_resource
 from CryoAblationLogic.io.volumes import read_nrrd, write_nrrd
@@ -471,7 +473,7 @@ def _parse_sources(data, grid: Grid) -> list:
             if not grid.contains_ras(center):
                 raise InputError(f"{key}.center_mm", "lies outside the grid")
             sources.append(SphereSource(center, float(entry["radius_mm"]), float(entry["temperature_c"])))
-        else:
+        elif entry["type"] == "line_sink":
             start = _vector(entry["start_mm"])
             end = _vector(entry["end_mm"])
             if np.linalg.norm(np.subtract(end, start)) < 1e-6:
@@ -480,7 +482,35 @@ def _parse_sources(data, grid: Grid) -> list:
                 if not grid.contains_ras(point):
                     raise InputError(f"{key}.{name}", "lies outside the grid")
             sources.append(LineSinkSource(start, end, float(entry["power_w_per_m"])))
+        elif entry["type"] == "warm_line":
+            sources.append(_parse_warm_line(entry, key, grid))
+        else:
+            sources.append(_parse_warm_region(entry, key))
     return sources
+
+
+def _parse_warm_line(entry: dict, key: str, grid: Grid) -> WarmLineSource:
+    """Thermal protection: a catheter (urethral warmer) held at a temperature (the schema checked
+    the keys and ranges; here the rules across fields)."""
+    start, end = _vector(entry["start_mm"]), _vector(entry["end_mm"])
+    if np.linalg.norm(np.subtract(end, start)) < 1e-6:
+        raise InputError(f"{key}.end_mm", "must differ from start_mm")
+    for name, point in (("start_mm", start), ("end_mm", end)):
+        if not grid.contains_ras(point):
+            raise InputError(f"{key}.{name}", "lies outside the grid")
+    return WarmLineSource(start, end, float(entry["diameter_mm"]), float(entry["temperature_c"]))
+
+
+def _parse_warm_region(entry: dict, key: str) -> WarmRegionSource:
+    """Thermal protection: a labelled region (warm-saline pocket, skin pad) held at a temperature or
+    heated: exactly one of the two."""
+    if ("temperature_c" in entry) == ("power_w_per_ml" in entry):
+        raise InputError(
+            f"{key}.temperature_c", "give either temperature_c (held) or power_w_per_ml (heated)"
+        )
+    if "temperature_c" in entry:
+        return WarmRegionSource(entry["label"], temperature_c=float(entry["temperature_c"]))
+    return WarmRegionSource(entry["label"], power_w_per_ml=float(entry["power_w_per_ml"]))
 
 
 def _parse_protocol(data, probe_names: list[str]) -> list[ProtocolStep]:
@@ -584,6 +614,10 @@ def parse_case(data: dict, base_dir: Path | None = None, arrays: dict[str, np.nd
     sensors = _parse_sensors(data.get("sensors"), grid)
     outputs = _parse_outputs(data.get("outputs"), protocol[-1].end_s)
     structures = _parse_structures(data.get("structures"), label_materials if labels is not None else None)
+    region_labels = label_materials if labels is not None else {}
+    for index, source in enumerate(sources):
+        if isinstance(source, WarmRegionSource) and source.label not in region_labels:
+            raise InputError(f"sources[{index}].label", "must be a label of tissue_map.labels")
     return Case(
         grid=grid,
         initial_temperature_c=initial,

@@ -34,8 +34,8 @@ class ProbeStencil:
     active_length_mm: float
 
 
-def kernel_radius_mm(grid: Grid, probe_radius_mm: float) -> float:
-    return max(2.0 * max(grid.spacing_mm), 3.0 * probe_radius_mm)
+def kernel_radius_mm(grid: Grid, probe_radius_mm: float, radius_factor: float = 3.0) -> float:
+    return max(2.0 * max(grid.spacing_mm), radius_factor * probe_radius_mm)
 
 
 def _smoothstep(x: np.ndarray) -> np.ndarray:
@@ -43,13 +43,17 @@ def _smoothstep(x: np.ndarray) -> np.ndarray:
     return x * x * (3.0 - 2.0 * x)
 
 
-def probe_stencil(grid: Grid, start_mm, end_mm, probe_radius_mm: float) -> ProbeStencil:
-    """Weights of the voxels around the active segment from ``start_mm`` to ``end_mm``."""
+def probe_stencil(
+    grid: Grid, start_mm, end_mm, probe_radius_mm: float, radius_factor: float = 3.0
+) -> ProbeStencil:
+    """Weights of the voxels around the active segment from ``start_mm`` to ``end_mm``; the kernel
+    reaches ``radius_factor`` probe radii (at least two voxels; r_eq = 0.5443 R > r needs a factor
+    above 1.84)."""
     start = np.asarray(start_mm, float)
     end = np.asarray(end_mm, float)
     length = float(np.linalg.norm(end - start))
     axis = (end - start) / length
-    radius = kernel_radius_mm(grid, probe_radius_mm)
+    radius = kernel_radius_mm(grid, probe_radius_mm, radius_factor)
     taper = max(grid.spacing_mm)
     reach = radius + taper
     lo = np.floor(grid.ras_to_index(np.minimum(start, end) - reach)).astype(int)

@@ -50,6 +50,7 @@ class ProbeModel:
     thaw: ThawModel
     calibrated_on: dict = field(default_factory=dict)
     checked_against: list = field(default_factory=list)
+    maker: dict = field(default_factory=dict)  # the commercial kind it stands for, what data was found
 
 
 def _number(entry: dict, name: str, key: str, positive: bool = True) -> float:
@@ -87,6 +88,7 @@ def probe_model_from_dict(name: str, entry: dict, key: str) -> ProbeModel:
         ),
         calibrated_on=dict(entry.get("calibrated_on", {})),
         checked_against=list(entry.get("checked_against", [])),
+        maker=dict(entry.get("maker", {})),
     )
 
 

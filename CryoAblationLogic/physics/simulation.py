@@ -26,7 +26,15 @@ import numpy as np
 from CryoAblationLogic.core import memory
 from CryoAblationLogic.core.errors import InputError
 from CryoAblationLogic.core.grid import Grid
-from CryoAblationLogic.core.plan import Case, LineSinkSource, Outputs, ProtocolStep, SphereSource
+from CryoAblationLogic.core.plan import (
+    Case,
+    LineSinkSource,
+    Outputs,
+    ProtocolStep,
+    SphereSource,
+    WarmLineSource,
+    WarmRegionSource,
+)
 from CryoAblationLogic.physics import kernels as kn
 from CryoAblationLogic.physics import multigrid as mg
 from CryoAblationLogic.physics.probe_coupling import (
@@ -127,7 +135,12 @@ def _has_held_temperatures(case: Case) -> bool:
     t0 = case.initial_temperature_c
     held_faces = [bc.temperature_c for bc in case.boundaries.values() if bc.type == "fixed"]
     held_spheres = [s.temperature_c for s in case.sources if isinstance(s, SphereSource)]
-    return any(abs(t - t0) > 1e-9 for t in held_faces + held_spheres)
+    held_regions = [
+        s.temperature_c
+        for s in case.sources
+        if isinstance(s, WarmRegionSource) and s.temperature_c is not None
+    ]
+    return any(abs(t - t0) > 1e-9 for t in held_faces + held_spheres + held_regions)
 
 
 def default_max_dt_s(case: Case) -> float:
@@ -302,6 +315,8 @@ class Simulation:
         grid = self.grid
         self._spheres = []
         self._sphere_wells = []
+        self._warm_lines = []  # (source, ProbeStencil): catheters held at a temperature
+        self._held_regions: list[np.ndarray] = []  # flat voxel indices of labelled regions held warm
         for index, source in enumerate(self.case.sources):
             if isinstance(source, SphereSource) and source.radius_mm < SPHERE_WELL_MAX_RADIUS_VOXELS * max(
                 grid.spacing_mm
@@ -325,9 +340,58 @@ class Simulation:
                 flat, length_m = line_sink_deposit(grid, source.start_mm, source.end_mm)
                 q_flat = self.q.reshape(-1)
                 q_flat[flat] -= (source.power_w_per_m * length_m / self.voxel_m3).astype(np.float32)
+            elif isinstance(source, WarmLineSource):
+                self._build_warm_line(source)
+            elif isinstance(source, WarmRegionSource):
+                self._build_warm_region(index, source)
         kn.enthalpy_field(self.T, self.mat, self.props, self.H)
         self.Hprev = self.H.copy()
         self.Tmin = self.T.copy()
+
+    def _build_warm_line(self, source: WarmLineSource) -> None:
+        """A catheter held at a temperature. One at least a voxel thick is resolved: the voxels whose
+        centres lie inside it are held, like a fixed face. A thinner one is coupled like a probe
+        (the well model of .probe_coupling, with a kernel of two radii)."""
+        grid = self.grid
+        radius = 0.5 * source.diameter_mm
+        start, end = np.asarray(source.start_mm, float), np.asarray(source.end_mm, float)
+        if radius >= max(grid.spacing_mm):
+            axis = end - start
+            reach = radius + max(grid.spacing_mm)
+            lo = np.clip(
+                np.floor(grid.ras_to_index(np.minimum(start, end) - reach)).astype(int), 0, self.size
+            )
+            hi = np.clip(
+                np.ceil(grid.ras_to_index(np.maximum(start, end) + reach)).astype(int) + 1, 0, self.size
+            )
+            x, y, z = np.meshgrid(*[grid.axis_mm(a)[lo[a] : hi[a]] for a in range(3)], indexing="ij")
+            rel = np.stack([x, y, z], axis=-1) - start
+            s = np.clip((rel @ axis) / (axis @ axis), 0.0, 1.0)
+            distance = np.linalg.norm(rel - s[..., None] * axis, axis=-1)
+            mask = np.zeros(grid.size, dtype=bool)
+            mask[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = distance <= radius
+            self.fixed[mask] = 1
+            self.T[mask] = source.temperature_c
+            self._held_regions.append(np.flatnonzero(mask))
+            return
+        stencil = probe_stencil(grid, start, end, radius, radius_factor=2.0)
+        self._warm_lines.append((source, stencil))
+
+    def _build_warm_region(self, index: int, source: WarmRegionSource) -> None:
+        """A labelled region held at a temperature (its voxels become held, like a fixed face, and
+        exchange heat with their neighbours through the ordinary links) or heated uniformly."""
+        key = f"sources[{index}].label"
+        if self.case.tissue_labels is None:
+            raise InputError(key, "a warm region needs a tissue label map (tissue_map), not one tissue")
+        mask = self.case.tissue_labels == source.label
+        if not mask.any():
+            raise InputError(key, f"no voxel of the tissue map has the label {source.label}")
+        if source.temperature_c is not None:
+            self.fixed[mask] = 1
+            self.T[mask] = source.temperature_c
+            self._held_regions.append(np.flatnonzero(mask))
+        else:
+            self.q[mask] += np.float32(source.power_w_per_ml * 1e6)  # W/ml → W/m³
 
     def _build_probes(self) -> None:
 
@@ -345,8 +409,9 @@ class Simulation:
                     stencil=stencil,
                 )
             )
-        parts = [p.stencil.flat_index for p in self._probes] + [s.flat_index for _, s in self._spheres]
-        parts += [s.flat_index for _, s in self._sphere_wells]
+        # In the order in which _update_coupling lists their conductances.
+        parts = [p.stencil.flat_index for p in self._probes] + [s.flat_index for _, s in self._sphere_wells]
+        parts += [s.flat_index for _, s in self._spheres] + [s.flat_index for _, s in self._warm_lines]
         if parts:
             self._coupling_index, self._coupling_inverse = np.unique(
                 np.concatenate(parts), return_inverse=True
@@ -382,6 +447,12 @@ class Simulation:
             include(stencil.flat_index)
             include(np.flatnonzero(stencil.inside))
         include(np.flatnonzero(self.q))
+        for _, stencil in self._warm_lines:
+            include(stencil.flat_index)
+        t0 = self.case.initial_temperature_c
+        for flat in self._held_regions:
+            if np.any(np.abs(self.T.reshape(-1)[flat] - t0) > 1e-9):
+                include(flat)
         for face, (axis, upper) in FACES.items():
             bc = self.case.boundaries[face]
             if bc.type == "fixed" and abs(bc.temperature_c - self.case.initial_temperature_c) > 1e-9:
@@ -549,7 +620,10 @@ class Simulation:
             self._resize_box(dt)
 
     def _near_held_face(self, lo: np.ndarray, hi: np.ndarray) -> bool:
-        """Whether a fixed face lies in the box [lo, hi) or in the voxel layer around it."""
+        """Whether a fixed face lies in the box [lo, hi) or in the voxel layer around it (or a held
+        region anywhere: its links carry heat into the box like a face's)."""
+        if self._held_regions:
+            return True
         for face, (axis, upper) in FACES.items():
             if self.case.boundaries[face].type != "fixed":
                 continue
@@ -665,6 +739,15 @@ class Simulation:
             gt_parts.append(g_cell * source.temperature_c)
         for source, stencil in self._spheres:
             g_cell = k_flat[stencil.flat_index].astype(np.float64) * stencil.link_factor
+            g_parts.append(g_cell)
+            gt_parts.append(g_cell * source.temperature_c)
+        for source, stencil in self._warm_lines:
+            # The catheter wall at radius d/2 held: the tissue between it and the kernel-weighted grid
+            # temperature is the same logarithmic resistance as a probe's.
+            k_avg = float(stencil.weight @ k_flat[stencil.flat_index])
+            radius_m = 0.5e-3 * source.diameter_mm
+            r_t = math.log(stencil.equivalent_radius_mm * 1e-3 / radius_m) / (2.0 * math.pi * k_avg)
+            g_cell = stencil.weight * (stencil.active_length_mm * 1e-3 / r_t / self.voxel_m3)
             g_parts.append(g_cell)
             gt_parts.append(g_cell * source.temperature_c)
         g_values = np.bincount(self._coupling_inverse, weights=np.concatenate(g_parts))

@@ -116,3 +116,98 @@ def lethal_area_share(case, result) -> float:
     plane = axial_plane(case, result)
     spacing = result.grid.spacing_mm[0]
     return isotherm_area_mm2(plane, spacing, -30.0) / isotherm_area_mm2(plane, spacing, 0.0)
+
+
+def probe_array_run(
+    model: str,
+    positions_xy,
+    initial_c: float = 37.0,
+    freeze_s: float = 600.0,
+    flow_percent: float = 100.0,
+    spacing_mm: float = 1.0,
+    half_width_mm: float = 40.0,
+    tissue: str = "gel",
+):
+    """Parallel probes along z (tips at z = −25 mm) at the given (x, y), in a block of ``tissue`` whose
+    faces are held at the starting temperature; returns (case, result)."""
+    n = round(2 * half_width_mm / spacing_mm) + 1
+    nz = round(80.0 / spacing_mm) + 1
+    data = {
+        "format": "cryoablation-case/1",
+        "grid": {
+            "origin_mm": [-half_width_mm, -half_width_mm, -40.0],
+            "spacing_mm": spacing_mm,
+            "size": [n, n, nz],
+        },
+        "initial_temperature_c": initial_c,
+        "tissue": tissue,
+        "probes": [
+            {"name": f"P{i + 1}", "model": model, "tip_mm": [x, y, -25.0], "entry_mm": [x, y, 40.0]}
+            for i, (x, y) in enumerate(positions_xy)
+        ],
+        "protocol": [
+            {"action": "freeze", "duration_s": freeze_s, "probes": "all", "flow_percent": flow_percent}
+        ],
+        "outputs": {"isotherms_c": [0, -20, -40], "snapshot_times_s": []},
+    }
+    case = parse_case(data)
+    return case, simulate(case)
+
+
+def mid_plane(case, result) -> np.ndarray:
+    """T (°C) in the plane across the probes through the middle of the first probe's active segment."""
+    return axial_plane(case, result)
+
+
+def reach_beyond(case, result, level: float, direction=(1.0, 0.0)) -> float:
+    """Distance (mm) from the outermost probe along ``direction`` (in the mid-plane, from the array's
+    centroid) to where T first rises above ``level``."""
+    plane = mid_plane(case, result)
+    grid = result.grid
+    tips = np.array([p.tip_mm[:2] for p in case.probes], float)
+    centre = tips.mean(axis=0)
+    d = np.asarray(direction, float) / np.linalg.norm(direction)
+    outermost = float(max((tips - centre) @ d))
+    step = grid.spacing_mm[0] / 4.0
+    s = np.arange(0.0, grid.spacing_mm[0] * (grid.size[0] - 1) / 2.0, step)
+    points = centre[None, :] + s[:, None] * d[None, :]
+    fi = (points[:, 0] - grid.origin_mm[0]) / grid.spacing_mm[0]
+    fj = (points[:, 1] - grid.origin_mm[1]) / grid.spacing_mm[1]
+    inside = (fi >= 0) & (fj >= 0) & (fi <= grid.size[0] - 1.001) & (fj <= grid.size[1] - 1.001)
+    fi, fj, s = fi[inside], fj[inside], s[inside]
+    i0, j0 = np.floor(fi).astype(int), np.floor(fj).astype(int)
+    a, b = fi - i0, fj - j0
+    values = (
+        (1 - a) * (1 - b) * plane[i0, j0]
+        + a * (1 - b) * plane[i0 + 1, j0]
+        + (1 - a) * b * plane[i0, j0 + 1]
+        + a * b * plane[i0 + 1, j0 + 1]
+    )
+    beyond = s >= outermost
+    return isotherm_radius(s[beyond] - outermost, values[beyond], level)
+
+
+def isotherm_width_length(case, result, level: float) -> tuple[float, float]:
+    """(width, length) in mm of the region at or below ``level`` in the plane y = 0 containing the
+    (z-aligned) probe at x = 0: the widest extent across the probe and the extent along its axis,
+    each interpolated linearly between voxels, as a maker's chart gives them."""
+    grid = result.grid
+    j = int(np.rint(grid.ras_to_index([0.0, 0.0, 0.0])[1]))
+    plane = result.temperature_final[:, j, :]  # [i (x), k (z)]
+    i0 = int(np.rint(grid.ras_to_index([0.0, 0.0, 0.0])[0]))
+    x, z = grid.axis_mm(0), grid.axis_mm(2)
+    width = 0.0
+    for k in range(plane.shape[1]):
+        if plane[i0, k] > level:
+            continue
+        right = isotherm_radius(x[i0:] - x[i0], plane[i0:, k], level)
+        left = isotherm_radius(x[i0] - x[: i0 + 1][::-1], plane[: i0 + 1, k][::-1], level)
+        width = max(width, right + left)
+    column = plane[i0, :]
+    cold = np.nonzero(column <= level)[0]
+    if cold.size == 0:
+        return width, 0.0
+    lo, hi = int(cold[0]), int(cold[-1])
+    up = isotherm_radius(z[hi:] - z[hi], column[hi:], level)
+    down = isotherm_radius(z[lo] - z[: lo + 1][::-1], column[: lo + 1][::-1], level)
+    return width, (z[hi] - z[lo]) + up + down

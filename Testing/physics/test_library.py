@@ -36,12 +36,22 @@ def test_enthalpy_is_continuous_and_increasing(name):
 def test_catalog_entries_name_calibration_and_check_data():
     catalog = load_probe_catalog()
     for name, gauge, diameter in (("argon-1.47mm", "17G", 1.47), ("argon-2.4mm", "13G", 2.4)):
-        model = catalog[name]
-        assert model.gauge == gauge and model.diameter_mm == diameter
+        assert catalog[name].gauge == gauge and catalog[name].diameter_mm == diameter
+    # The kinds users know: MR-conditional 17 G needles and the Endocare-kind 1.7 and 2.4 mm probes.
+    for name in ("mr-17g-rod", "mr-17g-sphere", "mr-17g-seed", "mr-2.1mm-force", "argon-1.7mm"):
+        assert name in catalog
+    for name, model in catalog.items():
         assert model.active_length_mm > 0 and model.tip_length_mm >= 0 and model.tip_geometry
         assert model.calibrated_on.get("data") and model.calibrated_on.get("fitted")
-        assert model.checked_against, f"{name} names no check data"
+        assert model.calibrated_on.get("setup"), f"{name} does not say how the experiment was modelled"
+        assert model.maker.get("kind") and model.maker.get("data"), (
+            f"{name} does not say what maker data exists"
+        )
         calibration = model.calibrated_on["data"]
+        if not model.checked_against:
+            # Allowed only where the catalog says that no check data could be found.
+            assert "not" in model.maker["data"], f"{name} names no check data and does not say why"
         for check in model.checked_against:
             assert check["data"] != calibration, f"{name} is checked against its own calibration data"
             assert check.get("test"), "each check names the test that runs it"
+            assert "Littrup" not in check["data"] or "multi-probe figures are held out" in check["data"]

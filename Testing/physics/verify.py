@@ -18,16 +18,30 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parents[1]))
 
 
-from measurement_cases import isotherm_radius, lethal_area_share, probe_run, radial_profile  # noqa: E402
+from measurement_cases import (  # noqa: E402
+    isotherm_radius,
+    isotherm_width_length,
+    lethal_area_share,
+    mid_plane,
+    probe_array_run,
+    probe_run,
+    radial_profile,
+    reach_beyond,
+)
 from verification_cases import line_sink, planar_neumann, steady_sphere  # noqa: E402
 
-ROWS: list[tuple[str, str, str, str, bool]] = []
+from CryoAblationLogic.io.case_file import parse_case  # noqa: E402
+from CryoAblationLogic.physics.probes import load_probe_catalog  # noqa: E402
+from CryoAblationLogic.physics.simulation import simulate  # noqa: E402
+
+ROWS: list[tuple[str, str, str, str, str]] = []  # ..., verdict: PASS, FAIL or REPORT
 
 
-def check(case: str, expected: float | str, got: float, tolerance: str, ok: bool) -> None:
+def check(case: str, expected: float | str, got: float, tolerance: str, ok: bool | None) -> None:
+    """A row of the table; ``ok`` None marks a row reported beside a published statement."""
     expected_text = f"{expected:.3f}" if isinstance(expected, float) else str(expected)
-    ROWS.append((case, expected_text, f"{got:.3f}", tolerance, bool(ok)))
-    verdict = "PASS" if ok else "FAIL"
+    verdict = "REPORT" if ok is None else "PASS" if ok else "FAIL"
+    ROWS.append((case, expected_text, f"{got:.3f}", tolerance, verdict))
     print(
         f"  {case:<52} expected {expected_text:>9}  got {got:9.3f}  tol {tolerance:<10} {verdict}", flush=True
     )
@@ -110,26 +124,65 @@ def tc4() -> None:
     check("TC-4 steady sphere R₀ (1 mm, 60 mm box) [mm]", result["exact_mm"], result["radius_mm"], "±3 %", ok)
 
 
-def measurements(spacing: float) -> None:
+SURFACE_RANGE_C = (-170.0, -120.0)  # issue 13: argon, 100 % flow, body-temperature media
+
+
+def report(case: str, expected: float | str, got: float, note: str) -> None:
+    """A row that is reported beside a published statement or goal, not a pass/fail check."""
+    check(case, expected, got, note, None)
+
+
+def catalog(spacing: float) -> None:
+    """Every catalog model alone in 37 °C gel for 10 min at 100 %: its surface temperature, and its
+    ice ball against the maker's chart where one was found (probes.json ``checked_against``)."""
+    volumes = {}
+    for name, model in load_probe_catalog().items():
+        case, result = probe_run(name, "gel", 37.0, 600.0, spacing_mm=spacing)
+        surface = float(result.probe_history["P1"]["surface_c"][-1])
+        lo, hi = SURFACE_RANGE_C
+        check(f"{name}: surface T, 37 °C gel, 10 min, {spacing:g} mm [°C]", "-170..-120", surface,
+              "range", lo <= surface <= hi)  # fmt: skip
+        volumes[name] = result.isotherm_volumes_ml
+        for entry in model.checked_against:
+            for level, dims in entry.get("isotherms", {}).items():
+                width, length = isotherm_width_length(case, result, float(level))
+                for what, got in (("width", width), ("length", length)):
+                    want = dims[f"{what}_mm"]
+                    within = abs(got - want) <= 5.0
+                    label = f"{name}: {level} °C {what} vs chart [mm]"
+                    if entry.get("gate", False):
+                        check(label + " (check)", float(want), got, "±5 mm", within)
+                    else:
+                        # A planning stand-in whose isotherm or freeze time is not stated (the maker's
+                        # chart was not found): reported, with whether it falls within ±5 mm.
+                        report(label + " (stand-in)", float(want), got, f"±5 mm: {'yes' if within else 'NO'}")
+    for level in (0.0, -40.0):
+        ratio = volumes["argon-2.4mm"][level] / volumes["argon-1.47mm"][level]
+        check(f"2.4 mm / 17 G {level:g} °C volume, 37 °C gel, 10 min", "> 1", ratio, "> 1", ratio > 1.0)
+
+
+def tc7(spacing: float) -> None:
+    """Littrup 2009, single 2.4 mm probe in 39 °C agar, 15 min, in the set-up of the experiment as far
+    as it is published (agar block at 39 °C, faces held at 39 °C; the container size is not given).
+
+    The −30 °C diameter (12 mm) and lethal share (13 %) are reported, not checked: in the frozen zone
+    the temperature follows the conduction (log) profile from the probe surface T_p to the 0 °C edge
+    R, so a −30 °C radius r₃₀ = 6 mm around a 1.2 mm probe needs ln(R/a) = ln(r₃₀/a)/(1 − 30/|T_p|):
+    R = 9.1 mm (share 43 %) at T_p = −145 °C and R ≤ 11 mm (share ≥ 30 %) anywhere in −120…−170 °C.
+    A 13 % share with a 12 mm −30 °C diameter needs T_p ≈ −78 °C, the surface the former fit reached.
+    """
     case, result = probe_run("argon-2.4mm", "gel", 39.0, 900.0, spacing_mm=spacing)
     r, temperature = radial_profile(case, result)
     r30, r0 = isotherm_radius(r, temperature, -30.0), isotherm_radius(r, temperature, 0.0)
-    share = lethal_area_share(case, result)  # areas in the axial plane, as Littrup 2009 measured
-    check(
-        f"TC-7 −30 °C diameter, {spacing:g} mm (calibrated) [mm]",
-        12.0,
-        2 * r30,
-        "±3 mm",
-        abs(2 * r30 - 12) <= 3,
-    )
-    check(
-        "TC-7 lethal share of ice area, axial plane [%] (check)",
-        13.0,
-        100 * share,
-        "±5 %",
-        abs(share - 0.13) <= 0.05,
-    )
+    share = lethal_area_share(case, result)
+    surface = float(result.probe_history["P1"]["surface_c"][-1])
+    report("TC-7 2.4 mm probe surface T, 39 °C agar [°C]", "-", surface, "reported")
+    report("TC-7 −30 °C diameter [mm] (Littrup: 12 ± 3)", 12.0, 2 * r30, "reported")
+    report("TC-7 lethal share of ice area [%] (Littrup: 13 ± 5)", 13.0, 100 * share, "reported")
     check("TC-7 −30 °C front behind 0 °C edge [mm] (check)", "< 10", r0 - r30, "< 10 mm", r0 - r30 < 10)
+
+
+def tc9(spacing: float) -> None:
     case, result = probe_run("argon-1.47mm", "gel", 37.0, 600.0, spacing_mm=spacing)
     r, temperature = radial_profile(case, result)
     r40, r0 = isotherm_radius(r, temperature, -40.0), isotherm_radius(r, temperature, 0.0)
@@ -139,14 +192,20 @@ def measurements(spacing: float) -> None:
     check(f"TC-9 17 G −40 °C radius, {spacing:g} mm (check) [mm]", 10.0, r40, "±3 mm", abs(r40 - 10) <= 3)
     check("TC-9 0 °C edge beyond −40 °C [mm] (check)", 10.0, r0 - r40, "±3 mm", abs(r0 - r40 - 10) <= 3)
     check("TC-9 linearity between −40 and 0 °C, R²", "> 0.9", r2, "> 0.9", r2 > 0.9)
-    case, result = probe_run(
-        "argon-1.47mm", "gel", 37.0, 600.0, spacing_mm=spacing, x_positions=(-12.5, 12.5)
-    )
-    start, end = case.probes[0].active_segment_mm()
-    mid = result.temperature_final[
-        tuple(np.rint(result.grid.ras_to_index([0, 0, 0.5 * (start[2] + end[2])])).astype(int))
-    ]
-    check("TC-9 2.5 cm spacing: midpoint T [°C] (no −40 merge)", "> -40", float(mid), "> −40 °C", mid > -40)
+    # Revised TC-9 (docs/physics.md): reported beside Shah's statement "At distances further apart or with
+    # lower duty cycle settings, ice balls either had a central core >−40°C or had an hourglass shape".
+    for duty in (100.0, 50.0):
+        case, result = probe_array_run(
+            "argon-1.47mm", ((-12.5, 0.0), (12.5, 0.0)), flow_percent=duty, spacing_mm=spacing
+        )
+        mid = float(
+            mid_plane(case, result)[tuple(np.rint(result.grid.ras_to_index([0, 0, 0]))[:2].astype(int))]
+        )
+        report(f"TC-9 2 needles 2.5 cm apart, {duty:g} % duty: midpoint T [°C]", "Shah: >-40 or hourglass",
+               mid, "reported")  # fmt: skip
+
+
+def tc11(spacing: float) -> None:
     for label, materials, want_warm in (
         ("TC-11 kidney w_b 0.067/s: T(10 mm, 600 s) [°C]", None, True),
         (
@@ -163,20 +222,121 @@ def measurements(spacing: float) -> None:
         check(label, "> -20" if want_warm else "≤ -20", value, "−20 °C", (value > -20) == want_warm)
 
 
+# Arrays of 2–4 needles at 1.5 cm (Shah 2016, E2; held-out data: not used for any calibration).
+ARRAYS_1_5CM = {
+    "2 needles": ((-7.5, 0.0), (7.5, 0.0)),
+    "3 needles (triangle)": tuple(
+        (
+            round(15.0 / np.sqrt(3.0) * np.cos(np.deg2rad(a)), 4),
+            round(15.0 / np.sqrt(3.0) * np.sin(np.deg2rad(a)), 4),
+        )
+        for a in (0.0, 120.0, 240.0)
+    ),
+    "4 needles (square)": ((-7.5, -7.5), (7.5, -7.5), (-7.5, 7.5), (7.5, 7.5)),
+}
+
+
+def arrays(spacing: float) -> None:
+    for label, positions in ARRAYS_1_5CM.items():
+        case, result = probe_array_run("argon-1.47mm", positions, spacing_mm=spacing)
+        r40 = reach_beyond(case, result, -40.0)
+        r0 = reach_beyond(case, result, 0.0)
+        check(f"Array {label} 1.5 cm: −40 °C beyond outer needle [mm] (Shah 2016)", 10.0, r40, "±3 mm",
+              abs(r40 - 10.0) <= 3.0)  # fmt: skip
+        check(f"Array {label} 1.5 cm: 0 °C beyond −40 °C [mm] (Shah 2016)", 10.0, r0 - r40, "±3 mm",
+              abs(r0 - r40 - 10.0) <= 3.0)  # fmt: skip
+    # Sprenkle 2010 (E11): in 25 °C gelatin, firing several probes at once left each probe's final
+    # temperature unchanged (p > 0.7); 10 K is the scatter of the E12 plateau (−140 to −150 °C).
+    # Sprenkle's abstract does not name the probe; the 17 G needle is the check, the 2.4 mm probe is
+    # reported beside it (neighbours take load off each probe, so an array runs a little colder).
+    for model, gate in (("argon-1.47mm", True), ("argon-2.4mm", False)):
+        _, alone = probe_array_run(model, ((0.0, 0.0),), initial_c=25.0, spacing_mm=spacing)
+        _, four = probe_array_run(
+            model, ARRAYS_1_5CM["4 needles (square)"], initial_c=25.0, spacing_mm=spacing
+        )
+        single = float(alone.probe_history["P1"]["surface_c"][-1])
+        spread = [float(h["surface_c"][-1]) - single for h in four.probe_history.values()]
+        worst = max(spread, key=abs)
+        label = f"Array 4 × {model} 1.5 cm, 25 °C gel: probe − alone [K] (Sprenkle)"
+        if gate:
+            check(label, "±10", worst, "±10 K", abs(worst) <= 10.0)
+        else:
+            report(label, "±10", worst, f"±10 K: {'yes' if abs(worst) <= 10.0 else 'NO'}")
+
+
+def hinshaw(spacing: float) -> None:
+    """Hinshaw et al., JVIR 2010: single 2.4 mm Endocare probes in in vivo porcine lung, 10-min double
+    freeze (the thaw between is not given in the abstract: 5 min passive, the usual gel protocol),
+    thermocouples at 5–25 mm; isotherm diameters at the end. Tolerance ±5 mm (about two of their SDs
+    and the ±5 mm Endocare quotes for its gel charts in soft tissue)."""
+    n = round(80.0 / spacing) + 1
+    data = {
+        "format": "cryoablation-case/1",
+        "grid": {"origin_mm": [-40.0, -40.0, -40.0], "spacing_mm": spacing, "size": [n, n, n]},
+        "initial_temperature_c": 37.0,
+        "tissue": "lung-aerated",
+        "probes": [{"name": "P1", "model": "argon-2.4mm", "tip_mm": [0, 0, -20.0], "entry_mm": [0, 0, 40.0]}],
+        "protocol": [
+            {"action": "freeze", "duration_s": 600, "probes": "all", "flow_percent": 100},
+            {"action": "thaw", "mode": "passive", "duration_s": 300, "probes": "all"},
+            {"action": "freeze", "duration_s": 600, "probes": "all", "flow_percent": 100},
+        ],
+        "outputs": {"isotherms_c": [0, -20, -40], "snapshot_times_s": []},
+    }
+    case = parse_case(data)
+    result = simulate(case)
+    r, temperature = radial_profile(case, result)
+    for level, want in ((0.0, 31.0), (-20.0, 23.0), (-40.0, 18.0)):
+        got = 2.0 * isotherm_radius(r, temperature, level)
+        check(f"Hinshaw 2010 2.4 mm, lung in vivo: {level:g} °C diameter [mm] (check)", want, got, "±5 mm",
+              abs(got - want) <= 5.0)  # fmt: skip
+
+
+def grid_table() -> None:
+    """The benchmark plan (benchmarks/cases.py) at 1 mm against 0.5 mm: isotherm volumes."""
+    sys.path.insert(0, str(HERE.parents[1] / "benchmarks"))
+    from cases import three_probe_kidney  # benchmarks/ is not a package: imported from its folder
+
+    volumes = {}
+    for spacing in (1.0, 0.5):
+        volumes[spacing] = simulate(parse_case(three_probe_kidney(spacing))).isotherm_volumes_ml
+    for level in (0.0, -20.0, -40.0):
+        fine, coarse = volumes[0.5][level], volumes[1.0][level]
+        diff = 100.0 * (coarse - fine) / fine
+        label = f"Benchmark plan {level:g} °C: 1 mm {coarse:.2f} vs 0.5 mm {fine:.2f} ml [%]"
+        # Issue 13's grid goal, reported: the 0 °C edge in perfused kidney is not yet within it (the
+        # gap scales with √perfusion: the unfrozen boundary layer, 1/m = 1.4 mm, at the front).
+        report(label + " (goal)", "±3", diff, f"±3 %: {'met' if abs(diff) <= 3.0 else 'NOT MET'}")
+
+
 def main() -> int:
     start = time.perf_counter()
     print("Verification (analytic) and validation (measured) checks, docs/physics.md §7")
-    for part in (tc1, grid_convergence, tc6, tc3, lambda: measurements(1.0), tc4):
+    parts = [tc1, grid_convergence, tc6, tc3, tc4]
+    parts += [
+        lambda: catalog(1.0),
+        lambda: tc7(1.0),
+        lambda: tc9(1.0),
+        lambda: tc11(1.0),
+        lambda: arrays(1.0),
+        lambda: hinshaw(1.0),
+    ]
+    # The measured checks again on the finer grid (every row must hold at both spacings).
+    parts += [lambda: tc9(0.5), lambda: tc11(0.5)]
+    parts += [grid_table]
+    for part in parts:
         part()
     print()
     header = ("case", "expected", "got", "tolerance", "pass")
     widths = [max(len(str(row[i])) for row in [header, *ROWS]) for i in range(5)]
     print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
     for row in ROWS:
-        cells = [*row[:4], "PASS" if row[4] else "FAIL"]
+        cells = list(row)
         print("  ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)))
-    failed = sum(not row[4] for row in ROWS)
-    print(f"\n{len(ROWS) - failed} passed, {failed} failed ({time.perf_counter() - start:.0f} s)")
+    failed = sum(row[4] == "FAIL" for row in ROWS)
+    reported = sum(row[4] == "REPORT" for row in ROWS)
+    passed = len(ROWS) - failed - reported
+    print(f"\n{passed} passed, {failed} failed, {reported} reported ({time.perf_counter() - start:.0f} s)")
     return 1 if failed else 0
 
 
