@@ -76,17 +76,23 @@ def truth_case(seed: int):
     return perturbed_truth(plan(), settings)
 
 
-def truth_fields(seed: int) -> tuple[object, dict[float, np.ndarray]]:
-    from CryoAblationLogic.physics.simulation import simulate  # numba kernels compile or load on first use
+def truth_fields(seed: int, times_s=IMAGE_TIMES_S) -> tuple[object, dict[float, np.ndarray]]:
+    """The truth case and its temperature fields at ``times_s`` (the run stops at the last)."""
+    # numba kernels compile or load on first use
+    from CryoAblationLogic.physics.simulation import coarsen_case, simulate
 
     truth = truth_case(seed)
-    result = simulate(truth, snapshot_times_s=IMAGE_TIMES_S)
+    if max(times_s) < truth.duration_s:
+        truth = coarsen_case(truth, PLAN_SPACING_MM, duration_s=max(times_s))  # same grid, shorter run
+    result = simulate(truth, snapshot_times_s=times_s)
     return truth, result.snapshots
 
 
-def run_procedure(seed: int, settings: IceSettings | None = None, slices: bool = True) -> list[ImageRow]:
+def run_procedure(
+    seed: int, settings: IceSettings | None = None, slices: bool = True, times_s=IMAGE_TIMES_S
+) -> list[ImageRow]:
     """Image the truth of procedure ``seed`` at each time, observe the ice, compare with the truth."""
-    truth, fields = truth_fields(seed)
+    truth, fields = truth_fields(seed, times_s)
     grid = truth.grid
     rng = np.random.default_rng(seed + 7919)
     snr = float(rng.uniform(*SNR_RANGE))
@@ -111,7 +117,7 @@ def run_procedure(seed: int, settings: IceSettings | None = None, slices: bool =
             baselines[plane.name] = mr.render_slice(
                 plane, warm, grid, baseline_probes, snr=snr, seed=seed * 10 + 1 + n
             )
-    for t_index, time_s in enumerate(IMAGE_TIMES_S):
+    for t_index, time_s in enumerate(times_s):
         field = fields[time_s]
         for n, (name, baseline) in enumerate(baselines.items()):
             shift = mr.breathing_shift(seed * 1000 + t_index * 10 + n, BREATHING_AMPLITUDE_MM)
