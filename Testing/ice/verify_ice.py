@@ -26,7 +26,8 @@ def main(argv: list[str]) -> int:
     tuned = sorted(set(seeds) & set(pr.TUNING_SEEDS))
     print(
         f"Observed ice vs the truth's 0 °C zone: {len(seeds)} procedures, "
-        f"demo plan on a {pr.PLAN_SPACING_MM:g} mm grid, properties ±{pr.PROPERTY_SPREAD:.0%}, insertion {pr.INSERTION_ERROR_MM:g} mm / "
+        f"demo plan on a {pr.PLAN_SPACING_MM:g} mm grid, properties ±{pr.PROPERTY_SPREAD:.0%}, "
+        f"insertion {pr.INSERTION_ERROR_MM:g} mm / "
         f"{pr.INSERTION_ERROR_DEG:g}°, images at {', '.join(f'{t:g}' for t in pr.IMAGE_TIMES_S)} s, "
         f"breathing ≤ {pr.BREATHING_AMPLITUDE_MM:g} mm, SNR {pr.SNR_RANGE[0]:g}–{pr.SNR_RANGE[1]:g}"
     )
