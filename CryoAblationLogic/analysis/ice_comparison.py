@@ -6,6 +6,8 @@ frame); a 2-D slice in its own plane, with the prediction (and the labels) resam
 plane's pixels through the registration found for the slice. Distances are SimpleITK distance
 maps in millimetres. On a slice the distances are in-plane: the structure may come closer out of
 the plane, which a slice cannot show (the comparison says so).
+SimpleITK (about 1 s to import) is imported inside the functions that use it, as in
+``io/volumes.py``, so that ``cryoablation --help`` stays quick.
 """
 
 from __future__ import annotations

@@ -17,14 +17,18 @@ was bright there. The steps, each for a reason:
 3. **Where the baseline says nothing.** Voxels whose baseline is too dark to tell ice from tissue
    (the probes' own susceptibility voids when the probes were in place, flowing blood) are
    undecided; so are voxels within ``exclusion_radius_mm`` of a probe shaft when the baseline was
-   taken before insertion (their void would look like ice). Undecided voxels take the label of
-   the nearest decided voxel (SimpleITK distance maps), so a shaft inside the ice is ice and a
-   shaft outside it is not.
-4. **Only ice that grows from the probes**: connected components of void that come within
-   ``seed_radius_mm`` of a probe's freezing segment are kept; holes are filled.
+   taken before insertion (their void would look like ice), and on a slice those near the
+   in-plane trace of each shaft (motion across the plane moves a shaft in or out of the slice).
+   Undecided voxels take the label of the nearest decided voxel (SimpleITK distance maps), so a
+   shaft inside the ice is ice and a shaft outside it is not.
+4. **Only ice that grows from the probes**: connected components of void (joined across
+   undecided voxels) that come within ``seed_radius_mm`` of a probe's freezing segment are kept;
+   holes are filled.
 
 The result is a label map (1 = frozen) in the image's own geometry, the rigid transform found,
 and :func:`ice_on_grid` resamples it on the plan grid.
+SimpleITK (about 1 s to import) is imported inside the functions that use it, as in
+``io/volumes.py``, so that ``cryoablation --help`` stays quick.
 """
 
 from __future__ import annotations
@@ -169,6 +173,29 @@ def _distance_to(points: np.ndarray, segments: Sequence[tuple[np.ndarray, np.nda
     return distance
 
 
+def _trace_distance(points: np.ndarray, segments, ijk_to_ras: np.ndarray, reach_mm: float) -> np.ndarray:
+    """Distance from points of a slice's plane to the in-plane projection of the parts of the
+    segments that lie within ``reach_mm`` of the plane."""
+    normal = ijk_to_ras[:3, 2] / np.linalg.norm(ijk_to_ras[:3, 2])
+    origin = ijk_to_ras[:3, 3]
+    distance = np.full(len(points), np.inf)
+    for start, end in segments:
+        a, b = float((start - origin) @ normal), float((end - origin) @ normal)
+        if abs(b - a) < 1e-9:
+            if abs(a) > reach_mm:
+                continue
+            t0, t1 = 0.0, 1.0
+        else:
+            ta, tb = (-reach_mm - a) / (b - a), (reach_mm - a) / (b - a)
+            t0, t1 = max(0.0, min(ta, tb)), min(1.0, max(ta, tb))
+            if t0 > t1:
+                continue
+        ends = [start + t * (end - start) for t in (t0, t1)]
+        p0, p1 = (p - ((p - origin) @ normal) * normal for p in ends)
+        distance = np.minimum(distance, _segment_distance(points, p0, p1))
+    return distance
+
+
 def _transform_segments(segments, matrix: np.ndarray):
     return [tuple((matrix @ np.append(p, 1.0))[:3] for p in segment) for segment in segments]
 
@@ -267,6 +294,27 @@ def observe_ice(
         moving = sitk_image(baseline, baseline_ijk_to_ras)
     shape = image.shape[:2] if is_slice else image.shape
 
+    guard_shafts = bool(shafts) and (is_slice or not settings.probes_in_baseline)
+    if is_slice and shafts:
+        notes.append(
+            f"slice: voxels within {settings.exclusion_radius_mm:g} mm of the in-plane trace of each shaft "
+            "are decided by their neighbours (motion across the plane moves shafts in and out of the slice)"
+        )
+
+    def shaft_zone(to_image: np.ndarray, extra_mm: float) -> np.ndarray:
+        """Voxels where a shaft's void may differ between baseline and image: around each shaft
+        when the baseline has no probes; on a slice around the in-plane trace of each shaft that
+        passes within half the thickness plus the motion allowance of the plane."""
+        moved = _transform_segments(shafts, to_image)
+        radius = settings.exclusion_radius_mm + extra_mm
+        zone = np.zeros(len(points), bool)
+        if not settings.probes_in_baseline:
+            zone |= _distance_to(points, moved) <= radius
+        if is_slice:
+            reach = 0.5 * spacing[2] + settings.motion_allowance_mm
+            zone |= _trace_distance(points, moved, image_ijk_to_ras, reach) <= radius
+        return zone.reshape(shape)
+
     def segment(baseline_here: np.ndarray, to_plan: np.ndarray, seed_radius_mm: float):
         """(ice, undecided, sigma) for a baseline already resampled into the image's frame."""
         to_image = np.linalg.inv(to_plan)
@@ -281,14 +329,16 @@ def observe_ice(
         informative = (b - floor) > settings.contrast_sigmas * sigma * gain
         void = informative & (c < 0.5 * (floor + b))
         undecided = ~informative
-        if not settings.probes_in_baseline and shafts:
-            near = _distance_to(points, _transform_segments(shafts, to_image)) <= settings.exclusion_radius_mm
-            near = near.reshape(shape)
+        if guard_shafts:
+            near = shaft_zone(to_image, 0.0)
             void &= ~near
             undecided |= near
         seed_distance = _distance_to(points, _transform_segments(seeds, to_image)).reshape(shape)
-        ice = _seeded_components(void, seed_distance <= seed_radius_mm, fixed)
-        ice = _fill_undecided(ice, undecided, fixed)
+        # Components are joined across undecided voxels (a shaft's void can cut the ice in two).
+        ice = _seeded_components(void | undecided, seed_distance <= seed_radius_mm, fixed) & void
+        ice = _fill_undecided(
+            ice, undecided, fixed, settings.exclusion_radius_mm + float(np.max(work_spacing))
+        )
         return ice, undecided, sigma
 
     identity = np.eye(4)
@@ -299,12 +349,8 @@ def observe_ice(
         # probable ice, which the registration must not try to match.
         rough, _, _ = segment(baseline_here, identity, settings.seed_radius_mm + settings.motion_allowance_mm)
         mask = ~_dilate(rough, fixed, settings.motion_allowance_mm)
-        if not settings.probes_in_baseline and shafts:
-            near = (
-                _distance_to(points, shafts).reshape(shape)
-                <= settings.exclusion_radius_mm + settings.motion_allowance_mm
-            )
-            mask &= ~near
+        if guard_shafts:
+            mask &= ~shaft_zone(identity, settings.motion_allowance_mm)
         if np.count_nonzero(mask) >= 0.2 * mask.size:
             transform = _register(fixed, moving, mask)
             resampled = sitk.Resample(moving, fixed, transform, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
@@ -399,9 +445,11 @@ def _distance_map(mask: np.ndarray, reference) -> np.ndarray:
     )
 
 
-def _fill_undecided(ice: np.ndarray, undecided: np.ndarray, reference) -> np.ndarray:
-    """Undecided voxels join the ice when the ice is nearer than any decided unfrozen voxel;
-    then enclosed holes are filled."""
+def _fill_undecided(ice: np.ndarray, undecided: np.ndarray, reference, bridge_mm: float) -> np.ndarray:
+    """Undecided voxels join the ice when the ice is nearer than any decided unfrozen voxel, or
+    when they lie in a gap the ice closes over (a closing of ``bridge_mm``: a band of undecided
+    voxels across the ice edge, where the nearest-voxel rule cuts a notch); then enclosed holes
+    are filled."""
     import SimpleITK as sitk
 
     if not np.any(ice):
@@ -409,10 +457,41 @@ def _fill_undecided(ice: np.ndarray, undecided: np.ndarray, reference) -> np.nda
     unfrozen = ~undecided & ~ice
     if np.any(undecided) and np.any(unfrozen):
         closer = _distance_map(ice, reference) < _distance_map(unfrozen, reference)
-        ice = ice | (undecided & closer)
+        ice = ice | (undecided & (closer | _close(ice, reference, bridge_mm)))
     elif np.any(undecided):
         ice = ice | undecided
     return _array(sitk.BinaryFillhole(_like_uint8(reference, ice), False, 1)).astype(bool)
+
+
+def _close(mask: np.ndarray, reference, radius_mm: float) -> np.ndarray:
+    """Morphological closing with a ball of ``radius_mm`` (dilation, then erosion, by distance)."""
+    if radius_mm <= 0:
+        return mask.copy()
+    # Pad so that the dilation is not clipped at the border of the image.
+    pad = math.ceil(radius_mm / min(reference.GetSpacing())) + 1
+    padded = np.pad(mask, pad)
+    spaced = _like_uint8(_spaced_like(reference, padded.shape), padded)
+    grown = _array_distance(spaced) <= radius_mm
+    closed = ~(_array_distance(_like_uint8(spaced, ~grown)) <= radius_mm)
+    return closed[tuple(slice(pad, -pad) for _ in range(mask.ndim))]
+
+
+def _spaced_like(reference, shape):
+    import SimpleITK as sitk
+
+    image = sitk.Image([int(n) for n in shape], sitk.sitkUInt8)
+    image.SetSpacing(reference.GetSpacing())
+    return image
+
+
+def _array_distance(mask_image) -> np.ndarray:
+    import SimpleITK as sitk
+
+    return _array(
+        sitk.SignedMaurerDistanceMap(
+            mask_image, insideIsPositive=False, squaredDistance=False, useImageSpacing=True
+        )
+    )
 
 
 def _dilate(mask: np.ndarray, reference, radius_mm: float) -> np.ndarray:

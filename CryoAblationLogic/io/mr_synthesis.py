@@ -24,6 +24,8 @@ The image model, per output voxel:
 Images are :class:`MRImage`: an array indexed ``[i, j, k]`` (a slice has ``k`` of size 1) and its
 4×4 IJK→RAS matrix, whose third column of a slice is its normal times the slice thickness.
 Resampling is SimpleITK's, in LPS as ITK works; interfaces are RAS millimetres.
+SimpleITK (about 1 s to import) is imported inside the functions that use it, as in
+``io/volumes.py``, so that ``cryoablation --help`` stays quick.
 """
 
 from __future__ import annotations
