@@ -16,11 +16,12 @@ was bright there. The steps, each for a reason:
    frozen, so partial volume at the edge is split without bias.
 3. **Where the baseline says nothing.** Voxels whose baseline is too dark to tell ice from tissue
    (the probes' own susceptibility voids when the probes were in place, flowing blood) are
-   undecided; so are voxels within ``exclusion_radius_mm`` of a probe shaft when the baseline was
-   taken before insertion (their void would look like ice), and on a slice those near the
-   in-plane trace of each shaft (motion across the plane moves a shaft in or out of the slice).
-   Undecided voxels take the label of the nearest decided voxel (SimpleITK distance maps), so a
-   shaft inside the ice is ice and a shaft outside it is not.
+   undecided. Within ``exclusion_radius_mm`` of a probe shaft when the baseline was taken before
+   insertion (the shaft's void would look like ice), and on a slice near the in-plane trace of
+   each shaft (motion across the plane moves a shaft in or out of the slice), only void wider
+   than a shaft's own counts (a morphological opening of that radius). Undecided voxels take the
+   label of the nearest decided voxel (SimpleITK distance maps), so a shaft inside the ice is ice
+   and a shaft outside it is not.
 4. **Only ice that grows from the probes**: connected components of void (joined across
    undecided voxels) that come within ``seed_radius_mm`` of a probe's freezing segment are kept;
    holes are filled.
@@ -49,7 +50,8 @@ _FLIP4 = np.diag([*RAS_LPS_FLIP, 1.0])
 
 @dataclass(frozen=True)
 class IceSettings:
-    """Parameters of the segmentation. Tuned on seeds 101–103 of ``Testing/ice/procedures.py``."""
+    """Parameters of the segmentation, set on the tuning seeds of ``Testing/ice/procedures.py``
+    (2 and 101–103) and validated on 20 others."""
 
     smoothing_mm: float = 1.0  # Gaussian σ applied to both images
     contrast_sigmas: float = 5.0  # baseline must stand this many smoothed-noise σ above the void floor
@@ -274,8 +276,8 @@ def observe_ice(
     shafts = _shaft_segments(probes)
     if not settings.probes_in_baseline and shafts:
         notes.append(
-            f"the baseline has no probes: voxels within {settings.exclusion_radius_mm:g} mm of each shaft "
-            "are decided by their neighbours"
+            f"the baseline has no probes: within {settings.exclusion_radius_mm:g} mm of each shaft, "
+            "only void wider than the shaft's own counts as ice"
         )
     is_slice = image.shape[2] == 1
     spacing = np.linalg.norm(image_ijk_to_ras[:3, :3], axis=0)
@@ -297,8 +299,9 @@ def observe_ice(
     guard_shafts = bool(shafts) and (is_slice or not settings.probes_in_baseline)
     if is_slice and shafts:
         notes.append(
-            f"slice: voxels within {settings.exclusion_radius_mm:g} mm of the in-plane trace of each shaft "
-            "are decided by their neighbours (motion across the plane moves shafts in and out of the slice)"
+            f"slice: within {settings.exclusion_radius_mm:g} mm of the in-plane trace of each shaft, "
+            "only void wider than the shaft's own counts as ice "
+            "(motion across the plane moves shafts in and out of the slice)"
         )
 
     def shaft_zone(to_image: np.ndarray, extra_mm: float) -> np.ndarray:
@@ -330,9 +333,11 @@ def observe_ice(
         void = informative & (c < 0.5 * (floor + b))
         undecided = ~informative
         if guard_shafts:
+            # A shaft's own void is a few millimetres across; ice is wider. Near the shafts, keep
+            # only void that an opening of the exclusion radius keeps (undecided voxels, such as
+            # the baseline's own shaft void inside the ice, count as possibly void there).
             near = shaft_zone(to_image, 0.0)
-            void &= ~near
-            undecided |= near
+            void &= ~near | _open(void | undecided, fixed, settings.exclusion_radius_mm)
         seed_distance = _distance_to(points, _transform_segments(seeds, to_image)).reshape(shape)
         # Components are joined across undecided voxels (a shaft's void can cut the ice in two).
         ice = _seeded_components(void | undecided, seed_distance <= seed_radius_mm, fixed) & void
@@ -461,6 +466,18 @@ def _fill_undecided(ice: np.ndarray, undecided: np.ndarray, reference, bridge_mm
     elif np.any(undecided):
         ice = ice | undecided
     return _array(sitk.BinaryFillhole(_like_uint8(reference, ice), False, 1)).astype(bool)
+
+
+def _open(mask: np.ndarray, reference, radius_mm: float) -> np.ndarray:
+    """Morphological opening with a ball of ``radius_mm``: what is left of the mask where a ball
+    of that radius fits inside it."""
+    if radius_mm <= 0 or not np.any(mask):
+        return mask.copy()
+    eroded = _distance_map(mask, reference) <= -radius_mm
+    if not np.any(eroded):
+        return eroded
+    # Maurer distances run between voxel boundaries: half a voxel more brings back the rim.
+    return _distance_map(eroded, reference) <= radius_mm + 0.5 * max(reference.GetSpacing())
 
 
 def _close(mask: np.ndarray, reference, radius_mm: float) -> np.ndarray:

@@ -177,10 +177,6 @@ def from_sitk(image) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(array), matrix
 
 
-def grid_matrix(grid: Grid) -> np.ndarray:
-    return grid.ijk_to_ras_matrix()
-
-
 def _sample(array: np.ndarray, grid: Grid, reference, shift_ras: np.ndarray, default: float) -> np.ndarray:
     """``array`` on ``grid`` sampled (trilinear) at the points of ``reference`` moved by −shift."""
     import SimpleITK as sitk
@@ -256,8 +252,6 @@ def _render(
     fine_matrix[:3, :3] = columns * step
     fine_matrix[:3, 3] = ijk_to_ras[:3, 3] + columns @ np.array([o[0] for o in offsets])
     fine_size = tuple(int(s * k) for s, k in zip(size, n, strict=True))
-    # Voxel v's sub-sample a lies at v + offsets[a]; as a fine index that is v / step + a only
-    # when step * n == 1 (uniform in-plane); for the slice profile the voxel is one slice (k = 0).
     reference = sitk.Image([int(v) for v in fine_size], sitk.sitkFloat32)
     ref_template = to_sitk(np.zeros((1, 1, 1), np.float32), fine_matrix)
     reference.SetSpacing(ref_template.GetSpacing())

@@ -39,9 +39,11 @@ INSERTION_ERROR_MM = 2.0
 INSERTION_ERROR_DEG = 3.0
 BREATHING_AMPLITUDE_MM = 3.0
 SNR_RANGE = (10.0, 20.0)
-TUNING_SEEDS = (101, 102, 103)
-VALIDATION_SEEDS = tuple(range(1, 21))  # 20 procedures
-QUICK_SEEDS = (1, 2)  # the default test run (one with probes in the baseline, one without)
+# Seed 2 was a validation seed until its slices were inspected to fix the handling of shafts
+# moving through the slice; it then joined the tuning seeds and seed 21 took its place.
+TUNING_SEEDS = (2, 101, 102, 103)
+VALIDATION_SEEDS = (1, *range(3, 22))  # 20 procedures
+QUICK_SEEDS = (1, 4)  # the default test run (one with probes in the baseline, one without)
 DICE_VOLUME_MIN = 0.90
 DICE_SLICE_MIN = 0.85
 
