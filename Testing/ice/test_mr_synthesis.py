@@ -10,6 +10,7 @@ import pytest
 from conftest import BALL_CENTER_MM, BALL_RADIUS_MM
 
 from CryoAblationLogic.core.errors import InputError
+from CryoAblationLogic.core.grid import Grid
 from CryoAblationLogic.io import mr_synthesis as mr
 
 
@@ -38,10 +39,13 @@ def test_ice_is_a_signal_void_with_a_partial_volume_edge(ball_case):
 def test_each_probe_is_a_susceptibility_void_along_its_shaft(ball_case):
     grid, _, probes = ball_case
     warm = np.full(grid.size, 37.0)
-    image = mr.render_volume(warm, grid, probes, spacing_mm=1.0, snr=1e6, seed=1)  # noise-free
-    without = mr.render_volume(warm, grid, [], spacing_mm=1.0, snr=1e6, seed=1)
+    tip = np.asarray(probes[0].tip_mm)
+    # A 1 mm box around the distal 40 mm of the shaft.
+    box = Grid(tuple(tip - np.array([10.0, 50.0, 10.0])), (1.0, 1.0, 1.0), (21, 51, 21))
+    image = mr.render_volume(warm, grid, probes, grid=box, snr=1e6, seed=1)  # noise-free
+    without = mr.render_volume(warm, grid, [], grid=box, snr=1e6, seed=1)
     centres = voxel_centres(image)
-    tip, entry = np.asarray(probes[0].tip_mm), np.asarray(probes[0].entry_mm)
+    entry = np.asarray(probes[0].entry_mm)
     axis = (entry - tip) / np.linalg.norm(entry - tip)
     along = (centres - tip) @ axis
     radial = np.linalg.norm(centres - tip - along[..., None] * axis, axis=-1)
