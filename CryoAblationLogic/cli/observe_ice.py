@@ -127,6 +127,12 @@ def prediction_field(result_dir: Path, time_s: float | None):
         raise InputError("--result", error.reason) from None
 
 
+def _same_grid(a, b) -> bool:
+    return a.size == b.size and np.allclose(
+        [*a.origin_mm, *a.spacing_mm], [*b.origin_mm, *b.spacing_mm], atol=1e-3
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     if not (math.isfinite(args.margin_mm) and args.margin_mm >= 0):
         raise InputError("--margin-mm", f"must be a number of millimetres ≥ 0, got {args.margin_mm}")
@@ -146,16 +152,14 @@ def run(args: argparse.Namespace) -> int:
         except InputError as error:
             raise InputError("--case", str(error)) from None
         probes = case.probes
-        if case.tissue_labels is not None and case.grid == grid:
-            labels = case.tissue_labels
+        if case.tissue_labels is not None and _same_grid(case.grid, grid):
+            labels = np.asarray(case.tissue_labels, np.int32)
     if args.labels is not None:
         try:
             label_field, label_grid = read_nrrd(args.labels)
         except InputError as error:
             raise InputError("--labels", error.reason) from None
-        if label_grid.size != grid.size or not np.allclose(
-            [*label_grid.origin_mm, *label_grid.spacing_mm], [*grid.origin_mm, *grid.spacing_mm], atol=1e-3
-        ):
+        if not _same_grid(label_grid, grid):
             raise InputError("--labels", "must lie on the result's grid (same size, spacing and origin)")
         labels = np.rint(label_field).astype(np.int32)
     if critical and labels is None:
