@@ -42,12 +42,14 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# The table first (it prints every check, failing or not), then the slow full-resolution tests,
+# The tables first (they print every check, failing or not: the physics, then the observed ice on
+# 20 seeded procedures), then the slow full-resolution tests,
 # which run even when a row of the table fails; the target fails if either does.
 verify: $(VENV)/.installed-test
 	$(BIN)/python Testing/physics/verify.py; table=$$?; \
+	$(BIN)/python Testing/ice/verify_ice.py; ice=$$?; \
 	$(BIN)/python -m pytest -m slow -p no:cacheprovider Testing; tests=$$?; \
-	exit $$(( table || tests ))
+	exit $$(( table || ice || tests ))
 
 # Each script prints its wall times, goals and the machine; run them on a quiet machine.
 bench: $(VENV)/.installed-base

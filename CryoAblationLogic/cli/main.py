@@ -23,6 +23,7 @@ SUBCOMMAND_MODULES = (
     "simulate_scanner",
     "monitor",
     "replay",
+    "observe_ice",
 )
 
 EXIT_INPUT_ERROR = 2
