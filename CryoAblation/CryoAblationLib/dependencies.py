@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import os
+import re
 import subprocess
 import tempfile
 from collections.abc import Callable
@@ -25,6 +26,9 @@ from types import ModuleType
 from typing import Any
 
 REQUESTER = "CryoAblation"
+
+# Requirement names whose module is named otherwise (none of ours today: see requirement_module).
+MODULE_NAMES: dict[str, str] = {}
 
 # What the module loses without numba; shown when the user declines or the install fails.
 WITHOUT_NUMBA = (
@@ -128,12 +132,36 @@ def _slicer_util() -> ModuleType:
     return slicer.util
 
 
-def _try_import_numba(importer: Callable[[str], Any]) -> Any | None:
+def requirement_name(requirement: str) -> str:
+    """The package a requirement line names (``numba>=0.60`` → ``numba``)."""
+    return re.split(r"[\s<>=!~;\[]", requirement.strip(), maxsplit=1)[0]
+
+
+def requirement_module(requirement: str) -> str:
+    """The module a requirement line makes importable: its package name in lower case with "-" as
+    "_" (true of every package CryoAblation needs; exceptions go in MODULE_NAMES)."""
+    name = requirement_name(requirement).lower()
+    return MODULE_NAMES.get(name, name.replace("-", "_"))
+
+
+def _names(requirements: list[str]) -> str:
+    return ", ".join(requirement_name(r) for r in requirements)
+
+
+def missing_requirements(requirements: list[str], importer: Callable[[str], Any]) -> list[str]:
+    """The requirement lines whose module cannot be imported here."""
     importlib.invalidate_caches()
-    try:
-        return importer("numba")
-    except ImportError:
-        return None
+    missing = []
+    for requirement in requirements:
+        try:
+            importer(requirement_module(requirement))
+        except ImportError:
+            missing.append(requirement)
+    return missing
+
+
+def _numba_version(importer: Callable[[str], Any]) -> str | None:
+    return getattr(importer("numba"), "__version__", None)
 
 
 def ensure_numba(
@@ -148,32 +176,36 @@ def ensure_numba(
     numpy_version: str | None = None,
     testing: bool = False,
 ) -> NumbaStatus:
-    """Make numba importable, installing it after the user agrees; never raise for a decline.
+    """Make numba and the other packages of ``requirements.txt`` importable (numba for the solver,
+    jsonschema for case files, matplotlib/jinja2/xhtml2pdf for the report, highdicom for DICOM…),
+    installing the missing ones after the user agrees; never raise for a decline.
 
     ``ask(message) -> bool`` puts the question to the user (``slicer.util.confirmOkCancelDisplay``
     in Slicer). ``packaging``/``util`` default to ``slicer.packaging`` (when this Slicer has it) and
     ``slicer.util``. ``cache_root`` (Slicer's cache path) receives numba's compiled-function cache;
     ``work_dir`` the constraints file. In testing mode (``slicer.app.testingEnabled()``) nothing is
-    asked or installed: the self-test stays offline, so numba must be installed before it runs.
+    asked or installed: the self-test stays offline, so the packages must be installed before it runs.
+    Only what is missing is installed, so numba already present is never reinstalled.
     """
     if cache_root is not None:
         configure_numba_cache(cache_root)
-    numba = _try_import_numba(importer)
-    if numba is not None:
-        return NumbaStatus(True, "numba is available", getattr(numba, "__version__", None))
+    requirements = read_requirements(requirements_path)
+    missing = missing_requirements(requirements, importer)
+    if not missing:
+        return NumbaStatus(True, "numba is available", _numba_version(importer))
 
     if testing:
         return NumbaStatus(False, TESTING_WITHOUT_NUMBA)
-    requirements = read_requirements(requirements_path)
     version = numpy_version or installed_numpy_version()
     question = (
-        f"CryoAblation's ice-ball solver needs the Python package {', '.join(requirements)}, "
-        "which is not installed in Slicer yet.\n\n"
+        f"CryoAblation needs the Python packages {_names(missing)} (numba for the ice-ball "
+        "solver; the others for case files, the report and DICOM export), which are not installed "
+        "in Slicer yet.\n\n"
         f"Install it now? Slicer's numpy {version} is kept as it is. This needs an internet "
         "connection and may take a minute."
     )
     if not ask(question):
-        return NumbaStatus(False, f"numba was not installed. {WITHOUT_NUMBA}")
+        return NumbaStatus(False, f"{_names(missing)} was not installed. {WITHOUT_NUMBA}")
 
     constraints = write_numpy_constraint(work_dir or tempfile.mkdtemp(prefix="CryoAblation-"), version)
     if packaging is None and util is None:
@@ -182,20 +214,20 @@ def ensure_numba(
         if packaging is not None and hasattr(packaging, "pip_ensure"):
             # The user has just agreed: no second dialog from Slicer.
             packaging.pip_ensure(
-                requirements, constraints=str(constraints), requester=REQUESTER, prompt_install=False
+                missing, constraints=str(constraints), requester=REQUESTER, prompt_install=False
             )
         else:
             util = util if util is not None else _slicer_util()
             # slicer.util.pip_install (Slicer <= 5.10) passes a list through as pip arguments.
-            util.pip_install([*requirements, "-c", str(constraints)])
+            util.pip_install([*missing, "-c", str(constraints)])
     except (subprocess.CalledProcessError, RuntimeError, OSError) as error:
-        return NumbaStatus(False, f"Installing numba failed ({error}). {WITHOUT_NUMBA}")
+        return NumbaStatus(False, f"Installing {_names(missing)} failed ({error}). {WITHOUT_NUMBA}")
 
-    numba = _try_import_numba(importer)
-    if numba is None:
+    still_missing = missing_requirements(requirements, importer)
+    if still_missing:
         return NumbaStatus(
             False,
-            "numba is still not importable after the install step (Slicer skips installs in testing "
-            "mode; otherwise restart Slicer and try again). " + WITHOUT_NUMBA,
+            f"{_names(still_missing)} is still not importable after the install step (Slicer skips "
+            "installs in testing mode; otherwise restart Slicer and try again). " + WITHOUT_NUMBA,
         )
-    return NumbaStatus(True, "numba was installed", getattr(numba, "__version__", None))
+    return NumbaStatus(True, "numba was installed", _numba_version(importer))

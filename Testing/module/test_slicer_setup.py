@@ -22,15 +22,17 @@ NUMPY_VERSION = importlib.metadata.version("numpy")
 
 
 class FakeImporter:
-    """numba is missing until an installer marks it installed."""
+    """The requirements are missing until an installer marks them installed; ``present`` names
+    modules that are there from the start (numba alone, say)."""
 
-    def __init__(self, installed: bool = False):
+    def __init__(self, installed: bool = False, present: tuple[str, ...] = ()):
         self.installed = installed
+        self.present = set(present)
         self.calls: list[str] = []
 
     def __call__(self, name: str):
         self.calls.append(name)
-        if name == "numba" and self.installed:
+        if self.installed or name in self.present:
             return SimpleNamespace(__version__="0.99.0")
         raise ImportError(f"No module named {name!r}")
 
@@ -210,3 +212,24 @@ def test_requirements_without_entries_are_refused(tmp_path):
     empty.write_text("# nothing\n-c constraints.txt\n")
     with pytest.raises(ValueError, match="lists no requirement"):
         slicer_setup.read_requirements(empty)
+
+
+def test_numba_present_but_another_requirement_missing_installs_only_what_is_missing(tmp_path):
+    """numba installed by hand, jsonschema and the report's packages not: reading a case or writing
+    the report would fail, so the module asks for exactly what is missing and leaves numba alone."""
+    importer = FakeImporter(present=("numba",))
+    ask = Asker(True)
+    packaging = FakePackaging(importer)
+    status = ensure_numba(REQUIREMENTS, ask, packaging=packaging, importer=importer, work_dir=tmp_path)
+    assert status.available, status.message
+    (call,) = packaging.calls
+    requirements = slicer_setup.read_requirements(REQUIREMENTS)
+    assert call["requirements"] == [r for r in requirements if not r.startswith("numba")]
+    assert "jsonschema>=4.20" in call["requirements"] and "numba" not in ask.questions[0].split(",")[0]
+
+
+def test_every_requirement_names_an_importable_module_here():
+    """Each line of requirements.txt maps to the module the code imports (checked where they are
+    all installed: the test environment)."""
+    for requirement in slicer_setup.read_requirements(REQUIREMENTS):
+        importlib.import_module(slicer_setup.requirement_module(requirement))
