@@ -31,7 +31,7 @@ class MonitorSection(PanelSection):
     def onConnectToggled(self, checked) -> None:
         with self.userAction(_("Failed to connect to the scanner and the console.")):
             if checked:
-                self.monitor.start(*self._endpoints())
+                self.monitor.start(*self._endpoints(), scanner_peers=self.session.settings().scanner_peers)
             else:
                 self.monitor.stop()
         self.updateConnectionControls()
@@ -40,7 +40,9 @@ class MonitorSection(PanelSection):
         try:
             with self.userAction(_("Failed to switch live mode."), waitCursor=True):
                 if checked:
-                    self.monitor.start_live(*self._endpoints())
+                    self.monitor.start_live(
+                        *self._endpoints(), scanner_peers=self.session.settings().scanner_peers
+                    )
                 elif self.monitor.live():
                     self.monitor.stop()
         finally:
@@ -63,6 +65,7 @@ class MonitorSection(PanelSection):
         for widget in (
             self.ui.scannerHostLineEdit,
             self.ui.scannerPortSpinBox,
+            self.ui.scannerPeersLineEdit,
             self.ui.consoleHostLineEdit,
             self.ui.consolePortSpinBox,
             self.ui.journalPathLineEdit,

@@ -12,6 +12,8 @@ notes. :func:`live_endpoints` turns the panel's fields into the endpoints of the
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,6 +96,25 @@ class LinkPanel:
             name = f"Probe {probe}" + (f" ({state})" if state else "")
             rows.append((name, f"{temperature:.1f}", f"{time_s:.1f}"))
         return rows
+
+
+_HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})")
+
+
+def parse_peers(text: str, key: str = "scanner peers") -> tuple[str, ...]:
+    """The addresses that may connect where we listen, as the panel takes them: addresses, networks
+    (10.1.2.0/24) or host names separated by commas or spaces; "*" for anyone; empty for this
+    computer only. Anything else is refused naming the entry."""
+    peers = tuple(entry for entry in re.split(r"[,\s]+", text.strip()) if entry)
+    for entry in peers:
+        if entry == "*":
+            continue
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            if not _HOST_NAME.fullmatch(entry):
+                raise InputError(key, f"{entry!r} is not an address, a network or a host name") from None
+    return peers
 
 
 def live_endpoints(

@@ -58,6 +58,9 @@ class PlanSettings:
     preview_enabled: bool = False
     scanner_host: str = "127.0.0.1"
     scanner_port: int = field(default=18944, metadata={"range": (1, 65535)})
+    # Who may connect as the scanner's bridge besides this computer: addresses, networks, host names
+    # (comma-separated; "*": anyone). Empty: this computer only, so nobody else can steer or squat.
+    scanner_peers: str = ""
     console_host: str = "127.0.0.1"
     console_port: int = field(default=18945, metadata={"range": (1, 65535)})
     journal_path: str = ""

@@ -454,11 +454,16 @@ class MonitorSession:
         self._live_session = None  # the last live-mode session (running, stopped or replayed)
         self._state = None
 
-    def start(self, scanner_host, scanner_port, console_host, console_port, journal_path="") -> None:
+    def start(
+        self, scanner_host, scanner_port, console_host, console_port, journal_path="", scanner_peers=""
+    ) -> None:
         """Listen for the scanner's bridge and connect to the console; journal everything if a
-        journal file is given."""
+        journal file is given. ``scanner_peers``: who may connect as the scanner besides this
+        computer (:func:`~CryoAblationLogic.live.link_panel.parse_peers`)."""
         self.stop()
-        scanner, console = link_panel.live_endpoints(scanner_host, scanner_port, console_host, console_port)
+        scanner, console = link_panel.live_endpoints(
+            scanner_host, scanner_port, console_host, console_port, link_panel.parse_peers(scanner_peers)
+        )
         journal = None
         if journal_path.strip():
             journal = Journal(*journal_location(journal_path, key="journal"))
@@ -480,14 +485,18 @@ class MonitorSession:
     def live(self) -> bool:
         return self._live_monitor is not None
 
-    def start_live(self, scanner_host, scanner_port, console_host, console_port, journal_path) -> None:
+    def start_live(
+        self, scanner_host, scanner_port, console_host, console_port, journal_path, scanner_peers=""
+    ) -> None:
         """Live mode (the live layer's monitor, ``live_link.start_live_scene``, in this scene):
         the console's events drive the plan's simulation in step with the procedure. Needs numba
         and a journal file (the procedure can then be replayed exactly)."""
         if not journal_path.strip():
             raise ValueError("Live mode records the procedure: enter a journal file (….jsonl) first.")
         journal_location(journal_path, key="journal")
-        scanner, console = link_panel.live_endpoints(scanner_host, scanner_port, console_host, console_port)
+        scanner, console = link_panel.live_endpoints(
+            scanner_host, scanner_port, console_host, console_port, link_panel.parse_peers(scanner_peers)
+        )
         self.planning.require_solver()  # before importing the solver, which needs numba
         from CryoAblationLogic.scene.live_link import start_live_scene  # imports the numba solver
 

@@ -543,3 +543,23 @@ def test_the_slicer_self_test_itself_runs_here(module, monkeypatch, scene_app, t
     module.registerSampleData()
     test = module.CryoAblationTest()
     test.runTest()
+
+
+def test_the_scanner_link_admits_only_the_peers_the_panel_names(logic):
+    """Where Slicer listens for the scanner's bridge, only this computer may connect unless the
+    panel's "Scanner peers" names others (addresses, networks, host names; "*": anyone)."""
+    monitor = logic.session.monitor
+    try:
+        monitor.start("0.0.0.0", free_port(), "127.0.0.1", free_port())
+        assert monitor._link.links["scanner"].allowed_peers == ("127.0.0.0/8", "::1")  # this computer only
+        monitor.start(
+            "0.0.0.0", free_port(), "127.0.0.1", free_port(), scanner_peers="192.0.2.7, 10.1.2.0/24"
+        )
+        assert monitor._link.links["scanner"].allowed_peers == ("192.0.2.7", "10.1.2.0/24")
+        monitor.start("0.0.0.0", free_port(), "127.0.0.1", free_port(), scanner_peers="*")
+        assert monitor._link.links["scanner"].allowed_peers is None  # anyone, as asked
+    finally:
+        monitor.stop()
+    with pytest.raises(InputError, match=r"scanner peers.*'10\.1\.2\.0/33'"):
+        monitor.start("0.0.0.0", free_port(), "127.0.0.1", free_port(), scanner_peers="10.1.2.0/33")
+    assert not monitor.active()
