@@ -210,7 +210,12 @@ class LiveScene:
         for index, (name, rows) in enumerate(by_name.items()):
             rgb = sensor_colour(index)
             columns += [
-                tables.Column(f"{name} time", padded([r.time_s for r in rows]), "s", "procedure time"),
+                tables.Column(
+                    f"{name} time",
+                    padded([r.time_s / tables.SECONDS_PER_MINUTE for r in rows]),
+                    "min",
+                    "procedure time",
+                ),
                 tables.Column(f"{name} measured", padded([r.measured_c for r in rows]), "°C"),
                 tables.Column(
                     f"{name} predicted",
@@ -228,7 +233,7 @@ class LiveScene:
             self.sensor_table = self.scene.AddNewNodeByClass("vtkMRMLTableNode", SENSOR_TABLE_NAME)
             self.sensor_chart = self.scene.AddNewNodeByClass("vtkMRMLPlotChartNode", SENSOR_CHART_NAME)
             tables.put_in_folder(self.scene, LIVE_FOLDER, [self.sensor_table, self.sensor_chart])
-        tables.set_table_columns(self.sensor_table, columns or [tables.Column("Time", [], "s")])
+        tables.set_table_columns(self.sensor_table, columns or [tables.Column("Time", [], "min")])
         if names != self._charted:  # new sensors: new series (the table's columns are observed)
             tables.set_chart_series(
                 self.scene,
@@ -237,7 +242,7 @@ class LiveScene:
                 x_names,
                 series,
                 title="Sensor readings and prediction",
-                x_title="Procedure time (s)",
+                x_title="Procedure time (min)",
                 y_title="Temperature (°C)",
             )
             self._charted = names

@@ -320,7 +320,7 @@ def _ice_volume_plot(scene, parameters, result, levels):
     set_chart_series(
         scene, chart, table, x_names,
         [(name, f"Ice ≤ {name}", rgb) for name, rgb in zip(histories, colours, strict=True)],
-        title="Ice-ball volume", x_title="Time (s)", y_title="Volume (ml)",
+        title="Ice-ball volume", x_title="Time (min)", y_title="Volume (ml)",
     )  # fmt: skip
     return table, chart
 
@@ -339,10 +339,10 @@ def _sensor_plot(scene, parameters, result):
     )
     histories = {str(name): value for name, value in result.sensors.items()}
     columns, x_names = time_columns(histories, "°C")
-    set_table_columns(table, columns or [Column("Time", [], "s")])
+    set_table_columns(table, columns or [Column("Time", [], "min")])
     set_chart_series(
         scene, chart, table, x_names,
         [(name, name, SENSOR_RGB[i % len(SENSOR_RGB)]) for i, name in enumerate(histories)],
-        title="Sensor temperatures", x_title="Time (s)", y_title="Temperature (°C)",
+        title="Sensor temperatures", x_title="Time (min)", y_title="Temperature (°C)",
     )  # fmt: skip
     return table, chart

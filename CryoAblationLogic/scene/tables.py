@@ -127,11 +127,15 @@ def set_chart_series(
     return created
 
 
+SECONDS_PER_MINUTE = 60.0
+
+
 def time_columns(
     histories: dict[str, tuple[np.ndarray, np.ndarray]], unit: str
 ) -> tuple[list[Column], list[str]]:
     """Columns for several time series: one shared ``Time`` column when all share their times,
-    else a time column per series. Returns the columns and each series' time column name."""
+    else a time column per series, in minutes (series times are in seconds; the charts, the report
+    and the protocol all speak minutes). Returns the columns and each series' time column name."""
     items = list(histories.items())
     if not items:
         return [], []
@@ -142,12 +146,12 @@ def time_columns(
     columns: list[Column] = []
     x_names: list[str] = []
     if shared:
-        columns.append(Column("Time", first_t, "s"))
+        columns.append(Column("Time", first_t / SECONDS_PER_MINUTE, "min"))
     for name, (t, values) in items:
         if shared:
             x_names.append("Time")
         else:
-            columns.append(Column(f"{name} time", np.asarray(t, dtype=float), "s"))
+            columns.append(Column(f"{name} time", np.asarray(t, dtype=float) / SECONDS_PER_MINUTE, "min"))
             x_names.append(f"{name} time")
         columns.append(Column(name, np.asarray(values, dtype=float), unit))
     return columns, x_names

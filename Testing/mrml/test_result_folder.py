@@ -41,7 +41,7 @@ def test_cli_result_folder_into_the_scene(tmp_path, scene_app):
     nodes = import_result_folder(scene, tmp_path / "result", parameters)
     np.testing.assert_allclose(volume_field(nodes.min_temperature)[0], result.min_temperature)
     assert nodes.temperature_sequence.GetNumberOfDataNodes() == 2  # 45 s and the end
-    assert tables.table_column(nodes.ice_volume_table, "Time") == [45.0, 90.0]
+    assert tables.table_column(nodes.ice_volume_table, "Time") == [0.75, 1.5]  # minutes
     assert nodes.sensor_chart.GetNumberOfPlotSeriesNodes() == len(result.sensors)
     assert parameters.get(P.TEMPERATURE_VOLUME) is nodes.temperature
 

@@ -46,7 +46,7 @@ def test_result_nodes_exist_with_the_right_content(scene, analytic_result):
     assert parameters.get(P.PLAYBACK_BROWSER) is nodes.browser
 
     # plots: ice-ball volume per isotherm over time, sensor temperatures over time
-    assert tables.table_column(nodes.ice_volume_table, "Time") == [60.0, 120.0, 180.0]
+    assert tables.table_column(nodes.ice_volume_table, "Time") == [1.0, 2.0, 3.0]  # minutes
     np.testing.assert_allclose(
         tables.table_column(nodes.ice_volume_table, "-20 °C"), analytic_result.ice_volume_history[-20.0][1]
     )
@@ -88,7 +88,9 @@ def test_running_again_updates_the_same_nodes(scene, small_grid, analytic_result
     assert scene.GetNumberOfNodes() == count
     assert second.temperature is first.temperature and second.browser is first.browser
     assert second.temperature_sequence.GetNumberOfDataNodes() == 2
-    assert tables.table_column(second.ice_volume_table, "Time") == [100.0, 200.0]
+    assert tables.table_column(second.ice_volume_table, "Time") == pytest.approx(
+        [100 / 60, 200 / 60]
+    )  # minutes
 
 
 def test_results_and_settings_survive_an_mrb_round_trip(tmp_path, scene, analytic_result):
@@ -115,7 +117,7 @@ def test_results_and_settings_survive_an_mrb_round_trip(tmp_path, scene, analyti
     assert surface_volume_ml(isotherm_surface(isotherms, 0.0)) == pytest.approx(
         sphere_ml(isotherm_radius(0.0, 10.0)), rel=0.05
     )
-    assert tables.table_column(loaded.get(P.ICE_VOLUME_TABLE), "Time") == [60.0, 120.0, 180.0]
+    assert tables.table_column(loaded.get(P.ICE_VOLUME_TABLE), "Time") == [1.0, 2.0, 3.0]  # minutes
     assert loaded.get(P.ICE_VOLUME_CHART).GetNumberOfPlotSeriesNodes() == 3
 
 
