@@ -139,13 +139,25 @@ def start_monitor_run(
         fsync=fsync,
         compress_images=compress_images,
     )
-    link = LiveLink(journal, scanner=scanner, console=console, coalesce=LIVE_COALESCED)
+    link = start_links(journal, scanner, console, coalesce=LIVE_COALESCED)
+    return MonitorRun(link, journal, session, resumed, silence_s)
+
+
+def start_links(
+    journal: Journal | None, scanner: Endpoint | None, console: Endpoint | None, **options
+) -> LiveLink:
+    """Start the scanner and console links, journaling into ``journal`` (None: nothing recorded);
+    if they cannot start, nothing is left open (links stopped, journal closed). ``options`` go to
+    :class:`~CryoAblationLogic.live.link.LiveLink`. Live mode and plain monitoring both start here."""
+    link = LiveLink(journal, scanner=scanner, console=console, **options)
     try:
         link.start()
     except Exception:
-        journal.close()
+        link.stop()
+        if journal is not None:
+            journal.close()
         raise
-    return MonitorRun(link, journal, session, resumed, silence_s)
+    return link
 
 
 def replay_procedure(journal_path: str | Path, on_update=None) -> tuple[LiveSession, bool]:

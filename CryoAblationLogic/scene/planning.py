@@ -26,8 +26,7 @@ from slicer import vtkMRMLInteractionNode, vtkMRMLMarkupsNode
 from CryoAblationLogic.core import protocols
 from CryoAblationLogic.live import link_panel
 from CryoAblationLogic.live.journal import Journal
-from CryoAblationLogic.live.link import LiveLink
-from CryoAblationLogic.live.runner import journal_location
+from CryoAblationLogic.live.runner import journal_location, start_links
 from CryoAblationLogic.physics.materials import load_material_library
 from CryoAblationLogic.physics.probes import load_probe_catalog
 from CryoAblationLogic.scene import case_io, colors, inputs, probes, results, sample_data, workflow
@@ -467,14 +466,7 @@ class MonitorSession:
         journal = None
         if journal_path.strip():
             journal = Journal(*journal_location(journal_path, key="journal"))
-        link = LiveLink(journal, scanner=scanner, console=console)
-        try:
-            link.start()
-        except Exception:
-            link.stop()
-            if journal is not None:
-                journal.close()
-            raise
+        link = start_links(journal, scanner, console)
         self._link, self._journal, self._live_session = link, journal, None
         self._state = link_panel.LinkPanel()
         self._state.started()
