@@ -10,12 +10,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from CryoAblationLogic.analysis import metrics as plan_metrics
+from CryoAblationLogic.analysis.safety import structure_type
 from CryoAblationLogic.physics.probes import load_probe_catalog
 from CryoAblationLogic.scene import parameters as P
 from CryoAblationLogic.scene.case_io import LABELMAP_KEY, SceneCase, build_case
@@ -69,11 +70,12 @@ def simulate_scene(
 class PlanResult:
     nodes: ResultNodes
     metrics: Any  # metrics.PlanMetrics
-    warnings: list[str]  # the metrics' warnings, then the probe placement warnings
+    warnings: list[str]  # every warning's sentence, highest severity first (placement notes last)
     probe_warnings: list[str]
     metrics_table: Any
     critical_table: Any
     warnings_table: Any
+    findings: list = field(default_factory=list)  # the same warnings as analysis PlanWarning values
 
 
 @dataclass
@@ -140,26 +142,51 @@ def show_plan_result(
     computed = plan_metrics.isotherm_metrics(result.min_temperature, result.grid, target, levels, critical)
     if catalog is None:
         catalog = load_probe_catalog()
-    probe_warnings = plan_metrics.probe_warnings(
-        scene_case.data["probes"], catalog, target, critical, vessels, result.grid
+    probes = scene_case.data["probes"]
+    probe_warnings = plan_metrics.probe_warnings(probes, catalog, target, critical, vessels, result.grid)
+    # The safety rules by clinical severity (the same as the report and metrics.json): each critical
+    # segment's type (bowel, nerve, …) is read from its name, which sets its safety margin.
+    findings = plan_metrics.plan_warnings(
+        computed,
+        probes,
+        catalog,
+        target,
+        critical,
+        vessels,
+        result.grid,
+        structure_types={name: structure_type(name) for name in critical},
     )
-    warnings = [*computed.warnings, *probe_warnings]
+    warnings = [finding.message for finding in findings]
     parameters.update_settings(run_warnings=warnings)  # kept as values (saved with the scene)
-    metrics_table, critical_table, warnings_table = show_metrics(scene, parameters, computed, warnings)
+    metrics_table, critical_table, warnings_table = show_metrics(scene, parameters, computed, findings)
     return PlanResult(
-        nodes, computed, warnings, probe_warnings, metrics_table, critical_table, warnings_table
+        nodes, computed, warnings, probe_warnings, metrics_table, critical_table, warnings_table, findings
     )
 
 
-def show_metrics(scene, parameters: P.ParameterNode, computed, warnings: list[str]) -> tuple[Any, Any, Any]:
-    """Plan metrics (``metrics.PlanMetrics``) and warnings into their table nodes:
-    ``(per-isotherm metrics, critical structures, warnings)``."""
+def show_metrics(scene, parameters: P.ParameterNode, computed, findings: list) -> tuple[Any, Any, Any]:
+    """Plan metrics (``metrics.PlanMetrics``) and warnings (``PlanWarning``, highest severity first)
+    into their table nodes: ``(per-isotherm metrics, critical structures, warnings)``."""
     metrics_table = _metrics_table(scene, parameters, computed, plan_metrics.ISOTHERM_COLUMNS)
     critical_table = _critical_table(scene, parameters, computed, plan_metrics.CRITICAL_COLUMNS)
     warnings_table = get_or_create(scene, "vtkMRMLTableNode", "Plan warnings", parameters, P.WARNINGS_TABLE)
-    set_table_columns(warnings_table, [Column("Warning", list(warnings))])
+    rows = [finding.to_dict() for finding in findings]
+    set_table_columns(
+        warnings_table,
+        [
+            Column(title, [_cell(row[key]) for row in rows])
+            for key, title in plan_metrics.WARNING_COLUMNS.items()
+        ],
+    )
     put_in_folder(scene, RESULT_FOLDER, [metrics_table, critical_table, warnings_table])
     return metrics_table, critical_table, warnings_table
+
+
+def _cell(value) -> str:
+    """A warnings-table cell: numbers to 0.1, a missing value empty."""
+    if value is None:
+        return ""
+    return f"{value:.1f}" if isinstance(value, float) else str(value)
 
 
 def _metrics_table(scene, parameters, computed, titles: Mapping[str, str]):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from scene_testing import BALL_CENTER_MM, BALL_MIN_C, BODY_C, isotherm_radius
 
+from CryoAblationLogic.analysis.findings import SEVERITIES
 from CryoAblationLogic.scene import case_io, inputs, probes, tables, workflow
 from CryoAblationLogic.scene import parameters as P
 from CryoAblationLogic.scene.colors import create_isotherm_color_table
@@ -97,6 +98,11 @@ def test_metrics_tables_match_hand_computed_values(analytic_plan, analytic_resul
     warnings = tables.table_column(plan.warnings_table, "Warning")
     assert any("Inside" in warning for warning in warnings)  # the ice reaches a critical structure
     assert warnings == plan.warnings
+    # highest severity first, as in the report and metrics.json: the structure inside the ice leads
+    severities = tables.table_column(plan.warnings_table, "Severity")
+    assert severities == [finding.severity for finding in plan.findings]
+    ranks = [SEVERITIES.index(severity) for severity in severities]
+    assert ranks == sorted(ranks) and "Inside" in warnings[0] and severities[0] in ("critical", "high")
 
 
 def test_probe_crossing_a_vessel_is_flagged(analytic_plan, analytic_result):
