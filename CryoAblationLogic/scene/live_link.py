@@ -390,7 +390,9 @@ class ConnectorSource:
         )
         tag = node.AddObserver(event, lambda caller, _e: self._on_node_modified(caller))
         self._observed[node.GetID()] = (node, tag)
-        self._on_node_modified(node)
+        # Not read now: a node the connector has just created (NewDeviceEvent) is still empty (an
+        # identity transform would move a probe to the origin), and one from before start() holds
+        # stale content. The connector's next content event carries what the peer sent.
 
     def image_node_for(self, device_name: str):
         """The connector's own volume node of an image device (live mode shows it as it is)."""

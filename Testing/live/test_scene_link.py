@@ -233,20 +233,24 @@ def test_nodes_the_connector_updates_feed_the_session_and_journal(tmp_path):
         monitor = LiveSceneDriver(live, [source], silence_s=None)
         monitor.start()
         monitor.step()
-        assert live.image_node is image  # the connector's own node, not a copy
-        assert scene.GetNodesByName("Live MR").GetNumberOfItems() == 0
+        # What the connector's nodes held before start() is no message of this session: not the
+        # identity of a transform node just created (it would move the probe to the origin), not
+        # a previous session's last frame or state.
+        assert live.image_node is None and session.states.get("P1", ("off",))[0] == "off"
+        assert session.case.probes[0].tip_mm == pytest.approx(TIP_MM, abs=1e-6)
+        volumes.set_volume_field(image, np.full(grid.size, 100, dtype=np.int16), grid)
         moved = np.asarray(probe_pose((3.0, 0.0, TIP_MM[2]), (3.0, 0.0, 60.0)))
         transform.SetMatrixTransformToParent(volumes.matrix_to_vtk(moved))
         text.SetText("FREEZE 1 80%")
         monitor.step()
+        assert live.image_node is image  # the connector's own node, not a copy
+        assert scene.GetNodesByName("Live MR").GetNumberOfItems() == 0
         monitor.stop()
     assert session.states["P1"] == ("freeze", 80.0, None)
     assert session.case.probes[0].tip_mm == pytest.approx((3.0, 0.0, TIP_MM[2]), abs=1e-4)
     records = read_journal(tmp_path / "procedure.jsonl").records
     assert [(r["message_type"], r["device_name"]) for r in records] == [
         ("IMAGE", "MR Image"),
-        ("TRANSFORM", "Probe1ToScanner"),
-        ("STRING", "CryoState"),
         ("TRANSFORM", "Probe1ToScanner"),
         ("STRING", "CryoState"),
     ]
@@ -286,6 +290,9 @@ def test_each_step_exposes_its_events_with_their_peer_and_the_connectors_state(t
         monitor = LiveSceneDriver(live, [ConnectorSource(connector, journal, "console")], silence_s=None)
         monitor.start()
         assert connector.state == connector.StateWaitConnection
+        monitor.step()
+        assert monitor.events == []  # the text the node held before start() is not news
+        text.SetText("FREEZE 1 50%")
         monitor.step()
         assert [(peer, type(e).__name__) for peer, e in monitor.events] == [("console", "ProbeStateChange")]
         connector.state = connector.StateConnected
