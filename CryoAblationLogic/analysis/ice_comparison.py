@@ -16,6 +16,7 @@ import math
 from collections.abc import Mapping
 
 import numpy as np
+import SimpleITK as sitk
 
 from CryoAblationLogic.analysis.ice_observation import (
     IceObservation,
@@ -53,7 +54,6 @@ def labels_on_image(labels: np.ndarray, grid: Grid, observation: IceObservation)
 
 
 def _on_image(field: np.ndarray, grid: Grid, observation: IceObservation, linear: bool, default: float):
-    import SimpleITK as sitk
 
     if field.shape != tuple(grid.size):
         raise InputError("grid", f"field of shape {field.shape} does not match the grid {grid.size}")
@@ -72,7 +72,6 @@ def _on_image(field: np.ndarray, grid: Grid, observation: IceObservation, linear
 
 
 def _mask_image(mask: np.ndarray, spacing):
-    import SimpleITK as sitk
 
     image = sitk.GetImageFromArray(np.ascontiguousarray(np.asarray(mask, np.uint8).T))
     image.SetSpacing([float(s) for s in spacing])
@@ -81,7 +80,6 @@ def _mask_image(mask: np.ndarray, spacing):
 
 def _distance(mask: np.ndarray, spacing) -> np.ndarray:
     """Signed distance (mm) to the mask's boundary, negative inside."""
-    import SimpleITK as sitk
 
     return sitk.GetArrayFromImage(
         sitk.SignedMaurerDistanceMap(
@@ -91,7 +89,6 @@ def _distance(mask: np.ndarray, spacing) -> np.ndarray:
 
 
 def _surface(mask: np.ndarray, spacing) -> np.ndarray:
-    import SimpleITK as sitk
 
     return sitk.GetArrayFromImage(sitk.LabelContour(_mask_image(mask, spacing), fullyConnected=False)).T > 0
 

@@ -39,6 +39,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import SimpleITK as sitk
 
 from CryoAblationLogic.core.coordinates import RAS_LPS_FLIP
 from CryoAblationLogic.core.errors import InputError
@@ -107,7 +108,6 @@ class IceObservation:
 
 def sitk_image(array: np.ndarray, ijk_to_ras: np.ndarray):
     """A SimpleITK image (LPS) of an ``[i, j, k]`` array and its 4×4 IJK→RAS matrix."""
-    import SimpleITK as sitk
 
     image = sitk.GetImageFromArray(np.ascontiguousarray(np.asarray(array).transpose(2, 1, 0)))
     columns = np.asarray(ijk_to_ras, float)[:3, :3]
@@ -120,7 +120,6 @@ def sitk_image(array: np.ndarray, ijk_to_ras: np.ndarray):
 
 def _plane_image(array2d: np.ndarray, spacing):
     """A 2-D SimpleITK image in the slice's own plane coordinates (mm from pixel (0, 0))."""
-    import SimpleITK as sitk
 
     image = sitk.GetImageFromArray(np.ascontiguousarray(np.asarray(array2d).T))
     image.SetSpacing([float(s) for s in spacing])
@@ -128,14 +127,12 @@ def _plane_image(array2d: np.ndarray, spacing):
 
 
 def _array(image) -> np.ndarray:
-    import SimpleITK as sitk
 
     return sitk.GetArrayFromImage(image).T
 
 
 def affine_from_matrix(matrix_ras: np.ndarray):
     """A SimpleITK AffineTransform (LPS) of a 4×4 RAS matrix."""
-    import SimpleITK as sitk
 
     lps = _FLIP4 @ np.asarray(matrix_ras, float) @ _FLIP4
     transform = sitk.AffineTransform(3)
@@ -257,7 +254,6 @@ def observe_ice(
     ``seed_points_ras`` (e.g. the predicted ice's core, N×3 RAS mm): void components reaching
     within ``settings.seed_radius_mm`` of them are kept.
     """
-    import SimpleITK as sitk
 
     settings = settings or IceSettings()
     settings.check()
@@ -380,7 +376,6 @@ def observe_ice(
 
 
 def _like(reference, array: np.ndarray):
-    import SimpleITK as sitk
 
     image = sitk.GetImageFromArray(np.ascontiguousarray(np.asarray(array, np.float32).T))
     image.CopyInformation(reference)
@@ -388,7 +383,6 @@ def _like(reference, array: np.ndarray):
 
 
 def _smooth(image, sigma_mm: float):
-    import SimpleITK as sitk
 
     if sigma_mm <= 0:
         return sitk.Cast(image, sitk.sitkFloat32)
@@ -399,7 +393,6 @@ def _smooth(image, sigma_mm: float):
 
 def _smoothing_gain(reference, sigma_mm: float) -> float:
     """Factor by which the smoothing lowers white noise: the root sum of squares of its kernel."""
-    import SimpleITK as sitk
 
     dimension = reference.GetDimension()
     impulse = np.zeros((15,) * dimension, np.float32)
@@ -422,7 +415,6 @@ def _noise_sigma(current: np.ndarray, baseline: np.ndarray) -> float:
 
 
 def _seeded_components(void: np.ndarray, near_seed: np.ndarray, reference) -> np.ndarray:
-    import SimpleITK as sitk
 
     if not np.any(void):
         return void
@@ -433,7 +425,6 @@ def _seeded_components(void: np.ndarray, near_seed: np.ndarray, reference) -> np
 
 
 def _like_uint8(reference, mask: np.ndarray):
-    import SimpleITK as sitk
 
     image = sitk.GetImageFromArray(np.ascontiguousarray(np.asarray(mask, np.uint8).T))
     image.CopyInformation(reference)
@@ -441,7 +432,6 @@ def _like_uint8(reference, mask: np.ndarray):
 
 
 def _distance_map(mask: np.ndarray, reference) -> np.ndarray:
-    import SimpleITK as sitk
 
     return _array(
         sitk.SignedMaurerDistanceMap(
@@ -455,7 +445,6 @@ def _fill_undecided(ice: np.ndarray, undecided: np.ndarray, reference, bridge_mm
     when they lie in a gap the ice closes over (a closing of ``bridge_mm``: a band of undecided
     voxels across the ice edge, where the nearest-voxel rule cuts a notch); then enclosed holes
     are filled."""
-    import SimpleITK as sitk
 
     if not np.any(ice):
         return ice
@@ -494,7 +483,6 @@ def _close(mask: np.ndarray, reference, radius_mm: float) -> np.ndarray:
 
 
 def _spaced_like(reference, shape):
-    import SimpleITK as sitk
 
     image = sitk.Image([int(n) for n in shape], sitk.sitkUInt8)
     image.SetSpacing(reference.GetSpacing())
@@ -502,7 +490,6 @@ def _spaced_like(reference, shape):
 
 
 def _array_distance(mask_image) -> np.ndarray:
-    import SimpleITK as sitk
 
     return _array(
         sitk.SignedMaurerDistanceMap(
@@ -519,7 +506,6 @@ def _dilate(mask: np.ndarray, reference, radius_mm: float) -> np.ndarray:
 
 def _register(fixed, moving, mask: np.ndarray):
     """Rigid transform mapping points of ``fixed`` (the image) to ``moving`` (the baseline)."""
-    import SimpleITK as sitk
 
     dimension = fixed.GetDimension()
     initial = sitk.Euler3DTransform() if dimension == 3 else sitk.Euler2DTransform()
@@ -572,7 +558,6 @@ def ice_on_grid(observation: IceObservation, grid: Grid) -> np.ndarray:
     A volume is resampled linearly and cut at one half (the edge stays where it was); a slice
     marks the grid voxels whose centres lie within its thickness (nearest pixel), the rest 0.
     """
-    import SimpleITK as sitk
 
     reference = sitk.Image([int(n) for n in grid.size], sitk.sitkFloat32)
     template = sitk_image(np.zeros((1, 1, 1), np.float32), grid.ijk_to_ras_matrix())

@@ -19,6 +19,8 @@ import numpy as np
 
 from CryoAblationLogic.core.errors import InputError
 from CryoAblationLogic.core.grid import Grid
+from CryoAblationLogic.io.case_file import parse_case, save_case
+from CryoAblationLogic.io.volumes import write_nrrd
 
 NAME = "case-from-dicom"
 HELP = "build a case file from a DICOM MR series and a DICOM SEG or RT Structure Set of target and structures"
@@ -68,9 +70,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from CryoAblationLogic.io.case_file import parse_case, save_case
+    # DICOM libraries: loaded only when DICOM is asked for
     from CryoAblationLogic.io.dicom_import import read_mr_series, read_structures
-    from CryoAblationLogic.io.volumes import write_nrrd
 
     plan = _read_plan(args.plan)
     image, grid, series_uid = read_mr_series(args.mr, args.series_uid)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,8 @@ from CryoAblationLogic.core.errors import InputError
 from CryoAblationLogic.core.progress import ProgressBar
 from CryoAblationLogic.io.case_file import load_case
 from CryoAblationLogic.io.result_folder import write_result_folder
+from CryoAblationLogic.io.volumes import read_nrrd
+from CryoAblationLogic.physics.probes import load_probe_catalog
 
 NAME = "simulate"
 HELP = "run an ice-ball simulation case file (*.cryo.json) and write its result folder"
@@ -70,8 +73,8 @@ def simulate_with_frames(case, interval_s: float, progress=None):
     solver's steps on either side (at most ``max_dt_s`` apart, 24 s on a 1 mm grid); frames that fall
     on a step (protocol boundaries, the end) are the solver's own. Set as ``result.playback_frames``
     ({time s: field}); the case's snapshots stay as they were."""
-    from dataclasses import fields as dataclass_fields
 
+    # numba: compiled or loaded on first use, and installed in Slicer only on first use
     from CryoAblationLogic.physics.simulation import Simulation, SimulationResult
 
     if not interval_s > 0:
@@ -143,8 +146,8 @@ def write_case_record(
 ):
     """Metrics, warnings, the record and (``dicom``) the DICOM export of a simulated case with
     ``structures``; returns the ``ResultRecord`` (None when the case names no target)."""
+    # metrics and the record: loaded only when the case names its structures
     from CryoAblationLogic.analysis.metrics import case_structures
-    from CryoAblationLogic.physics.probes import load_probe_catalog
     from CryoAblationLogic.report.record import write_result_record  # matplotlib: only when a record is made
 
     structures, types = case_structures(case)
@@ -157,6 +160,7 @@ def write_case_record(
         structure_types=types, rules=rules, catalog=load_probe_catalog(), title=title,
     )  # fmt: skip
     if dicom:
+        # DICOM libraries: loaded only when DICOM is asked for
         from CryoAblationLogic.io.dicom_export import write_result_dicom
 
         write_result_dicom(
@@ -167,6 +171,7 @@ def write_case_record(
 
 
 def print_record_summary(record) -> None:
+    # metrics and the record: loaded only when the case names its structures
     from CryoAblationLogic.analysis.findings import warnings_table
 
     print("warnings, most severe first:")
@@ -176,14 +181,13 @@ def print_record_summary(record) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # metrics and the record: loaded only when the case names its structures
     from CryoAblationLogic.analysis.safety import load_rules
 
     case = load_case(args.case)
     rules = load_rules(args.safety_rules) if args.safety_rules else None
     image = None
     if args.image is not None:
-        from CryoAblationLogic.io.volumes import read_nrrd
-
         if not args.image.is_file():
             raise InputError(str(args.image), "image file not found")
         image, image_grid = read_nrrd(args.image)

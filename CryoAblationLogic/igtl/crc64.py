@@ -56,6 +56,7 @@ def _crc64_python(data: bytes | bytearray | memoryview, crc: int = 0) -> int:
 def _load_compiled():
     """Compile (or load from numba's cache) the fast loop on first use; None without numba."""
     try:
+        # numba: compiled or loaded on first use, and installed in Slicer only on first use
         import numba
     except ImportError:  # pragma: no cover - depends on the installation
         return None

@@ -152,6 +152,7 @@ def _validator():
     # Imported here: inside Slicer, jsonschema is installed with numba on first use (with the
     # user's consent), so importing this module must not need it yet.
     try:
+        # installed in Slicer on first use, with numba
         from jsonschema import Draft202012Validator, validators
     except ImportError as error:
         raise ModuleNotFoundError(

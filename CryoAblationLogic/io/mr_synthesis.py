@@ -37,6 +37,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+import SimpleITK as sitk
 
 from CryoAblationLogic.core.coordinates import RAS_LPS_FLIP
 from CryoAblationLogic.core.errors import InputError
@@ -153,7 +154,6 @@ def tissue_signal(spacing_mm: float = 1.0) -> tuple[np.ndarray, Grid]:
 
 def to_sitk(array: np.ndarray, ijk_to_ras: np.ndarray):
     """A SimpleITK image (LPS physical space) of an ``[i, j, k]`` array and its IJK→RAS matrix."""
-    import SimpleITK as sitk
 
     image = sitk.GetImageFromArray(np.ascontiguousarray(np.asarray(array).transpose(2, 1, 0)))
     columns = np.asarray(ijk_to_ras, float)[:3, :3]
@@ -167,7 +167,6 @@ def to_sitk(array: np.ndarray, ijk_to_ras: np.ndarray):
 
 def from_sitk(image) -> tuple[np.ndarray, np.ndarray]:
     """``[i, j, k]`` array and IJK→RAS matrix of a 3-D SimpleITK image."""
-    import SimpleITK as sitk
 
     array = sitk.GetArrayFromImage(image).transpose(2, 1, 0)
     direction = np.array(image.GetDirection()).reshape(3, 3) * RAS_LPS_FLIP[:, None]
@@ -179,7 +178,6 @@ def from_sitk(image) -> tuple[np.ndarray, np.ndarray]:
 
 def _sample(array: np.ndarray, grid: Grid, reference, shift_ras: np.ndarray, default: float) -> np.ndarray:
     """``array`` on ``grid`` sampled (trilinear) at the points of ``reference`` moved by −shift."""
-    import SimpleITK as sitk
 
     source = to_sitk(array.astype(np.float32), grid.ijk_to_ras_matrix())
     # Resample maps an output point p to the input point T(p): the body moved by +shift shows at p
@@ -218,7 +216,6 @@ def _render(
     ice_transition_c: float,
     tissue_spacing_mm: float,
 ) -> tuple[np.ndarray, dict]:
-    import SimpleITK as sitk
 
     if not (math.isfinite(snr) and snr > 0):
         raise InputError("snr", f"must be a positive number, got {snr}")
@@ -399,7 +396,6 @@ def breathing_shift(seed: int, amplitude_mm: float = 3.0) -> np.ndarray:
 def write_mr_image(path: str | Path, image: MRImage, compress: bool = True) -> Path:
     """Write an :class:`MRImage` as NRRD (LPS, as Slicer writes volumes; oblique slices keep
     their orientation in ``space directions``)."""
-    import SimpleITK as sitk
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -409,7 +405,6 @@ def write_mr_image(path: str | Path, image: MRImage, compress: bool = True) -> P
 
 def read_mr_image(path: str | Path, key: str | None = None) -> MRImage:
     """Read a 3-D scalar image of any orientation (a slice is a volume one voxel thick)."""
-    import SimpleITK as sitk
 
     path = Path(path)
     key = key or str(path)

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import numpy as np
+import SimpleITK as sitk
 
 from CryoAblationLogic.core.coordinates import RAS_LPS_FLIP
 from CryoAblationLogic.core.errors import InputError
@@ -60,7 +61,6 @@ def message_content(message: Message) -> dict:
 def write_image_nrrd(path: Path, message: ImageMessage, compress: bool = False) -> Path:
     """The transmitted (sub-)volume as NRRD in LPS, the way Slicer writes volumes (oblique
     directions kept)."""
-    import SimpleITK as sitk
 
     voxels = message.voxels
     order = (2, 1, 0) if voxels.ndim == 3 else (2, 1, 0, 3)
@@ -85,7 +85,6 @@ def write_image_nrrd(path: Path, message: ImageMessage, compress: bool = False) 
 
 def read_image_nrrd(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """(voxels indexed [i, j, k(, c)], 4×4 IJK→LPS matrix) of a journal image."""
-    import SimpleITK as sitk
 
     if not Path(path).is_file():
         raise InputError(str(path), "journal image file not found")

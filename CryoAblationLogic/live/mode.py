@@ -192,6 +192,7 @@ class LiveSession:
         self.journal = journal
         self.on_update = on_update
         self._simulation_options = dict(simulation_options or {})
+        # numba: compiled or loaded on first use, and installed in Slicer only on first use
         from CryoAblationLogic.physics.simulation import (
             Simulation,  # numba kernels compile or load on first use
         )
@@ -517,6 +518,7 @@ class LiveSession:
 
     def result(self):
         """The session so far as a :class:`~CryoAblationLogic.physics.simulation.SimulationResult`."""
+        # numba: compiled or loaded on first use, and installed in Slicer only on first use
         from CryoAblationLogic.physics.simulation import (
             SimulationResult,  # numba kernels compile or load on first use
         )

@@ -158,6 +158,7 @@ class SyntheticProcedure:
     """The truth run and the messages it produces (no I/O; :func:`serve` sends them)."""
 
     def __init__(self, settings: SyntheticSettings):
+        # numba: compiled or loaded on first use, and installed in Slicer only on first use
         from CryoAblationLogic.physics.simulation import (
             Simulation,  # numba kernels compile or load on first use
         )

@@ -34,6 +34,9 @@ from __future__ import annotations
 import time
 
 import numpy as np
+from vtkmodules.util import numpy_support
+from vtkmodules.vtkCommonCore import vtkIdList
+from vtkmodules.vtkCommonMath import vtkMatrix4x4
 
 from CryoAblationLogic.core.errors import InputError
 from CryoAblationLogic.core.isotherms import sensor_colour
@@ -267,8 +270,8 @@ class LiveScene:
 
 def _live_node(scene, class_name: str, name: str):
     """The node of that class and name in the live folder of ``scene``, or None."""
+    # Slicer itself: present only inside Slicer (or with slicer-core)
     from slicer import vtkMRMLSubjectHierarchyNode
-    from vtkmodules.vtkCommonCore import vtkIdList
 
     folders = vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
     folder = folders.GetItemChildWithName(folders.GetSceneItemID(), LIVE_FOLDER) if folders else 0
@@ -294,7 +297,6 @@ def _same_type(image, voxels: np.ndarray) -> bool:
     scalars = image.GetPointData().GetScalars()
     if scalars is None or image.GetNumberOfScalarComponents() != 1:
         return False
-    from vtkmodules.util import numpy_support
 
     return numpy_support.get_vtk_array_type(voxels.dtype) == scalars.GetDataType()
 
@@ -467,8 +469,6 @@ def node_to_message(node) -> Message | None:
     """The OpenIGTLink message an OpenIGTLinkIF node stands for (None for other nodes)."""
     name = node.GetName()
     if node.IsA("vtkMRMLLinearTransformNode"):
-        from vtkmodules.vtkCommonMath import vtkMatrix4x4
-
         matrix = vtkMatrix4x4()
         node.GetMatrixTransformToParent(matrix)
         return TransformMessage(volumes.vtk_to_matrix(matrix), device_name=name)
@@ -493,6 +493,7 @@ def node_to_message(node) -> Message | None:
 def connector_available() -> bool:
     """True inside a Slicer that has the OpenIGTLinkIF module (its connector node class)."""
     try:
+        # Slicer itself: present only inside Slicer (or with slicer-core)
         import slicer
     except ImportError:
         return False

@@ -18,6 +18,7 @@ import numpy as np
 
 from CryoAblationLogic.core.errors import InputError
 from CryoAblationLogic.io.volumes import read_nrrd
+from CryoAblationLogic.physics.probes import load_probe_catalog
 from CryoAblationLogic.report.procedure import write_procedure_report as report_procedure
 from CryoAblationLogic.report.record import write_result_record
 from CryoAblationLogic.scene import case_io, volumes, workflow
@@ -86,7 +87,6 @@ def write_procedure_report(
     ``out_dir`` (default: the result folder ``result_dir`` of ``live.mode.write_live_results``).
     ``image_path``: an NRRD on the case grid for the pictures and the scene's background.
     Returns (``ResultRecord`` or None when the case names no target, scene path or None)."""
-    from CryoAblationLogic.physics.probes import load_probe_catalog
 
     out = Path(out_dir or result_dir)
     image = image_node = None

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import SimpleITK as sitk
 
 from CryoAblationLogic.core.grid import Grid
 from CryoAblationLogic.core.resources import resource_path
@@ -104,7 +105,6 @@ def write_segmentation_nrrd(
     ``tags`` (segment name → {tag: value}) are stored as segment tags, e.g. the role and material
     that the MRML adapters read (``CryoAblation.Role``, ``CryoAblation.Material``).
     """
-    import SimpleITK as sitk
 
     labels = np.asarray(labels)
     if labels.shape != tuple(grid.size):
