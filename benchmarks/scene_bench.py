@@ -122,7 +122,8 @@ def bench_metrics_and_isotherms(repeat: int) -> dict[str, float]:
 
     def metrics_into_tables():
         computed = metrics.isotherm_metrics(field, grid, target, (0.0, -20.0, -40.0), critical)
-        workflow.show_metrics(app.scene, parameters, computed, list(computed.warnings))
+        findings = metrics.plan_warnings(computed, [], None, target, critical, {}, grid)
+        workflow.show_metrics(app.scene, parameters, computed, findings)
 
     figures["metrics_into_table_nodes_30mm_target_1mm_grid"] = best_of(repeat, metrics_into_tables)
     levels = isotherm_levels(create_isotherm_color_table(app.scene))
