@@ -142,19 +142,15 @@ def show_plan_result(
     computed = plan_metrics.isotherm_metrics(result.min_temperature, result.grid, target, levels, critical)
     if catalog is None:
         catalog = load_probe_catalog()
-    probes = scene_case.data["probes"]
-    probe_warnings = plan_metrics.probe_warnings(probes, catalog, target, critical, vessels, result.grid)
-    # The safety rules by clinical severity (the same as the report and metrics.json): each critical
-    # segment's type (bowel, nerve, …) is read from its name, which sets its safety margin.
-    findings = plan_metrics.plan_warnings(
-        computed,
-        probes,
-        catalog,
-        target,
-        critical,
-        vessels,
-        result.grid,
-        structure_types={name: structure_type(name) for name in critical},
+    notes = plan_metrics.placement_notes(
+        scene_case.data["probes"], catalog, target, critical, vessels, result.grid
+    )
+    probe_warnings = [note.message for note in notes]
+    # The safety rules by clinical severity (the same as the report and metrics.json), with the
+    # placement notes computed once above: each critical segment's type (bowel, nerve, …) is read
+    # from its name, which sets its safety margin.
+    findings = plan_metrics.safety_warnings(
+        computed, structure_types={name: structure_type(name) for name in critical}, placement=notes
     )
     warnings = [finding.message for finding in findings]
     parameters.update_settings(run_warnings=warnings)  # kept as values (saved with the scene)
