@@ -58,7 +58,9 @@ def test_scanner_and_console_through_one_live_link(tmp_path):
     bridge.start()
     try:
         assert bridge.wait_connected(TIMEOUT_S)
-        _poll_until(link, lambda _: link.connected("console"))
+        # Both ends must have registered the connection: the console's accept thread may lag
+        # behind our client seeing the socket open, and a send before it reaches nobody.
+        _poll_until(link, lambda _: link.connected("console") and console.connected)
         # MR bridge → us: an image frame; console → us: pose, state and temperatures.
         voxels = np.arange(24, dtype=np.int16).reshape(4, 3, 2)
         bridge.send(ImageMessage.from_volume(voxels, (0, 0, 0), (1, 1, 3), device_name="MR Image"))

@@ -327,6 +327,9 @@ def test_our_clients_link_events_reach_the_step_events(tmp_path):
             monitor.step()
             seen += monitor.events
             time.sleep(0.01)
+        while not console.connected:  # the console's accept thread may lag behind our client
+            assert time.monotonic() < deadline, "the console did not see us"
+            time.sleep(0.01)
         console.send(state("FREEZE 1 100%", 0.0), stamp=False)
         seen_before = len(seen)
         while not any(type(e).__name__ == "ProbeStateChange" for _, e in seen[seen_before:]):
