@@ -2,9 +2,14 @@
 
 Connects to a scanner/console (``--host H --port P``) and/or accepts them (``--listen PORT``),
 journals every message (``--journal PATH``), runs the plan's simulation with the console's
-freeze/thaw events on the procedure clock, and writes the results (``--out DIR``: the result
-folder of docs/case-format.md plus the isotherm volumes over time and the sensor readings beside the
-prediction). ``--duration S``, Ctrl-C (SIGINT) and SIGTERM stop it cleanly, files written.
+freeze/thaw events on the procedure clock, segments the ice in every MR image against its
+pre-freeze baseline and compares it with the prediction (``live/ice_tracking.py``), and writes
+(``--out DIR``): ``DIR/predicted/`` (the result folder of docs/case-format.md, the plan following
+the console, with the isotherm volumes over time and the sensor readings beside the prediction),
+``DIR/observed/`` (``ice_final.nrrd`` on the plan grid and one label map per image),
+``DIR/summary.json`` (the observed-vs-predicted series) and the procedure's record (metrics,
+report, scene) in ``DIR``. ``--duration S``, Ctrl-C (SIGINT) and SIGTERM stop it cleanly, files
+written.
 The plan is ``--case FILE`` or, without it, the built-in demo case (``--spacing-mm``,
 ``--protocol-scale`` as given to ``simulate-scanner``). An existing journal is resumed.
 
@@ -27,7 +32,7 @@ from CryoAblationLogic.core.errors import InputError
 from CryoAblationLogic.igtl.inbox import LinkEvent
 from CryoAblationLogic.io.case_file import load_case
 from CryoAblationLogic.live.link import Endpoint
-from CryoAblationLogic.live.mode import write_live_results
+from CryoAblationLogic.live.mode import write_live_outputs
 from CryoAblationLogic.live.runner import start_monitor_run
 from CryoAblationLogic.live.synthetic import plan_case
 
@@ -96,6 +101,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=1.0,
         help="procedure seconds between field updates (default 1)",
     )
+    parser.add_argument(
+        "--no-ice",
+        action="store_true",
+        help="do not segment the ice in the MR images (no DIR/observed/)",
+    )
 
 
 class _Stop:
@@ -138,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
             silence_s=args.wall_clock_after or None,
             fsync=args.fsync,
             compress_images=args.compress_images,
+            track_ice=not args.no_ice,
         )
         if monitor.resumed_messages:
             print(f"resumed {journal_path}: {monitor.resumed_messages} messages fed again", flush=True)
@@ -172,16 +183,20 @@ def run(args: argparse.Namespace) -> int:
                     f"{s.console_messages} console messages",
                     flush=True,
                 )
+                if s.ice is not None and s.ice.images:
+                    print(f"  {s.ice.status_line()}", flush=True)
             if fed == 0:
                 time.sleep(0.02)
         monitor.close()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    write_live_results(monitor.session, args.out)
+    write_live_outputs(monitor.session, args.out)
     if not args.no_record:
         _write_record(args.out)
     s = monitor.session
+    if s.ice is not None:
+        print(f"observed ice: {s.ice.status_line()}")
     volumes = ", ".join(f"{lv:g} °C: {ml:.2f} ml" for lv, ml in s.simulation.isotherm_volumes_ml().items())
     print(f"monitor stopped ({stop.reason}): {s.clock_s:.1f} s of procedure; ice volumes {volumes}")
     print(f"results written to {args.out}/, journal {journal_path}")
@@ -194,11 +209,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _write_record(out: Path) -> None:
-    """The procedure's record beside its results: metrics.json, report.html/.pdf, scene.mrb."""
+    """The procedure's record (of DIR/predicted/) in DIR: metrics.json, report.html/.pdf, scene.mrb."""
     # the scene layer imports Slicer's MRML (slicer-core): loaded only when a record is written
     from CryoAblationLogic.scene.plan_report import write_procedure_report
 
-    record, scene_path = write_procedure_report(out)
+    record, scene_path = write_procedure_report(out / "predicted", out)
     if record is None:
         print(f"scene written to {scene_path} (the case names no target: no metrics or report)")
     else:

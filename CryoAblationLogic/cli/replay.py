@@ -1,8 +1,9 @@
 """``cryoablation replay JOURNAL --out DIR``: run a journaled procedure through live mode again.
 
 Uses the case saved beside the journal and the session settings journaled by the monitor, feeds
-every received message in journal order and writes the same result folder as ``monitor --out``;
-the isotherms are the same as the monitor's, voxel for voxel.
+every received message in journal order and writes the same outputs as ``monitor --out``
+(``predicted/``, ``observed/``, ``summary.json``; no record): the isotherms and the observed ice
+are the same as the monitor's, voxel for voxel.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import argparse
 from pathlib import Path
 
 from CryoAblationLogic.core.progress import ProgressBar
-from CryoAblationLogic.live.mode import write_live_results
+from CryoAblationLogic.live.mode import write_live_outputs
 from CryoAblationLogic.live.runner import replay_procedure
 
 NAME = "replay"
@@ -38,11 +39,13 @@ def run(args: argparse.Namespace) -> int:
     finally:
         for bar in bars:
             bar.close()
-    write_live_results(session, args.out)
+    write_live_outputs(session, args.out)
     volumes = ", ".join(
         f"{lv:g} °C: {ml:.2f} ml" for lv, ml in session.simulation.isotherm_volumes_ml().items()
     )
     note = " (its last line was cut off by a crash and skipped)" if truncated else ""
     print(f"replayed {args.journal}{note}: {session.clock_s:.1f} s of procedure; ice volumes {volumes}")
+    if session.ice is not None:
+        print(f"observed ice: {session.ice.status_line()}")
     print(f"results written to {args.out}/")
     return 0

@@ -72,6 +72,7 @@ from CryoAblationLogic.live.console import (
     Unrecognised,
     interpret_or_unrecognised,
 )
+from CryoAblationLogic.live.ice_tracking import IceTracker, procedure_time
 from CryoAblationLogic.live.journal import JournalContents, image_kept, record_to_message
 
 CONSOLE_EVENTS = (ProbePose, ProbeStateChange, ConsoleFault, ProbeTemperatures, SensorReading)
@@ -122,9 +123,11 @@ class _Settings:
     pose_tolerance_deg: float
     probe_names: list[str]
     max_clock_step_s: float = DEFAULT_MAX_CLOCK_STEP_S
+    track_ice: bool = False
 
     def to_dict(self) -> dict:
         return {
+            "track_ice": self.track_ice,
             "update_interval_s": self.update_interval_s,
             "pose_tolerance_mm": self.pose_tolerance_mm,
             "pose_tolerance_deg": self.pose_tolerance_deg,
@@ -164,6 +167,8 @@ class LiveSession:
         journal=None,
         on_update: Callable[[LiveSession, FieldUpdate], None] | None = None,
         simulation_options: dict | None = None,
+        track_ice: bool = False,
+        corrector=None,
     ):
         # the settings also come from a journal (a resume or a replay): every one is checked
         _check_number(
@@ -180,12 +185,15 @@ class LiveSession:
         unknown = set(names) - {p.name for p in case.probes}
         if unknown:
             raise InputError("probe_names", f"not probes of the case: {sorted(unknown)}")
+        if not isinstance(track_ice, bool):
+            raise InputError("track_ice", f"must be true or false, got {track_ice!r}")
         self.settings = _Settings(
             float(update_interval_s),
             float(pose_tolerance_mm),
             float(pose_tolerance_deg),
             list(names),
             float(max_clock_step_s),
+            track_ice,
         )
         self.planned_case = case
         self.case = case
@@ -221,6 +229,9 @@ class LiveSession:
         self.poses: dict[int, np.ndarray] = {}
         self.latest_image: ScannerImage | None = None
         self.image_count = 0
+        # the ice in every image against the prediction (live/ice_tracking.py); the corrector, if
+        # any, gets each observation (``update(time_s, observation)``)
+        self.ice = IceTracker(case, corrector=corrector) if track_ice else None
         self._wall_ref: float | None = None  # monotonic time when the clock last moved
         self.started_wall_s = time.perf_counter()
         if journal is not None:
@@ -424,6 +435,32 @@ class LiveSession:
         elif isinstance(event, ScannerImage):
             self.latest_image = event
             self.image_count += 1
+            if self.ice is not None:
+                self._track_ice(event)
+
+    def _track_ice(self, event: ScannerImage) -> None:
+        """The ice in the image against the solver's field now (its time is recorded beside)."""
+        record = self.ice.process(
+            event,
+            time_s=procedure_time(event, self.origin_s, self.clock_s),
+            freezing_started=self.freezing_started,
+            case=self.case,
+            temperature_c=self.simulation.temperature_c,
+            predicted_time_s=self.simulation.time_s,
+        )
+        if record.status == "refused":
+            self._note("image_refused", device=record.device, reason=record.reason)
+        for name, entry in (record.comparison or {}).get("structures", {}).items():
+            # noted when a structure first comes within its margin (the series has every image)
+            if entry.get("warning"):
+                self._note_once(
+                    ("observed_ice_warning", name),
+                    "observed_ice_warning",
+                    structure=name,
+                    device=record.device,
+                    image_time_s=record.time_s,
+                    warning=entry["warning"],
+                )
 
     # --- probe poses ------------------------------------------------------------------------------
 
@@ -601,6 +638,49 @@ def write_live_results(session: LiveSession, out_dir: str | Path) -> Path:
     return out
 
 
+def write_live_outputs(session: LiveSession, out_dir: str | Path, write_corrected=None) -> Path:
+    """The outputs of a monitored procedure (``cryoablation monitor --out`` and ``replay --out``):
+
+    - ``predicted/``: the plan following the console (:func:`write_live_results`);
+    - ``observed/`` (sessions that track the ice): ``ice_final.nrrd`` (the observed ice map on the
+      plan grid, 1 = frozen), one label map per observed image in its own geometry, and
+      ``observations.csv`` (the observed-vs-predicted series);
+    - ``corrected/``: the corrector's latest correction, written by ``write_corrected(correction,
+      case, folder)`` when the session has a corrector and that function is given;
+    - ``summary.json``: the procedure (clock, messages, images), the predicted isotherm volumes,
+      ``observed`` (the series) and ``correction`` (the corrector's, or null).
+    """
+    out = Path(out_dir)
+    predicted = write_live_results(session, out / "predicted")
+    predicted_summary = json.loads((predicted / "summary.json").read_text(encoding="utf-8"))
+    summary: dict = {
+        "format": "cryoablation-monitor/1",
+        "procedure_time_s": session.clock_s,
+        "solver_time_s": session.time_s,
+        "console_messages": session.console_messages,
+        "images": session.image_count,
+        "predicted": {"folder": "predicted", "isotherms": predicted_summary.get("isotherms")},
+        "observed": None,
+        "correction": None,
+    }
+    tracker = session.ice
+    if tracker is not None:
+        tracker.write(out / "observed")
+        summary["observed"] = {"folder": "observed", **tracker.summary()}
+        correction = tracker.correction
+        if correction is not None:
+            entry: dict = {"time_s": tracker.correction_time_s, "faults": tracker.correction_faults}
+            to_dict = getattr(correction, "to_dict", None)
+            if callable(to_dict):
+                entry.update(to_dict())
+            if write_corrected is not None:
+                write_corrected(correction, session.case, out / "corrected")
+                entry["folder"] = "corrected"
+            summary["correction"] = entry
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # Replay
 
@@ -611,6 +691,7 @@ SETTING_KEYS = (
     "pose_tolerance_deg",
     "probe_names",
     "max_clock_step_s",
+    "track_ice",
 )
 
 
@@ -629,9 +710,9 @@ def session_settings(records: list[dict]) -> dict:
     raise InputError("journal", "has no live-mode start record (not written by a monitor session)")
 
 
-def session_for_journal(case: Case, contents: JournalContents, on_update=None) -> LiveSession:
-    """A session with the settings a journal's session ran with; a bad start record is an
-    InputError naming its line."""
+def session_for_journal(case: Case, contents: JournalContents, on_update=None, corrector=None) -> LiveSession:
+    """A session with the settings a journal's session ran with (``corrector``: given each observed
+    image when the session tracks the ice); a bad start record is an InputError naming its line."""
     index = next(
         (n for n, r in enumerate(contents.records) if r["kind"] == "live" and r["note"] == "start"), None
     )
@@ -639,7 +720,7 @@ def session_for_journal(case: Case, contents: JournalContents, on_update=None) -
         raise InputError("journal", "has no live-mode start record (not written by a monitor session)")
     try:
         settings = session_settings(contents.records[index:])
-        return LiveSession(case, on_update=on_update, **settings)
+        return LiveSession(case, on_update=on_update, corrector=corrector, **settings)
     except InputError as error:
         raise InputError(contents.where(index), str(error)) from None
 

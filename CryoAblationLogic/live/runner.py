@@ -27,6 +27,8 @@ from CryoAblationLogic.live.mode import LiveSession, feed_journal, session_for_j
 
 CASE_FOLDER_SUFFIX = "_case"
 LIVE_COALESCED = frozenset({"IMAGE"})  # frames may be coalesced for the display; poses never
+# The monitor segments the ice in every frame, as a replay of its journal does: nothing coalesced.
+MONITOR_COALESCED: frozenset[str] = frozenset()
 
 
 def journal_location(path: str | Path, key: str = "--journal") -> tuple[Path, str]:
@@ -91,19 +93,23 @@ def open_session(
     on_update=None,
     fsync: bool = False,
     compress_images: bool = False,
+    track_ice: bool = True,
+    corrector=None,
 ) -> tuple[Journal, LiveSession, int]:
     """The journal and the live session of a procedure: a new journal with ``case`` saved beside
     it, or an existing one resumed (its case and settings, its messages fed again). Returns
     (journal, session, messages fed again). ``fsync``: every journal record forced to disk
     (survives a power cut, not only a crash of this process); ``compress_images``: gzip the
-    journal's NRRD frames."""
+    journal's NRRD frames; ``track_ice``: the ice segmented in every image (:mod:`.ice_tracking`;
+    a resumed journal keeps its own setting); ``corrector``: told of each observed image
+    (``update(time_s, observation)``)."""
 
     journal_path = Path(journal_path)
     folder, procedure = journal_location(journal_path)
     case_file = case_path_for(journal_path)
     if journal_path.exists() and journal_path.stat().st_size > 0:
         contents = read_journal(journal_path)
-        session = session_for_journal(load_case(case_file), contents, on_update)
+        session = session_for_journal(load_case(case_file), contents, on_update, corrector=corrector)
         resumed = feed_journal(session, contents)
         journal = Journal(folder, procedure, fsync=fsync, compress_images=compress_images)
         session.journal = journal
@@ -113,7 +119,12 @@ def open_session(
     journal = Journal(folder, procedure, fsync=fsync, compress_images=compress_images)
     journal.record_note("case", {"file": str(case_file.relative_to(folder))})
     session = LiveSession(
-        load_case(case_file), update_interval_s=update_interval_s, journal=journal, on_update=on_update
+        load_case(case_file),
+        update_interval_s=update_interval_s,
+        journal=journal,
+        on_update=on_update,
+        track_ice=track_ice,
+        corrector=corrector,
     )
     return journal, session, 0
 
@@ -129,6 +140,8 @@ def start_monitor_run(
     silence_s: float | None = 1.0,
     fsync: bool = False,
     compress_images: bool = False,
+    track_ice: bool = True,
+    corrector=None,
 ) -> MonitorRun:
     """Open (or resume) the journal and the session (:func:`open_session`), start the links."""
     journal, session, resumed = open_session(
@@ -138,8 +151,10 @@ def start_monitor_run(
         on_update=on_update,
         fsync=fsync,
         compress_images=compress_images,
+        track_ice=track_ice,
+        corrector=corrector,
     )
-    link = start_links(journal, scanner, console, coalesce=LIVE_COALESCED)
+    link = start_links(journal, scanner, console, coalesce=MONITOR_COALESCED)
     return MonitorRun(link, journal, session, resumed, silence_s)
 
 
@@ -160,9 +175,10 @@ def start_links(
     return link
 
 
-def replay_procedure(journal_path: str | Path, on_update=None) -> tuple[LiveSession, bool]:
-    """Run a journaled procedure through live mode again (same case, same settings); returns the
-    session, brought to the procedure clock, and whether the journal's last line was cut off."""
+def replay_procedure(journal_path: str | Path, on_update=None, corrector=None) -> tuple[LiveSession, bool]:
+    """Run a journaled procedure through live mode again (same case, same settings, the ice
+    tracked if it was, ``corrector`` told of each observed image); returns the session, brought to
+    the procedure clock, and whether the journal's last line was cut off."""
 
     journal_path = Path(journal_path)
     contents = read_journal(journal_path)
@@ -171,7 +187,7 @@ def replay_procedure(journal_path: str | Path, on_update=None) -> tuple[LiveSess
     case_file = case_path_for(journal_path)
     if not case_file.is_file():
         raise InputError(str(case_file), "the case file saved beside the journal is missing")
-    session = session_for_journal(load_case(case_file), contents, on_update)
+    session = session_for_journal(load_case(case_file), contents, on_update, corrector=corrector)
     feed_journal(session, contents)
     session.finish()
     return session, contents.truncated_tail

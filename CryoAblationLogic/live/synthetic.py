@@ -7,8 +7,18 @@ the monitor's prediction (the plan's properties and placement) and what is serve
 they do in a real procedure. It serves, stamped with the procedure clock (accelerated by
 ``acceleration``):
 
-- IMAGE ``MR Image``: the phantom's T1w-like volume, int16, in which frozen tissue is a signal void
-  (ice has no MR signal: the signal fades to a few per cent between 0 °C and -2 °C);
+- with ``imaging="scanner"`` (the default), what an MR-guided procedure shows, rendered by
+  :mod:`~CryoAblationLogic.io.mr_synthesis` from the truth's field (Rician noise at ``snr``, each
+  probe's susceptibility void, partial volume at the ice edge, a breathing-like rigid shift of up
+  to ``breathing_mm`` per image), as IMAGE messages with their true geometry (int16):
+  ``MR Slice across``, ``MR Slice along-1``, ``MR Slice along-2`` — the three real-time planes
+  through the probe cluster as planned (1.5 × 1.5 mm pixels, 5 mm thick) every
+  ``slice_interval_s`` of procedure time — and ``MR Volume`` (``volume_spacing_mm``) every
+  ``volume_interval_s`` and at the end; at time 0, before any probe freezes, a baseline of each
+  (at the reference position, no shift);
+- with ``imaging="phantom"`` (the old behaviour), IMAGE ``MR Image``: the phantom's T1w-like volume
+  on the case grid, noise-free, int16, in which frozen tissue is a signal void (the signal fades to
+  a few per cent between 0 °C and -2 °C), with every ``image_every``-th update;
 - STATUS ``MR`` ("Scanning") first; CMD_<id> commands are acknowledged (``ACK_<id>``);
 - TRANSFORM ``Probe<n>ToScanner``: the true probe poses (origin at the tip, z up the shaft);
 - STATUS ``Cryo`` "FREEZE <n> 100%", "THAW <n> PASSIVE", "OFF <n>" at each protocol change, stamped
@@ -19,13 +29,16 @@ they do in a real procedure. It serves, stamped with the procedure clock (accele
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
 from CryoAblationLogic.core.errors import InputError
+from CryoAblationLogic.core.grid import Grid
 from CryoAblationLogic.igtl.messages import (
     ImageMessage,
     Message,
@@ -37,12 +50,17 @@ from CryoAblationLogic.igtl.messages import (
     timestamp_from_seconds,
 )
 from CryoAblationLogic.igtl.units import KELVIN, celsius_to_kelvin
+from CryoAblationLogic.io import mr_synthesis as mr
 from CryoAblationLogic.io import phantom as ph
-from CryoAblationLogic.io.case_file import parse_case
+from CryoAblationLogic.io.case_file import parse_case, save_case
 from CryoAblationLogic.io.demo_case import build_demo_case
+from CryoAblationLogic.io.result_folder import write_result_folder
 from CryoAblationLogic.live.simulator import probe_pose
 
-IMAGE_DEVICE = "MR Image"
+IMAGE_DEVICE = "MR Image"  # imaging "phantom"
+VOLUME_DEVICE = "MR Volume"
+SLICE_DEVICE_PREFIX = "MR Slice "
+IMAGING = ("scanner", "phantom")
 VOID_START_C = 0.0  # signal starts to fade here ...
 VOID_END_C = -2.0  # ... and is a void (VOID_FLOOR of the tissue signal) below this
 VOID_FLOOR = 0.03
@@ -61,6 +79,12 @@ class SyntheticSettings:
     insertion_error_deg: float = 2.0  # RMS shaft tilt
     property_spread: float = 0.15  # tissue property factors within 1 ± spread
     temperature_noise_c: float = 0.3
+    imaging: str = "scanner"  # or "phantom": the noise-free volume with every image_every-th update
+    slice_interval_s: float = 20.0  # procedure s between the real-time slices
+    volume_interval_s: float = 180.0  # procedure s between the 3-D volumes
+    volume_spacing_mm: float = 2.0
+    snr: float = mr.DEFAULT_SNR
+    breathing_mm: float = 3.0  # amplitude of the breathing-like shift (mostly S–I)
 
     def check(self) -> None:
         if not 0.5 <= self.spacing_mm <= 4.0:
@@ -75,6 +99,22 @@ class SyntheticSettings:
             raise InputError("--image-every", "must be at least 1")
         if not 0 <= self.property_spread < 0.9:
             raise InputError("--property-spread", "must lie in [0, 0.9)")
+        if not (math.isfinite(self.insertion_error_mm) and 0 <= self.insertion_error_mm <= 20):
+            raise InputError("--insertion-error-mm", "must be an RMS tip error of 0 … 20 mm")
+        if not (math.isfinite(self.insertion_error_deg) and 0 <= self.insertion_error_deg <= 30):
+            raise InputError("--insertion-error-deg", "must be an RMS shaft tilt of 0 … 30°")
+        if self.imaging not in IMAGING:
+            raise InputError("--imaging", f"must be one of {', '.join(IMAGING)}, got {self.imaging!r}")
+        for key, low, high in (
+            ("slice_interval_s", 1.0, 3600.0),
+            ("volume_interval_s", 1.0, 36000.0),
+            ("volume_spacing_mm", 0.5, 6.0),
+            ("snr", 1.0, 1000.0),
+            ("breathing_mm", 0.0, 20.0),
+        ):
+            value = getattr(self, key)
+            if not (math.isfinite(value) and low <= value <= high):
+                raise InputError(f"--{key.replace('_', '-')}", f"must lie in {low:g} … {high:g}, got {value}")
 
 
 def plan_case(spacing_mm: float, protocol_scale: float = 1.0, lead_in_s: float = 0.0):
@@ -175,6 +215,11 @@ class SyntheticProcedure:
         self.changes = boundaries  # times at which probe states may change
         self._states = [("off", 0.0, None)] * len(self.truth.probes)
         self.poses = [probe_pose(p.tip_mm, p.entry_mm) for p in self.truth.probes]
+        # the real-time planes are placed on the plan (the operator sets them before inserting)
+        self.planes = mr.probe_cluster_planes(self.plan.probes)
+        self.volume_grid = volume_grid(self.plan.grid, settings.volume_spacing_mm)
+        self.images_rendered = 0
+        self.snapshots: dict[float, np.ndarray] = {}  # the truth at the plan's snapshot times
 
     def state_messages(self, time_s: float) -> list[Message]:
         """STATUS ``Cryo`` for every probe whose state changes at ``time_s``."""
@@ -217,6 +262,48 @@ class SyntheticProcedure:
         centre = grid.index_to_ras((np.asarray(grid.size) - 1) / 2.0)
         return ImageMessage(voxels, axes, centre, device_name=IMAGE_DEVICE)
 
+    def scanner_images(self, time_s: float, slices: bool, volume: bool) -> list[Message]:
+        """The MR images at ``time_s`` rendered from the truth's field now (baselines at 0)."""
+        s = self.settings
+        baseline = time_s == 0.0
+        field = self.simulation.temperature_c
+        messages: list[Message] = []
+        views: list = ([None] if volume else []) + (list(self.planes) if slices else [])
+        for view in views:
+            number = self.images_rendered
+            self.images_rendered += 1
+            shift = np.zeros(3) if baseline else mr.breathing_shift(s.seed * 100_003 + number, s.breathing_mm)
+            seed = s.seed * 1_000_003 + number
+            if view is None:
+                image = mr.render_volume(
+                    field,
+                    self.truth.grid,
+                    self.truth.probes,
+                    grid=self.volume_grid,
+                    shift_mm=shift,
+                    snr=s.snr,
+                    seed=seed,
+                )
+                name = VOLUME_DEVICE
+            else:
+                image = mr.render_slice(
+                    view, field, self.truth.grid, self.truth.probes, shift_mm=shift, snr=s.snr, seed=seed
+                )
+                name = SLICE_DEVICE_PREFIX + view.name
+            messages.append(mr_image_message(image, name))
+        return messages
+
+    def image_times(self) -> tuple[set[float], set[float]]:
+        """(slice times, volume times) of the scanner imaging: 0 (the baselines), every interval,
+        and a volume at the end."""
+        s = self.settings
+
+        def every(interval: float) -> set[float]:
+            count = math.floor(self.end_s / interval + 1e-9)
+            return {round(n * interval, 9) for n in range(count + 1)}
+
+        return every(s.slice_interval_s), every(s.volume_interval_s) | {self.end_s}
+
     def timeline(self):
         """(procedure time, messages) in order, from 0 to the end of the protocol."""
         step = self.settings.update_interval_s * self.settings.acceleration
@@ -227,14 +314,89 @@ class SyntheticProcedure:
         update_index = {t: n for n, t in enumerate(updates)}
         update_set = set(updates)
         change_set = set(self.changes)
-        for t in sorted(update_set | change_set):
+        scanner = self.settings.imaging == "scanner"
+        slice_times, volume_times = self.image_times() if scanner else (set(), set())
+        snapshot_set = {float(t) for t in self.plan.outputs.snapshot_times_s if 0 <= t <= self.end_s}
+        for t in sorted(update_set | change_set | slice_times | volume_times | snapshot_set):
             self.simulation.advance_to(t)
-            messages: list[Message] = self.state_messages(t) if t in change_set else []
+            if t in snapshot_set:
+                self.snapshots[t] = self.simulation.temperature_c
+            messages: list[Message] = []
+            if scanner and t == 0.0:  # the baselines are taken before anything freezes
+                messages += self.scanner_images(t, True, True)
+            messages += self.state_messages(t) if t in change_set else []
             if t in update_set:
                 n = update_index[t]
-                messages += self.update_messages(n % self.settings.image_every == 0 or t == self.end_s)
+                with_image = not scanner and (n % self.settings.image_every == 0 or t == self.end_s)
+                messages += self.update_messages(with_image)
+            if scanner and t > 0.0 and (t in slice_times or t in volume_times):
+                messages += self.scanner_images(t, t in slice_times, t in volume_times)
             if messages:
                 yield t, messages
+
+    def truth_result(self):
+        """The truth run so far as a :class:`~CryoAblationLogic.physics.simulation.SimulationResult`
+        on the plan's grid (the snapshots at the plan's snapshot times reached)."""
+        # numba: compiled or loaded on first use, and installed in Slicer only on first use
+        from CryoAblationLogic.physics.simulation import (
+            SimulationResult,  # numba kernels compile or load on first use
+        )
+
+        sim = self.simulation
+        return SimulationResult(
+            grid=self.truth.grid,
+            temperature_final=sim.temperature_c,
+            min_temperature=sim.min_temperature_c,
+            snapshots=dict(self.snapshots),
+            sensors=sim.sensor_history,
+            isotherm_volumes_ml=sim.isotherm_volumes_ml(),
+            ice_volume_history=sim.ice_volume_history(),
+            energy_balance_error=sim.energy_balance_error(),
+            wall_s=0.0,
+            simulated_s=sim.time_s,
+            probe_history=sim.probe_history,
+            steps=sim.steps,
+            sweeps=sim.sweeps,
+            voxel_updates=sim.voxel_updates,
+        )
+
+    def write_truth(self, out_dir) -> Path:
+        """The truth run as a result folder (``summary.json``, ``temperature_final.nrrd``,
+        ``min_temperature.nrrd``, snapshots) on the plan's grid, and its case beside it
+        (``case.cryo.json``: the perturbed properties and placement)."""
+        out = write_result_folder(self.truth_result(), out_dir, self.truth)
+        save_case(self.truth, Path(out) / "case.cryo.json", labelmap_filename="labels.nrrd")
+        summary_path = Path(out) / "summary.json"
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        s = self.settings
+        summary["truth"] = {
+            "seed": s.seed,
+            "property_spread": s.property_spread,
+            "insertion_error_mm": s.insertion_error_mm,
+            "insertion_error_deg": s.insertion_error_deg,
+            "probes": [
+                {"name": p.name, "tip_mm": list(p.tip_mm), "entry_mm": list(p.entry_mm)}
+                for p in self.truth.probes
+            ],
+        }
+        summary_path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        return Path(out)
+
+
+def volume_grid(plan_grid: Grid, spacing_mm: float) -> Grid:
+    """The 3-D MR volume's grid: the plan grid's extent at ``spacing_mm``."""
+    extent = (np.asarray(plan_grid.size) - 1) * np.asarray(plan_grid.spacing_mm)
+    size = tuple(math.floor(e / spacing_mm + 1e-9) + 1 for e in extent)
+    return Grid(plan_grid.origin_mm, (float(spacing_mm),) * 3, size)  # type: ignore[arg-type]
+
+
+def mr_image_message(image, device_name: str) -> ImageMessage:
+    """An IMAGE message (int16, RAS) of an :class:`~CryoAblationLogic.io.mr_synthesis.MRImage`
+    with its true geometry (a slice's third axis is its normal × thickness)."""
+    matrix = np.asarray(image.ijk_to_ras, dtype=np.float64)
+    voxels = np.clip(np.rint(image.array), 0, 32767).astype(np.int16)
+    centre = (matrix @ np.append((np.asarray(voxels.shape) - 1) / 2.0, 1.0))[:3]
+    return ImageMessage(voxels, matrix[:3, :3].copy(), centre, device_name=device_name)
 
 
 def _ack(message: StringMessage) -> list[Message]:

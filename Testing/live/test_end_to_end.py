@@ -27,8 +27,14 @@ from CryoAblationLogic.live.journal import read_journal
 from CryoAblationLogic.live.simulator import ConsoleSimulator, probe_pose
 from CryoAblationLogic.live.synthetic import SyntheticProcedure, SyntheticSettings, serve
 
+# the phantom's volume with every other update (the scanner's slices and volumes: test_monitor_ice.py)
 SETTINGS = SyntheticSettings(
-    spacing_mm=3.0, protocol_scale=0.05, lead_in_s=10.0, acceleration=10.0, update_interval_s=0.5
+    spacing_mm=3.0,
+    protocol_scale=0.05,
+    lead_in_s=10.0,
+    acceleration=10.0,
+    update_interval_s=0.5,
+    imaging="phantom",
 )
 PLAN_OPTIONS = ["--spacing-mm", "3", "--protocol-scale", "0.05", "--lead-in-s", "10"]
 REPO = Path(__file__).resolve().parents[2]
@@ -122,12 +128,14 @@ def test_simulator_monitor_journal_replay_give_the_same_isotherms(tmp_path):
         "temperature_40s.nrrd",
         "temperature_94s.nrrd",
     ):
-        np.testing.assert_array_equal(field(out / name), field(tmp_path / "replayed" / name), err_msg=name)
-    assert (out / "ice_volume_history.csv").read_text() == (
-        tmp_path / "replayed" / "ice_volume_history.csv"
+        np.testing.assert_array_equal(
+            field(out / "predicted" / name), field(tmp_path / "replayed" / "predicted" / name), err_msg=name
+        )
+    assert (out / "predicted" / "ice_volume_history.csv").read_text() == (
+        tmp_path / "replayed" / "predicted" / "ice_volume_history.csv"
     ).read_text()
-    summary = json.loads((out / "summary.json").read_text())
-    replayed = json.loads((tmp_path / "replayed" / "summary.json").read_text())
+    summary = json.loads((out / "predicted" / "summary.json").read_text())
+    replayed = json.loads((tmp_path / "replayed" / "predicted" / "summary.json").read_text())
     assert summary["isotherms"] == replayed["isotherms"] and summary["isotherms"]["0"]["volume_ml"] > 0.5
     notes = [(n["what"], n.get("probe"), n.get("action")) for n in summary["live"]["notes"]]
     assert notes.count(("probe_moved", "P1", None)) == 1  # placement measured before the freeze
@@ -139,7 +147,7 @@ def test_simulator_monitor_journal_replay_give_the_same_isotherms(tmp_path):
     truth_volume = served.procedure.simulation.isotherm_volumes_ml()[0.0]
     predicted = summary["isotherms"]["0"]["volume_ml"]
     assert predicted != truth_volume and 0.3 < predicted / truth_volume < 3.0
-    readings = (out / "sensor_readings.csv").read_text().splitlines()
+    readings = (out / "predicted" / "sensor_readings.csv").read_text().splitlines()
     assert any(line.startswith("TumorCenter,sensor,") for line in readings)
 
     # the monitor leaves the procedure's record beside its results: metrics, report, scene
@@ -173,7 +181,7 @@ def test_a_monitor_killed_mid_procedure_loses_nothing_it_received(tmp_path):
     assert (
         cli_main(["replay", str(journal), "--out", str(tmp_path / "replayed")]) == 0
     )  # ... the journal has them
-    summary = json.loads((tmp_path / "replayed" / "summary.json").read_text())
+    summary = json.loads((tmp_path / "replayed" / "predicted" / "summary.json").read_text())
     assert summary["live"]["console_messages"] == sum(
         1 for kind, name, _ in received if name != "MR" and kind != "IMAGE"
     )
@@ -191,14 +199,15 @@ def _console_peer() -> ConsoleSimulator:
 def _stopped_cleanly(out: Path, output: str) -> dict:
     records = read_journal(out / "journal" / "procedure.jsonl").records
     assert records[-1]["kind"] == "live" and records[-1]["note"] == "stop", output
-    summary = json.loads((out / "summary.json").read_text())
+    assert (out / "summary.json").is_file()
+    summary = json.loads((out / "predicted" / "summary.json").read_text())
     for name in (
         "temperature_final.nrrd",
         "min_temperature.nrrd",
         "ice_volume_history.csv",
         "sensor_readings.csv",
     ):
-        assert (out / name).is_file(), name
+        assert (out / "predicted" / name).is_file(), name
     return summary
 
 
