@@ -61,6 +61,7 @@ from CryoAblationLogic.live.link import LiveLink
 from CryoAblationLogic.live.mode import LiveSession, pose_to_tip_entry
 from CryoAblationLogic.live.runner import LIVE_COALESCED, open_session
 from CryoAblationLogic.scene import colors, isotherms, probes, tables, volumes
+from CryoAblationLogic.scene.observed_ice import ObservedIceView
 
 LIVE_FOLDER = "Cryoablation live"
 IMAGE_NODE_NAME = "Live MR"
@@ -106,6 +107,7 @@ class LiveScene:
         self._samples_shown = 0
         self._sensor_refreshed = -float("inf")
         self._charted: list[str] = []
+        self.observed_ice = ObservedIceView(scene, session, LIVE_FOLDER)  # the ice the images show
 
     # --- images ---------------------------------------------------------------------------------
 
@@ -266,6 +268,7 @@ class LiveScene:
     def refresh(self) -> None:
         self.refresh_overlay()
         self.refresh_sensor_table()
+        self.observed_ice.refresh()
 
 
 def _live_node(scene, class_name: str, name: str):

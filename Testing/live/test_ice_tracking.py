@@ -244,3 +244,58 @@ def test_an_old_journals_session_does_not_track_the_ice(plan):
     assert session.ice is None and session.settings.to_dict()["track_ice"] is False
     with pytest.raises(Exception, match="track_ice"):
         LiveSession(plan, track_ice="yes")  # type: ignore[arg-type]
+
+
+def test_the_scene_shows_the_observed_ice_its_table_and_chart_in_the_live_folder(plan):
+    pytest.importorskip("slicer", reason="the scene needs slicer-core")
+    from CryoAblationLogic.scene import isotherms, tables
+    from CryoAblationLogic.scene.app import create_scene_app
+    from CryoAblationLogic.scene.live_link import LIVE_FOLDER, LiveScene
+    from CryoAblationLogic.scene.observed_ice import (
+        OBSERVED_CHART_NAME,
+        OBSERVED_ICE_NODE_NAME,
+        OBSERVED_SEGMENT_ID,
+        OBSERVED_TABLE_NAME,
+    )
+
+    scene = create_scene_app().scene
+    session = LiveSession(plan, update_interval_s=2.0, track_ice=True)
+    live = LiveScene(scene, session)
+    warm = np.full(plan.grid.size, 37.0)
+    for image in images(plan, warm, 0.0, 90, False):
+        session.feed(image_message(image), ORIGIN_S)
+    live.refresh()
+    assert scene.GetFirstNodeByName(OBSERVED_ICE_NODE_NAME) is None  # baselines only: no ice yet
+    session.feed(state("FREEZE 1 100%", 0.0), ORIGIN_S)
+    for image in images(plan, ball(plan), 6.0, 100):
+        session.feed(image_message(image, 6.0), ORIGIN_S + 6)
+    live.refresh()
+
+    node = scene.GetFirstNodeByName(OBSERVED_ICE_NODE_NAME)
+    surface = (
+        node.GetSegmentation().GetSegment(OBSERVED_SEGMENT_ID).GetRepresentation(isotherms.CLOSED_SURFACE)
+    )
+    # the closed surface runs halfway between frozen and unfrozen voxel centres: the map's volume
+    assert isotherms.surface_volume_ml(surface) == pytest.approx(session.ice.observed_ml, rel=0.25)
+    table = scene.GetFirstNodeByName(OBSERVED_TABLE_NAME)
+    assert tables.table_column(table, "Image") == [
+        "MR Volume",
+        "MR Slice across",
+        "MR Slice along-1",
+        "MR Slice along-2",
+    ]
+    observed = [r for r in session.ice.records if r.status == "observed"]
+    assert tables.table_column(table, "Dice") == pytest.approx([r.comparison["dice"] for r in observed])
+    chart = scene.GetFirstNodeByName(OBSERVED_CHART_NAME)
+    assert chart.GetNumberOfPlotSeriesNodes() == 4  # the volume and the three planes
+    hierarchy = slicer_hierarchy(scene)
+    folder = hierarchy.GetItemChildWithName(hierarchy.GetSceneItemID(), LIVE_FOLDER)
+    for item in (node, table, chart):
+        assert hierarchy.GetItemParent(hierarchy.GetItemByDataNode(item)) == folder
+    assert not live.observed_ice.refresh()  # nothing new: nothing redrawn
+
+
+def slicer_hierarchy(scene):
+    from slicer import vtkMRMLSubjectHierarchyNode
+
+    return vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
