@@ -737,12 +737,26 @@ class SensorMessage(Message):
         return self.values.nbytes
 
     def journal_content(self) -> dict:
-        return {"values": self.values, "status": self.status, "unit": self.unit}
+        content = {"values": self.values, "status": self.status, "unit": self.unit}
+        if np.isnan(self.values).any():
+            # as NDARRAY: JSON spells every NaN "nan", so the exact bytes go beside the values
+            content["bits"] = base64.b64encode(self.values.astype(">f8").tobytes()).decode()
+        return content
 
     @classmethod
     def from_journal(cls, message_type, content, voxels=None) -> SensorMessage:
+        values = numbers_from_json(_field(content, "values", list, "SENSOR"), "SENSOR.values")
+        if "bits" in content:
+            bits = content["bits"]
+            try:
+                raw = base64.b64decode(bits, validate=True) if isinstance(bits, str) else None
+            except ValueError:  # binascii.Error
+                raw = None
+            if raw is None or len(raw) != 8 * len(values):
+                raise ProtocolError("SENSOR.bits", "must be base64 text of the values as float64")
+            values = np.frombuffer(raw, dtype=">f8").astype(np.float64)
         return cls(
-            numbers_from_json(_field(content, "values", list, "SENSOR"), "SENSOR.values"),
+            values,
             _int_field(content, "status", "SENSOR", 0, 255),
             _int_field(content, "unit", "SENSOR", 0, 2**64 - 1),
         )
