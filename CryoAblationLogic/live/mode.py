@@ -42,6 +42,12 @@ times.
 Sensor readings: probe temperatures (``ProbeTemps`` / ``Probe<n>Temp``) are recorded beside the
 solver's probe surface temperature and the predicted tissue temperature at the probe tip; readings
 of the plan's sensors (SENSOR ``<sensor name>``) beside the predicted temperature at the sensor.
+
+Observed ice (``track_ice=True``, journaled with the settings): every MR image goes to an
+:class:`~.ice_tracking.IceTracker` — a baseline of its geometry before the first freeze, then the
+ice segmented against it and compared with the solver's field at that moment; the optional
+``corrector`` (``update(time_s, observation)``) gets each observation. :func:`write_live_outputs`
+writes ``predicted/``, ``observed/``, ``corrected/`` and ``summary.json``.
 """
 
 from __future__ import annotations
