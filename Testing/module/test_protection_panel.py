@@ -327,3 +327,45 @@ def test_place_catheter_line_starts_placing_a_new_line(planned, scene_app):
     assert ui.protectionLineComboBox.currentText == "Urethral warmer 2"
     line = scene_app.scene.GetFirstNodeByName("Urethral warmer 2")
     assert scene_app.app_logic.GetSelectionNode().GetActivePlaceNodeID() == line.GetID()
+
+
+def test_a_simulated_plan_with_a_warm_pocket_reports_it_with_the_bowel_beside_it(widget, scene_app, tmp_path):
+    """Panel → simulate → Export report: the record and metrics.json state the pocket and the
+    bowel's lowest temperature (the same number as the critical-structure table)."""
+    import time
+
+    import CryoAblationScenarios as scenarios
+
+    ui = widget.ui
+    ui.loadPhantomButton.click()
+    segmentation = widget.logic.session.parameters.get(P.INPUT_SEGMENTATION)
+    add_ball_segment(segmentation, "Saline pocket", POCKET_CENTRE_MM, 5.0)  # ≥ 3 voxels across at 3 mm
+    scenarios.place_probes(scene_app.scene, widget.logic.session.parameters)
+    widget.updateSections()
+    choose_kind(ui, protection.WARM_FLUID)
+    choose(ui.protectionSegmentComboBox, "Saline pocket")
+    ui.protectionTemperatureSpinBox.value = 40.0
+    ui.addProtectionButton.click()
+    widget.logic.session.apply_protocol_preset("3-1-3")  # a short run
+    ui.gridSpacingSpinBox.value = 3.0
+    ui.simulateButton.click()
+    deadline = time.monotonic() + 300.0
+    while time.monotonic() < deadline and not ui.simulateButton.enabled:
+        widget.onTimer()
+        time.sleep(0.05)
+    assert ui.simulateButton.enabled, "the run did not end"
+    ui.outputDirectoryButton.directory = str(tmp_path)
+    ui.exportReportButton.click()
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text(encoding="utf-8"))
+    (pocket,) = metrics["protections"]
+    assert (pocket["measure"], pocket["name"], pocket["temperature_c"]) == (
+        "Warm-fluid region",
+        "Saline pocket",
+        40.0,
+    )
+    bowel = next(s for s in metrics["critical_structures"] if s["name"] == "Bowel")
+    near = {item["name"]: item for item in pocket["critical_structures_nearby"]}
+    assert near["Bowel"]["lowest_temperature_c"] == pytest.approx(bowel["lowest_temperature_c"], abs=0.01)
+    assert near["Bowel"]["distance_mm"] <= 6.0  # 2 mm apart, within a 3 mm voxel or two
+    page = (tmp_path / "report" / "report.html").read_text(encoding="utf-8")
+    assert "<h2>Thermal protection</h2>" in page and "<td>held at 40 °C</td>" in page
