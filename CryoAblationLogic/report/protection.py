@@ -10,7 +10,7 @@ centres (SimpleITK's Maurer distance). Distances are therefore exact to about ha
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import SimpleITK as sitk
@@ -48,6 +48,7 @@ class ProtectionSummary:
     temperature_c: float | None
     power_w_per_ml: float | None
     nearby: tuple[NearbyStructure, ...]
+    mask: np.ndarray | None = field(default=None, repr=False, compare=False)  # for the pictures
 
     @property
     def warming_text(self) -> str:
@@ -75,7 +76,7 @@ def protection_summaries(
     """The case's measures, in the order of its ``sources``, each with the critical structures (name
     → mask on ``grid``) within ``near_mm`` of it and the lowest temperature each reached."""
     summaries = []
-    field = np.asarray(min_temperature)
+    lowest = np.asarray(min_temperature)
     structure_names = {structure.label: structure.name for structure in getattr(case, "structures", ())}
     warm_lines = warm_regions = 0
     for source in case.sources:
@@ -89,6 +90,7 @@ def protection_summaries(
                 label: _distance_to_line(mask, grid, source) for label, mask in critical.items() if mask.any()
             }
             kind, measure = "warm_line", MEASURES["warm_line"]
+            mask = _line_mask(grid, source)
         elif isinstance(source, WarmRegionSource):
             warm_regions += 1
             material = case.label_materials.get(source.label, "?")
@@ -106,17 +108,18 @@ def protection_summaries(
                 }
             )
             kind, measure = "warm_region", MEASURES[source.purpose or "warm_fluid"]
+            mask = region
         else:
             continue
         nearby = tuple(
-            NearbyStructure(label, distance, float(field[critical[label]].min()))
+            NearbyStructure(label, distance, float(lowest[critical[label]].min()))
             for label, distance in sorted(distances.items(), key=lambda item: item[1])
             if distance <= near_mm
         )
         summaries.append(
             ProtectionSummary(
                 kind, measure, name, where, source.temperature_c,
-                getattr(source, "power_w_per_ml", None), nearby,
+                getattr(source, "power_w_per_ml", None), nearby, mask,
             )
         )  # fmt: skip
     return summaries
@@ -134,6 +137,26 @@ def _distance_to_line(mask: np.ndarray, grid: Grid, source: WarmLineSource) -> f
     s = np.clip(((points - start) @ axis) / (axis @ axis), 0.0, 1.0)
     to_axis = np.linalg.norm(points - start - s[:, None] * axis, axis=1)
     return float(max(0.0, to_axis.min() - 0.5 * source.diameter_mm))
+
+
+def _line_mask(grid: Grid, source: WarmLineSource) -> np.ndarray:
+    """The voxels whose centres lie inside the catheter, or, for one thinner than a voxel, those
+    within half a voxel of its axis (so that it shows in the pictures)."""
+    start, end = np.asarray(source.start_mm, float), np.asarray(source.end_mm, float)
+    radius = max(0.5 * source.diameter_mm, 0.5 * max(grid.spacing_mm))
+    size = np.asarray(grid.size)
+    lo = np.clip(np.floor(grid.ras_to_index(np.minimum(start, end) - radius)).astype(int), 0, size)
+    hi = np.clip(np.ceil(grid.ras_to_index(np.maximum(start, end) + radius)).astype(int) + 1, 0, size)
+    mask = np.zeros(grid.size, dtype=bool)
+    if np.any(hi <= lo):
+        return mask
+    x, y, z = np.meshgrid(*[grid.axis_mm(a)[lo[a] : hi[a]] for a in range(3)], indexing="ij")
+    relative = np.stack([x, y, z], axis=-1) - start
+    axis = end - start
+    s = np.clip((relative @ axis) / (axis @ axis), 0.0, 1.0)
+    inside = np.linalg.norm(relative - s[..., None] * axis, axis=-1) <= radius
+    mask[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = inside
+    return mask
 
 
 def _region_mask(case, label: int, grid: Grid) -> np.ndarray | None:

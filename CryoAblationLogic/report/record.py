@@ -153,7 +153,7 @@ def write_result_record(
         min_temperature=result.min_temperature,
         structures={"target": {name: m for name, m in structures.get("target", {}).items()}, **{
             role: dict(masks) for role, masks in structures.items() if role in ("critical", "vessel")
-        }},
+        }, **_protection_outlines(protections)},
         probes=[probe_geometry(probe, catalog) for probe in case.probes],
         protocol=case.protocol,
         metrics=metrics,
@@ -169,6 +169,12 @@ def write_result_record(
     )  # fmt: skip
     files = write_record(out_dir, inputs)
     return ResultRecord(files, metrics_path, metrics, warnings)
+
+
+def _protection_outlines(protections: Sequence[ProtectionSummary]) -> dict[str, dict[str, np.ndarray]]:
+    """The measures as a role of the pictures' outlines (drawn dotted, in their own colour)."""
+    masks = {f"{p.name} (warmed)": p.mask for p in protections if p.mask is not None and p.mask.any()}
+    return {pictures.PROTECTION_ROLE: masks} if masks else {}
 
 
 def solver_settings(case, result) -> list[tuple[str, str]]:

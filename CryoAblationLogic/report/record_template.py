@@ -73,7 +73,7 @@ td.rule { font-size: 85%; } tr.note td { background: #f2f2f2; }
 {% endif %}
 
 <h2>Pictures</h2>
-<p>Lowest temperature each voxel reached, as a colour wash (°C, the colours of Slicer's temperature volumes) with the isotherms outlined; target, critical structures and vessels outlined; probes solid within 2 mm of the slice, dashed beyond; 10 mm scale bar.</p>
+<p>Lowest temperature each voxel reached, as a colour wash (°C, the colours of Slicer's temperature volumes) with the isotherms outlined; target, critical structures and vessels outlined{% if protection_rows %}, thermal protection dotted in magenta{% endif %}; probes solid within 2 mm of the slice, dashed beyond; 10 mm scale bar.</p>
 {% if pdf %}
 <table class="pictures">{% for row in (slice_pictures + [view3d])|batch(2) %}<tr>{% for picture in row %}<td><img class="slice" src="{{ picture.uri }}"><br>{{ picture.caption }}</td>{% endfor %}</tr>{% endfor %}</table>
 {% else %}

@@ -287,7 +287,7 @@ def new_catheter_line(scene, name: str = "Warm catheter"):
     node.CreateDefaultDisplayNodes()
     display = node.GetDisplayNode()
     if display is not None:
-        display.SetSelectedColor(1.0, 0.55, 0.1)  # orange: warm, unlike the probes' blue
+        display.SetSelectedColor(0.95, 0.2, 0.6)  # magenta, as the report outlines protection
     return node
 
 

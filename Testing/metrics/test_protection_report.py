@@ -159,3 +159,23 @@ def test_skin_warming_is_named_by_its_structure_when_the_case_gives_no_name(shap
     )
     # the warmed structure itself is at distance 0; the nerve is 34 mm away
     assert [(near.name, near.distance_mm) for near in summary.nearby] == [("Bowel", 0.0)]
+
+
+def test_the_pictures_outline_each_measure(shapes):
+    """The slices outline the warmed region and the catheter (dotted magenta): the masks they draw
+    are the pocket's voxels and the catheter's (4 mm across on a 1 mm grid)."""
+    case, labels = protected_case(shapes, [CATHETER, POCKET_SOURCE])
+    field = shapes.radial_field(case.grid, 16.0)
+    catheter, pocket = protection_summaries(case, field, case.grid, {"Bowel": labels == BOWEL})
+    assert np.array_equal(pocket.mask, labels == POCKET)
+    ras = case.grid.index_to_ras(np.argwhere(catheter.mask).astype(float))
+    to_axis = np.hypot(ras[:, 0] - 8.0, ras[:, 1] + 22.0)
+    # Rounded ends, as the solver holds a catheter's voxels: 2 mm beyond each end point.
+    assert to_axis.max() <= 2.0 and np.ptp(ras[:, 2]) == pytest.approx(54.0)
+    # 13 voxel centres within 2 mm of the axis on each of the 51 slices from z = −25 to 25 mm; in
+    # each cap 9 at 1 mm beyond the end (within √3 mm of it) and 1 at 2 mm.
+    assert catheter.mask.sum() == 13 * 51 + 2 * (9 + 1)
+
+
+def test_the_record_says_the_dotted_outlines_are_the_protection(protected):
+    assert "thermal protection dotted in magenta" in protected["html"]
