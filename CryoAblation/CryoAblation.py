@@ -58,6 +58,7 @@ def _addSourceTreeToPath() -> None:
 _addSourceTreeToPath()
 
 from CryoAblationLib import dependencies  # noqa: E402
+from CryoAblationLib.ProtectionSection import ProtectionSection  # noqa: E402
 from CryoAblationLib.Sections import SECTIONS, reportInPanel  # noqa: E402
 
 import CryoAblationLogic as cryolib  # noqa: E402  (must stay above the class CryoAblationLogic below)
@@ -201,7 +202,7 @@ class CryoAblationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.researchUseLabel.text = cryolib.RESEARCH_USE_NOTE
 
         self.logic = CryoAblationLogic()
-        self.sections = [section(self.ui, self.logic) for section in SECTIONS]
+        self.sections = [section(self.ui, self.logic) for section in (*SECTIONS, ProtectionSection)]
         for section in self.sections:
             section.panel = self
             section.setup()

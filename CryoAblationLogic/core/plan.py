@@ -121,15 +121,23 @@ class WarmLineSource:
     end_mm: tuple[float, float, float]
     diameter_mm: float
     temperature_c: float
+    name: str | None = None  # what the plan calls it ("Urethral warmer"): the panel and the record
 
     def to_dict(self) -> dict:
-        return {
+        data: dict = {
             "type": "warm_line",
             "start_mm": list(self.start_mm),
             "end_mm": list(self.end_mm),
             "diameter_mm": self.diameter_mm,
             "temperature_c": self.temperature_c,
         }
+        if self.name:
+            data["name"] = self.name
+        return data
+
+
+# What a warm region is for (the case format's optional ``purpose``): the physics is the same.
+WARM_REGION_PURPOSES = ("warm_fluid", "skin_warming")
 
 
 @dataclass(frozen=True)
@@ -141,9 +149,15 @@ class WarmRegionSource:
     label: int
     temperature_c: float | None = None
     power_w_per_ml: float | None = None
+    name: str | None = None  # what the plan calls it ("Saline pocket"): the panel and the record
+    purpose: str | None = None  # WARM_REGION_PURPOSES: a warm-fluid pocket or skin warming
 
     def to_dict(self) -> dict:
         data: dict = {"type": "warm_region", "label": self.label}
+        if self.name:
+            data["name"] = self.name
+        if self.purpose:
+            data["purpose"] = self.purpose
         if self.temperature_c is not None:
             data["temperature_c"] = self.temperature_c
         if self.power_w_per_ml is not None:

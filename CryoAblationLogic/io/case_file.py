@@ -499,7 +499,9 @@ def _parse_warm_line(entry: dict, key: str, grid: Grid) -> WarmLineSource:
     for name, point in (("start_mm", start), ("end_mm", end)):
         if not grid.contains_ras(point):
             raise InputError(f"{key}.{name}", "lies outside the grid")
-    return WarmLineSource(start, end, float(entry["diameter_mm"]), float(entry["temperature_c"]))
+    return WarmLineSource(
+        start, end, float(entry["diameter_mm"]), float(entry["temperature_c"]), name=entry.get("name")
+    )
 
 
 def _parse_warm_region(entry: dict, key: str) -> WarmRegionSource:
@@ -509,9 +511,10 @@ def _parse_warm_region(entry: dict, key: str) -> WarmRegionSource:
         raise InputError(
             f"{key}.temperature_c", "give either temperature_c (held) or power_w_per_ml (heated)"
         )
+    named = {"name": entry.get("name"), "purpose": entry.get("purpose")}
     if "temperature_c" in entry:
-        return WarmRegionSource(entry["label"], temperature_c=float(entry["temperature_c"]))
-    return WarmRegionSource(entry["label"], power_w_per_ml=float(entry["power_w_per_ml"]))
+        return WarmRegionSource(entry["label"], temperature_c=float(entry["temperature_c"]), **named)
+    return WarmRegionSource(entry["label"], power_w_per_ml=float(entry["power_w_per_ml"]), **named)
 
 
 def _parse_protocol(data, probe_names: list[str]) -> list[ProtocolStep]:

@@ -54,6 +54,8 @@ WASH_BELOW_C = 30.0  # the temperature wash shows tissue cooled below this
 WASH_ALPHA = 0.55
 PROBE_COLOUR = (0.1, 0.1, 0.1)
 ACTIVE_COLOUR = (0.0, 0.75, 0.3)
+PROTECTION_ROLE = "protection"  # thermal protection: warmed regions and catheters, outlined dotted
+PROTECTION_COLOUR = (0.95, 0.2, 0.6)  # magenta: apart from the roles and isotherms (as the panel's lines)
 
 
 def temperature_colormap() -> mcolors.LinearSegmentedColormap:
@@ -189,15 +191,15 @@ def slice_figure(
                 linestyles="solid",
             )
         handles.append(Line2D([], [], color=level_colour(level), lw=1.6, label=f"{level:g} °C"))
-    for role, style in (("target", "-"), ("critical", "-"), ("vessel", "--")):
+    for role, style in (("target", "-"), ("critical", "-"), ("vessel", "--"), (PROTECTION_ROLE, ":")):
+        colour = PROTECTION_COLOUR if role == PROTECTION_ROLE else ROLE_COLOURS[role]
         for name, mask in structures.get(role, {}).items():
             sampled, _ = sample_plane(mask.astype(np.float32), grid, plane, half_width_mm, pixel_mm)
             if sampled.max() >= 0.5 > sampled.min():
                 axes.contour(
-                    steps, steps, sampled, levels=[0.5], colors=[ROLE_COLOURS[role]], linewidths=1.3,
-                    linestyles=style,
+                    steps, steps, sampled, levels=[0.5], colors=[colour], linewidths=1.3, linestyles=style,
                 )  # fmt: skip
-                handles.append(Line2D([], [], color=ROLE_COLOURS[role], lw=1.3, ls=style, label=name))
+                handles.append(Line2D([], [], color=colour, lw=1.3, ls=style, label=name))
     drew_probe = _draw_probes(axes, plane, probes, half_width_mm)
     if drew_probe:
         handles.append(Line2D([], [], color=ACTIVE_COLOUR, lw=3, label="probe (active)"))

@@ -34,6 +34,7 @@ from CryoAblationLogic.core.errors import InputError
 from CryoAblationLogic.core.grid import Grid
 from CryoAblationLogic.core.plan import ProbeSpec, ProtocolStep
 from CryoAblationLogic.report import pictures
+from CryoAblationLogic.report.protection import NEAR_MM, ProtectionSummary, protection_summaries
 from CryoAblationLogic.report.record_template import RECORD_TEMPLATE
 
 HTML_NAME = "report.html"
@@ -65,6 +66,7 @@ class RecordInputs:
     sensors: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None
     observed: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None
     events: Sequence[tuple[float, str]] = ()
+    protections: Sequence[ProtectionSummary] = ()  # thermal protection planned (warm catheters, regions)
 
 
 @dataclass(frozen=True)
@@ -135,9 +137,11 @@ def write_result_record(
         metrics, case.probes, catalog, target, critical, vessels, grid, rules=rules, structure_types=types
     )
     case_id = case.name or "unnamed case"
-    metrics_path = write_metrics_file(
-        out_dir, metrics_document(metrics, warnings, rules, case_name=case_id, structure_types=types)
-    )
+    protections = protection_summaries(case, result.min_temperature, grid, critical)
+    document = metrics_document(metrics, warnings, rules, case_name=case_id, structure_types=types)
+    if protections:  # an added key (docs/metrics-format.md): only where the case plans protection
+        document["protections"] = [item.to_dict() for item in protections]
+    metrics_path = write_metrics_file(out_dir, document)
     settings = [*solver_settings(case, result), *extra_settings]
     inputs = RecordInputs(
         title=title,
@@ -149,7 +153,7 @@ def write_result_record(
         min_temperature=result.min_temperature,
         structures={"target": {name: m for name, m in structures.get("target", {}).items()}, **{
             role: dict(masks) for role, masks in structures.items() if role in ("critical", "vessel")
-        }},
+        }, **_protection_outlines(protections)},
         probes=[probe_geometry(probe, catalog) for probe in case.probes],
         protocol=case.protocol,
         metrics=metrics,
@@ -161,9 +165,16 @@ def write_result_record(
         sensors=getattr(result, "sensors", None),
         observed=observed,
         events=events,
+        protections=protections,
     )  # fmt: skip
     files = write_record(out_dir, inputs)
     return ResultRecord(files, metrics_path, metrics, warnings)
+
+
+def _protection_outlines(protections: Sequence[ProtectionSummary]) -> dict[str, dict[str, np.ndarray]]:
+    """The measures as a role of the pictures' outlines (drawn dotted, in their own colour)."""
+    masks = {f"{p.name} (warmed)": p.mask for p in protections if p.mask is not None and p.mask.any()}
+    return {pictures.PROTECTION_ROLE: masks} if masks else {}
 
 
 def solver_settings(case, result) -> list[tuple[str, str]]:
@@ -297,6 +308,13 @@ def _context(inputs: RecordInputs) -> dict[str, object]:
         ],
         "settings": list(inputs.settings),
         "rules_text": _rules_text(inputs.rules),
+        "protection_rows": [[p.measure, p.name, p.where, p.warming_text] for p in inputs.protections],
+        "protection_nearby_rows": [
+            [p.name, item.name, _fmt(item.distance_mm), _fmt(item.lowest_temperature_c)]
+            for p in inputs.protections
+            for item in p.nearby
+        ],
+        "protection_near_mm": f"{NEAR_MM:g}",
     }  # fmt: skip
 
 

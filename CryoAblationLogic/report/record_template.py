@@ -59,8 +59,21 @@ td.rule { font-size: 85%; } tr.note td { background: #f2f2f2; }
 </table>
 {% endif %}
 
+{% if protection_rows %}
+<h2>Thermal protection</h2>
+<table><tr><th>Measure</th><th>Name</th><th>Where</th><th>Warming (°C or W/ml)</th></tr>
+{% for row in protection_rows %}<tr>{% for cell in row %}<td>{{ cell }}</td>{% endfor %}</tr>{% endfor %}
+</table>
+{% if protection_nearby_rows %}
+<p>Critical structures within {{ protection_near_mm }} mm of a measure, with the lowest temperature each reached:</p>
+<table><tr><th>Measure</th><th>Critical structure</th><th>Distance (mm)</th><th>Lowest temperature (°C)</th></tr>
+{% for row in protection_nearby_rows %}<tr><td>{{ row[0] }}</td><td>{{ row[1] }}</td><td class="num">{{ row[2] }}</td><td class="num">{{ row[3] }}</td></tr>{% endfor %}
+</table>
+{% else %}<p>No critical structure lies within {{ protection_near_mm }} mm of a measure.</p>{% endif %}
+{% endif %}
+
 <h2>Pictures</h2>
-<p>Lowest temperature each voxel reached, as a colour wash (°C, the colours of Slicer's temperature volumes) with the isotherms outlined; target, critical structures and vessels outlined; probes solid within 2 mm of the slice, dashed beyond; 10 mm scale bar.</p>
+<p>Lowest temperature each voxel reached, as a colour wash (°C, the colours of Slicer's temperature volumes) with the isotherms outlined; target, critical structures and vessels outlined{% if protection_rows %}, thermal protection dotted in magenta{% endif %}; probes solid within 2 mm of the slice, dashed beyond; 10 mm scale bar.</p>
 {% if pdf %}
 <table class="pictures">{% for row in (slice_pictures + [view3d])|batch(2) %}<tr>{% for picture in row %}<td><img class="slice" src="{{ picture.uri }}"><br>{{ picture.caption }}</td>{% endfor %}</tr>{% endfor %}</table>
 {% else %}

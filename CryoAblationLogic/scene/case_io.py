@@ -30,6 +30,7 @@ from CryoAblationLogic.core.grid import Grid
 from CryoAblationLogic.io.case_file import load_case, parse_case
 from CryoAblationLogic.io.volumes import read_nrrd
 from CryoAblationLogic.scene import parameters as P
+from CryoAblationLogic.scene import protection
 from CryoAblationLogic.scene.colors import (
     DEFAULT_ISOTHERM_LEVELS_C,
     create_isotherm_color_table,
@@ -275,7 +276,9 @@ def build_case(
         data["tissue_map"] = {"labelmap": LABELMAP_KEY, "labels": label_materials}
     probes = parameters.probes()
     data["probes"] = [probe_case_entry(probe) for probe in probes]
-    data["sources"] = list(settings.sources)
+    data["sources"] = list(settings.sources) + protection.case_sources(
+        parameters, grid, label_segments, arrays.get(LABELMAP_KEY)
+    )
     data["protocol"] = expand_protocol_groups(settings.protocol, probes)
     data["sensors"] = sensor_entries(parameters)
     levels_node = parameters.get(P.ISOTHERM_LEVELS)
@@ -437,7 +440,6 @@ def import_case(
     settings.initial_temperature_c = float(data.get("initial_temperature_c", 37.0))
     settings.boundaries = data.get("boundaries")
     settings.materials = data.get("materials", {})
-    settings.sources = data.get("sources", [])
     settings.protocol = data["protocol"]
     settings.snapshot_times_s = data.get("outputs", {}).get("snapshot_times_s", [])
     if labels is not None:
@@ -466,6 +468,8 @@ def import_case(
         parameters.set(P.INPUT_SEGMENTATION, segmentation)
     else:
         settings.background_material = data["tissue"]
+    # Catheters and warmed regions become the panel's measures again (after the segmentation).
+    settings.sources = protection.restore_from_case(scene, parameters, data.get("sources", []))
     parameters.set_settings(settings)
 
     for role in (P.PROBE, P.SENSORS):

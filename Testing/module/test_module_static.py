@@ -95,6 +95,7 @@ def test_ui_sections_follow_the_procedure(ui_file):
     assert names == [
         "inputsCollapsibleButton",
         "probesCollapsibleButton",
+        "protectionCollapsibleButton",
         "protocolCollapsibleButton",
         "simulateCollapsibleButton",
         "monitorCollapsibleButton",
