@@ -8,6 +8,8 @@ The preview is debounced: requests that arrive while the user is still moving ar
 the worker starts once the probes have been still for ``debounce_s`` — or, during a long drag, at
 the latest ``max_latency_s`` after the first unhandled move, so the overlay keeps following. Only
 the newest probe positions are ever computed; a result that a newer one has overtaken is dropped.
+With a worker process (the module) the preview is throttled instead: the scene is read and the
+newest positions sent at the first timer slot at which the process is free.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ def _solver_preview(case, spacing_mm: float, duration_s: float):
 @dataclass
 class _Request:
     generation: int
-    scene_case: SceneCase
+    scene_case: SceneCase | None  # None with a worker process: read from the scene when sent
     first_request_s: float
     last_request_s: float
     debounce_s: float
@@ -51,7 +53,8 @@ class LivePreview:
     receives the validated case on the preview grid and returns a ``SimulationResult``. With a
     ``solver`` (:class:`~CryoAblationLogic.scene.solver_process.SolverProcess`, what the Slicer
     module uses) there is no thread: :meth:`process_pending`, called from the main thread's timer,
-    debounces, sends the newest positions to the worker process and takes its overlay back.
+    reads the newest positions from the scene, sends them to the worker process when it is free
+    and takes its overlay back.
     """
 
     def __init__(
@@ -84,6 +87,14 @@ class LivePreview:
     # -- main thread ---------------------------------------------------------------------
     def request(self, *_ignored) -> None:
         """Note that the probes moved (connect to probe modified events; extra arguments ignored)."""
+        if self.solver is not None:
+            # Only noted: the case is read from the scene once, when it is sent (a drag moves the
+            # tip and the entry in two events; reading the scene for each cost 20-50 ms a move).
+            now = time.monotonic()
+            self._generation += 1
+            first = self._pending.first_request_s if self._pending is not None else now
+            self._pending = _Request(self._generation, None, first, now, 0.0, 0.0, 0.0)
+            return
         settings = self.parameters.settings()
         # A coarse grid around target and probes (unless the plan fixes its own region).
         margin = (
@@ -160,15 +171,29 @@ class LivePreview:
         request = self._pending
         if request is None:
             return
-        now = time.monotonic()
-        if now < min(
-            request.last_request_s + request.debounce_s, request.first_request_s + self.max_latency_s
-        ):
-            return  # still moving: wait for a quiet moment (or the latency cap)
+        # No debounce here: the worker process computes the newest positions as soon as it is
+        # free, and the moves made while it computes collapse into the next request (a 100 ms
+        # timer slot already spaces the requests; waiting for a quiet moment cost a slot).
         self._pending = None
         try:
-            case = request.scene_case.parse()
-            self.solver.submit("preview", case, spacing_mm=request.spacing_mm, duration_s=request.duration_s)
+            settings = self.parameters.settings()
+            margin = settings.roi_margin_mm
+            if margin is None:
+                margin = settings.preview_roi_margin_mm
+            scene_case = build_case(
+                self.scene,
+                self.parameters,
+                spacing_mm=settings.preview_spacing_mm,
+                labels_cache=self._labels_cache,
+                roi_margin_mm=margin,
+            )
+            # parsed and checked in the worker: the schema check is 15-25 ms of the main thread
+            self.solver.submit(
+                "preview_scene_case",
+                (scene_case.data, scene_case.arrays),
+                spacing_mm=settings.preview_spacing_mm,
+                duration_s=settings.preview_duration_s,
+            )
         except Exception as error:  # shown to the user like a failed preview
             self._results.put((request.generation, request.first_request_s, error))
             return

@@ -37,6 +37,7 @@ class SolverFailed(RuntimeError):
 
 
 def _serve(connection, progress, cancel) -> None:  # runs in the worker process
+    from CryoAblationLogic.io.case_file import parse_case  # with the solver: the worker's imports
     from CryoAblationLogic.physics import simulation  # numba: compiled (or loaded) in the worker
 
     def on_progress(fraction: float, time_s: float) -> None:
@@ -59,6 +60,13 @@ def _serve(connection, progress, cancel) -> None:  # runs in the worker process
                     cancel=cancel.is_set,
                     snapshot_times_s=options["snapshot_times_s"],
                 )
+            elif kind == "preview_scene_case":  # the case-format dict and its arrays, parsed here
+                data, arrays = case
+                result = simulation.preview(
+                    parse_case(data, arrays=arrays),
+                    spacing_mm=options["spacing_mm"],
+                    duration_s=options["duration_s"],
+                )
             elif kind == "preview":
                 result = simulation.preview(
                     case, spacing_mm=options["spacing_mm"], duration_s=options["duration_s"]
@@ -80,7 +88,8 @@ def _sendable(error: BaseException) -> BaseException:
 
 
 class SolverProcess:
-    """A worker process that runs solver jobs (``simulate``, ``preview``) one at a time; the caller
+    """A worker process that runs solver jobs (``simulate``, ``preview``, ``preview_scene_case``: a
+    case-format dict and its arrays, parsed in the worker) one at a time; the caller
     submits, then polls (never blocks) from its main thread."""
 
     def __init__(self, name: str = "CryoAblation solver", executable: str | None = None):

@@ -105,3 +105,33 @@ def test_the_preview_follows_a_probe_under_a_slicer_like_main_thread(widget, sce
     # measures the 0.3 s target).
     assert slicer_like < 2.0 * free + 0.5, (slicer_like, free)
     assert ui.simulationStatusLabel.text == ""  # no preview error reported in the panel
+
+
+def test_live_mode_keeps_up_under_a_slicer_like_main_thread(scene_app, tmp_path, pythonqt_idle):
+    """The live scenario (console and MR bridge on loopback, in a process of their own as other
+    computers are: probe pose, freeze, temperatures, sensor, thaw, MR frames, overlay and sensor
+    table) with the main thread idling the PythonQt way between 100 ms slots: live mode's links
+    and solver run in its worker process, so every console message is taken and every solver
+    update shown, each within a few timer slots of its arrival."""
+    parameters = scenarios.load_phantom(scene_app.scene, scene_app.segmentations_logic)
+    scenarios.place_probes(scene_app.scene, parameters)
+    parameters.update_settings(grid_spacing_mm=4.0)
+    journal = tmp_path / "live-pythonqt.jsonl"
+    live = scenarios.run_short_live_procedure(
+        scene_app.scene,
+        parameters,
+        journal,
+        timeout_s=120.0,
+        main_thread=pythonqt_idle,
+        peers_in_process=True,
+    )
+    assert pythonqt_idle.slots_run == 0  # stepped through idle() only: the scenario is the timer
+    freezing = [t for t in live.overlay_times_s if t <= scenarios.LIVE_FREEZE_S]
+    assert len(freezing) >= scenarios.LIVE_FREEZE_S  # one overlay per second of freezing, none lost
+    # message arrival → overlay updated: one 100 ms slot to wait for, plus the solver's second of
+    # procedure time on a 4 mm grid (a few ms); 1 s leaves room for a busy shared machine
+    assert (
+        live.overlay_latencies_s
+        and sorted(live.overlay_latencies_s)[len(live.overlay_latencies_s) // 2] < 1.0
+    )
+    scenarios.replay_live_procedure(journal, live.session)  # the same prediction, bit for bit
