@@ -27,6 +27,7 @@ from CryoAblationLogic.scene.isotherms import create_isotherm_segmentation, upda
 from CryoAblationLogic.scene.results import levels_of
 
 PREVIEW_SEGMENTATION_NAME = "Isotherms (preview)"
+FIRST_ANSWER_COARSENING = 2.0  # with a worker process: the first answer's grid spacing, × the preview's
 
 
 def _solver_preview(case, spacing_mm: float, duration_s: float):
@@ -75,6 +76,8 @@ class LivePreview:
         self.last_error: Exception | None = None
         self.last_applied_generation = 0
         self.last_latency_s: float | None = None  # request → overlay updated, of the last update
+        self.last_refined_latency_s: float | None = None  # request → the preview grid's overlay
+        self.last_applied_final = True  # False while a worker's first (coarser) answer is shown
         self._labels_cache: dict = {}
         self._condition = threading.Condition()
         self._pending: _Request | None = None
@@ -136,11 +139,15 @@ class LivePreview:
                 break
         if newest is None:
             return False
-        generation, requested_s, outcome = newest
+        generation, requested_s, outcome, *final = newest
+        final = final[0] if final else True  # a worker's first answer is followed by a final one
         if isinstance(outcome, Exception):
             self.last_error = outcome
             return False
-        if generation <= self.last_applied_generation:
+        refines = generation == self.last_applied_generation and final and not self.last_applied_final
+        if generation < self.last_applied_generation or (
+            generation == self.last_applied_generation and not refines
+        ):
             return False
         self.last_error = None
         segmentation = self.preview_segmentation()
@@ -148,8 +155,13 @@ class LivePreview:
             segmentation, outcome.temperature_final, outcome.grid, levels_of(self.parameters)
         )
         segmentation.GetDisplayNode().SetVisibility(True)  # hidden while a full result was shown
+        latency = time.monotonic() - requested_s
+        if not refines:
+            self.last_latency_s = latency  # the first overlay of these positions
+        if final:
+            self.last_refined_latency_s = latency
         self.last_applied_generation = generation
-        self.last_latency_s = time.monotonic() - requested_s
+        self.last_applied_final = final
         return True
 
     def preview_segmentation(self):
@@ -161,13 +173,19 @@ class LivePreview:
         return node
 
     def _pump_solver_process(self) -> None:
-        if self._in_flight is not None:
+        while self._in_flight is not None:
             reply = self.solver.poll()
             if reply is None:
+                if self._pending is not None:
+                    self.solver.cancel()  # the finer answer of an older position: not wanted now
                 return
-            request, self._in_flight = self._in_flight, None
+            request = self._in_flight
+            if not reply.partial:
+                self._in_flight = None
+            if reply.cancelled:
+                break  # overtaken by a newer position (its first answer is shown)
             outcome = reply.error if reply.error is not None else reply.result
-            self._results.put((request.generation, request.first_request_s, outcome))
+            self._results.put((request.generation, request.first_request_s, outcome, not reply.partial))
         request = self._pending
         if request is None:
             return
@@ -193,6 +211,9 @@ class LivePreview:
                 (scene_case.data, scene_case.arrays),
                 spacing_mm=settings.preview_spacing_mm,
                 duration_s=settings.preview_duration_s,
+                # first on a grid twice as coarse (4-7x quicker), so the overlay follows the probe
+                # at once, even on a busy machine; the preview grid's answer replaces it
+                first_spacing_mm=FIRST_ANSWER_COARSENING * settings.preview_spacing_mm,
             )
         except Exception as error:  # shown to the user like a failed preview
             self._results.put((request.generation, request.first_request_s, error))
