@@ -437,7 +437,9 @@ class CryoAblationTest(ScriptedLoadableModuleTest):
         parameters = P.get_parameter_node(slicer.mrmlScene)
         journal = os.path.join(slicer.app.temporaryPath, "CryoAblationTest-live", "live-short.jsonl")
         shutil.rmtree(os.path.dirname(journal), ignore_errors=True)
-        live = scenarios.run_short_live_procedure(slicer.mrmlScene, parameters, journal)
+        live = scenarios.run_short_live_procedure(
+            slicer.mrmlScene, parameters, journal, worker_python=_workerPython()
+        )
         scenarios.replay_live_procedure(journal, live.session)
         self.delayDisplay("Live mode and its replay agree")
 

@@ -25,6 +25,8 @@ Modules, one job each:
 - :mod:`.preview` — the debounced live preview while probes are dragged;
 - :mod:`.planning` — the planning session: what the Slicer module's panel does to a plan;
 - :mod:`.solver_process` — the full run and the preview in worker processes (threads starve in Slicer);
+- :mod:`.live_link`, :mod:`.live_process` — live mode in the scene; its session, solver and links
+  in a worker process;
 - :mod:`.phantom_scene`, :mod:`.demo_scene` — the built-in phantom as a planning scene, and the
   demo's scene and report.
 

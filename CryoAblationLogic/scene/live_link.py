@@ -535,7 +535,18 @@ def choose_sources(scene, journal, *, scanner=None, console=None, use_connector:
     if not use_connector or scanner is None:
         link = LiveLink(journal, scanner=scanner, console=console, coalesce=LIVE_COALESCED)
         return [ClientSource(link)]
-    connector = scene.GetFirstNodeByName(CONNECTOR_NODE_NAME)  # an earlier live session's
+    sources: list = [ConnectorSource(scanner_connector(scene, scanner), journal)]
+    if console is not None:
+        sources.append(
+            ClientSource(LiveLink(journal, scanner=None, console=console, coalesce=LIVE_COALESCED))
+        )
+    return sources
+
+
+def scanner_connector(scene, scanner):
+    """The OpenIGTLinkIF connector node that carries the MR bridge's link (an earlier live
+    session's, or a new one), set up for ``scanner`` (an :class:`~.link.Endpoint`)."""
+    connector = scene.GetFirstNodeByName(CONNECTOR_NODE_NAME)
     if connector is None or not connector.IsA("vtkMRMLIGTLConnectorNode"):
         connector = scene.AddNewNodeByClass("vtkMRMLIGTLConnectorNode", CONNECTOR_NODE_NAME)
     if scanner.role == "server":
@@ -544,12 +555,7 @@ def choose_sources(scene, journal, *, scanner=None, console=None, use_connector:
         connector.SetTypeClient(scanner.host, scanner.port)
     if hasattr(connector, "SetOutgoingMessageHeaderVersionMaximum"):
         connector.SetOutgoingMessageHeaderVersionMaximum(1)  # legacy peers choke on the v2 probe
-    sources: list = [ConnectorSource(connector, journal)]
-    if console is not None:
-        sources.append(
-            ClientSource(LiveLink(journal, scanner=None, console=console, coalesce=LIVE_COALESCED))
-        )
-    return sources
+    return connector
 
 
 class LiveSceneDriver:

@@ -449,7 +449,7 @@ class MonitorSession:
         self.planning = planning
         self._link = None  # the live links to the scanner and the console, while connected
         self._journal = None
-        self._live_monitor = None  # live mode: LiveSceneDriver (sources, journal, solver, scene nodes)
+        self._live_monitor = None  # live mode: LiveProcessDriver (worker: links, journal, solver)
         self._live_session = None  # the last live-mode session (running, stopped or replayed)
         self._state = None
 
@@ -490,18 +490,20 @@ class MonitorSession:
             scanner_host, scanner_port, console_host, console_port, link_panel.parse_peers(scanner_peers)
         )
         self.planning.require_solver()  # before importing the solver, which needs numba
-        from CryoAblationLogic.scene.live_link import start_live_scene  # imports the numba solver
+        from CryoAblationLogic.scene.live_process import start_live_process  # imports the numba solver
 
         planning = self.planning
         case = case_io.build_case(planning.scene, planning.parameters).parse()
         self.stop()
-        self._live_monitor = start_live_scene(
+        # session, solver and our own links in a worker process: in Slicer a thread would starve
+        self._live_monitor = start_live_process(
             planning.scene,
             case,
             journal_path.strip(),
             scanner=scanner,
             console=console,
             level_table=planning.parameters.get(P.ISOTHERM_LEVELS),
+            executable=planning.worker_python,
         )
         self._live_session = self._live_monitor.session
         self._state = link_panel.LinkPanel(live=True)

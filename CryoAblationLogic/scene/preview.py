@@ -8,6 +8,8 @@ The preview is debounced: requests that arrive while the user is still moving ar
 the worker starts once the probes have been still for ``debounce_s`` — or, during a long drag, at
 the latest ``max_latency_s`` after the first unhandled move, so the overlay keeps following. Only
 the newest probe positions are ever computed; a result that a newer one has overtaken is dropped.
+With a worker process (the module) the preview is throttled instead: the scene is read and the
+newest positions sent at the first timer slot at which the process is free.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from CryoAblationLogic.scene.isotherms import create_isotherm_segmentation, upda
 from CryoAblationLogic.scene.results import levels_of
 
 PREVIEW_SEGMENTATION_NAME = "Isotherms (preview)"
+FIRST_ANSWER_COARSENING = 2.0  # with a worker process: the first answer's grid spacing, × the preview's
 
 
 def _solver_preview(case, spacing_mm: float, duration_s: float):
@@ -36,7 +39,7 @@ def _solver_preview(case, spacing_mm: float, duration_s: float):
 @dataclass
 class _Request:
     generation: int
-    scene_case: SceneCase
+    scene_case: SceneCase | None  # None with a worker process: read from the scene when sent
     first_request_s: float
     last_request_s: float
     debounce_s: float
@@ -51,7 +54,8 @@ class LivePreview:
     receives the validated case on the preview grid and returns a ``SimulationResult``. With a
     ``solver`` (:class:`~CryoAblationLogic.scene.solver_process.SolverProcess`, what the Slicer
     module uses) there is no thread: :meth:`process_pending`, called from the main thread's timer,
-    debounces, sends the newest positions to the worker process and takes its overlay back.
+    reads the newest positions from the scene, sends them to the worker process when it is free
+    and takes its overlay back.
     """
 
     def __init__(
@@ -72,6 +76,8 @@ class LivePreview:
         self.last_error: Exception | None = None
         self.last_applied_generation = 0
         self.last_latency_s: float | None = None  # request → overlay updated, of the last update
+        self.last_refined_latency_s: float | None = None  # request → the preview grid's overlay
+        self.last_applied_final = True  # False while a worker's first (coarser) answer is shown
         self._labels_cache: dict = {}
         self._condition = threading.Condition()
         self._pending: _Request | None = None
@@ -84,6 +90,14 @@ class LivePreview:
     # -- main thread ---------------------------------------------------------------------
     def request(self, *_ignored) -> None:
         """Note that the probes moved (connect to probe modified events; extra arguments ignored)."""
+        if self.solver is not None:
+            # Only noted: the case is read from the scene once, when it is sent (a drag moves the
+            # tip and the entry in two events; reading the scene for each cost 20-50 ms a move).
+            now = time.monotonic()
+            self._generation += 1
+            first = self._pending.first_request_s if self._pending is not None else now
+            self._pending = _Request(self._generation, None, first, now, 0.0, 0.0, 0.0)
+            return
         settings = self.parameters.settings()
         # A coarse grid around target and probes (unless the plan fixes its own region).
         margin = (
@@ -125,11 +139,15 @@ class LivePreview:
                 break
         if newest is None:
             return False
-        generation, requested_s, outcome = newest
+        generation, requested_s, outcome, *final = newest
+        final = final[0] if final else True  # a worker's first answer is followed by a final one
         if isinstance(outcome, Exception):
             self.last_error = outcome
             return False
-        if generation <= self.last_applied_generation:
+        refines = generation == self.last_applied_generation and final and not self.last_applied_final
+        if generation < self.last_applied_generation or (
+            generation == self.last_applied_generation and not refines
+        ):
             return False
         self.last_error = None
         segmentation = self.preview_segmentation()
@@ -137,8 +155,13 @@ class LivePreview:
             segmentation, outcome.temperature_final, outcome.grid, levels_of(self.parameters)
         )
         segmentation.GetDisplayNode().SetVisibility(True)  # hidden while a full result was shown
+        latency = time.monotonic() - requested_s
+        if not refines:
+            self.last_latency_s = latency  # the first overlay of these positions
+        if final:
+            self.last_refined_latency_s = latency
         self.last_applied_generation = generation
-        self.last_latency_s = time.monotonic() - requested_s
+        self.last_applied_final = final
         return True
 
     def preview_segmentation(self):
@@ -150,25 +173,48 @@ class LivePreview:
         return node
 
     def _pump_solver_process(self) -> None:
-        if self._in_flight is not None:
+        while self._in_flight is not None:
             reply = self.solver.poll()
             if reply is None:
+                if self._pending is not None:
+                    self.solver.cancel()  # the finer answer of an older position: not wanted now
                 return
-            request, self._in_flight = self._in_flight, None
+            request = self._in_flight
+            if not reply.partial:
+                self._in_flight = None
+            if reply.cancelled:
+                break  # overtaken by a newer position (its first answer is shown)
             outcome = reply.error if reply.error is not None else reply.result
-            self._results.put((request.generation, request.first_request_s, outcome))
+            self._results.put((request.generation, request.first_request_s, outcome, not reply.partial))
         request = self._pending
         if request is None:
             return
-        now = time.monotonic()
-        if now < min(
-            request.last_request_s + request.debounce_s, request.first_request_s + self.max_latency_s
-        ):
-            return  # still moving: wait for a quiet moment (or the latency cap)
+        # No debounce here: the worker process computes the newest positions as soon as it is
+        # free, and the moves made while it computes collapse into the next request (a 100 ms
+        # timer slot already spaces the requests; waiting for a quiet moment cost a slot).
         self._pending = None
         try:
-            case = request.scene_case.parse()
-            self.solver.submit("preview", case, spacing_mm=request.spacing_mm, duration_s=request.duration_s)
+            settings = self.parameters.settings()
+            margin = settings.roi_margin_mm
+            if margin is None:
+                margin = settings.preview_roi_margin_mm
+            scene_case = build_case(
+                self.scene,
+                self.parameters,
+                spacing_mm=settings.preview_spacing_mm,
+                labels_cache=self._labels_cache,
+                roi_margin_mm=margin,
+            )
+            # parsed and checked in the worker: the schema check is 15-25 ms of the main thread
+            self.solver.submit(
+                "preview_scene_case",
+                (scene_case.data, scene_case.arrays),
+                spacing_mm=settings.preview_spacing_mm,
+                duration_s=settings.preview_duration_s,
+                # first on a grid twice as coarse (4-7x quicker), so the overlay follows the probe
+                # at once, even on a busy machine; the preview grid's answer replaces it
+                first_spacing_mm=FIRST_ANSWER_COARSENING * settings.preview_spacing_mm,
+            )
         except Exception as error:  # shown to the user like a failed preview
             self._results.put((request.generation, request.first_request_s, error))
             return

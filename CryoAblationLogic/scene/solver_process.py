@@ -30,6 +30,8 @@ class SolverReply:
     job: int
     result: Any = None
     error: BaseException | None = None
+    partial: bool = False  # a first answer of the job; its final reply follows
+    cancelled: bool = False  # a preview's finer answer, cancelled (a newer position came)
 
 
 class SolverFailed(RuntimeError):
@@ -37,6 +39,7 @@ class SolverFailed(RuntimeError):
 
 
 def _serve(connection, progress, cancel) -> None:  # runs in the worker process
+    from CryoAblationLogic.io.case_file import parse_case  # with the solver: the worker's imports
     from CryoAblationLogic.physics import simulation  # numba: compiled (or loaded) in the worker
 
     def on_progress(fraction: float, time_s: float) -> None:
@@ -59,6 +62,19 @@ def _serve(connection, progress, cancel) -> None:  # runs in the worker process
                     cancel=cancel.is_set,
                     snapshot_times_s=options["snapshot_times_s"],
                 )
+            elif kind == "preview_scene_case":  # the case-format dict and its arrays, parsed here
+                data, arrays = case
+                parsed = parse_case(data, arrays=arrays)
+                first_mm = options.get("first_spacing_mm")
+                if first_mm:  # a coarser first answer while the finer one computes
+                    first = simulation.preview(parsed, spacing_mm=first_mm, duration_s=options["duration_s"])
+                    connection.send(SolverReply(job, result=first, partial=True))
+                result = simulation.preview(
+                    parsed,
+                    spacing_mm=options["spacing_mm"],
+                    duration_s=options["duration_s"],
+                    cancel=cancel.is_set,  # a newer probe position makes the finer answer moot
+                )
             elif kind == "preview":
                 result = simulation.preview(
                     case, spacing_mm=options["spacing_mm"], duration_s=options["duration_s"]
@@ -66,6 +82,10 @@ def _serve(connection, progress, cancel) -> None:  # runs in the worker process
             else:
                 raise ValueError(f"unknown solver job {kind!r}")
             reply = SolverReply(job, result=result)
+        except simulation.SimulationCancelled as cancelled:
+            # a preview's finer answer, overtaken: no error to show (a run's cancel is reported)
+            reply = SolverReply(job, cancelled=True) if kind == "preview_scene_case" else None
+            reply = reply or SolverReply(job, error=_sendable(cancelled))
         except Exception as error:
             reply = SolverReply(job, error=_sendable(error))
         connection.send(reply)
@@ -80,7 +100,9 @@ def _sendable(error: BaseException) -> BaseException:
 
 
 class SolverProcess:
-    """A worker process that runs solver jobs (``simulate``, ``preview``) one at a time; the caller
+    """A worker process that runs solver jobs (``simulate``, ``preview``, ``preview_scene_case``: a
+    case-format dict and its arrays, parsed in the worker; with ``first_spacing_mm`` a partial
+    reply on that coarser grid comes first) one at a time; the caller
     submits, then polls (never blocks) from its main thread."""
 
     def __init__(self, name: str = "CryoAblation solver", executable: str | None = None):
@@ -121,7 +143,7 @@ class SolverProcess:
                 return SolverReply(self._job, error=SolverFailed("the solver process ended unexpectedly"))
             return None
         reply = self._connection.recv()
-        self.busy = False
+        self.busy = reply.partial  # after a first answer the job goes on
         return reply
 
     def alive(self) -> bool:

@@ -834,4 +834,13 @@ def no_numba(monkeypatch):
         if name == "numba" or name.startswith("numba.") or name in solver_modules:
             monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "numba", None)
+    previous_cache = os.environ.get("NUMBA_CACHE_DIR")
     monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    yield
+    # The module sets NUMBA_CACHE_DIR itself (to this test's folder), which monkeypatch does not
+    # undo: later tests' worker processes would compile every kernel again in that cold folder
+    # (live mode's first solver step took 115 s on a busy machine).
+    if previous_cache is None:
+        os.environ.pop("NUMBA_CACHE_DIR", None)
+    else:
+        os.environ["NUMBA_CACHE_DIR"] = previous_cache

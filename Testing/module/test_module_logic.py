@@ -366,10 +366,12 @@ def test_live_mode_runs_the_plan_in_step_with_the_console_and_replays_the_same(l
     try:
         logic.session.monitor.start_live("127.0.0.1", free_port(), "127.0.0.1", console_port, str(journal))
         assert logic.session.monitor.live() and logic.session.monitor.active()
-        deadline = time.monotonic() + 10.0
+        # live mode's worker process connects to the console (slower on a busy machine)
+        deadline = time.monotonic() + 60.0
         while time.monotonic() < deadline and not console.connected:
             logic.session.monitor.poll()
             time.sleep(0.02)
+        assert console.connected, "live mode's worker did not connect to the console"
         for number in (1, 2, 3):
             console.send(at(0.0, "CryoState", f"FREEZE {number} 100%"), stamp=False)
         console.send(at(30.0, "ProbeTemps", "-75.0, -70.5, -72.0"), stamp=False)

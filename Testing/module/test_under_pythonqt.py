@@ -105,3 +105,79 @@ def test_the_preview_follows_a_probe_under_a_slicer_like_main_thread(widget, sce
     # measures the 0.3 s target).
     assert slicer_like < 2.0 * free + 0.5, (slicer_like, free)
     assert ui.simulationStatusLabel.text == ""  # no preview error reported in the panel
+
+
+def test_live_mode_keeps_up_under_a_slicer_like_main_thread(scene_app, tmp_path, pythonqt_idle):
+    """The live scenario (console and MR bridge on loopback, in a process of their own as other
+    computers are: probe pose, freeze, temperatures, sensor, thaw, MR frames, overlay and sensor
+    table) with the main thread idling the PythonQt way between 100 ms slots: live mode's links
+    and solver run in its worker process, so every console message is taken and every solver
+    update shown, each within a few timer slots of its arrival."""
+    parameters = scenarios.load_phantom(scene_app.scene, scene_app.segmentations_logic)
+    scenarios.place_probes(scene_app.scene, parameters)
+    parameters.update_settings(grid_spacing_mm=4.0)
+    journal = tmp_path / "live-pythonqt.jsonl"
+    live = scenarios.run_short_live_procedure(
+        scene_app.scene,
+        parameters,
+        journal,
+        timeout_s=120.0,
+        main_thread=pythonqt_idle,
+        peers_in_process=True,
+    )
+    assert pythonqt_idle.slots_run == 0  # stepped through idle() only: the scenario is the timer
+    freezing = [t for t in live.overlay_times_s if t <= scenarios.LIVE_FREEZE_S]
+    assert len(freezing) >= scenarios.LIVE_FREEZE_S  # one overlay per second of freezing, none lost
+    # message arrival → overlay updated: one 100 ms slot to wait for, plus the solver's second of
+    # procedure time on a 4 mm grid (a few ms); 1 s leaves room for a busy shared machine
+    assert (
+        live.overlay_latencies_s
+        and sorted(live.overlay_latencies_s)[len(live.overlay_latencies_s) // 2] < 1.0
+    )
+    scenarios.replay_live_procedure(journal, live.session)  # the same prediction, bit for bit
+
+
+def test_the_preview_answers_first_on_a_coarser_grid_then_on_the_preview_grid(
+    widget, scene_app, pythonqt_idle, monkeypatch
+):
+    """With the worker process, a probe move is answered first on a grid twice as coarse as the
+    preview's (4-7x quicker, so the overlay follows even on a busy machine), then on the preview
+    grid; a move made while the finer answer computes cancels it without an error, and the last
+    overlay is the preview grid's answer for the newest position."""
+    from CryoAblationLogic.scene import preview as preview_module
+
+    shown: list[float] = []  # the grid spacing (mm) of each overlay update
+    real_update = preview_module.update_isotherm_segmentation
+
+    def recording_update(segmentation, field, grid, levels):
+        shown.append(grid.spacing_mm[0])
+        return real_update(segmentation, field, grid, levels)
+
+    monkeypatch.setattr(preview_module, "update_isotherm_segmentation", recording_update)
+    ui = widget.ui
+    ui.loadPhantomButton.click()
+    session = widget.logic.session
+    scenarios.place_probes(scene_app.scene, session.parameters)
+    session.follow_probes()
+    ui.previewCheckBox.checked = True
+    preview = session.preview
+    spacing = session.settings().preview_spacing_mm
+    pythonqt_idle.run(widget.onTimer, until=lambda: preview.last_applied_final and shown, timeout_s=180.0)
+    assert shown[:2] == [2 * spacing, spacing]  # coarser first, then the preview grid
+
+    probe = session.probe_nodes()[0]
+    tip, entry = probes.probe_tip_entry(probe)
+    for shift_mm in (1.0, 2.0):  # the second move comes while the first one's finer answer computes
+        shift = np.array([shift_mm, 0.0, 0.0])
+        probe.SetNthControlPointPositionWorld(probes.TIP_INDEX, (tip + shift).tolist())
+        probe.SetNthControlPointPositionWorld(probes.ENTRY_INDEX, (entry + shift).tolist())
+        generation = preview._generation
+        pythonqt_idle.run(
+            widget.onTimer,
+            until=lambda: preview.last_applied_generation >= generation,  # noqa: B023
+            timeout_s=60.0,
+        )
+    pythonqt_idle.run(widget.onTimer, until=lambda: preview.last_applied_final, timeout_s=60.0)
+    # the newest position, on the preview grid
+    assert preview.last_applied_generation == preview._generation and shown[-1] == spacing
+    assert preview.last_error is None and ui.simulationStatusLabel.text == ""

@@ -329,20 +329,144 @@ def simulated_mr_bridge(image_node, port: int, frame_interval_s: float = 0.2, sl
 class LiveRun:
     """A short live procedure, monitored and stopped: the session and how the scene showed it."""
 
-    session: Any  # live.mode.LiveSession
+    session: Any  # live mode's session as the scene sees it (scene.live_process.SessionMirror)
     scene_nodes: Any  # live.scene_link.LiveScene
     overlay_times_s: list[float]  # the solver times the overlay showed, in order
     frames_sent: int  # by the MR bridge
+    overlay_latencies_s: list[float]  # console message arrival → overlay updated, per update
 
 
-def run_short_live_procedure(scene, parameters, journal_path: str | Path, timeout_s: float = 60.0) -> LiveRun:
+class FreeMainThread:
+    """A main loop that steps live mode every ``interval_s`` and sleeps in Python in between
+    (releasing the GIL), as a script or Slicer's self-test does; ``PythonQtIdle`` (the GIL held
+    between 100 ms timer slots) is the Slicer-like alternative."""
+
+    def __init__(self, interval_s: float = 0.01):
+        self.interval_s = interval_s
+
+    def idle(self, seconds: float) -> None:
+        import time
+
+        time.sleep(seconds)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe_socket:
+        probe_socket.bind(("127.0.0.1", 0))
+        return probe_socket.getsockname()[1]
+
+
+class LoopbackPeers:
+    """The cryo console (an OpenIGTLink server that sends what it is given) and the MR bridge
+    (:func:`simulated_mr_bridge` on the plan's image), on this computer. ``in_process``: in a
+    process of their own (other computers in reality: under a Slicer-like main thread, threads
+    of this process would starve, which is no property of live mode); else threads here."""
+
+    def __init__(self, image_node, in_process: bool = False):
+        from CryoAblationLogic.scene import volumes
+
+        self.scanner_port, self.console_port = _free_port(), _free_port()
+        image = np.array(volumes.image_data_to_array(image_node.GetImageData()))
+        spec = (image, volumes.ijk_to_ras(image_node), self.scanner_port, self.console_port)
+        if in_process:
+            import multiprocessing
+
+            context = multiprocessing.get_context("spawn")
+            self._connection, child = context.Pipe()
+            self._process = context.Process(target=_serve_peers, args=(child, spec), daemon=True)
+            self._process.start()
+            child.close()
+            self._local = None
+            self.plane_to_ras = self._ask("plane")
+        else:
+            self._process = None
+            self._local = _Peers(*spec)
+            self.plane_to_ras = self._local.bridge.plane_to_ras
+
+    def _ask(self, *request):
+        if self._local is not None:
+            return self._local.answer(request)
+        self._connection.send(request)
+        check(self._connection.poll(30.0), f"the loopback peers did not answer {request[0]!r}")
+        return self._connection.recv()
+
+    def console_connected(self) -> bool:
+        return self._ask("state")[0]
+
+    def bridge_state(self) -> str:
+        return self._ask("state")[1]
+
+    def send_from_console(self, message) -> None:
+        self._ask("send", message)
+
+    def stop(self) -> int:
+        """Stop both; returns the frames the bridge sent."""
+        frames = self._ask("stop")
+        if self._process is not None:
+            self._process.join(10.0)
+            self._connection.close()
+        return frames
+
+
+class _Peers:
+    def __init__(self, image, ijk_to_ras, scanner_port: int, console_port: int):
+        from CryoAblationLogic.igtl.transport import Server
+        from CryoAblationLogic.live.simulator import ScannerSimulator
+
+        self.console = Server(console_port, "127.0.0.1")
+        self.console.start()
+        self.bridge = ScannerSimulator(
+            image, ijk_to_ras, port=scanner_port, frame_interval_s=0.2, slice_pixels=(32, 32)
+        )
+        self.bridge.start()
+
+    def answer(self, request):
+        kind = request[0]
+        if kind == "plane":
+            return self.bridge.plane_to_ras
+        if kind == "state":
+            return self.console.connected, self.bridge.state
+        if kind == "send":
+            return self.console.send(request[1], stamp=False)
+        if kind == "stop":
+            self.bridge.stop()
+            self.console.stop()
+            return self.bridge.frames_sent
+        raise ValueError(f"unknown request {kind!r}")
+
+
+def _serve_peers(connection, spec) -> None:  # the loopback peers' own process
+    peers = _Peers(*spec)
+    while True:
+        request = connection.recv()
+        connection.send(peers.answer(request))
+        if request[0] == "stop":
+            return
+
+
+def run_short_live_procedure(
+    scene,
+    parameters,
+    journal_path: str | Path,
+    timeout_s: float = 60.0,
+    *,
+    main_thread=None,
+    peers_in_process: bool = False,
+    worker_python: str | None = None,
+) -> LiveRun:
     """Monitor a short freeze in live mode the way the panel's Live mode does
-    (:func:`~CryoAblationLogic.scene.live_link.start_live_scene` on the plan, stepped as the
-    panel's timer steps it), with an MR bridge and a cryo console on this computer (loopback):
-    the bridge (:class:`~CryoAblationLogic.live.simulator.ScannerSimulator` on the plan's image)
-    scans once told to; the console reports probe 1 placed 2 mm off the plan, freezes every
-    probe, reports temperatures every half second and a reading of the tumour-edge sensor every
-    second, thaws probe 1 passively.
+    (:func:`~CryoAblationLogic.scene.live_process.start_live_process` on the plan: session,
+    solver and links in a worker process, the scene stepped from the main thread's timer), with an
+    MR bridge and a cryo console on this computer (loopback, :class:`LoopbackPeers`): the bridge
+    scans once told to; the console reports probe 1 placed 2 mm off the plan, freezes every probe,
+    reports temperatures every second and a reading of the tumour-edge sensor every two seconds,
+    thaws probe 1 passively.
+
+    ``main_thread``: how the main thread idles between steps (its ``idle(seconds)`` and
+    ``interval_s``; default :class:`FreeMainThread`; ``PythonQtIdle`` holds the GIL between 100 ms
+    slots as Slicer does). ``worker_python``: the worker's Python (Slicer: PythonSlicer).
 
     The console's messages carry their own clock, sent one at a time: the procedure takes only the
     time the solver needs. Checks what the scene shows: the bridge's frames in one live volume
@@ -352,26 +476,20 @@ def run_short_live_procedure(scene, parameters, journal_path: str | Path, timeou
     takes its messages in Qt's event loop, which a scenario does not run.
     """
     import math
-    import socket
     import time
 
     from CryoAblationLogic.igtl.messages import SensorMessage, StringMessage, TransformMessage
-    from CryoAblationLogic.igtl.transport import Server, timestamp_from_seconds
+    from CryoAblationLogic.igtl.transport import timestamp_from_seconds
     from CryoAblationLogic.igtl.units import KELVIN, celsius_to_kelvin
     from CryoAblationLogic.live.link import Endpoint
     from CryoAblationLogic.live.simulator import probe_pose
     from CryoAblationLogic.scene import parameters as P
     from CryoAblationLogic.scene import probes, tables, volumes
     from CryoAblationLogic.scene.case_io import build_case
-    from CryoAblationLogic.scene.live_link import start_live_scene
+    from CryoAblationLogic.scene.live_process import start_live_process
 
+    main_thread = main_thread or FreeMainThread()
     case = build_case(scene, parameters).parse()
-
-    def free_port() -> int:
-        with socket.socket() as probe_socket:
-            probe_socket.bind(("127.0.0.1", 0))
-            return probe_socket.getsockname()[1]
-
     start = float(int(time.time()))
 
     def at(seconds: float, message):
@@ -404,50 +522,60 @@ def run_short_live_procedure(scene, parameters, journal_path: str | Path, timeou
 
     image_node = parameters.get(P.INPUT_VOLUME)
     check(image_node is not None, "the plan has no image for the MR bridge to scan")
-    scanner_port = free_port()
-    console = Server(free_port(), "127.0.0.1")
-    console.start()
-    monitor = start_live_scene(
-        scene,
-        case,
-        journal_path,
-        scanner=Endpoint("server", "127.0.0.1", scanner_port),
-        console=Endpoint("client", "127.0.0.1", console.port),
-        use_connector=False,
-        level_table=parameters.get(P.ISOTHERM_LEVELS),
-        silence_s=None,  # the console's clock only: the run does not depend on the machine's speed
-    )
-    bridge = simulated_mr_bridge(image_node, scanner_port, slice_pixels=(32, 32))
-    bridge.start()
+    peers = LoopbackPeers(image_node, in_process=peers_in_process)
+    try:
+        monitor = start_live_process(
+            scene,
+            case,
+            journal_path,
+            scanner=Endpoint("server", "127.0.0.1", peers.scanner_port),
+            console=Endpoint("client", "127.0.0.1", peers.console_port),
+            use_connector=False,
+            level_table=parameters.get(P.ISOTHERM_LEVELS),
+            silence_s=None,  # the console's clock only: the run does not depend on the machine's speed
+            executable=worker_python,
+        )
+    except BaseException:
+        peers.stop()
+        raise
     live = monitor.live_scene
     session = monitor.session
     overlay_times: list[float] = []
     deadline = time.monotonic() + timeout_s
 
     def step_until(done, what: str) -> None:
-        while not done():
-            check(time.monotonic() < deadline, f"live mode: no {what} within {timeout_s:g} s")
-            monitor.step()
+        while True:
+            monitor.step()  # the module's timer slot
             if live.overlay_time_s is not None and live.overlay_time_s not in overlay_times[-1:]:
                 overlay_times.append(live.overlay_time_s)
-            time.sleep(0.01)
+            if done():
+                return
+            check(time.monotonic() < deadline, f"live mode: no {what} within {timeout_s:g} s")
+            main_thread.idle(main_thread.interval_s)
 
+    frames_sent = 0
     try:
-        (source,) = monitor.sources
-        step_until(lambda: console.connected and source.link.connected("scanner"), "console and MR bridge")
-        monitor.send_scan_plane(bridge.plane_to_ras)
+        step_until(
+            lambda: peers.console_connected() and monitor.connected.get("scanner", False),
+            "console and MR bridge",
+        )
+        monitor.send_scan_plane(peers.plane_to_ras)
         command_id = monitor.send_scanner_command("START_SEQUENCE")
         step_until(lambda: live.image_node is not None, "MR frame")
-        check(bridge.state == "Scanning" and command_id is not None, "the MR bridge did not start scanning")
-        step_until(lambda: not source.link.commands["scanner"].pending, "acknowledgement of START_SEQUENCE")
+        check(
+            peers.bridge_state() == "Scanning" and command_id is not None,
+            "the MR bridge did not start scanning",
+        )
+        step_until(lambda: monitor.commands_pending.get("scanner") == 0, "acknowledgement of START_SEQUENCE")
         for message in messages:
             taken = session.console_messages
-            console.send(message, stamp=False)
+            peers.send_from_console(message)
             step_until(lambda taken=taken: session.console_messages > taken, f"{message.device_name} taken")
     finally:
-        monitor.stop()
-        bridge.stop()
-        console.stop()
+        try:
+            monitor.stop()
+        finally:
+            frames_sent = peers.stop()
 
     check(session.console_messages == console_messages, f"live mode took {session.console_messages} messages")
     check(
@@ -498,7 +626,7 @@ def run_short_live_procedure(scene, parameters, journal_path: str | Path, timeou
         f"the sensor table shows {measured} for probe {first.name}, the console sent {expected}",
     )
     check(live.sensor_chart is not None, "no chart of the sensor readings")
-    return LiveRun(session, live, overlay_times, bridge.frames_sent)
+    return LiveRun(session, live, overlay_times, frames_sent, monitor.overlay_latencies_s)
 
 
 def replay_live_procedure(journal_path: str | Path, live_session):

@@ -1,0 +1,97 @@
+"""Live mode's worker process (scene/live_process.py): what main-thread sources bring (Slicer's
+OpenIGTLinkIF connector) is journaled and fed in the worker; a worker that cannot start says why."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("slicer", reason="the live scene nodes are slicer-core's MRML")
+
+import CryoAblationScenarios as scenarios
+
+from CryoAblationLogic.core.errors import InputError
+from CryoAblationLogic.igtl.messages import StringMessage, timestamp_from_seconds
+from CryoAblationLogic.live.journal import read_journal
+from CryoAblationLogic.live.runner import replay_procedure
+from CryoAblationLogic.scene.case_io import build_case
+from CryoAblationLogic.scene.live_link import CONNECTOR_PEER
+from CryoAblationLogic.scene.live_process import LiveProcessDriver
+from CryoAblationLogic.scene.solver_process import SolverFailed
+
+
+class MainThreadSource:
+    """A message source of the main thread, as :class:`~.live_link.ConnectorSource` is in Slicer:
+    the console's messages it holds come out of ``poll`` once started (after ``stop``, what came
+    before it, as the connector source keeps it)."""
+
+    role = "console"
+
+    def __init__(self, messages):
+        self._messages = list(messages)
+        self.started = False
+
+    def start(self) -> None:
+        self.started = True
+
+    def stop(self) -> None:
+        pass
+
+    def poll(self):
+        if not self.started:
+            raise AssertionError("polled before start()")
+        taken, self._messages = self._messages, []
+        return [("console", message, message.timestamp_s, None) for message in taken]
+
+    def image_node_for(self, _device_name):
+        return None
+
+    def send_scan_plane(self, _plane) -> int:
+        return 0
+
+    def send_scanner_command(self, _command):
+        return None
+
+
+@pytest.fixture
+def plan(scene_app):
+    parameters = scenarios.load_phantom(scene_app.scene, scene_app.segmentations_logic)
+    scenarios.place_probes(scene_app.scene, parameters)
+    parameters.update_settings(grid_spacing_mm=4.0)
+    return scene_app.scene, build_case(scene_app.scene, parameters).parse()
+
+
+def test_messages_of_a_main_thread_source_are_journaled_and_fed_in_the_worker(plan, tmp_path):
+    scene, case = plan
+    start = float(int(time.time()))
+    messages = [StringMessage(device_name="CryoState", text="FREEZE 1 100%")]
+    messages += [StringMessage(device_name="ProbeTemps", text="-20.0") for _ in range(3)]
+    for seconds, message in enumerate(messages):
+        message.timestamp_raw = timestamp_from_seconds(start + 10.0 * seconds)  # 30 s of freezing
+    journal = tmp_path / "connector.jsonl"
+    driver = LiveProcessDriver(
+        scene, case, journal, sources=[MainThreadSource(messages)], silence_s=None, update_interval_s=1.0
+    )
+    deadline = time.monotonic() + 60.0
+    while driver.session.console_messages < len(messages):
+        assert time.monotonic() < deadline, "the worker did not take the forwarded messages"
+        driver.step()
+        time.sleep(0.01)
+    driver.stop()
+    assert driver.session.states[case.probes[0].name][0] == "freeze"
+    assert driver.session.clock_s == pytest.approx(30.0)
+    assert float(np.min(driver.live_scene.session.temperature_c)) < 0.0  # the overlay froze
+    records = [r for r in read_journal(journal).records if r["kind"] == "message"]
+    assert [r["peer"] for r in records] == [CONNECTOR_PEER] * len(messages)  # journaled once, in the worker
+    replayed, _ = replay_procedure(journal)
+    assert np.array_equal(replayed.temperature_c, driver.session.temperature_c)
+
+
+def test_a_live_worker_that_cannot_open_its_journal_says_why(plan, tmp_path):
+    scene, case = plan
+    # the worker's InputError comes back with its key and message (as SolverFailed where it cannot
+    # be pickled as itself), raised where live mode is switched on
+    with pytest.raises((InputError, SolverFailed), match=r"journal: .* a journal is a \.jsonl file"):
+        LiveProcessDriver(scene, case, tmp_path / "not a journal.txt", silence_s=None)
