@@ -74,6 +74,23 @@ class LiveBatch:
     commands_pending: dict  # link → number of commands not yet acknowledged
     case: Any = None  # the session's case, when it changed (a probe pose rebuilt the solver)
     overlay: tuple | None = None  # (solver time s, field °C, arrival time of the message that moved it)
+    ice: tuple | None = None  # (counts, observed ice map, grid, new records) when an image was segmented
+
+
+@dataclass
+class ObservedIceMirror:
+    """The worker's :class:`~CryoAblationLogic.live.ice_tracking.IceTracker` as the main thread
+    sees it: what :class:`~.observed_ice.ObservedIceView` reads (``counts``, ``ice_map``, ``grid``,
+    ``records``)."""
+
+    grid: Any
+    ice_map: np.ndarray
+    counts: dict = field(default_factory=dict)
+    records: list = field(default_factory=list)
+
+    def take(self, counts: dict, ice_map: np.ndarray, grid, records: list) -> None:
+        self.counts, self.ice_map, self.grid = counts, ice_map, grid
+        self.records.extend(records)  # the tracker's records are append-only and bounded
 
 
 @dataclass
@@ -95,6 +112,7 @@ class SessionMirror:
     notes: list = field(default_factory=list)
     note_counts: dict = field(default_factory=dict)
     final_result: Any = None
+    ice: ObservedIceMirror | None = None  # the observed ice, once the worker has segmented an image
 
     def probe_name(self, number: int) -> str | None:
         names = self.settings.probe_names
@@ -112,6 +130,11 @@ class SessionMirror:
             self.case = batch.case
         if batch.overlay is not None:
             self.time_s, self.temperature_c, _ = batch.overlay
+        if batch.ice is not None:
+            counts, ice_map, grid, records = batch.ice
+            if self.ice is None:
+                self.ice = ObservedIceMirror(grid, ice_map)
+            self.ice.take(counts, ice_map, grid, records)
 
     def result(self):
         """The session's prediction as a ``SimulationResult`` (after :meth:`LiveProcessDriver.stop`)."""
@@ -134,6 +157,7 @@ class _Worker:
         self.forwarded_role = spec["forwarded_role"]
         self._outbox: queue.Queue = queue.Queue()
         self._samples_sent = self._notes_sent = 0
+        self._ice_observed_sent = self._ice_records_sent = 0
         self._case_sent = None
         self._overlay_time_s: float | None = None
         self._last_arrival_s: float | None = None
@@ -262,7 +286,15 @@ class _Worker:
         if session.time_s != self._overlay_time_s:
             self._overlay_time_s = session.time_s
             overlay = (session.time_s, session.temperature_c, self._last_arrival_s)
-        if not (self._events or self._scene_events or self._fed or overlay):
+        ice = None
+        tracker = getattr(session, "ice", None)
+        if tracker is not None and tracker.counts["observed"] != self._ice_observed_sent:
+            # the map only when it changed: one byte per plan-grid voxel
+            ice = (dict(tracker.counts), tracker.ice_map.copy(), tracker.grid)
+            ice += (tracker.records[self._ice_records_sent :],)
+            self._ice_observed_sent = tracker.counts["observed"]
+            self._ice_records_sent = len(tracker.records)
+        if not (self._events or self._scene_events or self._fed or overlay or ice):
             return
         case = session.case if session.case is not self._case_sent else None
         self._case_sent = session.case
@@ -282,6 +314,7 @@ class _Worker:
             commands_pending={peer: len(self.link.commands[peer].pending) for peer in links},
             case=case,
             overlay=overlay,
+            ice=ice,
         )
         self._samples_sent, self._notes_sent = len(session.samples), len(session.notes)
         self._events, self._scene_events, self._fed = [], [], 0
@@ -484,6 +517,7 @@ class LiveProcessDriver:
             self.overlay_latencies_s.append(time.time() - self._pending_arrival_s)
             self._pending_arrival_s = None
         self.live_scene.refresh_sensor_table()
+        self.live_scene.observed_ice.refresh()
         return fed
 
     def _connector_image(self, device: str):
@@ -546,6 +580,7 @@ class LiveProcessDriver:
         self.session.temperature_c = result.temperature_final
         self.live_scene.refresh_overlay(force=True)
         self.live_scene.refresh_sensor_table(force=True)
+        self.live_scene.observed_ice.refresh()
 
 
 def start_live_process(
