@@ -55,6 +55,7 @@ verify: $(VENV)/.installed-test
 bench: $(VENV)/.installed-base
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/metrics_bench.py
+	$(BIN)/python benchmarks/correction_bench.py
 	$(BIN)/python benchmarks/scene_bench.py
 	$(BIN)/python benchmarks/pythonqt_bench.py
 	$(BIN)/python benchmarks/igtl_bench.py

@@ -1,0 +1,695 @@
+"""The lethal zone corrected from the ice that the MR images show (issue 14).
+
+**Method: an ensemble of solver runs and an ensemble-transform Kalman update per image.**
+Before the first freeze, :meth:`IceCorrector.prepare` runs ``members`` solver runs of the case
+(``physics/ensemble.ScaledCoolingSimulation``, the plan grid, the planned protocol) whose
+parameters are drawn from the priors below, and keeps each member's temperature at a fixed
+cadence near the probes, its final and minimum temperature fields and its forecast series.
+Each image then costs no solver run: the observed ice is measured as its edge's distance from the
+probe cluster along fixed rays (in 3-D for a volume, in the image's plane for a slice), the same
+distances are read off each member's 0 °C zone at the image's time, and a deterministic
+ensemble-transform Kalman filter (ETKF, Hunt et al. 2007, Physica D 230:112) updates the
+combination of members that the posterior is. The posterior members are linear combinations of
+the prior members, so the update is an N×N matrix (N members) whatever the grid, the corrected
+fields are those combinations of the stored fields, and the cost of an image does not grow with
+the number of images before it (measured in ``benchmarks/correction_bench.py``).
+Why this and not a fit by repeated solver runs: one run of the demo plan is about 1 s on 2
+cores, so no optimiser fits in the 1 s budget per image; why not importance weights: with some
+20 uncertain quantities the weights of 48 members collapse onto one or two after a few images,
+while the Kalman transform interpolates between members.
+
+**Parameters and priors** (drawn with ``seed``; never fitted to the validation seeds):
+
+- per-probe effective cooling: log-normal scale, σ = ``cooling_sigma`` (0.15). The catalog
+  (``Resources/probes.json``) calibrates its argon probes to surface temperatures of −120 to
+  −170 °C at 100 % flow, about ±15 % of heat extraction around its calibrated value;
+- per-material conductivity (frozen and unfrozen together) within 1 ± ``conductivity_spread``
+  (0.3) and perfusion within 1 ± ``perfusion_spread`` (0.6), uniform: the material library marks
+  its values as literature values, most "unverified", from databases (IT'IS) whose inter-subject
+  spread is of this order, perfusion varying most;
+- each probe's placement: tip displaced by ``insertion_error_mm`` (2 mm RMS) and its shaft tilted
+  by ``insertion_error_deg`` (3° RMS), the insertion accuracy of issue 14. The probe-cluster
+  offset reported is the mean tip displacement of the posterior members.
+
+These are the same kinds and sizes of perturbation as the synthetic procedures of
+``Testing/ice/procedures.py``: the validation shows how the method does when the prior is right,
+not how it does when the prior is wrong.
+
+**Assumptions, visible in every :class:`Correction`:**
+
+- the members follow the planned protocol (the case's ``protocol``). When the console departs
+  from it (:meth:`IceCorrector.console_state`), the correction says so in ``departures`` and
+  ``valid`` turns False: the members no longer describe what is frozen, so the ensemble must be
+  prepared again for the new protocol; nothing is silently re-timed;
+- observations lie in the plan frame through their ``image_to_plan`` (registration);
+- rays start at the centre of the planned probes' freezing segments; a ray leaving the image
+  before the ice edge is not used.
+
+All times are procedure seconds from the start of the case's protocol, distances mm, temperatures °C.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import SimpleITK as sitk
+
+from CryoAblationLogic.analysis.ice_observation import IceObservation
+from CryoAblationLogic.core.errors import InputError
+from CryoAblationLogic.core.grid import Grid
+
+ICE_EDGE_C = 0.0
+LETHAL_C = -40.0
+PERCENTILES = (10.0, 50.0, 90.0)
+
+
+@dataclass(frozen=True)
+class CorrectionSettings:
+    """Ensemble, priors and update; tuned on the tuning seeds of ``Testing/ice/procedures.py``."""
+
+    members: int = 48
+    seed: int = 1
+    snapshot_every_s: float = 30.0  # member fields are kept at this cadence, linear in time between
+    cooling_sigma: float = 0.15  # log-normal σ of each probe's cooling scale
+    conductivity_spread: float = 0.3
+    perfusion_spread: float = 0.6
+    insertion_error_mm: float = 2.0
+    insertion_error_deg: float = 3.0
+    ray_length_mm: float = 40.0
+    ray_step_mm: float = 0.5
+    volume_rays: int = 48
+    slice_rays: int = 24
+    edge_sigma_mm: float = 2.0  # observation error of one ray's edge distance (segmentation + model)
+    independent_rays: float = 12.0  # neighbouring rays see the same error: an image counts as this many
+    relaxation: float = 0.8  # relaxation to prior spread (Whitaker & Hamill 2012): keeps the band honest
+    target_margin_mm: float = 5.0  # the −40 °C zone must cover the target plus this margin
+    coverage_required: float = 0.99  # fraction of target-plus-margin voxels (voxelised surface)
+    lethal_c: float = LETHAL_C
+
+    def check(self) -> None:
+        if not (isinstance(self.members, int) and 8 <= self.members <= 512):
+            raise InputError("members", f"must be an integer in [8, 512], got {self.members!r}")
+        positive = ("snapshot_every_s", "ray_length_mm", "ray_step_mm", "edge_sigma_mm", "independent_rays")
+        for key in positive:
+            value = getattr(self, key)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise InputError(key, f"must be a positive number, got {value!r}")
+        for key in ("cooling_sigma", "conductivity_spread", "insertion_error_mm", "insertion_error_deg"):
+            value = getattr(self, key)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise InputError(key, f"must be a number ≥ 0, got {value!r}")
+        if not 0 <= self.perfusion_spread < 1:
+            raise InputError("perfusion_spread", "must lie in [0, 1)")
+        if not 0 <= self.conductivity_spread < 1:
+            raise InputError("conductivity_spread", "must lie in [0, 1)")
+        if not 0 <= self.relaxation <= 1:
+            raise InputError("relaxation", "must lie in [0, 1]")
+        if not 0 < self.coverage_required <= 1:
+            raise InputError("coverage_required", "must lie in (0, 1]")
+        if self.volume_rays < 6 or self.slice_rays < 4:
+            raise InputError("rays", "need at least 6 rays in 3-D and 4 in a slice")
+
+
+@dataclass
+class Correction:
+    """The corrected prediction after the image at ``time_s``.
+
+    ``parameters``: name → {mean, p10, p90, unit, prior_mean}; ``min_temperature``: 10 / 50 / 90 →
+    array on the plan grid (°C; p10 is the cold side); ``isotherm_volumes_ml``: level → {p10, p50,
+    p90} (ml; p10/p90 of the band fields, so the p10 volume is the larger); ``forecasts``: event →
+    {p10, p50, p90} in s (None: not within the protocol), ``p_never``; ``metrics``: observed
+    against predicted along the rays, before (plan members' mean) and after this update.
+    """
+
+    time_s: float
+    images: int
+    parameters: dict
+    min_temperature: dict[float, np.ndarray]
+    temperature_final: np.ndarray
+    isotherm_volumes_ml: dict
+    forecasts: dict
+    metrics: dict
+    departures: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    update_s: float = 0.0
+
+    @property
+    def valid(self) -> bool:
+        return not self.departures
+
+    def to_dict(self) -> dict:
+        return {
+            "time_s": self.time_s,
+            "images": self.images,
+            "valid": self.valid,
+            "parameters": self.parameters,
+            "isotherm_volumes_ml": {f"{k:g}": v for k, v in self.isotherm_volumes_ml.items()},
+            "forecasts": self.forecasts,
+            "metrics": self.metrics,
+            "departures": list(self.departures),
+            "notes": list(self.notes),
+            "update_s": round(self.update_s, 4),
+        }
+
+
+# --- geometry -------------------------------------------------------------------------------
+
+
+def _fibonacci_directions(n: int) -> np.ndarray:
+    k = np.arange(n) + 0.5
+    z = 1.0 - 2.0 * k / n
+    phi = k * math.pi * (3.0 - math.sqrt(5.0))
+    r = np.sqrt(1.0 - z * z)
+    return np.stack([r * np.cos(phi), r * np.sin(phi), z], axis=1)
+
+
+def _sample(array: np.ndarray, ijk: np.ndarray, outside: float) -> np.ndarray:
+    """Trilinear interpolation of ``array`` at fractional indices ``ijk`` (…×3); axes of size 1
+    are taken as the plane itself; points beyond the half-voxel border get ``outside``."""
+    shape = np.asarray(array.shape)
+    pts = np.asarray(ijk, float)
+    inside = np.all((pts >= -0.5) & (pts <= shape - 0.5), axis=-1)
+    pts = np.clip(pts, 0, shape - 1)
+    lo = np.minimum(np.floor(pts).astype(np.int64), np.maximum(shape - 2, 0))
+    frac = np.where(shape > 1, pts - lo, 0.0)
+    hi = np.minimum(lo + 1, shape - 1)
+    out = np.zeros(pts.shape[:-1])
+    for corner in range(8):
+        bits = [(corner >> a) & 1 for a in range(3)]
+        idx = tuple(np.where(bits[a], hi[..., a], lo[..., a]) for a in range(3))
+        weight = np.ones(pts.shape[:-1])
+        for a in range(3):
+            weight = weight * (frac[..., a] if bits[a] else 1.0 - frac[..., a])
+        out += weight * array[idx]
+    return np.where(inside, out, outside)
+
+
+def _edge_distance(inside_value: np.ndarray, step_mm: float) -> np.ndarray:
+    """Distance along each ray (last axis: samples from the origin) to the first sample where
+    ``inside_value`` (> 0 inside the ice) drops to ≤ 0, linear between samples; NaN where a
+    sample is NaN before the edge (the ray left the image); the ray's length if it never does."""
+    v = inside_value
+    n = v.shape[-1]
+    edge = ~(v > 0)  # NaN counts as an edge, sorted out below
+    first = np.where(edge.any(axis=-1), edge.argmax(axis=-1), n)
+    out = np.full(v.shape[:-1], (n - 1) * step_mm)
+    rows = np.nonzero(first < n)
+    f = first[rows]
+    after = v[(*rows, f)]
+    before = np.where(f > 0, v[(*rows, np.maximum(f - 1, 0))], 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = np.where(f > 0, before / (before - after), 0.0)
+    dist = np.where(f > 0, (f - 1 + np.clip(frac, 0, 1)) * step_mm, 0.0)
+    dist = np.where(np.isnan(after), np.nan, dist)
+    out[rows] = dist
+    return out
+
+
+def _distance_outside(mask: np.ndarray, spacing_mm) -> np.ndarray:
+    image = sitk.GetImageFromArray(np.ascontiguousarray(mask.astype(np.uint8).transpose(2, 1, 0)))
+    image.SetSpacing([float(s) for s in spacing_mm])
+    dist = sitk.SignedMaurerDistanceMap(
+        image, insideIsPositive=False, squaredDistance=False, useImageSpacing=True
+    )
+    return sitk.GetArrayFromImage(dist).transpose(2, 1, 0)
+
+
+# --- forecasts ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ForecastRegions:
+    """Voxels the forecasts look at: the target plus margin, and each critical structure."""
+
+    target: np.ndarray | None  # flat indices of target + margin
+    structures: dict[str, np.ndarray]  # name → flat indices
+
+    @staticmethod
+    def of(case, margin_mm: float) -> ForecastRegions:
+        labels = case.tissue_labels
+        if labels is None:
+            return ForecastRegions(None, {})
+        target = None
+        targets = [s.label for s in case.structures if s.role == "target"]
+        if targets:
+            mask = np.isin(labels, targets)
+            if mask.any():
+                near = _distance_outside(mask, case.grid.spacing_mm) <= margin_mm
+                target = np.flatnonzero(near | mask)
+        structures = {
+            s.name: np.flatnonzero(labels == s.label)
+            for s in case.structures
+            if s.role == "critical" and np.any(labels == s.label)
+        }
+        return ForecastRegions(target, structures)
+
+    def series(self, min_field: np.ndarray, lethal_c: float) -> np.ndarray:
+        """[coverage fraction of target+margin by ≤ lethal_c, min °C in each structure]."""
+        flat = min_field.reshape(-1)
+        values = [float(np.mean(flat[self.target] <= lethal_c)) if self.target is not None else 0.0]
+        values += [float(flat[idx].min()) for idx in self.structures.values()]
+        return np.asarray(values)
+
+    def events(self) -> list[str]:
+        names = ["lethal_covers_target"] if self.target is not None else []
+        return names + [f"ice_reaches:{name}" for name in self.structures]
+
+
+def event_times(
+    times_s: np.ndarray, series: np.ndarray, regions: ForecastRegions, coverage_required: float
+) -> dict[str, float]:
+    """Time of each forecast event from a series (time × quantity, as ``ForecastRegions.series``):
+    when the coverage fraction reaches ``coverage_required`` and when each structure's minimum
+    temperature reaches 0 °C, linear between samples; ``inf`` when it does not happen."""
+    out: dict[str, float] = {}
+    columns = []
+    if regions.target is not None:
+        columns.append(("lethal_covers_target", series[:, 0] - coverage_required))
+    for n, name in enumerate(regions.structures, 1):
+        columns.append((f"ice_reaches:{name}", ICE_EDGE_C - series[:, n]))
+    for name, value in columns:
+        hit = np.flatnonzero(value >= 0)
+        if hit.size == 0:
+            out[name] = math.inf
+            continue
+        k = int(hit[0])
+        if k == 0:
+            out[name] = float(times_s[0])
+            continue
+        a, b = value[k - 1], value[k]
+        out[name] = float(times_s[k - 1] + (times_s[k] - times_s[k - 1]) * (-a) / (b - a))
+    return out
+
+
+# --- the corrector --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Image:
+    """What is kept of an assimilated image (its information lives on in ``coefficients``)."""
+
+    time_s: float
+    kind: str
+    rays: int
+
+
+class IceCorrector:
+    """Corrects the plan's prediction from the observed ice; see the module docstring.
+
+    >>> corrector = IceCorrector(case, CorrectionSettings(members=48))
+    >>> corrector.prepare()                       # once, before the freeze (~1–2 s per member)
+    >>> correction = corrector.update(t, observation)  # after every image, < 1 s
+    >>> write_corrected(correction, case, "out/corrected")  # io/corrected_folder.py
+    """
+
+    def __init__(self, case, settings: CorrectionSettings | None = None):
+        self.settings = settings or CorrectionSettings()
+        self.settings.check()
+        if not case.probes:
+            raise InputError("case.probes", "the correction needs at least one probe")
+        if not case.protocol:
+            raise InputError("case.protocol", "the correction needs the planned protocol")
+        self.case = case
+        self.grid: Grid = case.grid
+        segments = [p.active_segment_mm() for p in case.probes]
+        self.origin_mm = np.mean([0.5 * (a + b) for a, b in segments], axis=0)
+        self.regions = ForecastRegions.of(case, self.settings.target_margin_mm)
+        self.prepared = False
+        self.reset()
+
+    # --- prior ensemble ---------------------------------------------------------------------
+
+    def _materials(self) -> list[str]:
+        names = set(self.case.label_materials.values()) | ({self.case.tissue} if self.case.tissue else set())
+        return sorted(n for n in names if n in self.case.materials)
+
+    def draw_parameters(self) -> tuple[list[str], list[str], np.ndarray, list]:
+        """The members' parameters (names, units, members × parameters) and their cases."""
+        s = self.settings
+        rng = np.random.default_rng(s.seed)
+        names, units, columns = [], [], []
+        n = s.members
+        for probe in self.case.probes:
+            names.append(f"cooling_scale:{probe.name}")
+            units.append("1")
+            columns.append(np.exp(rng.normal(0.0, s.cooling_sigma, n)))
+        for material in self._materials():
+            names += [f"conductivity_scale:{material}", f"perfusion_scale:{material}"]
+            units += ["1", "1"]
+            columns.append(rng.uniform(1 - s.conductivity_spread, 1 + s.conductivity_spread, n))
+            columns.append(rng.uniform(1 - s.perfusion_spread, 1 + s.perfusion_spread, n))
+        tips = []
+        for probe in self.case.probes:
+            shift = rng.normal(0.0, s.insertion_error_mm / math.sqrt(3.0), (n, 3))
+            tilt = np.tan(math.radians(s.insertion_error_deg)) * rng.normal(0.0, math.sqrt(0.5), (n, 3))
+            tips.append((shift, tilt))
+            for a, axis in enumerate("RAS"):
+                names.append(f"tip_offset_{axis}:{probe.name}")
+                units.append("mm")
+                columns.append(shift[:, a])
+        mean_shift = np.mean([t[0] for t in tips], axis=0)
+        for a, axis in enumerate("RAS"):
+            names.append(f"cluster_offset_{axis}")
+            units.append("mm")
+            columns.append(mean_shift[:, a])
+        values = np.stack(columns, axis=1)
+        cases = []
+        materials_list = self._materials()
+        n_probes = len(self.case.probes)
+        for m in range(n):
+            materials = dict(self.case.materials)
+            for j, material in enumerate(materials_list):
+                k = values[m, n_probes + 2 * j]
+                w = values[m, n_probes + 2 * j + 1]
+                base = materials[material]
+                materials[material] = replace(
+                    base,
+                    k_unfrozen=base.k_unfrozen * k,
+                    k_frozen=base.k_frozen * k,
+                    perfusion=base.perfusion * w,
+                )
+            probes = []
+            for p, spec in enumerate(self.case.probes):
+                shift, tilt = tips[p]
+                tip = np.asarray(spec.tip_mm) + shift[m]
+                axis = spec.direction + tilt[m]
+                axis /= np.linalg.norm(axis)
+                shaft = float(np.linalg.norm(np.subtract(spec.entry_mm, spec.tip_mm)))
+                probes.append(
+                    replace(spec, tip_mm=tuple(tip.tolist()), entry_mm=tuple((tip + axis * shaft).tolist()))
+                )
+            scales = {p.name: float(values[m, i]) for i, p in enumerate(self.case.probes)}
+            cases.append((replace(self.case, materials=materials, probes=probes), scales))
+        return names, units, values, cases
+
+    def prepare(self, progress: Callable[[int, int], None] | None = None) -> None:
+        """Run the ensemble (before the freeze). ``progress(done, total)`` after each member."""
+        # numba kernels compile or load on first use
+        from CryoAblationLogic.physics.ensemble import ScaledCoolingSimulation
+
+        s = self.settings
+        start = time.perf_counter()
+        names, units, values, cases = self.draw_parameters()
+        end = self.case.duration_s
+        steps = max(1, math.ceil(end / s.snapshot_every_s - 1e-9))
+        self.times_s = np.linspace(0.0, end, steps + 1)
+        lo, hi = self._roi()
+        self.roi = (lo, hi)
+        n = s.members
+        shape = tuple(int(h - low) for low, h in zip(lo, hi, strict=True))
+        self.fields = np.empty((n, len(self.times_s), *shape), np.float16)
+        voxels = self.grid.voxel_count
+        self.min_fields = np.empty((n, voxels), np.float32)
+        self.final_fields = np.empty((n, voxels), np.float32)
+        self.series = np.empty((n, len(self.times_s), 1 + len(self.regions.structures)), np.float64)
+        box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+        for m, (member, scales) in enumerate(cases):
+            sim = ScaledCoolingSimulation(member, scales)
+            for k, t in enumerate(self.times_s):
+                sim.advance_to(float(t))
+                self.fields[m, k] = sim.temperature_c[box]
+                self.series[m, k] = self.regions.series(sim.min_temperature_c, s.lethal_c)
+            self.min_fields[m] = sim.min_temperature_c.reshape(-1)
+            self.final_fields[m] = sim.temperature_c.reshape(-1)
+            if progress is not None:
+                progress(m + 1, n)
+        self.parameter_names, self.parameter_units, self.parameter_values = names, units, values
+        self.prepare_s = time.perf_counter() - start
+        self.prepared = True
+        self.reset()
+
+    def _roi(self) -> tuple[np.ndarray, np.ndarray]:
+        """Index box holding every ray: the probes' freezing segments ± ray length (+ placement)."""
+        s = self.settings
+        reach = s.ray_length_mm + 3 * s.insertion_error_mm + 2 * max(self.grid.spacing_mm)
+        points = np.concatenate([np.stack(p.active_segment_mm()) for p in self.case.probes])
+        points = np.concatenate([points, self.origin_mm[None]])
+        lo_mm, hi_mm = points.min(axis=0) - reach, points.max(axis=0) + reach
+        lo = np.floor(self.grid.ras_to_index(lo_mm)).astype(int)
+        hi = np.ceil(self.grid.ras_to_index(hi_mm)).astype(int) + 1
+        size = np.asarray(self.grid.size)
+        return np.clip(np.minimum(lo, hi), 0, size), np.clip(np.maximum(lo, hi), 0, size)
+
+    def reset(self) -> None:
+        """Forget the images (the prepared ensemble stays): the posterior is the prior again."""
+        n = self.settings.members
+        self.coefficients = np.eye(n)  # posterior members as columns of prior-member weights
+        self.images: list[_Image] = []
+        self.last_time_s = -math.inf
+        self.departures: list[str] = []
+
+    # --- observations -----------------------------------------------------------------------
+
+    def console_state(self, time_s: float, states: Mapping[str, tuple[str, float]]) -> list[str]:
+        """Compare what the console reports (probe name → (action, flow %)) with the planned
+        protocol at ``time_s``; departures are kept and reported in every later correction."""
+        found = []
+        for probe in self.case.probes:
+            if probe.name not in states:
+                continue
+            action, flow = states[probe.name]
+            planned, planned_flow = "off", 0.0
+            for step in self.case.protocol:
+                if step.start_s <= time_s < step.end_s:
+                    if step.applies_to(probe.name):
+                        planned, planned_flow = step.action, step.flow_percent
+                    break
+            same = action == planned and (action != "freeze" or abs(flow - planned_flow) < 1.0)
+            if not same:
+                found.append(
+                    f"{time_s:g} s: {probe.name} is {action}"
+                    + (f" {flow:g} %" if action == "freeze" else "")
+                    + f", the plan has {planned}"
+                    + (f" {planned_flow:g} %" if planned == "freeze" else "")
+                )
+        unknown = sorted(set(states) - {p.name for p in self.case.probes})
+        if unknown:
+            raise InputError("states", f"no probe named {unknown[0]!r} in the plan")
+        self.departures += found
+        return found
+
+    def _rays(self, observation) -> tuple[np.ndarray, np.ndarray]:
+        """Ray origin(s) and directions (plan frame) for this observation."""
+        s = self.settings
+        if observation.kind == "volume":
+            return self.origin_mm, _fibonacci_directions(s.volume_rays)
+        plane = observation.image_to_plan @ observation.ijk_to_ras
+        u, v = plane[:3, 0], plane[:3, 1]
+        u, v = u / np.linalg.norm(u), v - (v @ u) / (u @ u) * u
+        v = v / np.linalg.norm(v)
+        normal = np.cross(u, v)
+        point = plane[:3, 3]
+        origin = self.origin_mm - ((self.origin_mm - point) @ normal) * normal
+        angles = np.arange(s.slice_rays) * 2 * math.pi / s.slice_rays
+        return origin, np.cos(angles)[:, None] * u + np.sin(angles)[:, None] * v
+
+    def _ray_points(self, origin, directions) -> np.ndarray:
+        s = self.settings
+        r = np.arange(0.0, s.ray_length_mm + 1e-9, s.ray_step_mm)
+        return origin + directions[:, None, :] * r[None, :, None]  # rays × samples × 3
+
+    def _observed_edges(self, observation, points: np.ndarray) -> np.ndarray:
+        to_image = np.linalg.inv(observation.ijk_to_ras) @ np.linalg.inv(observation.image_to_plan)
+        ijk = points @ to_image[:3, :3].T + to_image[:3, 3]
+        label = observation.label.astype(np.float64)
+        inside = _sample(label, ijk, math.nan) - 0.5
+        return _edge_distance(inside, self.settings.ray_step_mm)
+
+    def _member_edges(self, time_s: float, points: np.ndarray) -> np.ndarray:
+        k = int(np.clip(np.searchsorted(self.times_s, time_s, side="right") - 1, 0, len(self.times_s) - 2))
+        t0, t1 = self.times_s[k], self.times_s[k + 1]
+        w = float(np.clip((time_s - t0) / (t1 - t0), 0, 1))
+        lo = self.roi[0]
+        origin = np.asarray(self.grid.origin_mm)
+        ijk = (points - origin) / np.asarray(self.grid.spacing_mm) - lo
+        out = np.empty((self.settings.members, points.shape[0]))
+        for m in range(self.settings.members):
+            field = (1 - w) * self.fields[m, k].astype(np.float32) + w * self.fields[m, k + 1].astype(
+                np.float32
+            )
+            out[m] = _edge_distance(ICE_EDGE_C - _sample(field, ijk, 37.0), self.settings.ray_step_mm)
+        return out
+
+    def _as_observation(self, observation) -> IceObservation:
+        if isinstance(observation, IceObservation):
+            label = np.asarray(observation.label)
+            if label.size == 0:
+                raise InputError("observation.label", "is empty (no voxels)")
+            matrix = np.asarray(observation.ijk_to_ras, float)
+            moved = np.asarray(observation.image_to_plan, float)
+            for key, m in (("ijk_to_ras", matrix), ("image_to_plan", moved)):
+                if m.shape != (4, 4) or not np.all(np.isfinite(m)) or abs(np.linalg.det(m[:3, :3])) < 1e-9:
+                    raise InputError(f"observation.{key}", "must be a finite, invertible 4×4 matrix")
+            if label.ndim != 3:
+                raise InputError(
+                    "observation.label", f"must be a 3-D array [i, j, k], got shape {label.shape}"
+                )
+            if observation.kind not in ("volume", "slice"):
+                raise InputError("observation.kind", f"must be 'volume' or 'slice', got {observation.kind!r}")
+            if observation.kind == "slice" and label.shape[2] != 1:
+                raise InputError(
+                    "observation.label", f"a slice has one voxel across its plane, got {label.shape}"
+                )
+            return observation
+        array = np.asarray(observation)
+        if array.size == 0:
+            raise InputError("observation", "is empty (no voxels)")
+        if array.shape != tuple(self.grid.size):
+            raise InputError(
+                "observation", f"shape {array.shape} does not match the plan grid {tuple(self.grid.size)}"
+            )
+        return IceObservation(
+            label=(array > 0).astype(np.uint8),
+            ijk_to_ras=self.grid.ijk_to_ras_matrix(),
+            kind="volume",
+            image_to_plan=np.eye(4),
+            noise_sigma=0.0,
+            undecided_fraction=0.0,
+        )
+
+    # --- the update -------------------------------------------------------------------------
+
+    def update(self, time_s: float, observation) -> Correction:
+        """Assimilate one image (an :class:`IceObservation`, or a label map on the plan grid as
+        :func:`ice_on_grid` gives) taken at procedure time ``time_s``; returns the correction."""
+        if not self.prepared:
+            raise InputError("corrector", "prepare() the ensemble before the first image")
+        start = time.perf_counter()
+        if not (isinstance(time_s, (int, float)) and math.isfinite(time_s)):
+            raise InputError("time_s", f"must be a finite number of seconds, got {time_s!r}")
+        if not 0 <= time_s <= self.case.duration_s + 1e-6:
+            raise InputError(
+                "time_s", f"{time_s:g} s lies outside the protocol (0..{self.case.duration_s:g} s)"
+            )
+        if time_s < self.last_time_s - 1e-6:
+            raise InputError("time_s", f"{time_s:g} s is before the previous image ({self.last_time_s:g} s)")
+        observation = self._as_observation(observation)
+        origin, directions = self._rays(observation)
+        points = self._ray_points(origin, directions)
+        observed = self._observed_edges(observation, points)
+        valid = np.isfinite(observed)
+        if not valid.any():
+            raise InputError(
+                "observation", "no ray from the probe cluster lies within the image (wrong geometry or plane)"
+            )
+        predicted = self._member_edges(float(time_s), points)[:, valid]
+        observed = observed[valid]
+        before = self.coefficients.T @ predicted  # posterior members × rays
+        self._assimilate(observed, predicted)
+        after = self.coefficients.T @ predicted
+        self.images.append(_Image(float(time_s), observation.kind, int(valid.sum())))
+        self.last_time_s = float(time_s)
+        metrics = {
+            "kind": observation.kind,
+            "rays": int(valid.sum()),
+            "plan_edge_error_mm": round(float(np.mean(np.abs(predicted.mean(axis=0) - observed))), 3),
+            "before_edge_error_mm": round(float(np.mean(np.abs(before.mean(axis=0) - observed))), 3),
+            "after_edge_error_mm": round(float(np.mean(np.abs(after.mean(axis=0) - observed))), 3),
+        }
+        correction = self.correction(float(time_s), metrics)
+        correction.update_s = time.perf_counter() - start
+        return correction
+
+    def _assimilate(self, observed: np.ndarray, predicted: np.ndarray) -> None:
+        """ETKF in the space of members, with relaxation to the prior spread (RTPS)."""
+        s = self.settings
+        n = s.members
+        a = self.coefficients
+        y = predicted.T @ a  # rays × members, the current posterior's predicted edges
+        mean_c = a.mean(axis=1)
+        anomalies_c = (a - mean_c[:, None]) / math.sqrt(n - 1)
+        y_mean = y.mean(axis=1)
+        # Errors of neighbouring rays are correlated: each ray's variance is inflated so that an
+        # image weighs as much as ``independent_rays`` independent ones (at most all of its rays).
+        sigma = s.edge_sigma_mm * math.sqrt(max(1.0, observed.size / s.independent_rays))
+        y_anom = (y - y_mean[:, None]) / math.sqrt(n - 1) / sigma
+        innovation = (observed - y_mean) / sigma
+        c = y_anom.T @ y_anom
+        eigval, eigvec = np.linalg.eigh(c)
+        eigval = np.clip(eigval, 0, None)
+        weights_mean = eigvec @ ((eigvec.T @ (y_anom.T @ innovation)) / (1.0 + eigval))
+        transform = eigvec @ np.diag(1.0 / np.sqrt(1.0 + eigval)) @ eigvec.T
+        new_mean = mean_c + anomalies_c @ weights_mean
+        new_anom = anomalies_c @ transform
+        if s.relaxation > 0:
+            # Scale posterior anomalies back towards the prior spread of each parameter and field.
+            prior_spread = np.sqrt(np.sum(anomalies_c**2))
+            post_spread = np.sqrt(np.sum(new_anom**2))
+            if post_spread > 0:
+                factor = s.relaxation * (prior_spread - post_spread) / post_spread + 1.0
+                new_anom = new_anom * factor
+        self.coefficients = new_mean[:, None] + math.sqrt(n - 1) * new_anom
+
+    # --- outputs ----------------------------------------------------------------------------
+
+    def posterior(self, values: np.ndarray) -> np.ndarray:
+        """Posterior members of a per-member quantity (members × …)."""
+        flat = np.asarray(values).reshape(self.settings.members, -1)
+        return (self.coefficients.T @ flat).reshape((self.settings.members, *np.shape(values)[1:]))
+
+    def correction(self, time_s: float, metrics: dict | None = None) -> Correction:
+        s = self.settings
+        params = self.posterior(self.parameter_values)
+        parameters = {}
+        for j, (name, unit) in enumerate(zip(self.parameter_names, self.parameter_units, strict=True)):
+            p10, p90 = np.percentile(params[:, j], [10, 90])
+            parameters[name] = {
+                "mean": round(float(params[:, j].mean()), 4),
+                "p10": round(float(p10), 4),
+                "p90": round(float(p90), 4),
+                "prior_mean": round(float(self.parameter_values[:, j].mean()), 4),
+                "unit": unit,
+            }
+        shape = tuple(self.grid.size)
+        min_post = self.posterior(self.min_fields)
+        bands = np.percentile(min_post, PERCENTILES, axis=0)
+        min_temperature = {q: bands[i].reshape(shape) for i, q in enumerate(PERCENTILES)}
+        final = np.median(self.posterior(self.final_fields), axis=0).reshape(shape)
+        voxel_ml = self.grid.voxel_volume_mm3 / 1000.0
+        volumes = {
+            level: {
+                f"p{q:g}": round(float(np.count_nonzero(min_temperature[q] <= level)) * voxel_ml, 3)
+                for q in PERCENTILES
+            }
+            for level in sorted({*self.case.outputs.isotherms_c, ICE_EDGE_C, -20.0, s.lethal_c}, reverse=True)
+        }
+        series = self.posterior(self.series)
+        member_events = [
+            event_times(self.times_s, series[m], self.regions, s.coverage_required) for m in range(s.members)
+        ]
+        forecasts = {}
+        for name in self.regions.events():
+            times = np.array([e[name] for e in member_events])
+            finite = np.isfinite(times)
+            q = np.percentile(np.where(finite, times, np.inf), PERCENTILES, method="inverted_cdf")
+            forecasts[name] = {
+                **{
+                    f"p{p:g}": (round(float(v), 1) if math.isfinite(v) else None)
+                    for p, v in zip(PERCENTILES, q, strict=True)
+                },
+                "p_never": round(float(np.mean(~finite)), 3),
+            }
+        notes = [
+            "members follow the planned protocol; "
+            + (
+                "the console departed from it: this correction is not valid"
+                if self.departures
+                else "as planned"
+            )
+        ]
+        return Correction(
+            time_s=time_s,
+            images=len(self.images),
+            parameters=parameters,
+            min_temperature=min_temperature,
+            temperature_final=final,
+            isotherm_volumes_ml=volumes,
+            forecasts=forecasts,
+            metrics=metrics or {},
+            departures=list(self.departures),
+            notes=notes,
+        )

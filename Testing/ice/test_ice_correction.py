@@ -1,0 +1,236 @@
+"""The correction of the predicted lethal zone from the observed ice (``analysis/ice_correction.py``).
+
+Most tests run a small ensemble (16 members) of the demo plan on a 3 mm grid with its protocol
+at a quarter of its durations (150 s freeze, 120 s thaw, 150 s freeze), observed directly through
+the truth's 0 °C zone (no MR), so that they check the estimator, not the segmentation. The
+validation on seeded MR-imaged procedures (2 mm grid, 48 members) runs one procedure by default
+and the 20 validation seeds with ``-m slow`` (the table: ``Testing/ice/verify_ice.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+
+import numpy as np
+import procedures as pr
+import pytest
+
+from CryoAblationLogic.analysis.ice_correction import CorrectionSettings, IceCorrector
+from CryoAblationLogic.analysis.ice_observation import IceObservation
+from CryoAblationLogic.core.errors import InputError
+from CryoAblationLogic.io.corrected_folder import write_corrected
+from CryoAblationLogic.live.synthetic import plan_case
+
+MEMBERS = 16
+IMAGE_TIMES_S = (60.0, 120.0, 150.0, 330.0, 420.0)
+
+
+@pytest.fixture(scope="module")
+def small():
+    case = plan_case(3.0, protocol_scale=0.25)
+    corrector = IceCorrector(case, CorrectionSettings(members=MEMBERS, snapshot_every_s=15.0))
+    corrector.prepare()
+    return case, corrector
+
+
+def truth_zones(case, cooling: dict[str, float], times_s=IMAGE_TIMES_S) -> dict[float, np.ndarray]:
+    """The 0 °C zone of a run with these cooling scales at each time (label map on the plan grid)."""
+    from CryoAblationLogic.physics.ensemble import ScaledCoolingSimulation
+
+    simulation = ScaledCoolingSimulation(case, cooling)
+    zones = {}
+    for t in times_s:
+        simulation.advance_to(t)
+        zones[t] = simulation.temperature_c <= 0.0
+    return zones
+
+
+def assimilate(corrector, zones):
+    corrector.reset()
+    correction = None
+    for t, zone in sorted(zones.items()):
+        correction = corrector.update(t, zone.astype(np.uint8))
+    return correction
+
+
+def test_a_better_conducting_tissue_is_recognised(small):
+    """A truth inside the prior (every material conducting 1.25 times the library's value): the
+    posterior conductivity scale of the tumour, where the probes are, moves from the prior's ~1.03
+    to within 0.1 of 1.25, and the edges along the rays fit better than the plan's."""
+    case, corrector = small
+    materials = {
+        name: replace(m, k_unfrozen=m.k_unfrozen * 1.25, k_frozen=m.k_frozen * 1.25)
+        for name, m in case.materials.items()
+    }
+    correction = assimilate(corrector, truth_zones(replace(case, materials=materials), {}))
+    tumour = correction.parameters["conductivity_scale:tumor"]
+    assert abs(tumour["prior_mean"] - 1.0) < 0.1
+    assert abs(tumour["mean"] - 1.25) < 0.1, tumour
+    assert correction.metrics["after_edge_error_mm"] < correction.metrics["plan_edge_error_mm"]
+
+
+def test_the_plan_itself_keeps_the_plan(small):
+    """Observing exactly what the plan predicts leaves the corrected −40 °C volume within 10 %
+    of the plan's."""
+    case, corrector = small
+    from CryoAblationLogic.physics.simulation import simulate
+
+    correction = assimilate(corrector, truth_zones(case, {}))
+    planned = simulate(case).isotherm_volumes_ml[-40.0]
+    corrected = correction.isotherm_volumes_ml[-40.0]["p50"]
+    assert abs(corrected - planned) <= 0.10 * planned
+
+
+def test_the_band_holds_the_truth_in_most_cases(small):
+    """Truths drawn from the prior (another seed than the ensemble's): near the truth's −40 °C
+    surface (within 10 °C of it), the truth lies within the corrected p10–p90 band, widened by
+    0.5 °C, at about half the voxels or more. A calibrated band would hold it at 80 %: with 16
+    members the posterior is narrower than it should be (48 in the validation do better)."""
+    case, corrector = small
+    from CryoAblationLogic.physics.ensemble import ScaledCoolingSimulation
+
+    draws = IceCorrector(case, replace(corrector.settings, seed=99, members=8))
+    *_, cases = draws.draw_parameters()
+    covered = []
+    for truth_case, scales in cases[:4]:
+        simulation = ScaledCoolingSimulation(truth_case, scales)
+        corrector.reset()
+        for t in IMAGE_TIMES_S:
+            simulation.advance_to(t)
+            correction = corrector.update(t, (simulation.temperature_c <= 0).astype(np.uint8))
+        truth_min = simulation.min_temperature_c
+        near = np.abs(truth_min + 40.0) <= 10.0
+        inside = (correction.min_temperature[10.0][near] <= truth_min[near] + 0.5) & (
+            truth_min[near] <= correction.min_temperature[90.0][near] + 0.5
+        )
+        covered.append(inside.mean())
+    assert np.median(covered) >= 0.45, covered
+    assert min(covered) >= 0.35, covered
+
+
+def test_bad_observations_are_refused_by_name(small):
+    case, corrector = small
+    corrector.reset()
+    zone = truth_zones(case, {}, (150.0,))[150.0].astype(np.uint8)
+    with pytest.raises(InputError, match="empty"):
+        corrector.update(100.0, np.zeros((0, 0, 0)))
+    with pytest.raises(InputError, match="plan grid"):
+        corrector.update(100.0, zone[:-1])
+    with pytest.raises(InputError, match="outside the protocol"):
+        corrector.update(case.duration_s + 60.0, zone)
+    with pytest.raises(InputError, match="time_s"):
+        corrector.update(math.nan, zone)
+    corrector.update(150.0, zone)
+    with pytest.raises(InputError, match="before the previous image"):
+        corrector.update(120.0, zone)
+    # A slice 200 mm away from the probes: no ray of the cluster lies in it.
+    far = np.eye(4)
+    far[:3, 3] = np.asarray(case.grid.origin_mm) + 200.0
+    far_slice = IceObservation(np.ones((20, 20, 1), np.uint8), far, "slice", np.eye(4), 1.0, 0.0)
+    with pytest.raises(InputError, match="wrong geometry"):
+        corrector.update(160.0, far_slice)
+    singular = replace(far_slice, ijk_to_ras=np.zeros((4, 4)))
+    with pytest.raises(InputError, match="ijk_to_ras"):
+        corrector.update(160.0, singular)
+    assert len(corrector.images) == 1  # the refused images left the posterior alone
+
+
+def test_a_slice_through_the_probes_is_assimilated_in_its_plane(small):
+    """An axial slice through the cluster centre: rays in the plane, edge error reduced."""
+    case, corrector = small
+    corrector.reset()
+    zone = truth_zones(case, {p.name: 0.75 for p in case.probes}, (150.0,))[150.0]
+    k = int(np.rint(corrector.grid.ras_to_index(corrector.origin_mm)[2]))
+    matrix = case.grid.ijk_to_ras_matrix() @ np.array(
+        [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, k], [0, 0, 0, 1]], float
+    )
+    observation = IceObservation(zone[:, :, k : k + 1].astype(np.uint8), matrix, "slice", np.eye(4), 1.0, 0.0)
+    correction = corrector.update(150.0, observation)
+    assert correction.metrics["kind"] == "slice"
+    assert correction.metrics["rays"] == corrector.settings.slice_rays
+    assert correction.metrics["after_edge_error_mm"] < correction.metrics["plan_edge_error_mm"]
+
+
+def test_cost_per_image_stays_bounded(small, monkeypatch):
+    """Every image costs the same work whatever came before: one look-up of the members' edges
+    along its own rays, and a posterior of fixed size (N×N weights); nothing per image is kept
+    but its time, kind and ray count."""
+    case, corrector = small
+    zones = truth_zones(case, {}, tuple(np.linspace(30.0, 420.0, 27)))
+    calls = []
+    original = corrector._member_edges
+    monkeypatch.setattr(corrector, "_member_edges", lambda t, p: calls.append(p.shape) or original(t, p))
+    corrector.reset()
+    for t, zone in sorted(zones.items()):
+        corrector.update(t, zone.astype(np.uint8))
+        assert corrector.coefficients.shape == (MEMBERS, MEMBERS)
+    assert len(calls) == len(zones) and len(set(calls)) == 1
+    assert all(set(vars(image)) == {"time_s", "kind", "rays"} for image in corrector.images)
+
+
+def test_replay_gives_the_same_correction(small):
+    """Deterministic given the seed: a second corrector fed the same images agrees exactly."""
+    case, corrector = small
+    zones = truth_zones(case, {p.name: 0.85 for p in case.probes})
+    first = assimilate(corrector, zones)
+    again = IceCorrector(case, corrector.settings)
+    again.prepare()
+    second = assimilate(again, zones)
+    assert first.to_dict() == {**second.to_dict(), "update_s": first.to_dict()["update_s"]}
+    assert np.array_equal(first.min_temperature[50.0], second.min_temperature[50.0])
+
+
+def test_a_console_that_departs_from_the_plan_is_reported(small):
+    case, corrector = small
+    corrector.reset()
+    assert corrector.console_state(30.0, {p.name: ("freeze", 100.0) for p in case.probes}) == []
+    found = corrector.console_state(60.0, {"P1": ("thaw", 0.0)})
+    assert found and "P1 is thaw" in found[0] and "the plan has freeze" in found[0]
+    correction = corrector.update(60.0, truth_zones(case, {}, (60.0,))[60.0].astype(np.uint8))
+    assert not correction.valid and correction.to_dict()["departures"] == found
+    with pytest.raises(InputError, match="no probe named"):
+        corrector.console_state(61.0, {"P9": ("freeze", 100.0)})
+
+
+def test_the_corrected_result_folder(small, tmp_path):
+    case, corrector = small
+    correction = assimilate(corrector, truth_zones(case, {}))
+    out = write_corrected(correction, case, tmp_path / "corrected")
+    names = {p.name for p in out.iterdir()}
+    assert {"summary.json", "temperature_final.nrrd", "min_temperature.nrrd"} <= names
+    assert {"min_temperature_p10.nrrd", "min_temperature_p90.nrrd"} <= names
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["format"] == "cryoablation-result/1"
+    assert set(summary["correction"]["forecasts"]) == {"lethal_covers_target", "ice_reaches:Bowel"}
+    band = correction.isotherm_volumes_ml[-40.0]
+    assert band["p10"] >= band["p50"] >= band["p90"]  # the cold side freezes more
+    assert np.all(correction.min_temperature[10.0] <= correction.min_temperature[90.0] + 1e-6)
+
+
+def test_update_before_prepare_is_refused():
+    corrector = IceCorrector(plan_case(4.0, protocol_scale=0.25), CorrectionSettings(members=8))
+    with pytest.raises(InputError, match="prepare"):
+        corrector.update(10.0, np.zeros(corrector.grid.size, np.uint8))
+    with pytest.raises(InputError, match="members"):
+        CorrectionSettings(members=2).check()
+
+
+def check(row: pr.CorrectionRow) -> None:
+    if row.msd_uncorrected_mm >= pr.MSD_UNCORRECTED_SELECT_MM:
+        assert row.msd_corrected_mm <= pr.MSD_CORRECTED_MAX_MM, row
+    assert row.msd_corrected_mm <= max(row.msd_uncorrected_mm, pr.MSD_CORRECTED_MAX_MM), row
+    for event, error in row.forecast_errors_s.items():
+        assert error is not None and error <= pr.FORECAST_MAX_S, (event, row)
+
+
+def test_correction_of_one_procedure():
+    """Validation seed 1 (MR-imaged, 48 members): see the module docstring."""
+    check(pr.run_correction(pr.QUICK_SEEDS[0]))
+
+
+@pytest.mark.slow
+def test_correction_over_twenty_procedures():
+    for seed in pr.VALIDATION_SEEDS:
+        check(pr.run_correction(seed))
