@@ -89,6 +89,9 @@ class CorrectionSettings:
     target_margin_mm: float = 5.0  # the −40 °C zone must cover the target plus this margin
     coverage_required: float = 0.99  # fraction of target-plus-margin voxels (voxelised surface)
     lethal_c: float = LETHAL_C
+    # a console state is a departure only if the plan has it nowhere within this many seconds:
+    # the console's messages come at its own update cadence, a little before or after a step's edge
+    departure_tolerance_s: float = 30.0
 
     def check(self) -> None:
         if not (isinstance(self.members, int) and 8 <= self.members <= 512):
@@ -98,7 +101,8 @@ class CorrectionSettings:
             value = getattr(self, key)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise InputError(key, f"must be a positive number, got {value!r}")
-        for key in ("cooling_sigma", "conductivity_spread", "insertion_error_mm", "insertion_error_deg"):
+        keys = ("cooling_sigma", "conductivity_spread", "insertion_error_mm", "insertion_error_deg")
+        for key in (*keys, "departure_tolerance_s"):
             value = getattr(self, key)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise InputError(key, f"must be a number ≥ 0, got {value!r}")
@@ -452,13 +456,10 @@ class IceCorrector:
             if probe.name not in states:
                 continue
             action, flow = states[probe.name]
-            planned, planned_flow = "off", 0.0
-            for step in self.case.protocol:
-                if step.start_s <= time_s < step.end_s:
-                    if step.applies_to(probe.name):
-                        planned, planned_flow = step.action, step.flow_percent
-                    break
-            same = action == planned and (action != "freeze" or abs(flow - planned_flow) < 1.0)
+            tolerance = self.settings.departure_tolerance_s
+            plans = [self._planned(probe.name, t) for t in (time_s, time_s - tolerance, time_s + tolerance)]
+            planned, planned_flow = plans[0]
+            same = any(action == a and (action != "freeze" or abs(flow - f) < 1.0) for a, f in plans)
             if not same:
                 found.append(
                     f"{time_s:g} s: {probe.name} is {action}"
@@ -471,6 +472,15 @@ class IceCorrector:
             raise InputError("states", f"no probe named {unknown[0]!r} in the plan")
         self.departures += found
         return found
+
+    def _planned(self, name: str, time_s: float) -> tuple[str, float]:
+        """(action, flow %) the plan has for probe ``name`` at ``time_s`` ("off" outside its steps)."""
+        for step in self.case.protocol:
+            if step.start_s <= time_s < step.end_s:
+                if step.applies_to(name):
+                    return step.action, step.flow_percent
+                break
+        return "off", 0.0
 
     def _rays(self, observation) -> tuple[np.ndarray, np.ndarray]:
         """Ray origin(s) and directions (plan frame) for this observation."""

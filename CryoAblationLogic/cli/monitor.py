@@ -28,12 +28,14 @@ import sys
 import time
 from pathlib import Path
 
+from CryoAblationLogic.analysis.ice_correction import CorrectionSettings
 from CryoAblationLogic.core.errors import InputError
 from CryoAblationLogic.igtl.inbox import LinkEvent
 from CryoAblationLogic.io.case_file import load_case
+from CryoAblationLogic.io.corrected_folder import write_corrected
 from CryoAblationLogic.live.link import Endpoint
 from CryoAblationLogic.live.mode import write_live_outputs
-from CryoAblationLogic.live.runner import start_monitor_run
+from CryoAblationLogic.live.runner import prepare_corrector, start_monitor_run
 from CryoAblationLogic.live.synthetic import plan_case
 
 NAME = "monitor"
@@ -106,6 +108,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="do not segment the ice in the MR images (no DIR/observed/)",
     )
+    add_correction_arguments(parser)
+
+
+def add_correction_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--correct`` and ``--ensemble-members``: shared by ``monitor`` and ``replay``."""
+    parser.add_argument(
+        "--correct",
+        action="store_true",
+        help="correct the prediction from the observed ice (DIR/corrected/: the corrected result, "
+        "its p10/p90 band, forecasts in DIR/summary.json); runs an ensemble of solver runs first "
+        "(about 1.5 min for the demo plan on 2 cores)",
+    )
+    parser.add_argument(
+        "--ensemble-members",
+        type=int,
+        default=CorrectionSettings.members,
+        metavar="N",
+        help=f"solver runs of the correction's ensemble (8-512, default {CorrectionSettings.members}; "
+        "a replay must use the monitor's)",
+    )
+
+
+def correction_for(args: argparse.Namespace, case):
+    """The prepared corrector that ``--correct`` asks for, or None."""
+    if not args.correct:
+        return None
+    if getattr(args, "no_ice", False):
+        raise InputError("--correct", "corrects from the observed ice: drop --no-ice")
+    if not 8 <= args.ensemble_members <= 512:
+        raise InputError("--ensemble-members", f"must lie in [8, 512], got {args.ensemble_members}")
+    print(f"correction: preparing an ensemble of {args.ensemble_members} solver runs", flush=True)
+    corrector = prepare_corrector(case, args.ensemble_members, log=lambda text: print(text, flush=True))
+    print(f"correction: ensemble ready in {corrector.prepare_s:.1f} s", flush=True)
+    return corrector
 
 
 class _Stop:
@@ -136,6 +172,7 @@ def run(args: argparse.Namespace) -> int:
         else None
     )
     console = Endpoint("client", args.host, args.port) if args.port is not None else None
+    corrector = correction_for(args, case)  # before the links: the ensemble runs first
     stop = _Stop()
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -149,6 +186,7 @@ def run(args: argparse.Namespace) -> int:
             fsync=args.fsync,
             compress_images=args.compress_images,
             track_ice=not args.no_ice,
+            corrector=corrector,
         )
         if monitor.resumed_messages:
             print(f"resumed {journal_path}: {monitor.resumed_messages} messages fed again", flush=True)
@@ -191,12 +229,14 @@ def run(args: argparse.Namespace) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    write_live_outputs(monitor.session, args.out)
+    write_live_outputs(monitor.session, args.out, write_corrected=write_corrected)
     if not args.no_record:
         _write_record(args.out)
     s = monitor.session
     if s.ice is not None:
         print(f"observed ice: {s.ice.status_line()}")
+        if s.ice.correction is not None:
+            print(correction_line(s.ice.correction))
     volumes = ", ".join(f"{lv:g} °C: {ml:.2f} ml" for lv, ml in s.simulation.isotherm_volumes_ml().items())
     print(f"monitor stopped ({stop.reason}): {s.clock_s:.1f} s of procedure; ice volumes {volumes}")
     print(f"results written to {args.out}/, journal {journal_path}")
@@ -206,6 +246,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"cryoablation monitor: error: no peer sent anything ({waited})", file=sys.stderr)
         return EXIT_NO_PEER
     return 0
+
+
+def correction_line(correction) -> str:
+    """One line: the corrected −40 °C volume with its band, the forecasts' medians, its validity."""
+    lines = [f"corrected after {correction.images} images (at {correction.time_s:.0f} s)"]
+    lethal = correction.isotherm_volumes_ml.get(-40.0)
+    if lethal:
+        lines.append(f"−40 °C {lethal['p50']:.1f} ml (p10–p90 {lethal['p90']:.1f}–{lethal['p10']:.1f})")
+    for event, times in correction.forecasts.items():
+        median = times.get("p50")
+        lines.append(f"{event} {'not within the protocol' if median is None else f'at {median:.0f} s'}")
+    if not correction.valid:
+        lines.append("NOT VALID: " + "; ".join(correction.departures))
+    return "; ".join(lines)
 
 
 def _write_record(out: Path) -> None:

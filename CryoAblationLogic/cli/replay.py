@@ -3,7 +3,8 @@
 Uses the case saved beside the journal and the session settings journaled by the monitor, feeds
 every received message in journal order and writes the same outputs as ``monitor --out``
 (``predicted/``, ``observed/``, ``summary.json``; no record): the isotherms and the observed ice
-are the same as the monitor's, voxel for voxel.
+are the same as the monitor's, voxel for voxel. With ``--correct`` (and the monitor's
+``--ensemble-members``) the correction in ``corrected/`` is the monitor's too.
 """
 
 from __future__ import annotations
@@ -11,9 +12,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from CryoAblationLogic.cli.monitor import add_correction_arguments, correction_for
 from CryoAblationLogic.core.progress import ProgressBar
+from CryoAblationLogic.io.case_file import load_case
+from CryoAblationLogic.io.corrected_folder import write_corrected
 from CryoAblationLogic.live.mode import write_live_outputs
-from CryoAblationLogic.live.runner import replay_procedure
+from CryoAblationLogic.live.runner import case_path_for, replay_procedure
 
 NAME = "replay"
 HELP = "replay a procedure journal through live mode and write its results (the same isotherms)"
@@ -24,9 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "journal", type=Path, help="procedure journal (.jsonl) written by `cryoablation monitor`"
     )
     parser.add_argument("--out", type=Path, required=True, help="result folder")
+    add_correction_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    # the monitor's corrector again, on the case saved beside the journal: the same correction
+    corrector = correction_for(args, load_case(case_path_for(args.journal))) if args.correct else None
     bars: list[ProgressBar] = []  # made at the first solver update, once the journal and case are read
 
     def on_update(session, update) -> None:
@@ -35,11 +42,11 @@ def run(args: argparse.Namespace) -> int:
         bars[0].update_to(update.time_s)
 
     try:
-        session, truncated = replay_procedure(args.journal, on_update=on_update)
+        session, truncated = replay_procedure(args.journal, on_update=on_update, corrector=corrector)
     finally:
         for bar in bars:
             bar.close()
-    write_live_outputs(session, args.out)
+    write_live_outputs(session, args.out, write_corrected=write_corrected)
     volumes = ", ".join(
         f"{lv:g} °C: {ml:.2f} ml" for lv, ml in session.simulation.isotherm_volumes_ml().items()
     )

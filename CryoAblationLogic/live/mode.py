@@ -390,6 +390,17 @@ class LiveSession:
     def _set_state(self, name: str, action: str, flow: float, mode: str | None) -> None:
         self.simulation.set_probe_state(name, action, flow if action == "freeze" else 100, mode)
         self.states[name] = self.simulation.probe_state(name)
+        tracker = getattr(self, "ice", None)  # None while __init__ sets the probes off
+        corrector = tracker.corrector if tracker is not None else None
+        if corrector is not None and hasattr(corrector, "console_state"):
+            # the corrector's ensemble ran the planned protocol: it must know when the console leaves it
+            try:
+                found = corrector.console_state(self.clock_s, {name: self.states[name][:2]})
+            except InputError as error:
+                found = [str(error)]
+            for text in found:
+                what = "console departs from the plan the correction assumes"
+                self._note_once(("departure", text), what, detail=text)
 
     def _note(self, what: str, **detail) -> Note:
         note = Note(self.clock_s, what, detail)

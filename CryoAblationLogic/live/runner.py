@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from CryoAblationLogic.analysis.ice_correction import CorrectionSettings, IceCorrector
 from CryoAblationLogic.core.errors import InputError
 from CryoAblationLogic.igtl.inbox import Received
 from CryoAblationLogic.io.case_file import load_case, save_case
@@ -205,3 +206,21 @@ def journal_summary(journal_path: str | Path) -> dict:
         )
         counts[key] = counts.get(key, 0) + 1
     return {"records": len(contents.records), "truncated_tail": contents.truncated_tail, "counts": counts}
+
+
+def prepare_corrector(case, members: int = CorrectionSettings.members, log=None) -> IceCorrector:
+    """The ice corrector of ``case`` (``analysis/ice_correction.py``) with its ensemble run now:
+    ``members`` solver runs of the planned protocol drawn from the priors (about 1.5 min for the
+    demo plan on 2 cores), before the first freeze. Deterministic: a replay that prepares it with
+    the same ``members`` reproduces the correction exactly. ``log(text)``: progress lines."""
+    settings = CorrectionSettings(members=members)
+    settings.check()
+    corrector = IceCorrector(case, settings)
+    step = max(1, members // 4)
+
+    def progress(done: int, total: int) -> None:
+        if log is not None and (done % step == 0 or done == total):
+            log(f"  correction ensemble: {done}/{total} solver runs")
+
+    corrector.prepare(progress=progress)
+    return corrector

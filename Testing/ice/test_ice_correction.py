@@ -186,6 +186,9 @@ def test_a_console_that_departs_from_the_plan_is_reported(small):
     case, corrector = small
     corrector.reset()
     assert corrector.console_state(30.0, {p.name: ("freeze", 100.0) for p in case.probes}) == []
+    # the plan thaws at 150 s: a console thawing 10 s early is within the tolerance of its cadence
+    assert corrector.settings.departure_tolerance_s == 30.0
+    assert corrector.console_state(140.0, {"P1": ("thaw", 0.0)}) == []
     found = corrector.console_state(60.0, {"P1": ("thaw", 0.0)})
     assert found and "P1 is thaw" in found[0] and "the plan has freeze" in found[0]
     correction = corrector.update(60.0, truth_zones(case, {}, (60.0,))[60.0].astype(np.uint8))

@@ -2,7 +2,8 @@
 processes): the plan following the console in ``DIR/predicted/``, the ice observed in every MR
 image in ``DIR/observed/`` and the observed-vs-predicted series in ``DIR/summary.json``; the truth
 written by ``--truth-out`` on the plan's grid; ``cryoablation replay`` of the journal reproduces
-the observed outputs exactly.
+the observed outputs exactly; with ``--correct`` (a small ensemble) the corrected result and its
+band in ``DIR/corrected/``, which the replay reproduces too.
 
 Coarse grid (3 mm), a short protocol (10 s lead-in, 120 s freeze, 96 s thaw, 120 s freeze: 346 s)
 served 20 times faster than real time, slices every 40 s and a volume every 120 s of procedure.
@@ -27,6 +28,7 @@ from CryoAblationLogic.live.journal import read_journal
 REPO = Path(__file__).resolve().parents[2]
 PLAN = ["--spacing-mm", "3", "--protocol-scale", "0.2", "--lead-in-s", "10"]
 IMAGING = ["--slice-interval-s", "40", "--volume-interval-s", "120", "--seed", "11"]
+CORRECTION = ["--correct", "--ensemble-members", "8"]  # a small ensemble: the wiring, not the accuracy
 
 
 def command(*args: str) -> subprocess.Popen:
@@ -71,6 +73,7 @@ def test_the_monitor_writes_predicted_observed_and_the_series_and_replay_reprodu
         "--update-interval-s",
         "5",
         "--no-record",
+        *CORRECTION,
     )
     monitor_output, _ = monitor.communicate(timeout=400)
     scanner_output, _ = scanner.communicate(timeout=60)
@@ -98,7 +101,19 @@ def test_the_monitor_writes_predicted_observed_and_the_series_and_replay_reprodu
     assert end["kind"] == "volume" and end["dice"] >= 0.8  # the plan follows the true placement
     # the end volume is the latest image of (nearly) every voxel: the map is its ice
     assert abs(end["observed_on_grid_ml"] - observed["ice_final_volume_ml"]) < 0.3
-    assert summary["predicted"]["isotherms"] == predicted["isotherms"] and summary["correction"] is None
+    assert summary["predicted"]["isotherms"] == predicted["isotherms"]
+
+    # DIR/corrected: the corrected result folder with its band, and the correction in the summary
+    correction = summary["correction"]
+    assert correction["time_s"] == end["time_s"] and correction["faults"] == 0
+    assert correction["valid"] and correction["departures"] == []  # the console kept to the plan
+    assert set(correction["forecasts"]) and all("p50" in f for f in correction["forecasts"].values())
+    corrected = json.loads((out / "corrected" / "summary.json").read_text())
+    assert corrected["format"] == "cryoablation-result/1"
+    p10, p10_grid = read_nrrd(out / "corrected" / "min_temperature_p10.nrrd")
+    p90, _ = read_nrrd(out / "corrected" / "min_temperature_p90.nrrd")
+    assert p10_grid == grid and np.all(p10 <= p90 + 1e-6)  # p10 is the band's cold side
+    assert "corrected after 27 images" in monitor_output
 
     # the truth on the plan's grid; the observed ice at the end agrees with its 0 °C zone
     truth, truth_grid = read_nrrd(truth_dir / "temperature_final.nrrd")
@@ -112,9 +127,15 @@ def test_the_monitor_writes_predicted_observed_and_the_series_and_replay_reprodu
 
     # replay: the same observed outputs, voxel for voxel, and the same series
     again = tmp_path / "replayed"
-    assert cli_main(["replay", str(journal), "--out", str(again)]) == 0
+    assert cli_main(["replay", str(journal), "--out", str(again), *CORRECTION]) == 0
     replayed = json.loads((again / "summary.json").read_text())
+    for entry in (replayed, summary):  # how long the last update took is the machine's, not the correction's
+        del entry["correction"]["update_s"]
     assert replayed == summary
+    for name in ("min_temperature_p10.nrrd", "min_temperature_p90.nrrd", "min_temperature.nrrd"):
+        np.testing.assert_array_equal(
+            read_nrrd(out / "corrected" / name)[0], read_nrrd(again / "corrected" / name)[0], err_msg=name
+        )
     for path in sorted((out / "observed").glob("*.nrrd")):
         first, second = read_mr_image(path), read_mr_image(again / "observed" / path.name)
         np.testing.assert_array_equal(first.array, second.array, err_msg=path.name)
