@@ -572,28 +572,7 @@ class LiveSession:
 
     def result(self):
         """The session so far as a :class:`~CryoAblationLogic.physics.simulation.SimulationResult`."""
-        # numba: compiled or loaded on first use, and installed in Slicer only on first use
-        from CryoAblationLogic.physics.simulation import (
-            SimulationResult,  # numba kernels compile or load on first use
-        )
-
-        sim = self.simulation
-        return SimulationResult(
-            grid=self.case.grid,
-            temperature_final=sim.temperature_c,
-            min_temperature=sim.min_temperature_c,
-            snapshots=dict(self.snapshots),
-            sensors=sim.sensor_history,
-            isotherm_volumes_ml=sim.isotherm_volumes_ml(),
-            ice_volume_history=sim.ice_volume_history(),
-            energy_balance_error=sim.energy_balance_error(),
-            wall_s=time.perf_counter() - self.started_wall_s,
-            simulated_s=sim.time_s,
-            probe_history=sim.probe_history,
-            steps=sim.steps,
-            sweeps=sim.sweeps,
-            voxel_updates=sim.voxel_updates,
-        )
+        return self.simulation.result(dict(self.snapshots), wall_s=time.perf_counter() - self.started_wall_s)
 
 
 # ---------------------------------------------------------------------------------------------

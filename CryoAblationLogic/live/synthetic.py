@@ -337,28 +337,7 @@ class SyntheticProcedure:
     def truth_result(self):
         """The truth run so far as a :class:`~CryoAblationLogic.physics.simulation.SimulationResult`
         on the plan's grid (the snapshots at the plan's snapshot times reached)."""
-        # numba: compiled or loaded on first use, and installed in Slicer only on first use
-        from CryoAblationLogic.physics.simulation import (
-            SimulationResult,  # numba kernels compile or load on first use
-        )
-
-        sim = self.simulation
-        return SimulationResult(
-            grid=self.truth.grid,
-            temperature_final=sim.temperature_c,
-            min_temperature=sim.min_temperature_c,
-            snapshots=dict(self.snapshots),
-            sensors=sim.sensor_history,
-            isotherm_volumes_ml=sim.isotherm_volumes_ml(),
-            ice_volume_history=sim.ice_volume_history(),
-            energy_balance_error=sim.energy_balance_error(),
-            wall_s=0.0,
-            simulated_s=sim.time_s,
-            probe_history=sim.probe_history,
-            steps=sim.steps,
-            sweeps=sim.sweeps,
-            voxel_updates=sim.voxel_updates,
-        )
+        return self.simulation.result(dict(self.snapshots), wall_s=0.0)
 
     def write_truth(self, out_dir) -> Path:
         """The truth run as a result folder (``summary.json``, ``temperature_final.nrrd``,

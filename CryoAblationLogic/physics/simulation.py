@@ -942,6 +942,28 @@ class Simulation:
             return 0.0
         return abs(self._energy_change - self._energy_in) / self._energy_scale
 
+    def result(self, snapshots: dict[float, np.ndarray], wall_s: float) -> SimulationResult:
+        """The run so far as a :class:`SimulationResult`, the current field as the final one
+        (``simulate`` at its end, a live session or a synthetic truth at any time)."""
+        final = self.temperature_c
+        return SimulationResult(
+            grid=self.grid,
+            temperature_final=final,
+            min_temperature=self.min_temperature_c,
+            snapshots=snapshots,
+            sensors=self.sensor_history,
+            isotherm_volumes_ml=self.isotherm_volumes_ml(final),
+            ice_volume_history=self.ice_volume_history(),
+            energy_balance_error=self.energy_balance_error(),
+            wall_s=wall_s,
+            simulated_s=self.time_s,
+            probe_history=self.probe_history,
+            steps=self.steps,
+            sweeps=self.sweeps,
+            voxel_updates=self.voxel_updates,
+            coarse_corrections=self.corrections,
+        )
+
     def isotherm_volumes_ml(self, field_c: np.ndarray | None = None) -> dict[float, float]:
         """Volume (ml) at or below each output isotherm, of the current field (or of ``field_c``,
         a copy of it already made)."""
@@ -990,25 +1012,7 @@ def simulate(
         simulation.advance_to(t, progress=progress, cancel=cancel, total_s=case.duration_s)
         if t in times:
             snapshots[t] = simulation.temperature_c
-    final = snapshots.get(case.duration_s)
-    final = simulation.temperature_c if final is None else final.copy()
-    return SimulationResult(
-        grid=case.grid,
-        temperature_final=final,
-        min_temperature=simulation.min_temperature_c,
-        snapshots=snapshots,
-        sensors=simulation.sensor_history,
-        isotherm_volumes_ml=simulation.isotherm_volumes_ml(final),
-        ice_volume_history=simulation.ice_volume_history(),
-        energy_balance_error=simulation.energy_balance_error(),
-        wall_s=_time.perf_counter() - start,
-        simulated_s=simulation.time_s,
-        probe_history=simulation.probe_history,
-        steps=simulation.steps,
-        sweeps=simulation.sweeps,
-        voxel_updates=simulation.voxel_updates,
-        coarse_corrections=simulation.corrections,
-    )
+    return simulation.result(snapshots, wall_s=_time.perf_counter() - start)
 
 
 def coarsen_case(case: Case, spacing_mm: float, duration_s: float | None = None) -> Case:
