@@ -39,6 +39,7 @@ from CryoAblationLogic.igtl.messages import ImageMessage
 from CryoAblationLogic.live.console import ProbePose, ScannerImage, Unrecognised
 from CryoAblationLogic.live.link import LiveLink
 from CryoAblationLogic.live.runner import LIVE_COALESCED, open_session
+from CryoAblationLogic.scene import volumes
 from CryoAblationLogic.scene.live_link import (
     CONNECTOR_PEER,
     ConnectorSource,
@@ -533,8 +534,7 @@ class LiveProcessDriver:
         return count + (self._request("plane", np.asarray(plane_to_ras, float)) or 0)
 
     def send_scan_plane_from_slice(self, slice_node) -> int:
-        from CryoAblationLogic.scene import volumes  # the scene's VTK helpers
-
+        """The plane of a slice view (its SliceToRAS) as the scan plane."""
         return self.send_scan_plane(volumes.vtk_to_matrix(slice_node.GetSliceToRAS()))
 
     def send_scanner_command(self, command: str) -> str | None:
