@@ -24,6 +24,7 @@ SUBCOMMAND_MODULES = (
     "monitor",
     "replay",
     "observe_ice",
+    "ice_pictures",
 )
 
 EXIT_INPUT_ERROR = 2

@@ -219,6 +219,7 @@ class IceTracker:
         self.correction = None  # the corrector's latest answer
         self.correction_time_s: float | None = None
         self.correction_faults = 0
+        self.correction_history: list[dict] = []  # volumes and forecasts after each image, for charts
         self.baselines: list[_Baseline] = []
         self.records: list[IceRecord] = []
         self.counts = {"baseline": 0, "observed": 0, "refused": 0}
@@ -316,6 +317,7 @@ class IceTracker:
             try:
                 self.correction = self.corrector.update(time_s, observation)
                 self.correction_time_s = time_s
+                self.correction_history.append(_correction_entry(time_s, self.correction))
             except Exception as error:  # the corrector's fault must not cost the observation
                 self.correction_faults += 1
                 record.reason = f"corrector fault: {error!r}"[:300]
@@ -413,6 +415,7 @@ class IceTracker:
             "seen_volume_ml": self._ml(self.seen),
             "latest_warnings": self.warnings(),
             "series": [record.to_dict() for record in self.records],
+            "corrections": list(self.correction_history),
         }
 
     def write(self, folder: str | Path) -> Path:
@@ -426,6 +429,17 @@ class IceTracker:
             sitk.WriteImage(image, str(folder / Path(kept.file).name), True)
         _write_series_csv(folder / "observations.csv", self.records)
         return folder
+
+
+def _correction_entry(time_s: float, correction) -> dict:
+    """What a chart of the correction over time needs: its isotherm volumes (ml, p10/p50/p90) and
+    forecasts (s) after the image at ``time_s`` (not the fields: those are kept for the latest only)."""
+    volumes = getattr(correction, "isotherm_volumes_ml", {}) or {}
+    return {
+        "time_s": round(float(time_s), 3),
+        "isotherm_volumes_ml": {f"{float(level):g}": dict(v) for level, v in volumes.items()},
+        "forecasts": dict(getattr(correction, "forecasts", {}) or {}),
+    }
 
 
 def _write_series_csv(path: Path, records: list[IceRecord]) -> None:

@@ -208,14 +208,8 @@ def slice_figure(
     axes.set_xticks([])
     axes.set_yticks([])
     axes.set_title(title or plane.name, fontsize=10)
-    _orientation_labels(axes, plane.labels)
-    scale_bar = AnchoredSizeBar(
-        axes.transData, SCALE_BAR_MM, f"{SCALE_BAR_MM:g} mm", "lower right", pad=0.3, color="white",
-        frameon=True, size_vertical=0.6, fontproperties={"size": 8},
-    )  # fmt: skip
-    scale_bar.patch.set_facecolor((0, 0, 0, 0.6))
-    scale_bar.patch.set_edgecolor("none")
-    axes.add_artist(scale_bar)
+    orientation_labels(axes, plane.labels)
+    add_scale_bar(axes)
     axes.legend(handles=handles, loc="upper left", fontsize=6.5, framealpha=0.75, borderaxespad=0.3)
     bar_axes = figure.add_axes((0.83, 0.12, 0.035, 0.76))
     bar = figure.colorbar(cold, cax=bar_axes)
@@ -224,6 +218,17 @@ def slice_figure(
     for level in levels_c:
         bar.ax.axhline(level, color=level_colour(level), lw=2)
     return figure
+
+
+def add_scale_bar(axes) -> None:
+    """A 10 mm scale bar, white on a dark patch, at the lower right of a slice in mm."""
+    scale_bar = AnchoredSizeBar(
+        axes.transData, SCALE_BAR_MM, f"{SCALE_BAR_MM:g} mm", "lower right", pad=0.3, color="white",
+        frameon=True, size_vertical=0.6, fontproperties={"size": 8},
+    )  # fmt: skip
+    scale_bar.patch.set_facecolor((0, 0, 0, 0.6))
+    scale_bar.patch.set_edgecolor("none")
+    axes.add_artist(scale_bar)
 
 
 def _draw_probes(axes, plane: Plane, probes: Sequence[ProbeSpec], half_width_mm: float) -> bool:
@@ -275,7 +280,7 @@ def _crossing(plane: Plane, tip: np.ndarray, entry: np.ndarray) -> np.ndarray | 
     return tip + t * axis if 0.0 <= t <= 1.0 else None
 
 
-def _orientation_labels(axes, labels: tuple[str, str, str, str]) -> None:
+def orientation_labels(axes, labels: tuple[str, str, str, str]) -> None:
     left, right, bottom, top = labels
     style = {"transform": axes.transAxes, "color": "yellow", "fontsize": 8, "fontweight": "bold"}
     for text, x, y, ha, va in (
@@ -473,8 +478,8 @@ def sensor_figure(
     return figure
 
 
-def png_bytes(figure: Figure) -> bytes:
-    """The figure as PNG at :data:`DPI`."""
+def png_bytes(figure: Figure, dpi: int = DPI) -> bytes:
+    """The figure as PNG at ``dpi`` (default :data:`DPI`)."""
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=DPI)
+    figure.savefig(buffer, format="png", dpi=dpi)
     return buffer.getvalue()
