@@ -22,6 +22,7 @@ images themselves live in the monitor's journal (live layer): the caller passes 
 
 from __future__ import annotations
 
+import csv
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from CryoAblationLogic.analysis.ice_comparison import overlap_metrics
 from CryoAblationLogic.core.errors import InputError
 from CryoAblationLogic.core.grid import Grid
 from CryoAblationLogic.core.isotherms import level_colour, sensor_colour
+from CryoAblationLogic.io.case_file import load_case
 from CryoAblationLogic.io.mr_synthesis import read_mr_image
 from CryoAblationLogic.io.volumes import read_nrrd
 from CryoAblationLogic.report import pictures
@@ -68,6 +70,7 @@ class MonitorOutput:
     observed_final: np.ndarray  # bool, plan grid
     series: list[dict]  # the observed images (status "observed")
     corrected: dict[str, np.ndarray] = field(default_factory=dict)  # "p10", "p50", "p90" (°C)
+    probes: list = field(default_factory=list)  # as finally placed (predicted/case.cryo.json)
 
     @property
     def correction(self) -> dict | None:
@@ -138,6 +141,7 @@ def load_monitor_output(folder: str | Path) -> MonitorOutput:
     predicted, grid = _field(folder / "predicted" / "min_temperature.nrrd", "predicted/min_temperature.nrrd")
     ice, _ = _field(folder / "observed" / "ice_final.nrrd", "observed/ice_final.nrrd", grid)
     output = MonitorOutput(folder, summary, grid, predicted.astype(np.float32), ice > 0.5, series)
+    output.probes = _placed_probes(folder / "predicted" / "case.cryo.json")
     if output.correction is not None:
         for name, file in (
             ("p50", "min_temperature"),
@@ -148,6 +152,17 @@ def load_monitor_output(folder: str | Path) -> MonitorOutput:
                 folder / "corrected" / f"{file}.nrrd", f"corrected/{file}.nrrd", grid
             )[0].astype(np.float32)
     return output
+
+
+def _placed_probes(path: Path) -> list:
+    """The probes of the monitor's case as finally placed; none when it has no readable case
+    (the pictures then go without probes)."""
+    if not path.is_file():
+        return []
+    try:
+        return list(load_case(path).probes)
+    except InputError:
+        return []
 
 
 def load_truth(folder: str | Path, grid: Grid) -> tuple[np.ndarray, dict]:
@@ -365,6 +380,8 @@ def ice_slice_figure(
         ),
     )
 
+    if output.probes and pictures.draw_probes(axes, plane, output.probes, half_width_mm):
+        handles.append(Line2D([], [], color=pictures.ACTIVE_COLOUR, lw=3, label="probe (active part)"))
     axes.set_xlim(extent[0], extent[1])
     axes.set_ylim(extent[2], extent[3])
     axes.set_xticks([])
@@ -414,7 +431,7 @@ def ice_chart_figure(output: MonitorOutput, truth_summary: dict | None = None) -
     """Over time (min): observed vs predicted ice volume (3-D images) with the corrected −40 °C
     volume by the protocol's end and its band; Dice of observed vs predicted (slices and
     volumes); forecast times; the freezes shaded."""
-    figure = Figure(figsize=(7.0, 8.2), dpi=pictures.DPI)
+    figure = Figure(figsize=(9.6, 8.2), dpi=pictures.DPI)
     volume_axes, dice_axes, forecast_axes = figure.subplots(3, 1, sharex=True)
     freezes = freeze_periods_s(output)
     for axes in (volume_axes, dice_axes, forecast_axes):
@@ -422,18 +439,31 @@ def ice_chart_figure(output: MonitorOutput, truth_summary: dict | None = None) -
             axes.axvspan(start / 60.0, stop / 60.0, color="0.85", lw=0, zorder=0)
     volumes = [row for row in output.series if row.get("volume_ml") is not None]
     freezing, lethal = level_colour(FREEZING_C), level_colour(LETHAL_C)
+    history_ml = predicted_volume_history(output)
+    if history_ml:
+        t = _minutes(history_ml["time_s"])
+        for level in (FREEZING_C, LETHAL_C):
+            if level in history_ml:
+                volume_axes.plot(
+                    t,
+                    history_ml[level],
+                    color=level_colour(level),
+                    **STYLES["predicted"],
+                    label=f"predicted {_level(level)}, now",
+                )
     if volumes:
         t = _minutes([row["time_s"] for row in volumes])
-        predicted = [row.get("predicted_volume_ml") for row in volumes]
-        volume_axes.plot(
-            t,
-            predicted,
-            color=freezing,
-            **STYLES["predicted"],
-            marker="o",
-            ms=4,
-            label="predicted 0 °C, at each 3-D image",
-        )
+        if not history_ml:
+            predicted = [row.get("predicted_volume_ml") for row in volumes]
+            volume_axes.plot(
+                t,
+                predicted,
+                color=freezing,
+                **STYLES["predicted"],
+                marker="o",
+                ms=4,
+                label="predicted 0 °C, at each 3-D image",
+            )
         volume_axes.plot(
             t,
             [row["volume_ml"] for row in volumes],
@@ -465,19 +495,6 @@ def ice_chart_figure(output: MonitorOutput, truth_summary: dict | None = None) -
             **STYLES["corrected"],
             label="corrected −40 °C by the end (median)",
         )
-    planned = ((output.summary.get("predicted") or {}).get("isotherms") or {}).get(f"{LETHAL_C:g}")
-    if isinstance(planned, dict) and planned.get("volume_ml") is not None:
-        volume_axes.plot(
-            [end],
-            [planned["volume_ml"]],
-            "D",
-            mfc="white",
-            mec=lethal,
-            mew=2,
-            ms=8,
-            ls="none",
-            label="predicted −40 °C at the end",
-        )
     if truth_summary:
         for level, marker in ((FREEZING_C, "*"), (LETHAL_C, "P")):
             entry = (truth_summary.get("isotherms") or {}).get(f"{level:g}")
@@ -494,7 +511,7 @@ def ice_chart_figure(output: MonitorOutput, truth_summary: dict | None = None) -
                 )
     volume_axes.set_ylabel("Volume (ml)")
     volume_axes.set_title("Ice volume: observed, predicted, corrected (grey: freezing)", fontsize=10)
-    volume_axes.legend(fontsize=6.5, loc="upper left")
+    volume_axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     volume_axes.grid(alpha=0.3)
 
     for kind, marker, label in (("slice", "o", "real-time slices (in-plane)"), ("volume", "s", "3-D images")):
@@ -511,7 +528,7 @@ def ice_chart_figure(output: MonitorOutput, truth_summary: dict | None = None) -
             )
     dice_axes.set_ylim(0.0, 1.02)
     dice_axes.set_ylabel("Dice, observed vs predicted 0 °C")
-    dice_axes.legend(fontsize=7, loc="lower right")
+    dice_axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     dice_axes.grid(alpha=0.3)
 
     styles = ["-", "--", "-.", ":"]
@@ -525,7 +542,7 @@ def ice_chart_figure(output: MonitorOutput, truth_summary: dict | None = None) -
             label = forecast_name(event)
             if np.all(np.isnan(median)):
                 never = _number(values[-1].get("p_never"))
-                label += ": not within the protocol" + ("" if np.isnan(never) else f" (P {never:.2f})")
+                label += ":\nnot within the protocol" + ("" if np.isnan(never) else f" (P {never:.2f})")
             forecast_axes.fill_between(
                 t,
                 _minutes([_number(v.get("p10")) for v in values]),
@@ -538,7 +555,7 @@ def ice_chart_figure(output: MonitorOutput, truth_summary: dict | None = None) -
                 t, median, color=colour, ls=styles[index % len(styles)], marker=".", label=label
             )
         forecast_axes.plot(t, t, color="0.4", lw=0.8, label="now (forecast = image time)")
-        forecast_axes.legend(fontsize=6.5, loc="upper left")
+        forecast_axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     else:
         forecast_axes.text(
             0.5,
@@ -555,6 +572,23 @@ def ice_chart_figure(output: MonitorOutput, truth_summary: dict | None = None) -
     forecast_axes.grid(alpha=0.3)
     figure.tight_layout()
     return figure
+
+
+def predicted_volume_history(output: MonitorOutput) -> dict:
+    """``predicted/ice_volume_history.csv`` as {"time_s": [...], level °C: [ml, ...]}; empty when
+    the folder has none or it cannot be read (the chart then shows the series' values)."""
+    path = output.folder / "predicted" / "ice_volume_history.csv"
+    try:
+        with path.open(encoding="utf-8", newline="") as stream:
+            rows = list(csv.DictReader(stream))
+        history: dict = {"time_s": [float(row["time_s"]) for row in rows]}
+        for level in (FREEZING_C, LETHAL_C):
+            column = f"volume_ml_at_{level:g}C"
+            if rows and column in rows[0]:
+                history[level] = [float(row[column]) for row in rows]
+    except (OSError, KeyError, ValueError):
+        return {}
+    return history if history["time_s"] else {}
 
 
 def forecast_name(event: str) -> str:

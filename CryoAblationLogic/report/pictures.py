@@ -231,6 +231,11 @@ def add_scale_bar(axes) -> None:
     axes.add_artist(scale_bar)
 
 
+def draw_probes(axes, plane: Plane, probes: Sequence[ProbeSpec], half_width_mm: float) -> bool:
+    """The probes on a slice as the record draws them (see :func:`_draw_probes`)."""
+    return _draw_probes(axes, plane, probes, half_width_mm)
+
+
 def _draw_probes(axes, plane: Plane, probes: Sequence[ProbeSpec], half_width_mm: float) -> bool:
     """Each probe's shaft and active segment projected on the plane: solid within IN_PLANE_MM of
     it, dashed and lighter farther away; the name at the tip. True when any was drawn."""
