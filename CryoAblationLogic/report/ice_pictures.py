@@ -302,7 +302,7 @@ def ice_slice_figure(
         return pictures.sample_plane(volume, grid, plane, half_width_mm, pixel_mm)
 
     figure = Figure(figsize=(7.6, 5.0), dpi=pictures.DPI)
-    axes = figure.add_axes((0.01, 0.02, 0.64, 0.9))  # the legend beside it: the ice stays in view
+    axes = figure.add_axes((0.01, 0.02, 0.64, 0.87))  # the legend beside it: the ice stays in view
     axes.set_facecolor((0.12, 0.12, 0.12))  # no image here
     shows: dict[str, bool] = {}
     mr = [image for image in mr_images if image.lies_in(plane)]
@@ -389,7 +389,7 @@ def ice_slice_figure(
     end = output.summary.get("procedure_time_s")
     when = f"image at {time_s:.0f} s"
     if end is not None and abs(float(end) - time_s) > TIME_TOLERANCE_S + 5.0:
-        when += f"; lines: lowest temperature by {float(end):.0f} s"
+        when += f"\nlines: the lowest temperature by the end ({float(end):.0f} s)"
     axes.set_title(f"{plane.name} through the probe cluster — {when}", fontsize=9)
     pictures.orientation_labels(axes, plane.labels)
     pictures.add_scale_bar(axes)
