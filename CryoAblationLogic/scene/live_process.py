@@ -242,7 +242,7 @@ class _Worker:
         self._fed = 0
         # the correction (spec "correction_members"): its ensemble prepared in a process of its own
         self.gated: GatedCorrector | None = None
-        self._preparation = self._preparation_queue = None
+        self._preparation = None  # the pipe to the ensemble's process, until it is ready
         self._correction = {"phase": "off"}
         self._correction_sent: dict | None = None
         self._correction_taken = None  # the tracker's correction last sent
@@ -311,43 +311,44 @@ class _Worker:
                 raise
 
     def _start_preparation(self, members: int) -> None:
-        """The ensemble's solver runs in a thread of this process, beside the session. (A process
-        of its own cannot be: the worker is a daemon process, which may not have children.) The
-        solver's kernels hold the GIL per call, so the session's messages still come in between;
-        its solver shares the time while the ensemble runs."""
-        self._preparation_queue = queue.Queue()
-        # the planned case as the session loaded it from its case file, as a replay loads it
-        self._preparation = threading.Thread(
-            target=_prepare_ensemble,
-            args=(self._preparation_queue, self.session.planned_case, members),
-            name="CryoAblation correction ensemble",
-            daemon=True,
-        )
-        self._preparation.start()
+        """Hand the planned case (as the session loaded it from its case file, as a replay loads
+        it) to the ensemble's process, which the main process started beside this one: numba
+        holds a process's GIL through each solver run, so in a thread of this process the
+        ensemble would stall the session for the minutes it runs. (This process, a daemon, may
+        not start children itself.)"""
+        self._preparation = self.spec["preparation"]
         self._correction = {"phase": "preparing", "members": members, "done": 0, "total": members}
+        try:
+            self._preparation.send(("case", self.session.planned_case, members))
+        except (OSError, ValueError) as error:
+            self._correction.update(phase="failed", error=f"the ensemble's process is gone: {error!r}")
+            self._preparation = None
 
     def poll_preparation(self) -> None:
-        replies = self._preparation_queue
-        if replies is None:
+        pipe = self._preparation
+        if pipe is None:
             return
-        while True:
-            try:
-                reply = replies.get_nowait()
-            except queue.Empty:
-                return
-            if reply[0] == "progress":
-                self._correction.update(done=reply[1], total=reply[2])
-                continue
-            if reply[0] == "ready":
-                self.gated.install(reply[1])
-                # a replay skips the same images (corrected_ice.replay_corrector)
-                detail = {"members": self._correction["members"], "images_skipped": self.gated.skipped}
-                self.journal.record_note(READY_NOTE, {**detail, "time_s": self.session.clock_s})
-                self._correction.update(phase="ready")
+        try:
+            while pipe.poll(0):
+                reply = pipe.recv()
+                if reply[0] == "progress":
+                    self._correction.update(done=reply[1], total=reply[2])
+                    continue
+                if reply[0] == "ready":
+                    self.gated.install(reply[1])
+                    # a replay skips the same images (corrected_ice.replay_corrector)
+                    detail = {"members": self._correction["members"], "images_skipped": self.gated.skipped}
+                    self.journal.record_note(READY_NOTE, {**detail, "time_s": self.session.clock_s})
+                    self._correction.update(phase="ready")
+                else:
+                    self._correction.update(phase="failed", error=str(reply[1])[:400])
+                break
             else:
-                self._correction.update(phase="failed", error=str(reply[1])[:400])
-            self._preparation_queue = self._preparation = None
-            return
+                return
+        except (EOFError, OSError):
+            self._correction.update(phase="failed", error="the ensemble's process ended before it was ready")
+        pipe.close()
+        self._preparation = None
 
     def _correction_update(self) -> dict | None:
         """The correction's state for the next batch, when it changed (with a new correction)."""
@@ -509,16 +510,25 @@ def _serve_live(connection, spec: dict) -> None:  # the worker process's entry
     _Worker(connection, spec).run()
 
 
-def _prepare_ensemble(replies: queue.Queue, case, members: int) -> None:  # the ensemble thread
-    """The corrector of ``case`` with its ensemble run, as ``live.runner.prepare_corrector`` makes
-    it (same settings: a replay prepared by the CLI or :func:`.corrected_ice.replay_corrector`
-    agrees); progress after each member."""
+def _prepare_ensemble(connection) -> None:  # the ensemble process's entry
+    """Waits for the worker's planned case, then makes its corrector with the ensemble run, as
+    ``live.runner.prepare_corrector`` makes it (same settings: a replay prepared by the CLI or by
+    :func:`.corrected_ice.replay_corrector` agrees), and sends it back whole; progress after each
+    member. Ends without a word when the worker goes away."""
+    try:
+        _, case, members = connection.recv()
+    except (EOFError, OSError):
+        return
     try:
         corrector = IceCorrector(case, CorrectionSettings(members=members))
-        corrector.prepare(progress=lambda done, total: replies.put(("progress", done, total)))
-        replies.put(("ready", corrector))
+        corrector.prepare(progress=lambda done, total: connection.send(("progress", done, total)))
+        connection.send(("ready", corrector))
+    except (EOFError, OSError, BrokenPipeError):
+        return
     except Exception as error:
-        replies.put(("failed", error))
+        connection.send(("failed", _sendable(error)))
+    finally:
+        connection.close()
 
 
 def _sendable(error: BaseException) -> BaseException:
@@ -569,6 +579,13 @@ class LiveProcessDriver:
         if executable:
             context.set_executable(executable)  # Slicer: PythonSlicer, not the Slicer application
         self._connection, child = context.Pipe()
+        self._ensemble = None  # the correction's ensemble runs in a process of its own
+        preparation = None
+        if correction_members is not None:
+            preparation, ensemble_end = context.Pipe()
+            self._ensemble = context.Process(
+                target=_prepare_ensemble, args=(ensemble_end,), name="CryoAblation ensemble", daemon=True
+            )
         spec = {
             "case": case,
             "journal_path": str(journal_path),
@@ -578,12 +595,17 @@ class LiveProcessDriver:
             "silence_s": silence_s,
             "forwarded_role": next(iter(roles), "scanner"),
             "correction_members": correction_members,
+            "preparation": preparation,  # the worker's end of the pipe to the ensemble's process
         }
         self._process = context.Process(
             target=_serve_live, args=(child, spec), name="CryoAblation live", daemon=True
         )
         self._process.start()
         child.close()
+        if self._ensemble is not None:
+            self._ensemble.start()
+            ensemble_end.close()
+            preparation.close()  # both ends now live in the two processes
         self._batches: list[LiveBatch] = []
         self._finished: tuple | None = None
         self.stopped = False
@@ -595,6 +617,7 @@ class LiveProcessDriver:
         reply = self._wait_for(("started", "failed"), start_timeout_s, "open the live session")
         if reply[0] == "failed":
             self._process.join(5.0)
+            self._end_ensemble()
             raise reply[1]
         _, case, settings, time_s, field = reply
         self.session = SessionMirror(case, settings, time_s=time_s, temperature_c=field)
@@ -741,6 +764,17 @@ class LiveProcessDriver:
                 return command_id
         return self._request("command", command)
 
+    def _end_ensemble(self) -> None:
+        """The ensemble's process ends with the worker (its pipe closes); one still running at
+        the stop is of no use any more."""
+        if self._ensemble is None:
+            return
+        self._ensemble.join(2.0)
+        if self._ensemble.is_alive():
+            self._ensemble.terminate()
+            self._ensemble.join(5.0)
+        self._ensemble = None
+
     def alive(self) -> bool:
         return not self.stopped and self._process.is_alive()
 
@@ -751,6 +785,7 @@ class LiveProcessDriver:
             source.stop()
         if self.stopped and self._finished is None:
             self._process.join(1.0)
+            self._end_ensemble()
             return
         try:
             for source in self.sources:  # what the connector brought before it stopped
@@ -768,6 +803,7 @@ class LiveProcessDriver:
                 self._process.terminate()
                 self._process.join(5.0)
             self._connection.close()
+            self._end_ensemble()
         _, result, error = self._finished
         if error is not None:
             raise error

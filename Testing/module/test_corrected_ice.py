@@ -275,3 +275,58 @@ def test_live_mode_in_the_worker_corrects_as_the_replay_of_its_journal(plan, tmp
         assert np.array_equal(state.fields[q], again.min_temperature[q].astype(np.float32))
     assert state.payload["forecasts"] == again.forecasts
     assert state.payload["parameters"] == again.parameters
+
+
+def test_a_freeze_before_the_ensemble_is_ready_is_said_and_the_replay_skips_the_same_images(plan, tmp_path):
+    """The first freeze and an image come while the ensemble still runs: the panel says so, the
+    image is not corrected from (counted, journaled), the next one is; the replay skips the same."""
+    from CryoAblationLogic.io import mr_synthesis as mr
+    from CryoAblationLogic.io.case_file import load_case
+    from CryoAblationLogic.live.runner import case_path_for, prepare_corrector, replay_procedure
+    from CryoAblationLogic.live.synthetic import mr_image_message, volume_grid
+    from CryoAblationLogic.scene.live_process import LiveProcessDriver
+
+    scene, _parameters, case = plan
+    start = float(int(time.time()))
+
+    def stamped(message, t):
+        message.timestamp_raw = timestamp_from_seconds(start + t)
+        return message
+
+    def volume(field, seed, t):
+        image = mr.render_volume(field, case.grid, case.probes, grid=volume_grid(case.grid, 4.0), seed=seed)
+        return stamped(mr_image_message(image, "MR Volume"), t)
+
+    source = StagedSource()
+    journal = tmp_path / "late.jsonl"
+    # an ensemble big enough to be still running when the first messages are taken (seconds)
+    members = 24
+    driver = LiveProcessDriver(
+        scene, case, journal, sources=[source], silence_s=None, correction_members=members
+    )
+    texts = []
+    try:
+        freeze = stamped(StringMessage(device_name="CryoState", text="FREEZE 1 100%"), 1.0)
+        source.release(
+            [volume(np.full(case.grid.size, 37.0), 5, 0.0), freeze, volume(_ice_ball(case, 10.0), 6, 60.0)]
+        )
+
+        def ready():
+            texts.append(driver.session.correction.text())
+            return driver.session.correction.phase == "ready"
+
+        _wait(driver, ready, "prepare the ensemble")
+        source.release([volume(_ice_ball(case, 14.0), 7, 110.0)])
+        _wait(driver, lambda: driver.session.correction.corrections >= 1, "correct from the next image")
+    finally:
+        driver.stop()
+    assert any("The freeze started before the ensemble was ready" in t for t in texts), sorted(set(texts))
+    state = driver.session.correction
+    assert state.freeze_before_ready and state.skipped == 1
+    assert state.payload["images"] == 1
+    assert "(1 earlier images came before the ensemble was ready)" in state.text()
+    corrector = prepare_corrector(load_case(case_path_for(journal)), members)
+    replayed, _ = replay_procedure(journal, corrector=ci.replay_corrector(journal, corrector))
+    assert replayed.ice.correction.images == 1
+    for q in (10.0, 50.0, 90.0):
+        assert np.array_equal(state.fields[q], replayed.ice.correction.min_temperature[q].astype(np.float32))
