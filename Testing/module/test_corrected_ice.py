@@ -330,3 +330,22 @@ def test_a_freeze_before_the_ensemble_is_ready_is_said_and_the_replay_skips_the_
     assert replayed.ice.correction.images == 1
     for q in (10.0, 50.0, 90.0):
         assert np.array_equal(state.fields[q], replayed.ice.correction.min_temperature[q].astype(np.float32))
+
+
+def test_a_console_that_departs_from_the_plan_makes_the_status_say_not_valid(plan):
+    """The planned protocol's check runs before the ensemble is ready: a thaw where the plan
+    freezes is a departure, kept when the prepared corrector is installed, and said plainly."""
+    from CryoAblationLogic.scene.live_process import CorrectionState
+
+    _scene, _parameters, case = plan
+    gated = ci.GatedCorrector(IceCorrector(case, CorrectionSettings(members=MEMBERS)))
+    probe = case.probes[0].name
+    assert gated.console_state(10.0, {probe: ("freeze", 100.0)}) == []  # as planned
+    found = gated.console_state(60.0, {probe: ("thaw", 100.0)})
+    assert len(found) == 1 and f"{probe} is thaw, the plan has freeze 100 %" in found[0]
+    state = CorrectionState(phase="ready", members=MEMBERS, done=MEMBERS, total=MEMBERS)
+    state.take({"departures": gated.departures})
+    assert "Correction NOT VALID: the console departs from the planned protocol" in state.text()
+    prepared = IceCorrector(case, CorrectionSettings(members=MEMBERS))
+    gated.install(prepared)
+    assert prepared.departures == found  # what the console did while the ensemble ran is kept
