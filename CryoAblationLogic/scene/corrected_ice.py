@@ -18,15 +18,13 @@ isotherms (SlicerRT Isodose style: ordinary nodes in the live folder, the isothe
 
 The worker process (:mod:`.live_process`) sends a correction as :func:`correction_payload`
 (float32 fields, only when they changed); :class:`CorrectedIceView` puts it on the nodes, in place.
-:class:`GatedCorrector` is the corrector that live mode in the panel plugs into the session: its
-ensemble is prepared while the links already run, and the images observed before it was ready are
-skipped, counted and journaled, so that :func:`replay_corrector` skips the same ones in a replay.
+:class:`~CryoAblationLogic.live.late_correction.GatedCorrector` is the corrector that live mode in
+the panel plugs into the session (its ensemble prepared while the links already run).
 """
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 from slicer import vtkSegmentation
@@ -43,7 +41,6 @@ PARAMETERS_TABLE_NAME = "Correction parameters"
 CORRECTED_LEVELS_C = (-40.0, -20.0, 0.0)
 BAND_LEVEL_C = -40.0
 BAND_SEGMENTS = {10.0: ("band_p10", "−40 °C cold side (p10)"), 90.0: ("band_p90", "−40 °C warm side (p90)")}
-READY_NOTE = "correction_ready"  # journal note: the ensemble was ready, after this many skipped images
 MEMBERS_RANGE = (8, 512)
 
 
@@ -129,66 +126,6 @@ def status_line(payload: dict, departures: list[str] | None = None, skipped: int
             + line
         )
     return line
-
-
-# --- the corrector of live mode in the panel --------------------------------------------------
-
-
-class GatedCorrector:
-    """An :class:`~CryoAblationLogic.analysis.ice_correction.IceCorrector` that may become ready
-    after the freeze began. Until :meth:`install` gives it the prepared corrector, each observed
-    image is skipped (counted in :attr:`skipped`); after, every image goes to it. ``skip``: in a
-    replay, the number of images the live session skipped (its journal's ``correction_ready``
-    note), so that the replay corrects from the same image on. The console's states go to the
-    planned protocol's check from the start (no ensemble needed for that)."""
-
-    def __init__(self, planner, skip: int | None = None):
-        self.planner = planner  # the IceCorrector, prepared or not: its console_state needs no ensemble
-        self.corrector = None
-        self.skipped = 0
-        self.first_time_s: float | None = None  # the first image it corrected from
-        self._skip = skip
-
-    @property
-    def ready(self) -> bool:
-        return self.corrector is not None
-
-    @property
-    def departures(self) -> list[str]:
-        return list(self.planner.departures)
-
-    def install(self, corrector) -> None:
-        departures = list(self.planner.departures)
-        self.corrector = self.planner = corrector
-        self.corrector.departures = departures  # what the console did while the ensemble ran
-
-    def console_state(self, time_s, states):
-        return self.planner.console_state(time_s, states)
-
-    def update(self, time_s, observation):
-        if self.corrector is None or (self._skip is not None and self.skipped < self._skip):
-            self.skipped += 1
-            return None
-        if self.first_time_s is None:
-            self.first_time_s = float(time_s)
-        return self.corrector.update(time_s, observation)
-
-
-def replay_corrector(journal_path, corrector) -> GatedCorrector:
-    """``corrector`` (prepared as the live session's: same ensemble size) for
-    ``replay_procedure(journal, corrector=...)``: it skips the images that the live session
-    observed before its ensemble was ready, as the journal's ``correction_ready`` note says."""
-    # live.journal reads the journal; imported here to keep this module's import light for the panel
-    from CryoAblationLogic.live.journal import read_journal
-
-    skip = 0
-    for record in read_journal(Path(journal_path)).records:
-        if record["kind"] == "live" and record.get("note") == READY_NOTE:
-            skip = int(record["detail"].get("images_skipped", 0))
-            break
-    gated = GatedCorrector(corrector, skip=skip)
-    gated.corrector = corrector
-    return gated
 
 
 # --- the scene nodes --------------------------------------------------------------------------

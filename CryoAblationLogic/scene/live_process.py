@@ -38,16 +38,11 @@ from CryoAblationLogic.core.errors import InputError
 from CryoAblationLogic.igtl.inbox import LinkEvent, Received
 from CryoAblationLogic.igtl.messages import ImageMessage
 from CryoAblationLogic.live.console import ProbePose, ScannerImage, Unrecognised
+from CryoAblationLogic.live.late_correction import READY_NOTE, GatedCorrector
 from CryoAblationLogic.live.link import LiveLink
 from CryoAblationLogic.live.runner import LIVE_COALESCED, open_session
 from CryoAblationLogic.scene import volumes
-from CryoAblationLogic.scene.corrected_ice import (
-    READY_NOTE,
-    CorrectedIceView,
-    GatedCorrector,
-    check_members,
-    correction_payload,
-)
+from CryoAblationLogic.scene.corrected_ice import CorrectedIceView, check_members, correction_payload
 from CryoAblationLogic.scene.live_link import (
     CONNECTOR_PEER,
     LIVE_FOLDER,
@@ -336,7 +331,7 @@ class _Worker:
                     continue
                 if reply[0] == "ready":
                     self.gated.install(reply[1])
-                    # a replay skips the same images (corrected_ice.replay_corrector)
+                    # a replay skips the same images (live.late_correction.replay_corrector)
                     detail = {"members": self._correction["members"], "images_skipped": self.gated.skipped}
                     self.journal.record_note(READY_NOTE, {**detail, "time_s": self.session.clock_s})
                     self._correction.update(phase="ready")
@@ -512,9 +507,9 @@ def _serve_live(connection, spec: dict) -> None:  # the worker process's entry
 
 def _prepare_ensemble(connection) -> None:  # the ensemble process's entry
     """Waits for the worker's planned case, then makes its corrector with the ensemble run, as
-    ``live.runner.prepare_corrector`` makes it (same settings: a replay prepared by the CLI or by
-    :func:`.corrected_ice.replay_corrector` agrees), and sends it back whole; progress after each
-    member. Ends without a word when the worker goes away."""
+    ``live.runner.prepare_corrector`` makes it (same settings: a replay prepared by the CLI, or
+    through ``live.late_correction.replay_corrector``, agrees), and sends it back whole; progress
+    after each member. Ends without a word when the worker goes away."""
     try:
         _, case, members = connection.recv()
     except (EOFError, OSError):

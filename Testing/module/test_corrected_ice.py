@@ -20,6 +20,7 @@ import CryoAblationScenarios as scenarios
 from CryoAblationLogic.analysis.ice_correction import CorrectionSettings, IceCorrector
 from CryoAblationLogic.core.errors import InputError
 from CryoAblationLogic.igtl.messages import StringMessage, timestamp_from_seconds
+from CryoAblationLogic.live.late_correction import GatedCorrector, replay_corrector
 from CryoAblationLogic.scene import corrected_ice as ci
 from CryoAblationLogic.scene.case_io import build_case
 from CryoAblationLogic.scene.colors import level_label
@@ -267,7 +268,7 @@ def test_live_mode_in_the_worker_corrects_as_the_replay_of_its_journal(plan, tmp
     assert scene.GetFirstNodeByName(ci.CORRECTED_ISOTHERMS_NAME) is view.isotherm_node
     replayed, _ = replay_procedure(
         journal,
-        corrector=ci.replay_corrector(journal, prepare_corrector(load_case(case_path_for(journal)), MEMBERS)),
+        corrector=replay_corrector(journal, prepare_corrector(load_case(case_path_for(journal)), MEMBERS)),
     )
     again = replayed.ice.correction
     assert again.images == 2
@@ -326,7 +327,7 @@ def test_a_freeze_before_the_ensemble_is_ready_is_said_and_the_replay_skips_the_
     assert state.payload["images"] == 1
     assert "(1 earlier images came before the ensemble was ready)" in state.text()
     corrector = prepare_corrector(load_case(case_path_for(journal)), members)
-    replayed, _ = replay_procedure(journal, corrector=ci.replay_corrector(journal, corrector))
+    replayed, _ = replay_procedure(journal, corrector=replay_corrector(journal, corrector))
     assert replayed.ice.correction.images == 1
     for q in (10.0, 50.0, 90.0):
         assert np.array_equal(state.fields[q], replayed.ice.correction.min_temperature[q].astype(np.float32))
@@ -338,7 +339,7 @@ def test_a_console_that_departs_from_the_plan_makes_the_status_say_not_valid(pla
     from CryoAblationLogic.scene.live_process import CorrectionState
 
     _scene, _parameters, case = plan
-    gated = ci.GatedCorrector(IceCorrector(case, CorrectionSettings(members=MEMBERS)))
+    gated = GatedCorrector(IceCorrector(case, CorrectionSettings(members=MEMBERS)))
     probe = case.probes[0].name
     assert gated.console_state(10.0, {probe: ("freeze", 100.0)}) == []  # as planned
     found = gated.console_state(60.0, {probe: ("thaw", 100.0)})
