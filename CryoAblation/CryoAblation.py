@@ -98,6 +98,13 @@ class CryoAblation(ScriptedLoadableModule):
             "<p>The ice-ball solver needs the Python package numba, which the module offers to "
             "install (keeping Slicer's numpy) the first time it is needed; in testing mode it "
             "installs nothing, so install numba before running the self-test.</p>"
+            "<p><b>5. Monitor</b>: live mode follows the console and the MR images; it shows the "
+            "<i>Observed ice</i>, and with <i>Correct the prediction from the observed ice</i> (an "
+            "ensemble of solver runs prepared when live mode starts, best before the first freeze) the "
+            "<i>Corrected isotherms</i>, the <i>Corrected −40 °C band (p10–p90)</i> and the "
+            "<i>Forecast</i> (when −40 °C covers the target plus margin, when the ice reaches each "
+            "critical structure) in the live folder and in this section. The correction assumes the "
+            "planned protocol: when the console departs from it, it says it is not valid.</p>"
             "<p>Supported: {supported}. Older releases (5.8 and before, Python 3.9) do not load "
             "the module and say so in the error log.</p>"
             '<p>A walk-through of a plan and a monitored freeze: <a href="{url}">Using the module'

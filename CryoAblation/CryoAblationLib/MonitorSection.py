@@ -13,6 +13,7 @@ class MonitorSection(PanelSection):
         self.ui.connectButton.connect("toggled(bool)", self.onConnectToggled)
         self.ui.liveModeCheckBox.connect("toggled(bool)", self.onLiveModeToggled)
         self.ui.replayJournalButton.connect("clicked(bool)", self.onReplayJournal)
+        self.ui.correctLiveCheckBox.connect("toggled(bool)", self.onCorrectToggled)
 
     @property
     def monitor(self):
@@ -40,8 +41,11 @@ class MonitorSection(PanelSection):
         try:
             with self.userAction(_("Failed to switch live mode."), waitCursor=True):
                 if checked:
+                    settings = self.session.settings()
                     self.monitor.start_live(
-                        *self._endpoints(), scanner_peers=self.session.settings().scanner_peers
+                        *self._endpoints(),
+                        scanner_peers=settings.scanner_peers,
+                        correction_members=settings.ensemble_members if settings.correct_live else None,
                     )
                 elif self.monitor.live():
                     self.monitor.stop()
@@ -75,6 +79,32 @@ class MonitorSection(PanelSection):
         with reportInPanel(self.ui.monitorStatusLabel, _("Failed to read from the scanner or the console")):
             self.showReadings()
 
+    def onCorrectToggled(self, checked) -> None:
+        """Off: the corrected nodes stay as they are and are no longer updated; on again: updated."""
+        with self.userAction(_("Failed to switch the correction.")):
+            self.showCorrection()
+            if self.monitor.live() and not self.monitor.show_correction(checked) and checked:
+                self.ui.correctionStatusLabel.text = _(
+                    "The correction starts with live mode: switch live mode off and on again to prepare it."
+                )
+
+    def showCorrection(self) -> None:
+        """The correction's status line, and its forecast and parameter tables."""
+        state = self.monitor.correction()
+        text = state.text() if state is not None else ""
+        if text and not self.ui.correctLiveCheckBox.checked:
+            text = _("Correction not shown (the option is off); the nodes keep their last values.")
+        if text or state is not None:
+            self.ui.correctionStatusLabel.text = text
+        view = self.monitor.corrected_nodes()
+        if view is not None:
+            for widget, node in (
+                (self.ui.forecastTableView, view.forecast_table),
+                (self.ui.correctionParametersTableView, view.parameters_table),
+            ):
+                if node is not None and widget.mrmlTableNode() is not node:
+                    widget.setMRMLTableNode(node)
+
     def onReplayJournal(self) -> None:
         with self.userAction(_("Failed to replay the journal."), waitCursor=True):
             count = self.monitor.review_journal(self.session.settings().journal_path)
@@ -89,6 +119,8 @@ class MonitorSection(PanelSection):
                 self.ui.monitorStatusLabel, _("Failed to read from the scanner or the console")
             ):
                 self.showReadings()
+            with reportInPanel(self.ui.correctionStatusLabel, _("Failed to show the correction")):
+                self.showCorrection()
 
     def showReadings(self) -> None:
         lights, rows, messages = self.monitor.poll()

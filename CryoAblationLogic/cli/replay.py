@@ -16,6 +16,7 @@ from CryoAblationLogic.cli.monitor import add_correction_arguments, correction_f
 from CryoAblationLogic.core.progress import ProgressBar
 from CryoAblationLogic.io.case_file import load_case
 from CryoAblationLogic.io.corrected_folder import write_corrected
+from CryoAblationLogic.live.late_correction import replay_corrector
 from CryoAblationLogic.live.mode import write_live_outputs
 from CryoAblationLogic.live.runner import case_path_for, replay_procedure
 
@@ -34,6 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     # the monitor's corrector again, on the case saved beside the journal: the same correction
     corrector = correction_for(args, load_case(case_path_for(args.journal))) if args.correct else None
+    if corrector is not None:  # the images a panel's session took before its ensemble was ready
+        corrector = replay_corrector(args.journal, corrector)
     bars: list[ProgressBar] = []  # made at the first solver update, once the journal and case are read
 
     def on_update(session, update) -> None:

@@ -274,6 +274,12 @@ def build_case(
         label_materials = {"0": settings.background_material}
         label_materials.update({str(label): info.material for label, info in label_segments.items()})
         data["tissue_map"] = {"labelmap": LABELMAP_KEY, "labels": label_materials}
+        # the target and the critical structures by name: the live ice warnings and the forecasts
+        data["structures"] = [
+            {"label": label, "name": info.name, "role": info.role}
+            for label, info in sorted(label_segments.items())
+            if info.role in ("target", "critical")
+        ]
     probes = parameters.probes()
     data["probes"] = [probe_case_entry(probe) for probe in probes]
     data["sources"] = list(settings.sources) + protection.case_sources(

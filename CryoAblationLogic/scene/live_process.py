@@ -33,15 +33,19 @@ from typing import Any
 
 import numpy as np
 
+from CryoAblationLogic.analysis.ice_correction import CorrectionSettings, IceCorrector
 from CryoAblationLogic.core.errors import InputError
 from CryoAblationLogic.igtl.inbox import LinkEvent, Received
 from CryoAblationLogic.igtl.messages import ImageMessage
 from CryoAblationLogic.live.console import ProbePose, ScannerImage, Unrecognised
+from CryoAblationLogic.live.late_correction import READY_NOTE, GatedCorrector
 from CryoAblationLogic.live.link import LiveLink
 from CryoAblationLogic.live.runner import LIVE_COALESCED, open_session
 from CryoAblationLogic.scene import volumes
+from CryoAblationLogic.scene.corrected_ice import CorrectedIceView, check_members, correction_payload
 from CryoAblationLogic.scene.live_link import (
     CONNECTOR_PEER,
+    LIVE_FOLDER,
     ConnectorSource,
     LiveScene,
     choose_sources,
@@ -76,6 +80,7 @@ class LiveBatch:
     case: Any = None  # the session's case, when it changed (a probe pose rebuilt the solver)
     overlay: tuple | None = None  # (solver time s, field °C, arrival time of the message that moved it)
     ice: tuple | None = None  # (counts, observed ice map, grid, new records) when an image was segmented
+    correction: dict | None = None  # the correction's state (CorrectionState fields) when it changed
 
 
 @dataclass
@@ -92,6 +97,68 @@ class ObservedIceMirror:
     def take(self, counts: dict, ice_map: np.ndarray, grid, records: list) -> None:
         self.counts, self.ice_map, self.grid = counts, ice_map, grid
         self.records.extend(records)  # the tracker's records are append-only and bounded
+
+
+@dataclass
+class CorrectionState:
+    """Live mode's correction as the main thread sees it (``scene/corrected_ice.py``).
+
+    ``phase``: "off", "preparing" (the ensemble runs), "ready", "failed"; ``done``/``total``:
+    ensemble members run; ``skipped``: images observed before it was ready (not corrected from);
+    ``freeze_before_ready``: the first freeze came while it was preparing; ``departures``: where
+    the console left the planned protocol; ``payload``: the latest correction
+    (:func:`~.corrected_ice.correction_payload`), None before the first."""
+
+    phase: str = "off"
+    members: int = 0
+    done: int = 0
+    total: int = 0
+    skipped: int = 0
+    freeze_before_ready: bool = False
+    departures: list = field(default_factory=list)
+    error: str = ""
+    payload: dict | None = None
+    corrections: int = 0  # payloads taken
+    fields: dict = field(default_factory=dict)  # percentile → min-temperature field (°C), as last sent
+
+    def take(self, update: dict) -> None:
+        payload = update.pop("payload", None)
+        for key, value in update.items():
+            setattr(self, key, value)
+        if payload is not None:
+            self.payload = payload
+            self.fields.update(payload["fields"])
+            self.corrections += 1
+
+    def text(self) -> str:
+        """The Monitor section's line about the correction."""
+        # corrected_ice imports slicer's vtkSegmentation; the worker never needs it
+        from CryoAblationLogic.scene.corrected_ice import status_line
+
+        if self.phase == "off":
+            return ""
+        if self.phase == "failed":
+            return f"Correction: the ensemble could not be prepared: {self.error}"
+        lines = []
+        if self.phase == "preparing":
+            lines.append(f"Correction: preparing the ensemble, {self.done}/{self.total} solver runs")
+            if self.freeze_before_ready:
+                lines.append(
+                    "The freeze started before the ensemble was ready: the images until it is ready "
+                    f"are not corrected from ({self.skipped} so far); it corrects from the next image after."
+                )
+        elif self.payload is None:
+            lines.append(
+                f"Correction: ensemble of {self.members} ready; it corrects from the next observed image"
+                + (f" ({self.skipped} images came before it was ready)" if self.skipped else "")
+            )
+        else:
+            lines.append(status_line(self.payload, self.departures, self.skipped))
+        if self.departures and (self.payload is None):
+            lines.append(
+                "Correction NOT VALID: the console departs from the planned protocol: " + self.departures[0]
+            )
+        return "\n".join(lines)
 
 
 @dataclass
@@ -114,6 +181,7 @@ class SessionMirror:
     note_counts: dict = field(default_factory=dict)
     final_result: Any = None
     ice: ObservedIceMirror | None = None  # the observed ice, once the worker has segmented an image
+    correction: CorrectionState = field(default_factory=CorrectionState)
 
     def probe_name(self, number: int) -> str | None:
         names = self.settings.probe_names
@@ -136,6 +204,8 @@ class SessionMirror:
             if self.ice is None:
                 self.ice = ObservedIceMirror(grid, ice_map)
             self.ice.take(counts, ice_map, grid, records)
+        if batch.correction is not None:
+            self.correction.take(dict(batch.correction))
 
     def result(self):
         """The session's prediction as a ``SimulationResult`` (after :meth:`LiveProcessDriver.stop`)."""
@@ -165,6 +235,13 @@ class _Worker:
         self._events: list = []
         self._scene_events: list = []
         self._fed = 0
+        # the correction (spec "correction_members"): its ensemble prepared in a process of its own
+        self.gated: GatedCorrector | None = None
+        self._preparation = None  # the pipe to the ensemble's process, until it is ready
+        self._correction = {"phase": "off"}
+        self._correction_sent: dict | None = None
+        self._correction_taken = None  # the tracker's correction last sent
+        self._sent_fields: dict = {}
 
     # the pipe is written by its own thread: a main thread busy in its timer slot (or idling with
     # the GIL held, in Slicer) reads a large field late, and the session must not wait for it
@@ -201,9 +278,23 @@ class _Worker:
 
     def open(self) -> None:
         spec = self.spec
+        members = spec.get("correction_members")
+        if members is not None:
+            # the planned protocol's check of the console needs no ensemble: from the first message
+            self.gated = GatedCorrector(IceCorrector(spec["case"], CorrectionSettings(members=members)))
         self.journal, self.session, _ = open_session(
-            spec["case"], spec["journal_path"], update_interval_s=spec["update_interval_s"]
+            spec["case"],
+            spec["journal_path"],
+            update_interval_s=spec["update_interval_s"],
+            corrector=self.gated,
         )
+        if self.gated is not None:
+            if self.session.ice is None:
+                self.journal.close()
+                raise InputError(
+                    "correct", "corrects from the observed ice: this journal's session does not track it"
+                )
+            self._start_preparation(members)
         scanner, console = spec["scanner"], spec["console"]
         if scanner is not None or console is not None:
             self.link = LiveLink(self.journal, scanner=scanner, console=console, coalesce=LIVE_COALESCED)
@@ -213,6 +304,67 @@ class _Worker:
                 self.link.stop()
                 self.journal.close()
                 raise
+
+    def _start_preparation(self, members: int) -> None:
+        """Hand the planned case (as the session loaded it from its case file, as a replay loads
+        it) to the ensemble's process, which the main process started beside this one: numba
+        holds a process's GIL through each solver run, so in a thread of this process the
+        ensemble would stall the session for the minutes it runs. (This process, a daemon, may
+        not start children itself.)"""
+        self._preparation = self.spec["preparation"]
+        self._correction = {"phase": "preparing", "members": members, "done": 0, "total": members}
+        try:
+            self._preparation.send(("case", self.session.planned_case, members))
+        except (OSError, ValueError) as error:
+            self._correction.update(phase="failed", error=f"the ensemble's process is gone: {error!r}")
+            self._preparation = None
+
+    def poll_preparation(self) -> None:
+        pipe = self._preparation
+        if pipe is None:
+            return
+        try:
+            while pipe.poll(0):
+                reply = pipe.recv()
+                if reply[0] == "progress":
+                    self._correction.update(done=reply[1], total=reply[2])
+                    continue
+                if reply[0] == "ready":
+                    self.gated.install(reply[1])
+                    # a replay skips the same images (live.late_correction.replay_corrector)
+                    detail = {"members": self._correction["members"], "images_skipped": self.gated.skipped}
+                    self.journal.record_note(READY_NOTE, {**detail, "time_s": self.session.clock_s})
+                    self._correction.update(phase="ready")
+                else:
+                    self._correction.update(phase="failed", error=str(reply[1])[:400])
+                break
+            else:
+                return
+        except (EOFError, OSError):
+            self._correction.update(phase="failed", error="the ensemble's process ended before it was ready")
+        pipe.close()
+        self._preparation = None
+
+    def _correction_update(self) -> dict | None:
+        """The correction's state for the next batch, when it changed (with a new correction)."""
+        if self.gated is None:
+            return None
+        state = dict(self._correction)
+        if self.session.freezing_started and not self.gated.ready and state["phase"] == "preparing":
+            self._correction["freeze_before_ready"] = state["freeze_before_ready"] = True
+        state.update(skipped=self.gated.skipped, departures=self.gated.departures)
+        correction = self.session.ice.correction
+        payload = None
+        if correction is not None and correction is not self._correction_taken:
+            self._correction_taken = correction
+            margin = self.gated.corrector.settings.target_margin_mm
+            payload = correction_payload(correction, self._sent_fields, margin)
+        if payload is None and state == self._correction_sent:
+            return None
+        self._correction_sent = dict(state)
+        if payload is not None:
+            state["payload"] = payload
+        return state
 
     def serve(self) -> None:
         silence_s = self.spec["silence_s"]
@@ -229,6 +381,7 @@ class _Worker:
             if request is not None:
                 self.handle(request)
             self.poll_links()
+            self.poll_preparation()
             if self._fed == 0 and silence_s:
                 self.session.follow_wall_clock(silence_s)
             self.flush()
@@ -295,7 +448,8 @@ class _Worker:
             ice += (tracker.records[self._ice_records_sent :],)
             self._ice_observed_sent = tracker.counts["observed"]
             self._ice_records_sent = len(tracker.records)
-        if not (self._events or self._scene_events or self._fed or overlay or ice):
+        correction = self._correction_update()
+        if not (self._events or self._scene_events or self._fed or overlay or ice or correction):
             return
         case = session.case if session.case is not self._case_sent else None
         self._case_sent = session.case
@@ -316,6 +470,7 @@ class _Worker:
             case=case,
             overlay=overlay,
             ice=ice,
+            correction=correction,
         )
         self._samples_sent, self._notes_sent = len(session.samples), len(session.notes)
         self._events, self._scene_events, self._fed = [], [], 0
@@ -350,6 +505,27 @@ def _serve_live(connection, spec: dict) -> None:  # the worker process's entry
     _Worker(connection, spec).run()
 
 
+def _prepare_ensemble(connection) -> None:  # the ensemble process's entry
+    """Waits for the worker's planned case, then makes its corrector with the ensemble run, as
+    ``live.runner.prepare_corrector`` makes it (same settings: a replay prepared by the CLI, or
+    through ``live.late_correction.replay_corrector``, agrees), and sends it back whole; progress
+    after each member. Ends without a word when the worker goes away."""
+    try:
+        _, case, members = connection.recv()
+    except (EOFError, OSError):
+        return
+    try:
+        corrector = IceCorrector(case, CorrectionSettings(members=members))
+        corrector.prepare(progress=lambda done, total: connection.send(("progress", done, total)))
+        connection.send(("ready", corrector))
+    except (EOFError, OSError, BrokenPipeError):
+        return
+    except Exception as error:
+        connection.send(("failed", _sendable(error)))
+    finally:
+        connection.close()
+
+
 def _sendable(error: BaseException) -> BaseException:
     from CryoAblationLogic.scene.solver_process import _sendable as sendable  # one rule for both workers
 
@@ -380,7 +556,16 @@ class LiveProcessDriver:
         silence_s: float | None = 1.0,
         executable: str | None = None,
         start_timeout_s: float = START_TIMEOUT_S,
+        correction_members: int | None = None,
     ):
+        if correction_members is not None:
+            check_members(correction_members)
+            if not case.protocol:
+                raise InputError(
+                    "protocol", "the correction needs the planned protocol: plan the freeze first"
+                )
+            if not case.probes:
+                raise InputError("probes", "the correction needs the planned probes: place a probe first")
         self.sources = list(sources or [])
         roles = {source.role for source in self.sources}
         if len(roles) > 1:
@@ -389,6 +574,13 @@ class LiveProcessDriver:
         if executable:
             context.set_executable(executable)  # Slicer: PythonSlicer, not the Slicer application
         self._connection, child = context.Pipe()
+        self._ensemble = None  # the correction's ensemble runs in a process of its own
+        preparation = None
+        if correction_members is not None:
+            preparation, ensemble_end = context.Pipe()
+            self._ensemble = context.Process(
+                target=_prepare_ensemble, args=(ensemble_end,), name="CryoAblation ensemble", daemon=True
+            )
         spec = {
             "case": case,
             "journal_path": str(journal_path),
@@ -397,12 +589,18 @@ class LiveProcessDriver:
             "update_interval_s": update_interval_s,
             "silence_s": silence_s,
             "forwarded_role": next(iter(roles), "scanner"),
+            "correction_members": correction_members,
+            "preparation": preparation,  # the worker's end of the pipe to the ensemble's process
         }
         self._process = context.Process(
             target=_serve_live, args=(child, spec), name="CryoAblation live", daemon=True
         )
         self._process.start()
         child.close()
+        if self._ensemble is not None:
+            self._ensemble.start()
+            ensemble_end.close()
+            preparation.close()  # both ends now live in the two processes
         self._batches: list[LiveBatch] = []
         self._finished: tuple | None = None
         self.stopped = False
@@ -414,10 +612,14 @@ class LiveProcessDriver:
         reply = self._wait_for(("started", "failed"), start_timeout_s, "open the live session")
         if reply[0] == "failed":
             self._process.join(5.0)
+            self._end_ensemble()
             raise reply[1]
         _, case, settings, time_s, field = reply
         self.session = SessionMirror(case, settings, time_s=time_s, temperature_c=field)
         self.live_scene = LiveScene(scene, self.session, level_table)
+        # the corrected prediction's nodes, made with its first correction; None: not correcting
+        self.corrected_view = CorrectedIceView(scene, case.grid, LIVE_FOLDER) if correction_members else None
+        self.show_correction = True  # False: the nodes stay as they are, no longer updated
         for source in self.sources:
             source.start()
 
@@ -519,7 +721,19 @@ class LiveProcessDriver:
             self._pending_arrival_s = None
         self.live_scene.refresh_sensor_table()
         self.live_scene.observed_ice.refresh()
+        self.refresh_correction()
         return fed
+
+    def refresh_correction(self, force: bool = False) -> bool:
+        """Put the newest correction on the corrected nodes (if shown and newer)."""
+        view, state = self.corrected_view, self.session.correction
+        if view is None or not self.show_correction or state.payload is None:
+            return False
+        if not force and view.payload is state.payload:
+            return False
+        view.show(dict(state.payload, fields=dict(state.fields)))  # every field as last sent
+        view.payload = state.payload
+        return True
 
     def _connector_image(self, device: str):
         for source in self.sources:
@@ -545,6 +759,17 @@ class LiveProcessDriver:
                 return command_id
         return self._request("command", command)
 
+    def _end_ensemble(self) -> None:
+        """The ensemble's process ends with the worker (its pipe closes); one still running at
+        the stop is of no use any more."""
+        if self._ensemble is None:
+            return
+        self._ensemble.join(2.0)
+        if self._ensemble.is_alive():
+            self._ensemble.terminate()
+            self._ensemble.join(5.0)
+        self._ensemble = None
+
     def alive(self) -> bool:
         return not self.stopped and self._process.is_alive()
 
@@ -555,6 +780,7 @@ class LiveProcessDriver:
             source.stop()
         if self.stopped and self._finished is None:
             self._process.join(1.0)
+            self._end_ensemble()
             return
         try:
             for source in self.sources:  # what the connector brought before it stopped
@@ -572,6 +798,7 @@ class LiveProcessDriver:
                 self._process.terminate()
                 self._process.join(5.0)
             self._connection.close()
+            self._end_ensemble()
         _, result, error = self._finished
         if error is not None:
             raise error
@@ -595,11 +822,14 @@ def start_live_process(
     update_interval_s: float = 1.0,
     silence_s: float | None = 1.0,
     executable: str | None = None,
+    correction_members: int | None = None,
 ) -> LiveProcessDriver:
     """Live mode in ``scene`` with its session and links in a worker process (what the module
     uses): the MR bridge through Slicer's OpenIGTLinkIF connector where it can carry it (the same
     choice as :func:`~.live_link.choose_sources`), everything else through our own link in the
-    worker. ``executable``: the worker's Python (Slicer: PythonSlicer)."""
+    worker. ``executable``: the worker's Python (Slicer: PythonSlicer). ``correction_members``:
+    correct the prediction from the observed ice with an ensemble of this many solver runs
+    (``scene/corrected_ice.py``; None: no correction)."""
     if use_connector is None:
         use_connector = connector_available() and connector_honours(scanner)
     elif use_connector and scanner is not None and not connector_honours(scanner):
@@ -619,4 +849,5 @@ def start_live_process(
         update_interval_s=update_interval_s,
         silence_s=silence_s,
         executable=executable,
+        correction_members=correction_members,
     )

@@ -64,6 +64,9 @@ class PlanSettings:
     console_host: str = "127.0.0.1"
     console_port: int = field(default=18945, metadata={"range": (1, 65535)})
     journal_path: str = ""
+    # live mode corrects the prediction from the observed ice (scene/corrected_ice.py), its ensemble this big
+    correct_live: bool = False
+    ensemble_members: int = field(default=48, metadata={"range": (8, 512)})
     # The last run's warnings (metrics, then probe placement), kept as values, not read back from a table.
     run_warnings: list = field(default_factory=list)
 

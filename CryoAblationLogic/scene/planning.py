@@ -478,11 +478,20 @@ class MonitorSession:
         return self._live_monitor is not None
 
     def start_live(
-        self, scanner_host, scanner_port, console_host, console_port, journal_path, scanner_peers=""
+        self,
+        scanner_host,
+        scanner_port,
+        console_host,
+        console_port,
+        journal_path,
+        scanner_peers="",
+        correction_members: int | None = None,
     ) -> None:
         """Live mode (the live layer's monitor, ``live_link.start_live_scene``, in this scene):
         the console's events drive the plan's simulation in step with the procedure. Needs numba
-        and a journal file (the procedure can then be replayed exactly)."""
+        and a journal file (the procedure can then be replayed exactly). ``correction_members``:
+        correct the prediction from the observed ice with an ensemble of this many solver runs
+        (``scene/corrected_ice.py``; None: no correction)."""
         if not journal_path.strip():
             raise ValueError("Live mode records the procedure: enter a journal file (….jsonl) first.")
         journal_location(journal_path, key="journal")
@@ -504,10 +513,31 @@ class MonitorSession:
             console=console,
             level_table=planning.parameters.get(P.ISOTHERM_LEVELS),
             executable=planning.worker_python,
+            correction_members=correction_members,
         )
         self._live_session = self._live_monitor.session
         self._state = link_panel.LinkPanel(live=True)
         self._state.started()
+
+    def correction(self):
+        """Live mode's correction (``live_process.CorrectionState``; None without live mode)."""
+        session = self._live_session
+        return getattr(session, "correction", None)
+
+    def corrected_nodes(self):
+        """The corrected prediction's nodes (``corrected_ice.CorrectedIceView``), or None."""
+        return getattr(self._live_monitor, "corrected_view", None)
+
+    def show_correction(self, shown: bool) -> bool:
+        """Keep the corrected nodes updated (True) or leave them as they are (False); False when
+        live mode runs without a correction (the option takes effect when live mode starts)."""
+        monitor = self._live_monitor
+        if monitor is None or getattr(monitor, "corrected_view", None) is None:
+            return False
+        monitor.show_correction = bool(shown)
+        if shown:
+            monitor.refresh_correction(force=True)
+        return True
 
     def live_scene_nodes(self):
         """The scene nodes of the running live mode (``LiveScene``); None when live mode is off."""
