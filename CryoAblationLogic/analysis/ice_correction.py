@@ -171,25 +171,44 @@ def _fibonacci_directions(n: int) -> np.ndarray:
     return np.stack([r * np.cos(phi), r * np.sin(phi), z], axis=1)
 
 
-def _sample(array: np.ndarray, ijk: np.ndarray, outside: float) -> np.ndarray:
-    """Trilinear interpolation of ``array`` at fractional indices ``ijk`` (…×3); axes of size 1
-    are taken as the plane itself; points beyond the half-voxel border get ``outside``."""
-    shape = np.asarray(array.shape)
+def _trilinear(shape, ijk: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
+    """Corners and weights of trilinear interpolation at fractional indices ``ijk`` (…×3) in an
+    array of ``shape``: eight flat (C-order) indices and eight weights, each shaped like ``ijk``
+    without its last axis, and whether each point lies within the half-voxel border. Axes of size
+    1 are taken as the plane itself. Computed once per ray set, they serve every member's field."""
+    size = np.asarray(shape)
     pts = np.asarray(ijk, float)
-    inside = np.all((pts >= -0.5) & (pts <= shape - 0.5), axis=-1)
-    pts = np.clip(pts, 0, shape - 1)
-    lo = np.minimum(np.floor(pts).astype(np.int64), np.maximum(shape - 2, 0))
-    frac = np.where(shape > 1, pts - lo, 0.0)
-    hi = np.minimum(lo + 1, shape - 1)
-    out = np.zeros(pts.shape[:-1])
+    inside = np.all((pts >= -0.5) & (pts <= size - 0.5), axis=-1)
+    pts = np.clip(pts, 0, size - 1)
+    lo = np.minimum(np.floor(pts).astype(np.int64), np.maximum(size - 2, 0))
+    frac = np.where(size > 1, pts - lo, 0.0)
+    hi = np.minimum(lo + 1, size - 1)
+    corners, weights = [], []
     for corner in range(8):
         bits = [(corner >> a) & 1 for a in range(3)]
         idx = tuple(np.where(bits[a], hi[..., a], lo[..., a]) for a in range(3))
+        corners.append(np.ravel_multi_index(idx, tuple(int(n) for n in shape)))
         weight = np.ones(pts.shape[:-1])
         for a in range(3):
             weight = weight * (frac[..., a] if bits[a] else 1.0 - frac[..., a])
-        out += weight * array[idx]
-    return np.where(inside, out, outside)
+        weights.append(weight)
+    return corners, weights, inside
+
+
+def _interpolate(values: list[np.ndarray], weights: list[np.ndarray]) -> np.ndarray:
+    """Σ weight × corner value, corner by corner in a fixed order (float64)."""
+    out = np.zeros(np.broadcast_shapes(values[0].shape, weights[0].shape))
+    for value, weight in zip(values, weights, strict=True):
+        out += weight * value
+    return out
+
+
+def _sample(array: np.ndarray, ijk: np.ndarray, outside: float) -> np.ndarray:
+    """Trilinear interpolation of ``array`` at fractional indices ``ijk`` (…×3); axes of size 1
+    are taken as the plane itself; points beyond the half-voxel border get ``outside``."""
+    corners, weights, inside = _trilinear(array.shape, ijk)
+    flat = array.reshape(-1)
+    return np.where(inside, _interpolate([flat[c] for c in corners], weights), outside)
 
 
 def _edge_distance(inside_value: np.ndarray, step_mm: float) -> np.ndarray:
@@ -220,6 +239,28 @@ def _distance_outside(mask: np.ndarray, spacing_mm) -> np.ndarray:
         image, insideIsPositive=False, squaredDistance=False, useImageSpacing=True
     )
     return sitk.GetArrayFromImage(dist).transpose(2, 1, 0)
+
+
+def percentiles_of_sorted(ordered: np.ndarray, percentiles) -> np.ndarray:
+    """``np.percentile(a, percentiles, axis=0)`` (its default "linear" method) of the array whose
+    sort along axis 0 is ``ordered``, with numpy's own arithmetic: the same values bit for bit."""
+    n = ordered.shape[0]
+    out = []
+    for q in percentiles:
+        virtual = (n - 1) * (np.float64(q) / 100.0)
+        lo = math.floor(virtual)
+        gamma = virtual - lo
+        below, above = ordered[lo], ordered[min(lo + 1, n - 1)]
+        diff = above - below
+        out.append(above - diff * (1 - gamma) if gamma >= 0.5 else below + diff * gamma)
+    return np.stack(out)
+
+
+def median_of_sorted(ordered: np.ndarray) -> np.ndarray:
+    """``np.median(a, axis=0)`` of the array whose sort along axis 0 is ``ordered`` (bit for bit)."""
+    n = ordered.shape[0]
+    half = n // 2
+    return ordered[half] if n % 2 else np.mean(ordered[half - 1 : half + 1], axis=0)
 
 
 # --- forecasts ------------------------------------------------------------------------------
@@ -510,19 +551,26 @@ class IceCorrector:
         return _edge_distance(inside, self.settings.ray_step_mm)
 
     def _member_edges(self, time_s: float, points: np.ndarray) -> np.ndarray:
+        """Each member's 0 °C edge distance along the rays at ``time_s`` (members × rays): its
+        stored fields linear in time between the two snapshots around it, trilinear in space.
+        The corners and weights are found once for all members, and only the fields' values at
+        the rays' corners are read (not whole fields), all members in one array operation."""
         k = int(np.clip(np.searchsorted(self.times_s, time_s, side="right") - 1, 0, len(self.times_s) - 2))
         t0, t1 = self.times_s[k], self.times_s[k + 1]
         w = float(np.clip((time_s - t0) / (t1 - t0), 0, 1))
         lo = self.roi[0]
         origin = np.asarray(self.grid.origin_mm)
         ijk = (points - origin) / np.asarray(self.grid.spacing_mm) - lo
-        out = np.empty((self.settings.members, points.shape[0]))
-        for m in range(self.settings.members):
-            field = (1 - w) * self.fields[m, k].astype(np.float32) + w * self.fields[m, k + 1].astype(
-                np.float32
-            )
-            out[m] = _edge_distance(ICE_EDGE_C - _sample(field, ijk, 37.0), self.settings.ray_step_mm)
-        return out
+        corners, weights, inside = _trilinear(self.fields.shape[2:], ijk)
+        n = self.settings.members
+        flat = self.fields.reshape(n, len(self.times_s), -1)  # a view: no copy of the fields
+        before, after = flat[:, k], flat[:, k + 1]
+        # The same float32 blend of the float16 snapshots as a whole-field blend would give.
+        values = [
+            (1 - w) * before[:, c].astype(np.float32) + w * after[:, c].astype(np.float32) for c in corners
+        ]
+        sampled = np.where(inside, _interpolate(values, weights), 37.0)
+        return _edge_distance(ICE_EDGE_C - sampled, self.settings.ray_step_mm)
 
     def _as_observation(self, observation) -> IceObservation:
         if isinstance(observation, IceObservation):
@@ -655,10 +703,11 @@ class IceCorrector:
                 "unit": unit,
             }
         shape = tuple(self.grid.size)
-        min_post = self.posterior(self.min_fields)
-        bands = np.percentile(min_post, PERCENTILES, axis=0)
+        # One sort of the members per voxel serves the three percentiles (np.percentile partitions
+        # a copy per call: most of an update's time before); the values are numpy's, bit for bit.
+        bands = percentiles_of_sorted(np.sort(self.posterior(self.min_fields), axis=0), PERCENTILES)
         min_temperature = {q: bands[i].reshape(shape) for i, q in enumerate(PERCENTILES)}
-        final = np.median(self.posterior(self.final_fields), axis=0).reshape(shape)
+        final = median_of_sorted(np.sort(self.posterior(self.final_fields), axis=0)).reshape(shape)
         voxel_ml = self.grid.voxel_volume_mm3 / 1000.0
         volumes = {
             level: {

@@ -17,7 +17,12 @@ import numpy as np
 import procedures as pr
 import pytest
 
-from CryoAblationLogic.analysis.ice_correction import CorrectionSettings, IceCorrector
+from CryoAblationLogic.analysis.ice_correction import (
+    CorrectionSettings,
+    IceCorrector,
+    median_of_sorted,
+    percentiles_of_sorted,
+)
 from CryoAblationLogic.analysis.ice_observation import IceObservation
 from CryoAblationLogic.core.errors import InputError
 from CryoAblationLogic.io.corrected_folder import write_corrected
@@ -210,6 +215,19 @@ def test_the_corrected_result_folder(small, tmp_path):
     band = correction.isotherm_volumes_ml[-40.0]
     assert band["p10"] >= band["p50"] >= band["p90"]  # the cold side freezes more
     assert np.all(correction.min_temperature[10.0] <= correction.min_temperature[90.0] + 1e-6)
+
+
+@pytest.mark.parametrize("members", [8, 16, 47, 48])
+def test_the_band_from_one_sort_is_numpys_percentile_bit_for_bit(members):
+    """The update sorts the posterior members once per voxel and reads p10/p50/p90 and the median
+    from the sort: the values are exactly those of np.percentile / np.median (no tolerance)."""
+    rng = np.random.default_rng(members)
+    fields = rng.normal(0.0, 30.0, (members, 5000))
+    fields[:, :100] = 37.0  # voxels no member cools
+    ordered = np.sort(fields, axis=0)
+    expected = np.percentile(fields, (10.0, 50.0, 90.0), axis=0)
+    assert np.array_equal(percentiles_of_sorted(ordered, (10.0, 50.0, 90.0)), expected)
+    assert np.array_equal(median_of_sorted(ordered), np.median(fields, axis=0))
 
 
 def test_update_before_prepare_is_refused():
