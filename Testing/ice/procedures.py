@@ -46,6 +46,15 @@ stress seed ran with these image times; it is not the rule that makes the valida
 previous run's 600 s misses, seeds 4 and 20, were known). Near a threshold a point forecast flips
 (ice that reaches a structure 30 s before the end, coverage that stops at 98 %): the forecast's
 chance of the event (1 − ``p_never``) is reported against what happened, not gated.
+
+**Near a threshold the gate reads where the quantity ends** (``NEAR_THRESHOLD``): when the truth's
+coverage ends within 1 percentage point of the 99 % required, or a structure's lowest temperature
+within 1 °C of 0 °C, the event's time is discontinuous in the field (tuning seed 103: the truth
+ends at 98.9 % coverage, "never"; a field 0.1 mm colder covers 99 % during the first freeze), so
+the gated forecast passes when its time is within 60 s or the truth's end value lies within the
+forecast's own p10–p90 of it (the forecast said the outcome was on the edge). This second clause
+was added after the tuning seeds showed seed 103, before any validation or stress seed ran with
+these image times; the output counts how many gated forecasts pass by time alone.
 """
 
 from __future__ import annotations
@@ -57,6 +66,7 @@ from functools import lru_cache
 import numpy as np
 
 from CryoAblationLogic.analysis.ice_comparison import overlap_metrics, zone_on_image
+from CryoAblationLogic.analysis.ice_correction import CorrectionSettings
 from CryoAblationLogic.analysis.ice_observation import IceSettings, ice_on_grid, observe_ice
 from CryoAblationLogic.core.grid import Grid
 from CryoAblationLogic.io import mr_synthesis as mr
@@ -136,7 +146,8 @@ class TruthRun:
     fields: dict[float, np.ndarray]
     min_temperature: np.ndarray | None
     events: dict[str, float] | None  # event → time in s (inf: not within the protocol)
-    final_coverage: float | None = None  # share of target + margin at ≤ −40 °C at the end
+    # where each event's quantity ends: coverage of target + margin, a structure's lowest °C
+    final_values: dict[str, float] | None = None
 
 
 def forecast_times_s(case) -> np.ndarray:
@@ -182,8 +193,8 @@ def run_case(case, image_times_s=(), to_end: bool = True) -> TruthRun:
         regions,
         CorrectionSettings().coverage_required,
     )
-    coverage = float(series[-1][0]) if regions.target is not None else None
-    return TruthRun(case, fields, simulation.min_temperature_c, events, coverage)
+    final_values = {e: float(v) for e, v in zip(regions.events(), series[-1], strict=True)}
+    return TruthRun(case, fields, simulation.min_temperature_c, events, final_values)
 
 
 @lru_cache(maxsize=2)
@@ -307,6 +318,11 @@ MSD_CORRECTED_MAX_MM = 1.0  # corrected −40 °C surface, where the uncorrected
 MSD_UNCORRECTED_SELECT_MM = 2.0
 FORECAST_MAX_S = 60.0
 FORECAST_LEAD_S = 120.0  # the gated forecast: the last one issued at least this long before the event
+COVERAGE_REQUIRED = CorrectionSettings().coverage_required  # the coverage event's threshold (99 %)
+# Near the threshold an event's time flips between "at t" and "never" (see the module docstring):
+# 1 percentage point of the 2312 voxels of target + 5 mm (a layer under 0.1 mm on its surface);
+# 1 °C of a structure's lowest temperature (about 0.25 mm of tissue at the ice edge's ~4 °C/mm).
+NEAR_THRESHOLD = {"coverage": 0.01, "lowest_c": 1.0}
 LEAD_BINS_S = (0.0, 120.0, 300.0, 600.0, math.inf)  # the table of error against lead time
 CHANCE_BINS = (0.0, 0.1, 0.5, 0.9, 1.0)  # the calibration table of the chance of an event
 
@@ -361,6 +377,10 @@ class ForecastRow:
     p90: float
     chance: float  # 1 − p_never: the corrected forecast's chance that it happens within the protocol
     end_s: float
+    # where the event's quantity ends (coverage share or lowest °C): truth, plan, corrected p10/p50/p90
+    truth_value: float = math.nan
+    plan_value: float = math.nan
+    value_band: tuple[float, float, float] = (math.nan, math.nan, math.nan)
 
     @property
     def lead_s(self) -> float:
@@ -388,6 +408,25 @@ class ForecastRow:
             math.isinf(self.truth_s) and math.isinf(self.p90)
         )
 
+    @property
+    def near_threshold(self) -> bool:
+        """The truth's quantity ends within ``NEAR_THRESHOLD`` of the event's threshold."""
+        if self.event == "lethal_covers_target":
+            return abs(self.truth_value - COVERAGE_REQUIRED) <= NEAR_THRESHOLD["coverage"]
+        return abs(self.truth_value - 0.0) <= NEAR_THRESHOLD["lowest_c"]
+
+    @property
+    def value_in_band(self) -> bool:
+        """The truth's end value lies within the forecast's p10–p90 of it."""
+        return self.value_band[0] - 1e-9 <= self.truth_value <= self.value_band[2] + 1e-9
+
+    @property
+    def passes(self) -> bool:
+        """The gate: within ``FORECAST_MAX_S``; near the threshold, the end value in the band."""
+        if self.error_corrected_s <= FORECAST_MAX_S:
+            return True
+        return self.near_threshold and self.value_in_band
+
 
 @dataclass
 class CorrectionRow:
@@ -399,7 +438,7 @@ class CorrectionRow:
     truth_events_s: dict[str, float]
     update_s_max: float
     parameters: dict
-    truth_final_coverage: float | None = None  # share of target + margin the truth's −40 °C zone covers
+    truth_final_values: dict[str, float] | None = None  # where each event's quantity ends in the truth
 
     def issued_at(self, time_s: float) -> dict[str, ForecastRow]:
         return {f.event: f for f in self.forecasts if f.issued_s == time_s}
@@ -414,7 +453,10 @@ class CorrectionRow:
         return out
 
     def forecasts_ok(self) -> bool:
-        return all(f is None or f.error_corrected_s <= FORECAST_MAX_S for f in self.gated().values())
+        return all(f is None or f.passes for f in self.gated().values())
+
+
+_END_KEY = {"lethal_covers_target": "coverage_at_end", "ice_reaches": "lowest_c_at_end"}
 
 
 def _time(value) -> float:
@@ -469,6 +511,9 @@ def correction_row(seed: int, corrections, procedure_set: ProcedureSet = VALIDAT
             p90=_time(f["p90"]),
             chance=1.0 - f["p_never"],
             end_s=end,
+            truth_value=truth.final_values[event],
+            plan_value=planned.final_values[event],
+            value_band=tuple(f[_END_KEY[event.split(":")[0]]][f"p{q:g}"] for q in (10, 50, 90)),
         )
         for time_s, correction in sorted(last_of_time.items())
         for event, f in correction.forecasts.items()
@@ -482,5 +527,5 @@ def correction_row(seed: int, corrections, procedure_set: ProcedureSet = VALIDAT
         truth_events_s=truth_events,
         update_s_max=max(c.update_s for c in corrections),
         parameters=final.parameters,
-        truth_final_coverage=truth.final_coverage,
+        truth_final_values=truth.final_values,
     )

@@ -291,6 +291,34 @@ def test_forecast_gate_takes_the_last_forecast_issued_two_minutes_ahead():
     assert reaches[0].error_corrected_s == 86.0 and reaches[0].lead_s == 994.0
 
 
+def test_near_the_threshold_the_gate_reads_where_the_coverage_ends():
+    """Tuning seed 103's case: the truth's coverage ends at 98.9 % (never 99 %), the forecast says
+    558 s with coverage ending at 98.8–100 % (p10–p90): it passes by the band; the same time with
+    a band of 99.5–100 % does not, nor does a truth ending at 97 % (not near the threshold)."""
+
+    def row(truth_value, band):
+        return pr.ForecastRow(
+            103,
+            "lethal_covers_target",
+            1560.0,
+            math.inf,
+            math.inf,
+            501.0,
+            558.0,
+            math.inf,
+            0.85,
+            1680.0,
+            truth_value,
+            0.936,
+            band,
+        )
+
+    assert row(0.989, (0.988, 0.998, 1.0)).passes
+    assert not row(0.989, (0.995, 0.998, 1.0)).passes
+    assert not row(0.97, (0.96, 0.998, 1.0)).passes
+    assert row(0.989, (0.988, 0.998, 1.0)).error_corrected_s == 1122.0
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("procedure_set", [pr.VALIDATION, pr.STRESS], ids=lambda s: s.name)
 def test_correction_over_twenty_procedures(procedure_set):
