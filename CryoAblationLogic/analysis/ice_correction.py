@@ -57,6 +57,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import SimpleITK as sitk
+from threadpoolctl import ThreadpoolController
 
 from CryoAblationLogic.analysis.ice_observation import IceObservation
 from CryoAblationLogic.core.errors import InputError
@@ -65,6 +66,11 @@ from CryoAblationLogic.core.grid import Grid
 ICE_EDGE_C = 0.0
 LETHAL_C = -40.0
 PERCENTILES = (10.0, 50.0, 90.0)
+# numpy's BLAS, found once. The update's matrix products (48 × 48 by 48 × voxels) run on one BLAS
+# thread: on 2 cores shared with other programs, two spinning BLAS threads made an update 4 times
+# slower (correction_bench), and one thread gives the same bits on every machine (the split of a
+# product over threads changes its rounding), so a replay elsewhere reproduces the correction.
+_THREADPOOLS = ThreadpoolController()
 WATCHED_PER_STRUCTURE = 256  # voxels of each critical structure the forecasts read (its coldest)
 
 
@@ -667,6 +673,13 @@ class IceCorrector:
         if not self.prepared:
             raise InputError("corrector", "prepare() the ensemble before the first image")
         start = time.perf_counter()
+        with _THREADPOOLS.limit(limits=1, user_api="blas"):
+            correction = self._update(time_s, observation)
+        correction.update_s = time.perf_counter() - start
+        return correction
+
+    def _update(self, time_s, observation) -> Correction:
+        """``update`` on one BLAS thread."""
         if not (isinstance(time_s, (int, float)) and math.isfinite(time_s)):
             raise InputError("time_s", f"must be a finite number of seconds, got {time_s!r}")
         if not 0 <= time_s <= self.case.duration_s + 1e-6:
@@ -698,9 +711,7 @@ class IceCorrector:
             "before_edge_error_mm": round(float(np.mean(np.abs(before.mean(axis=0) - observed))), 3),
             "after_edge_error_mm": round(float(np.mean(np.abs(after.mean(axis=0) - observed))), 3),
         }
-        correction = self.correction(float(time_s), metrics)
-        correction.update_s = time.perf_counter() - start
-        return correction
+        return self.correction(float(time_s), metrics)
 
     def _assimilate(self, observed: np.ndarray, predicted: np.ndarray) -> None:
         """ETKF in the space of members, with relaxation to the prior spread (RTPS)."""
@@ -740,6 +751,11 @@ class IceCorrector:
         return (self.coefficients.T @ flat).reshape((self.settings.members, *np.shape(values)[1:]))
 
     def correction(self, time_s: float, metrics: dict | None = None) -> Correction:
+        """The corrected prediction from the current posterior (``update`` gives it after each image)."""
+        with _THREADPOOLS.limit(limits=1, user_api="blas"):
+            return self._correction(time_s, metrics)
+
+    def _correction(self, time_s: float, metrics: dict | None) -> Correction:
         s = self.settings
         params = self.posterior(self.parameter_values)
         parameters = {}
