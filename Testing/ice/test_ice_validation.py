@@ -2,7 +2,8 @@
 (properties ±30 %, insertion errors 2 mm / 3°) imaged with noise, probe voids and breathing
 shifts; observed ice against the truth's 0 °C zone, Dice ≥ 0.90 on 3-D volumes and ≥ 0.85 on
 slices. The default run checks two procedures at the end of the first freeze; the full set
-(20 procedures, both freezes) is ``-m slow`` and ``Testing/ice/verify_ice.py`` prints its table.
+(20 procedures, five image times through both freezes) is ``-m slow`` and
+``Testing/ice/verify_ice.py`` prints its table.
 The segmentation was tuned on other seeds (``procedures.TUNING_SEEDS``) than these.
 """
 
