@@ -214,3 +214,42 @@ def test_the_panels_timer_quickens_while_a_probe_move_awaits_its_overlay(widget,
     )
     widget.onTimer()
     assert set(intervals) == {20} and widget._timer.interval == 100
+
+
+def test_the_preview_grids_answer_needs_no_round_trip_after_the_coarse_one(widget, scene_app, pythonqt_idle):
+    """The worker goes on to the preview grid as soon as it has sent the coarser answer: one probe
+    move is one request to the worker, and both overlays (coarse, then the preview grid's) are
+    replies to that same job. Were the refinement to wait for the main thread to apply the coarse
+    answer and ask again, a second request (and a timer slot or more) would come between them."""
+    ui = widget.ui
+    ui.loadPhantomButton.click()
+    session = widget.logic.session
+    scenarios.place_probes(scene_app.scene, session.parameters)
+    session.follow_probes()
+    ui.previewCheckBox.checked = True
+    preview = session.preview
+    solver = preview.solver
+    submitted: list[int] = []
+    replies: list[tuple[int, bool]] = []  # (job, partial) of each answer
+    real_submit, real_poll = solver.submit, solver.poll
+
+    def recording_submit(kind, case, **options):
+        job = real_submit(kind, case, **options)
+        submitted.append(job)
+        return job
+
+    def recording_poll():
+        reply = real_poll()
+        if reply is not None:
+            replies.append((reply.job, reply.partial))
+        return reply
+
+    solver.submit, solver.poll = recording_submit, recording_poll
+    pythonqt_idle.run(
+        widget.onTimer,
+        until=lambda: preview.last_applied_generation > 0 and not preview.awaiting_answer,
+        timeout_s=180.0,
+    )
+    assert len(submitted) == 1, submitted
+    assert replies == [(submitted[0], True), (submitted[0], False)]
+    assert preview.last_applied_generation == preview._generation and preview.last_error is None
