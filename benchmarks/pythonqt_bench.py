@@ -137,13 +137,14 @@ class MachineLoad:
             process.join(5.0)
 
 
-def time_live_updates(main_thread: PythonQtIdle, folder: Path) -> list[float]:
-    """Message arrival → overlay updated, per overlay update of the short live procedure."""
+def time_live_updates(main_thread: PythonQtIdle, folder: Path, label: str) -> list[float]:
+    """Message arrival → overlay updated, per overlay update of the short live procedure (its
+    journal is ``live-<label>.jsonl``: one per variant, as an existing journal would be resumed)."""
     app = create_scene_app()
     parameters = scenarios.load_phantom(app.scene, app.segmentations_logic)
     scenarios.place_probes(app.scene, parameters)
     parameters.update_settings(grid_spacing_mm=4.0)
-    journal = folder / f"live-{type(main_thread).__name__}.jsonl"
+    journal = folder / f"live-{label}.jsonl"
     live = scenarios.run_short_live_procedure(
         app.scene, parameters, journal, timeout_s=300.0, main_thread=main_thread, peers_in_process=True
     )
@@ -183,11 +184,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         with tempfile.TemporaryDirectory() as folder:
             for label, main_thread in (("free", FreeMainThread()), ("pythonqt", PythonQtIdle())):
-                latencies = sorted(time_live_updates(main_thread, Path(folder)))
+                latencies = sorted(time_live_updates(main_thread, Path(folder), label))
                 figures[f"live_arrival_to_overlay_median_{label}"] = latencies[len(latencies) // 2]
                 figures[f"live_arrival_to_overlay_max_{label}"] = latencies[-1]
             with MachineLoad(2):
-                latencies = sorted(time_live_updates(PythonQtIdle(), Path(folder)))
+                latencies = sorted(time_live_updates(PythonQtIdle(), Path(folder), "pythonqt_loaded"))
             figures["live_arrival_to_overlay_median_pythonqt_loaded"] = latencies[len(latencies) // 2]
             figures["live_arrival_to_overlay_max_pythonqt_loaded"] = latencies[-1]
         for label, main_thread in (("free", FreeMainThread()), ("pythonqt", PythonQtIdle())):
