@@ -63,7 +63,7 @@ from CryoAblationLib.Sections import SECTIONS, reportInPanel  # noqa: E402
 
 import CryoAblationLogic as cryolib  # noqa: E402  (must stay above the class CryoAblationLogic below)
 from CryoAblationLogic.scene import parameters as P  # noqa: E402
-from CryoAblationLogic.scene.planning import PlanningSession  # noqa: E402
+from CryoAblationLogic.scene.planning import TIMER_INTERVAL_MS, PlanningSession  # noqa: E402
 
 USING_THE_MODULE_URL = "https://github.com/CryoAblation/SlicerCryoAblation#using-the-module"
 
@@ -220,7 +220,7 @@ class CryoAblationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         # Background work (preview, full run, monitor) reports to the main thread here.
         self._timer = qt.QTimer()
-        self._timer.setInterval(100)
+        self._timer.setInterval(TIMER_INTERVAL_MS)
         self._timer.connect("timeout()", self.onTimer)
         self.initializeParameterNode()
         self._timer.start()
@@ -279,6 +279,10 @@ class CryoAblationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         for section in self.sections:
             with reportInPanel(self.ui.simulationStatusLabel, _("Background work failed")):
                 section.onTimer()
+        # Quicker slots while a probe move waits for its overlay (see timer_interval_ms).
+        interval = self.logic.session.timer_interval_ms()
+        if self._timer.interval != interval:
+            self._timer.setInterval(interval)
 
 
 #

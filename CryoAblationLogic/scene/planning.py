@@ -34,6 +34,12 @@ from CryoAblationLogic.scene import parameters as P
 from CryoAblationLogic.scene.phantom_scene import build_phantom_scene
 from CryoAblationLogic.scene.solver_process import SolverProcess
 
+# The panel's timer: every 100 ms, and every 20 ms while a probe move waits for its overlay. The
+# worker answers within tens of ms, and a 100 ms timer alone added up to two slots (one to send the
+# move, one per answer) to the preview's latency; a slot that finds nothing costs microseconds.
+TIMER_INTERVAL_MS = 100
+TIMER_INTERVAL_AWAITING_MS = 20
+
 NEW_STEP = {"action": "freeze", "duration_s": 600.0, "probes": "all", "flow_percent": 100}
 CASE_FILE_NAME = "CryoAblation.cryo.json"
 
@@ -297,6 +303,12 @@ class PlanningSession:
     def preview(self):
         """The running live preview (``LivePreview``: its overlay generation and latency), or None."""
         return self._preview
+
+    def timer_interval_ms(self) -> int:
+        """How soon the panel's timer should call again: sooner while the preview awaits an answer."""
+        if self._preview is not None and self._preview.awaiting_answer:
+            return TIMER_INTERVAL_AWAITING_MS
+        return TIMER_INTERVAL_MS
 
     def process_preview(self) -> bool:
         """Apply a finished preview to the overlay; a failed preview raises its error once."""

@@ -164,6 +164,14 @@ class LivePreview:
         self.last_applied_final = final
         return True
 
+    @property
+    def awaiting_answer(self) -> bool:
+        """True while a probe move waits for its overlay (noted, or computing in the worker)."""
+        if self.solver is not None:
+            return self._pending is not None or self._in_flight is not None
+        with self._condition:
+            return self._pending is not None or self._busy
+
     def preview_segmentation(self):
         node = self.parameters.get(P.PREVIEW_SEGMENTATION)
         if node is None:

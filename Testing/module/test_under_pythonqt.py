@@ -91,7 +91,10 @@ def test_the_preview_follows_a_probe_under_a_slicer_like_main_thread(widget, sce
         probe.SetNthControlPointPositionWorld(probes.TIP_INDEX, (tip + shift).tolist())
         probe.SetNthControlPointPositionWorld(probes.ENTRY_INDEX, (entry + shift).tolist())
         return main_thread.run(
-            widget.onTimer, until=lambda: preview.last_applied_generation > shown, timeout_s=60.0
+            widget.onTimer,
+            until=lambda: preview.last_applied_generation > shown,
+            timeout_s=60.0,
+            interval_s=lambda: widget._timer.interval / 1000.0,  # the module's timer, as it sets it
         )
 
     class FreeMainThread(PythonQtIdle):
@@ -181,3 +184,72 @@ def test_the_preview_answers_first_on_a_coarser_grid_then_on_the_preview_grid(
     # the newest position, on the preview grid
     assert preview.last_applied_generation == preview._generation and shown[-1] == spacing
     assert preview.last_error is None and ui.simulationStatusLabel.text == ""
+
+
+def test_the_panels_timer_quickens_while_a_probe_move_awaits_its_overlay(widget, scene_app, pythonqt_idle):
+    """A 100 ms timer alone added a slot to send the move and one per answer to the overlay's
+    latency: while a move awaits its overlay the timer fires every 20 ms, and once the preview
+    grid's answer is shown it is back to 100 ms (idle slots stay rare)."""
+    ui = widget.ui
+    ui.loadPhantomButton.click()
+    session = widget.logic.session
+    scenarios.place_probes(scene_app.scene, session.parameters)
+    session.follow_probes()
+    assert widget._timer.interval == 100
+    ui.previewCheckBox.checked = True
+    preview = session.preview
+    widget.onTimer()  # the slot that sends the probes' positions to the worker
+    assert preview.awaiting_answer and widget._timer.interval == 20
+    intervals: list[int] = []
+
+    def timer_interval_s() -> float:
+        intervals.append(widget._timer.interval)
+        return widget._timer.interval / 1000.0
+
+    pythonqt_idle.run(
+        widget.onTimer,
+        until=lambda: preview.last_applied_final and not preview.awaiting_answer,
+        timeout_s=180.0,
+        interval_s=timer_interval_s,
+    )
+    widget.onTimer()
+    assert set(intervals) == {20} and widget._timer.interval == 100
+
+
+def test_the_preview_grids_answer_needs_no_round_trip_after_the_coarse_one(widget, scene_app, pythonqt_idle):
+    """The worker goes on to the preview grid as soon as it has sent the coarser answer: one probe
+    move is one request to the worker, and both overlays (coarse, then the preview grid's) are
+    replies to that same job. Were the refinement to wait for the main thread to apply the coarse
+    answer and ask again, a second request (and a timer slot or more) would come between them."""
+    ui = widget.ui
+    ui.loadPhantomButton.click()
+    session = widget.logic.session
+    scenarios.place_probes(scene_app.scene, session.parameters)
+    session.follow_probes()
+    ui.previewCheckBox.checked = True
+    preview = session.preview
+    solver = preview.solver
+    submitted: list[int] = []
+    replies: list[tuple[int, bool]] = []  # (job, partial) of each answer
+    real_submit, real_poll = solver.submit, solver.poll
+
+    def recording_submit(kind, case, **options):
+        job = real_submit(kind, case, **options)
+        submitted.append(job)
+        return job
+
+    def recording_poll():
+        reply = real_poll()
+        if reply is not None:
+            replies.append((reply.job, reply.partial))
+        return reply
+
+    solver.submit, solver.poll = recording_submit, recording_poll
+    pythonqt_idle.run(
+        widget.onTimer,
+        until=lambda: preview.last_applied_generation > 0 and not preview.awaiting_answer,
+        timeout_s=180.0,
+    )
+    assert len(submitted) == 1, submitted
+    assert replies == [(submitted[0], True), (submitted[0], False)]
+    assert preview.last_applied_generation == preview._generation and preview.last_error is None

@@ -13,7 +13,7 @@ import ctypes
 import time
 from collections.abc import Callable
 
-TIMER_INTERVAL_S = 0.1  # the module's QTimer
+TIMER_INTERVAL_S = 0.1  # the module's QTimer, when no probe move awaits its overlay
 
 
 class PythonQtIdle:
@@ -29,8 +29,16 @@ class PythonQtIdle:
         """Qt idling: the main thread waits in C, holding the GIL."""
         self._usleep(int(seconds * 1e6))
 
-    def run(self, slot: Callable[[], object], until: Callable[[], bool], timeout_s: float) -> float:
+    def run(
+        self,
+        slot: Callable[[], object],
+        until: Callable[[], bool],
+        timeout_s: float,
+        interval_s: Callable[[], float] | None = None,
+    ) -> float:
         """Call ``slot`` (the timer's) every interval until ``until()``; returns the seconds it took.
+        ``interval_s``, if given, is read after each slot, as a QTimer whose interval the slot may
+        change (the module's timer quickens while the preview awaits an answer).
         Raises ``TimeoutError`` after ``timeout_s``."""
         start = time.perf_counter()
         while True:
@@ -40,4 +48,4 @@ class PythonQtIdle:
                 return time.perf_counter() - start
             if time.perf_counter() - start > timeout_s:
                 raise TimeoutError(f"not done after {timeout_s:g} s of Slicer-like idling")
-            self.idle(self.interval_s)
+            self.idle(self.interval_s if interval_s is None else interval_s())
