@@ -6,12 +6,11 @@ Per voxel P the discrete energy balance of one time step dt is
                       + f_l·W (T_b − T_P) + f_l·Q_m + q_P]
 
 (volumetric: a_nb = harmonic-mean k / Δx², g the probe/sphere coupling, W perfusion, Q_m metabolic
-heat, f_l the liquid fraction, q an imposed source). Where the freezing front crosses a voxel the
-two tissue terms are averaged over the temperatures within it (:func:`tissue_sinks`). With the
-neighbours and the coefficients held, it is one monotone piecewise-linear equation in H_P that is
-solved exactly; sweeping it over the grid in red-black order is a nonlinear Gauss–Seidel (SOR)
-solve of the implicit step, unconditionally stable, so the time step is chosen for accuracy only
-(:mod:`.multigrid` removes the smooth part of the error that the sweeps remove slowly).
+heat, f_l the liquid fraction, q an imposed source). With the neighbours and the coefficients held,
+it is one monotone piecewise-linear equation in H_P that is solved exactly; sweeping it over the
+grid in red-black order is a nonlinear Gauss–Seidel (SOR) solve of the implicit step, unconditionally
+stable, so the time step is chosen for accuracy only (:mod:`.multigrid` removes the smooth part of
+the error that the sweeps remove slowly).
 
 Fields and conductances are float32 [i, j, k]; arithmetic is float64. Only the given region
 [lo, hi) is updated, the voxels around it are held.
@@ -21,7 +20,6 @@ cells are replaced by the sub-voxel coupling in g (so they are skipped here).
 
 from __future__ import annotations
 
-import math
 import types
 
 import numpy as np
@@ -58,124 +56,6 @@ def liquid_fraction(h, props, m):
     if h >= props[m, HL]:
         return 1.0
     return h / props[m, HL]
-
-
-# Below this spread (K) of the temperatures within a voxel its sinks are taken at its centre.
-POINT_SPREAD_C = 1e-4
-
-
-@njit(cache=True, inline="always")
-def _liquid_moments(u, d):
-    """∫ f_l du and ∫ f_l·u du from the solidus (u = T − T_s) to u, for a mushy range d = T_l − T_s
-    over which f_l rises linearly (the enthalpy model's liquid fraction)."""
-    if u <= 0.0:
-        return 0.0, 0.0
-    if u >= d:
-        return u - 0.5 * d, 0.5 * u * u - d * d / 6.0
-    return 0.5 * u * u / d, u * u * u / (3.0 * d)
-
-
-@njit(cache=True, inline="always")
-def spread(t, t_xm, t_xp, t_ym, t_yp, t_zm, t_zp):
-    """Half-width (K) of the temperatures within a voxel at t, from the central differences of its
-    neighbours: the linear profile they give, spread over the voxel, has the variance of a uniform
-    distribution of this half-width (for any orientation of the gradient and any spacing). Limited
-    so that t ± half-width stays within the neighbours' range (no new extremes, as in a
-    Barth–Jespersen limiter): next to a probe, where the profile is far from linear, a frozen voxel
-    would otherwise reach into the unfrozen range."""
-    dx = t_xp - t_xm
-    dy = t_yp - t_ym
-    dz = t_zp - t_zm
-    half = 0.25 * math.sqrt(dx * dx + dy * dy + dz * dz)
-    lowest = min(t_xm, t_xp, t_ym, t_yp, t_zm, t_zp)
-    highest = max(t_xm, t_xp, t_ym, t_yp, t_zm, t_zp)
-    return max(min(half, highest - t, t - lowest), 0.0)
-
-
-@njit(cache=True, inline="always")
-def tissue_sinks(t, h, delta, props, m):
-    """Perfusion and metabolic heat (W/m³) of a voxel and its perfused fraction φ.
-
-    Pennes' terms f_l·W·(T_b − T) and f_l·Q_m, averaged over the voxel with its temperatures spread
-    uniformly over t ± delta (:func:`spread`): a voxel that the freezing front crosses perfuses only
-    in its unfrozen part, at that part's temperature. A voxel entirely unfrozen, entirely frozen or
-    with no spread takes them at its centre (f_l from its enthalpy), as the enthalpy model does.
-    Returns (perfusion, metabolic, φ); W·φ is the implicit coefficient of the perfusion sink.
-    """
-    w = props[m, W]
-    qm = props[m, QM]
-    if w == 0.0 and qm == 0.0:
-        return 0.0, 0.0, 0.0
-    if h >= props[m, HL] and t - delta >= props[m, TL]:
-        return w * (props[m, TB] - t), qm, 1.0
-    if h <= 0.0 and t + delta <= props[m, TS]:
-        return 0.0, 0.0, 0.0
-    if delta < POINT_SPREAD_C:
-        fl = liquid_fraction(h, props, m)
-        return w * fl * (props[m, TB] - t), fl * qm, fl
-    d = props[m, TL] - props[m, TS]
-    u = t - props[m, TS]
-    f1_hi, f2_hi = _liquid_moments(u + delta, d)
-    f1_lo, f2_lo = _liquid_moments(u - delta, d)
-    phi = (f1_hi - f1_lo) / (2.0 * delta)  # mean liquid fraction
-    fu = (f2_hi - f2_lo) / (2.0 * delta)  # mean of f_l·(T − T_s)
-    return w * ((props[m, TB] - props[m, TS]) * phi - fu), qm * phi, phi
-
-
-@njit(cache=True, inline="always")
-def sink_coefficients(t, h, t_xm, t_xp, t_ym, t_yp, t_zm, t_zp, props, m):
-    """(w, s) of :func:`tissue_sinks` for a sweep: the sink is w·(−T) + s, linearised about t (exact
-    once converged). A voxel whose neighbours are all unfrozen (or all frozen) cannot be crossed by
-    the front (the spread stays within the neighbours' range), so it skips the spread."""
-    if props[m, W] == 0.0 and props[m, QM] == 0.0:
-        return 0.0, 0.0
-    if h >= props[m, HL]:
-        if min(t_xm, t_xp, t_ym, t_yp, t_zm, t_zp) >= props[m, TL]:
-            return props[m, W], props[m, W] * props[m, TB] + props[m, QM]
-    elif h <= 0.0:
-        if max(t_xm, t_xp, t_ym, t_yp, t_zm, t_zp) <= props[m, TS]:
-            return 0.0, 0.0
-    delta = spread(t, t_xm, t_xp, t_ym, t_yp, t_zm, t_zp)
-    perf, met, phi = tissue_sinks(t, h, delta, props, m)
-    w = props[m, W] * phi
-    return w, perf + met + w * t
-
-
-@njit(cache=True, inline="always")
-def voxel_sinks(T, i, j, k, size, h, props, m):
-    """:func:`tissue_sinks` of voxel (i, j, k) (signed indices) in the field T, with the shortcuts
-    of :func:`sink_coefficients`: (perfusion, metabolic, φ)."""
-    if props[m, W] == 0.0 and props[m, QM] == 0.0:
-        return 0.0, 0.0, 0.0
-    t = float(T[i, j, k])
-    xm, xp, ym, yp, zm, zp = neighbour_temperatures(T, i, j, k, size)
-    if h >= props[m, HL]:
-        if min(xm, xp, ym, yp, zm, zp) >= props[m, TL]:
-            return props[m, W] * (props[m, TB] - t), props[m, QM], 1.0
-    elif h <= 0.0:
-        if max(xm, xp, ym, yp, zm, zp) <= props[m, TS]:
-            return 0.0, 0.0, 0.0
-    return tissue_sinks(t, h, spread(t, xm, xp, ym, yp, zm, zp), props, m)
-
-
-@njit(cache=True, inline="always")
-def neighbour_temperatures(T, i, j, k, size):
-    """The six neighbours' temperatures of voxel (i, j, k) (signed indices); at a domain face the
-    missing one mirrors the other across the voxel (a one-sided difference)."""
-    t = float(T[i, j, k])
-    xm = float(T[i - 1, j, k]) if i > 0 else t
-    xp = float(T[i + 1, j, k]) if i < size[0] - 1 else t
-    ym = float(T[i, j - 1, k]) if j > 0 else t
-    yp = float(T[i, j + 1, k]) if j < size[1] - 1 else t
-    zm = float(T[i, j, k - 1]) if k > 0 else t
-    zp = float(T[i, j, k + 1]) if k < size[2] - 1 else t
-    if i == 0 or i == size[0] - 1:
-        xm, xp = 2.0 * xm - t, 2.0 * xp - t
-    if j == 0 or j == size[1] - 1:
-        ym, yp = 2.0 * ym - t, 2.0 * yp - t
-    if k == 0 or k == size[2] - 1:
-        zm, zp = 2.0 * zm - t, 2.0 * zp - t
-    return xm, xp, ym, yp, zm, zp
 
 
 @njit(cache=True, inline="always")
@@ -372,18 +252,10 @@ def _sor_sweep(
                         asum += a
                         s += a * T[i, j, k + ONE]
                 h_cur = H[i, j, k]
-                if props[m, W] != 0.0 or props[m, QM] != 0.0:
-                    t_cur = float(T[i, j, k])
-                    if interior:
-                        w, s_sink = sink_coefficients(
-                            t_cur, h_cur, T[i - ONE, j, k], T[i + ONE, j, k], T[i, j - ONE, k],
-                            T[i, j + ONE, k], T[i, j, k - ONE], T[i, j, k + ONE], props, m,
-                        )  # fmt: skip
-                    else:
-                        xm, xp, ym, yp, zm, zp = neighbour_temperatures(T, i_signed, j_signed, k_signed, size)
-                        w, s_sink = sink_coefficients(t_cur, h_cur, xm, xp, ym, yp, zm, zp, props, m)
-                    asum += w
-                    s += s_sink
+                fl = liquid_fraction(h_cur, props, m)
+                w = props[m, W] * fl
+                asum += w
+                s += w * props[m, TB] + fl * props[m, QM]
                 # Coupling and sources exist at a few cells only: read them there alone.
                 if coupled[i, j, k] != 0:
                     asum += g[i, j, k]
@@ -492,12 +364,14 @@ def _finish_step(
                             outer += f
                         else:
                             inner += f
-                c_perf, c_met, _ = voxel_sinks(T, i, j, k, size, H[iu, ju, ku], props, m)
+                fl = liquid_fraction(H[iu, ju, ku], props, m)
                 c_coup = 0.0
                 c_src = 0.0
                 if coupled[iu, ju, ku] != 0:
                     c_coup = gT[iu, ju, ku] - g[iu, ju, ku] * t
                     c_src = q[iu, ju, ku]
+                c_perf = props[m, W] * fl * (props[m, TB] - t)
+                c_met = props[m, QM] * fl
                 h_new = Hold[iu, ju, ku] + dt * (inner + outer + c_coup + c_perf + c_met + c_src)
                 H[iu, ju, ku] = h_new
                 d_h += H[iu, ju, ku] - Hold[iu, ju, ku]  # as stored (float32)

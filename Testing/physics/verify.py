@@ -304,11 +304,8 @@ def grid_table() -> None:
         fine, coarse = volumes[0.5][level], volumes[1.0][level]
         diff = 100.0 * (coarse - fine) / fine
         label = f"Benchmark plan {level:g} °C: 1 mm {coarse:.2f} vs 0.5 mm {fine:.2f} ml [%]"
-        # Issue 13's grid goal, reported. Perfusion is averaged over the temperatures within each
-        # voxel (kernels.tissue_sinks), so a voxel that the front crosses perfuses only in its
-        # unfrozen part: the 0 °C gap went from −10.1 % to about −6 %. What is left is the unfrozen
-        # layer at the front (1/m = 1.4 mm in kidney) resolved by one voxel; unperfused, the same
-        # plan's 0 °C gap is −2.6 %.
+        # Issue 13's grid goal, reported: the 0 °C edge in perfused kidney is not yet within it (the
+        # gap scales with √perfusion: the unfrozen boundary layer, 1/m = 1.4 mm, at the front).
         report(label + " (goal)", "±3", diff, f"±3 %: {'met' if abs(diff) <= 3.0 else 'NOT MET'}")
 
 
