@@ -99,17 +99,7 @@ class LivePreview:
             self._pending = _Request(self._generation, None, first, now, 0.0, 0.0, 0.0)
             return
         settings = self.parameters.settings()
-        # A coarse grid around target and probes (unless the plan fixes its own region).
-        margin = (
-            settings.roi_margin_mm if settings.roi_margin_mm is not None else settings.preview_roi_margin_mm
-        )
-        scene_case = build_case(
-            self.scene,
-            self.parameters,
-            spacing_mm=settings.preview_spacing_mm,
-            labels_cache=self._labels_cache,
-            roi_margin_mm=margin,
-        )
+        scene_case = self._scene_case(settings)
         now = time.monotonic()
         with self._condition:
             self._generation += 1
@@ -172,6 +162,20 @@ class LivePreview:
         with self._condition:
             return self._pending is not None or self._busy
 
+    def _scene_case(self, settings) -> SceneCase:
+        """The scene read into a case on the preview grid: a coarse grid around target and
+        probes (unless the plan fixes its own region)."""
+        margin = settings.roi_margin_mm
+        if margin is None:
+            margin = settings.preview_roi_margin_mm
+        return build_case(
+            self.scene,
+            self.parameters,
+            spacing_mm=settings.preview_spacing_mm,
+            labels_cache=self._labels_cache,
+            roi_margin_mm=margin,
+        )
+
     def preview_segmentation(self):
         node = self.parameters.get(P.PREVIEW_SEGMENTATION)
         if node is None:
@@ -203,16 +207,7 @@ class LivePreview:
         self._pending = None
         try:
             settings = self.parameters.settings()
-            margin = settings.roi_margin_mm
-            if margin is None:
-                margin = settings.preview_roi_margin_mm
-            scene_case = build_case(
-                self.scene,
-                self.parameters,
-                spacing_mm=settings.preview_spacing_mm,
-                labels_cache=self._labels_cache,
-                roi_margin_mm=margin,
-            )
+            scene_case = self._scene_case(settings)
             # parsed and checked in the worker: the schema check is 15-25 ms of the main thread
             self.solver.submit(
                 "preview_scene_case",
