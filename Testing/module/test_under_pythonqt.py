@@ -31,6 +31,16 @@ def widget(module):
     panel.cleanup()
 
 
+def phantom_with_probes(widget, scene_app):
+    """The panel with the sample phantom loaded and the scenario's probes placed (scripted
+    probes: the panel follows them as it does after a scene load); returns the planning session."""
+    widget.ui.loadPhantomButton.click()
+    session = widget.logic.session
+    scenarios.place_probes(scene_app.scene, session.parameters)
+    session.follow_probes()
+    return session
+
+
 def test_the_fixture_starves_a_python_worker_thread_as_slicer_does(pythonqt_idle):
     """The harness is faithful: a counting thread gets far less done while the main thread idles
     the PythonQt way than while it sleeps in Python (which releases the GIL)."""
@@ -75,10 +85,7 @@ def test_simulate_from_the_panel_finishes_under_a_slicer_like_main_thread(widget
 
 def test_the_preview_follows_a_probe_under_a_slicer_like_main_thread(widget, scene_app, pythonqt_idle):
     ui = widget.ui
-    ui.loadPhantomButton.click()
-    session = widget.logic.session
-    scenarios.place_probes(scene_app.scene, session.parameters)
-    session.follow_probes()  # scripted probes: the panel follows them as it does after a scene load
+    session = phantom_with_probes(widget, scene_app)
     ui.previewCheckBox.checked = True
     preview = session.preview
     pythonqt_idle.run(widget.onTimer, until=lambda: preview.last_applied_generation > 0, timeout_s=180.0)
@@ -158,10 +165,7 @@ def test_the_preview_answers_first_on_a_coarser_grid_then_on_the_preview_grid(
 
     monkeypatch.setattr(preview_module, "update_isotherm_segmentation", recording_update)
     ui = widget.ui
-    ui.loadPhantomButton.click()
-    session = widget.logic.session
-    scenarios.place_probes(scene_app.scene, session.parameters)
-    session.follow_probes()
+    session = phantom_with_probes(widget, scene_app)
     ui.previewCheckBox.checked = True
     preview = session.preview
     spacing = session.settings().preview_spacing_mm
@@ -191,10 +195,7 @@ def test_the_panels_timer_quickens_while_a_probe_move_awaits_its_overlay(widget,
     latency: while a move awaits its overlay the timer fires every 20 ms, and once the preview
     grid's answer is shown it is back to 100 ms (idle slots stay rare)."""
     ui = widget.ui
-    ui.loadPhantomButton.click()
-    session = widget.logic.session
-    scenarios.place_probes(scene_app.scene, session.parameters)
-    session.follow_probes()
+    session = phantom_with_probes(widget, scene_app)
     assert widget._timer.interval == 100
     ui.previewCheckBox.checked = True
     preview = session.preview
@@ -222,10 +223,7 @@ def test_the_preview_grids_answer_needs_no_round_trip_after_the_coarse_one(widge
     replies to that same job. Were the refinement to wait for the main thread to apply the coarse
     answer and ask again, a second request (and a timer slot or more) would come between them."""
     ui = widget.ui
-    ui.loadPhantomButton.click()
-    session = widget.logic.session
-    scenarios.place_probes(scene_app.scene, session.parameters)
-    session.follow_probes()
+    session = phantom_with_probes(widget, scene_app)
     ui.previewCheckBox.checked = True
     preview = session.preview
     solver = preview.solver
