@@ -203,6 +203,25 @@ class StagedSource:
         return None
 
 
+def procedure_messages(case):
+    """``stamped(message, t)`` and ``volume(field, seed, t)`` for a procedure that starts now: a
+    message stamped at procedure time ``t`` (s), and the MR volume (4 mm) of a temperature field."""
+    from CryoAblationLogic.io import mr_synthesis as mr
+    from CryoAblationLogic.live.synthetic import mr_image_message, volume_grid
+
+    start = float(int(time.time()))
+
+    def stamped(message, t):
+        message.timestamp_raw = timestamp_from_seconds(start + t)
+        return message
+
+    def volume(field, seed, t):
+        image = mr.render_volume(field, case.grid, case.probes, grid=volume_grid(case.grid, 4.0), seed=seed)
+        return stamped(mr_image_message(image, "MR Volume"), t)
+
+    return stamped, volume
+
+
 def _wait(driver, condition, what: str, timeout_s: float = 300.0) -> None:
     deadline = time.monotonic() + timeout_s  # a worker without a numba cache compiles the kernels first
     while not condition():
@@ -218,22 +237,12 @@ def test_live_mode_in_the_worker_corrects_as_the_replay_of_its_journal(plan, tmp
     """The worker prepares the ensemble (its progress shown), corrects after each observed image,
     sends the band to the scene; the replay of its journal with a corrector prepared as the CLI
     prepares it gives the same corrected field, bit for bit."""
-    from CryoAblationLogic.io import mr_synthesis as mr
     from CryoAblationLogic.io.case_file import load_case
     from CryoAblationLogic.live.runner import case_path_for, prepare_corrector, replay_procedure
-    from CryoAblationLogic.live.synthetic import mr_image_message, volume_grid
     from CryoAblationLogic.scene.live_process import LiveProcessDriver
 
     scene, _parameters, case = plan
-    start = float(int(time.time()))
-
-    def stamped(message, t):
-        message.timestamp_raw = timestamp_from_seconds(start + t)
-        return message
-
-    def volume(field, seed, t):
-        image = mr.render_volume(field, case.grid, case.probes, grid=volume_grid(case.grid, 4.0), seed=seed)
-        return stamped(mr_image_message(image, "MR Volume"), t)
+    stamped, volume = procedure_messages(case)
 
     source = StagedSource()
     journal = tmp_path / "corrected.jsonl"
@@ -281,22 +290,12 @@ def test_live_mode_in_the_worker_corrects_as_the_replay_of_its_journal(plan, tmp
 def test_a_freeze_before_the_ensemble_is_ready_is_said_and_the_replay_skips_the_same_images(plan, tmp_path):
     """The first freeze and an image come while the ensemble still runs: the panel says so, the
     image is not corrected from (counted, journaled), the next one is; the replay skips the same."""
-    from CryoAblationLogic.io import mr_synthesis as mr
     from CryoAblationLogic.io.case_file import load_case
     from CryoAblationLogic.live.runner import case_path_for, prepare_corrector, replay_procedure
-    from CryoAblationLogic.live.synthetic import mr_image_message, volume_grid
     from CryoAblationLogic.scene.live_process import LiveProcessDriver
 
     scene, _parameters, case = plan
-    start = float(int(time.time()))
-
-    def stamped(message, t):
-        message.timestamp_raw = timestamp_from_seconds(start + t)
-        return message
-
-    def volume(field, seed, t):
-        image = mr.render_volume(field, case.grid, case.probes, grid=volume_grid(case.grid, 4.0), seed=seed)
-        return stamped(mr_image_message(image, "MR Volume"), t)
+    stamped, volume = procedure_messages(case)
 
     source = StagedSource()
     journal = tmp_path / "late.jsonl"
