@@ -813,6 +813,15 @@ def module(scene_app, tmp_path, monkeypatch, questions, ui_file):
 
 
 @pytest.fixture
+def widget(module):
+    """The module's panel, set up (its .ui loaded and wired) and cleaned up after the test."""
+    panel = module.CryoAblationWidget()
+    panel.setup()
+    yield panel
+    panel.cleanup()
+
+
+@pytest.fixture
 def logic(module):
     made = module.CryoAblationLogic()
     yield made

@@ -24,14 +24,6 @@ SHORT_PROTOCOL = [
 ]
 
 
-@pytest.fixture
-def widget(module):
-    panel = module.CryoAblationWidget()
-    panel.setup()
-    yield panel
-    panel.cleanup()
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -22,14 +22,6 @@ from CryoAblationLogic.io import phantom
 from CryoAblationLogic.scene import parameters as P
 
 
-@pytest.fixture
-def widget(module):
-    panel = module.CryoAblationWidget()
-    panel.setup()
-    yield panel
-    panel.cleanup()
-
-
 def shown(module):
     import slicer
 

@@ -26,14 +26,6 @@ PAD_CENTRE_MM = (-22.0, -40.0, 4.0)
 CATHETER_ENDS_MM = ((-4.0, -6.0, -40.0), (-4.0, -6.0, 40.0))
 
 
-@pytest.fixture
-def widget(module):
-    panel = module.CryoAblationWidget()
-    panel.setup()
-    yield panel
-    panel.cleanup()
-
-
 def shown():
     import slicer
 

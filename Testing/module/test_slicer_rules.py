@@ -24,14 +24,6 @@ from CryoAblationLogic.scene import parameters as P
 MODULE_FILE = Path(__file__).resolve().parents[2] / "CryoAblation" / "CryoAblation.py"
 
 
-@pytest.fixture
-def widget(module):
-    panel = module.CryoAblationWidget()
-    panel.setup()
-    yield panel
-    panel.cleanup()
-
-
 def _wrapper_module():
     return sys.modules["slicer.parameterNodeWrapper"]
 

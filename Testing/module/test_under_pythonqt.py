@@ -23,14 +23,6 @@ def pythonqt_idle():
     return PythonQtIdle()
 
 
-@pytest.fixture
-def widget(module):
-    panel = module.CryoAblationWidget()
-    panel.setup()
-    yield panel
-    panel.cleanup()
-
-
 def phantom_with_probes(widget, scene_app):
     """The panel with the sample phantom loaded and the scenario's probes placed (scripted
     probes: the panel follows them as it does after a scene load); returns the planning session."""
