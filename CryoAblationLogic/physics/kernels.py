@@ -157,6 +157,165 @@ def _prepare_step(T, H, Hold, Hprev, kcell, link, mat, fixed, props, lo, hi, siz
                     link[2, iu, ju, ku] = _link(kp, kcell[iu, ju, ku + ONE], inv_d2[2])
 
 
+@njit(cache=True, inline="always")
+def kirchhoff(t, props, m):
+    """Φ(T) = ∫k dT from the solidus (W/m), for the conductivity model of :func:`conductivity`."""
+    ts, tl, kf = props[m, TS], props[m, TL], props[m, KF]
+    if t <= ts:
+        n = props[m, KEXP]
+        if n == 0.0:
+            return kf * (t - ts)
+        # k = kf·(Ts/T)^n in kelvin, constant below 20 K as in conductivity().
+        a, b = ts + KELVIN, max(t + KELVIN, 20.0)
+        if n == 1.0:
+            phi = kf * a * np.log(b / a)
+        else:
+            phi = kf * a**n * (b ** (1.0 - n) - a ** (1.0 - n)) / (1.0 - n)
+        if t + KELVIN < 20.0:
+            phi += kf * (a / 20.0) ** n * (t + KELVIN - 20.0)
+        return phi
+    width = tl - ts
+    if t >= tl:
+        return width * 0.5 * (kf + props[m, KU]) + props[m, KU] * (t - tl)
+    u = (t - ts) / width
+    return width * u * (kf + 0.5 * (props[m, KU] - kf) * u)
+
+
+@njit(cache=True, inline="always")
+def kirchhoff_inverse(phi, props, m):
+    """T with Φ(T) = phi (the inverse of :func:`kirchhoff`)."""
+    ts, tl, kf, ku = props[m, TS], props[m, TL], props[m, KF], props[m, KU]
+    width = tl - ts
+    phi_l = width * 0.5 * (kf + ku)
+    if phi >= phi_l:
+        return tl + (phi - phi_l) / ku
+    if phi > 0.0:
+        # width·(kf·u + (ku − kf)·u²/2) = phi, the root in [0, 1]
+        d = ku - kf
+        if abs(d) < 1e-12 * kf:
+            return ts + phi / kf
+        u = (-kf + np.sqrt(kf * kf + 2.0 * d * phi / width)) / d
+        return ts + width * u
+    n = props[m, KEXP]
+    if n == 0.0:
+        return ts + phi / kf
+    a = ts + KELVIN
+    phi_20 = kirchhoff(20.0 - KELVIN, props, m)
+    if phi < phi_20:
+        return 20.0 - KELVIN + (phi - phi_20) / (kf * (a / 20.0) ** n)
+    if n == 1.0:
+        return a * np.exp(phi / (kf * a)) - KELVIN
+    return (a ** (1.0 - n) + phi * (1.0 - n) / (kf * a**n)) ** (1.0 / (1.0 - n)) - KELVIN
+
+
+@njit(cache=True, inline="always")
+def pennes(t, props, m):
+    """Perfusion plus metabolic heat (W/m³) of tissue at temperature t (°C)."""
+    fl = liquid_fraction(enthalpy_of(t, props, m), props, m)
+    return fl * (props[m, W] * (props[m, TB] - t) + props[m, QM])
+
+
+# Points per half-link of the averaged Pennes terms (midpoint rule; the integrand is smooth but for
+# the kinks at the solidus and the liquidus).
+FRONT_POINTS = 8
+
+
+def _front_links(H, Hold, link, mat, fixed, coupled, q, q_source, props, lo, hi, size, inv_d2):
+    """The sub-voxel front (issue 13): Kirchhoff links and averaged Pennes terms across it.
+
+    Called after :func:`prepare_step`, on the state at the start of the step (Hold inside the box,
+    H in its shell). Where the temperature between two voxels of one material spans the mushy
+    range, the link conductance becomes ∫k dT / ΔT (the Kirchhoff transform: exact for a steady
+    link without sources; the harmonic mean instead puts the phase boundary at the shared face).
+    The same picture (Φ = ∫k dT linear between the centres) gives the temperature within each half
+    of the link, so each voxel whose half-links span the mushy range gets its Pennes terms
+    averaged over them: a voxel the front crosses perfuses only where it is unfrozen, at the
+    temperature there. The correction (average minus the voxel's own value, a sum over the axes,
+    each axis's two half-links weighing ½ each) is held for the step as part of q, and such voxels
+    are flagged in ``coupled`` (bit 2) so that the sweeps read it; elsewhere links and q are those
+    of :func:`prepare_step` and of the case's sources, so ice and unfrozen tissue away from the
+    front, and the unperfused gels but at the front pair, are as before.
+    """
+    i0, j0, k0 = max(lo[0] - 1, 0), max(lo[1] - 1, 0), max(lo[2] - 1, 0)
+    i1, j1, k1 = min(hi[0] + 1, size[0]), min(hi[1] + 1, size[1]), min(hi[2] + 1, size[2])
+    for i in prange(i0, i1):
+        iu = np.uint64(i)
+        for j in range(j0, j1):
+            ju = np.uint64(j)
+            for k in range(k0, k1):
+                ku = np.uint64(k)
+                if coupled[iu, ju, ku] & 2:
+                    coupled[iu, ju, ku] &= 1
+                    q[iu, ju, ku] = q_source[iu, ju, ku]
+                if fixed[iu, ju, ku] == 2:
+                    continue
+                m = mat[iu, ju, ku]
+                hp = _start_enthalpy(H, Hold, lo, hi, i, j, k)
+                inside = lo[0] <= i < hi[0] and lo[1] <= j < hi[1] and lo[2] <= k < hi[2]
+                perfused = inside and fixed[iu, ju, ku] == 0 and (props[m, W] != 0.0 or props[m, QM] != 0.0)
+                tp = 0.0
+                phi_p = 0.0
+                fl_p = 0.0
+                known = False
+                correction = 0.0
+                for a in range(3):
+                    for side in range(2):
+                        ni, nj, nk = i, j, k
+                        if a == 0:
+                            ni += 2 * side - 1
+                        elif a == 1:
+                            nj += 2 * side - 1
+                        else:
+                            nk += 2 * side - 1
+                        if ni < 0 or nj < 0 or nk < 0 or ni >= size[0] or nj >= size[1] or nk >= size[2]:
+                            continue
+                        if not (perfused or side == 1):
+                            continue
+                        niu, nju, nku = np.uint64(ni), np.uint64(nj), np.uint64(nk)
+                        if fixed[niu, nju, nku] == 2 or mat[niu, nju, nku] != m:
+                            continue
+                        hn = _start_enthalpy(H, Hold, lo, hi, ni, nj, nk)
+                        # Within one material T < T_l ⇔ H < H_l and T > T_s ⇔ H > 0.
+                        if not (min(hp, hn) < props[m, HL] and max(hp, hn) > 0.0):
+                            continue
+                        if not known:
+                            tp = temperature_of(hp, props, m)
+                            phi_p = kirchhoff(tp, props, m)
+                            fl_p = liquid_fraction(hp, props, m)
+                            known = True
+                        tn = temperature_of(hn, props, m)
+                        phi_n = kirchhoff(tn, props, m)
+                        if side == 1 and abs(tn - tp) > 1e-6:
+                            link[a, iu, ju, ku] = (phi_n - phi_p) / (tn - tp) * inv_d2[a]
+                        if perfused:
+                            t_mid = kirchhoff_inverse(0.5 * (phi_p + phi_n), props, m)
+                            if min(tp, t_mid) < props[m, TL] and max(tp, t_mid) > props[m, TS]:
+                                # The departure of Pennes' terms from the voxel's own (linear in T, at
+                                # its liquid fraction) along the half-link: zero where the half-link
+                                # stays in the voxel's phase, so it vanishes continuously as the
+                                # front leaves the pair.
+                                total = 0.0
+                                for s in range(FRONT_POINTS):
+                                    f = 0.5 * (s + 0.5) / FRONT_POINTS
+                                    t_s = kirchhoff_inverse(phi_p + f * (phi_n - phi_p), props, m)
+                                    own_s = fl_p * (props[m, W] * (props[m, TB] - t_s) + props[m, QM])
+                                    total += pennes(t_s, props, m) - own_s
+                                correction += 0.5 * total / FRONT_POINTS
+                if correction != 0.0:
+                    q[iu, ju, ku] = q_source[iu, ju, ku] + correction
+                    coupled[iu, ju, ku] |= 2
+
+
+@njit(cache=True, inline="always")
+def _start_enthalpy(H, Hold, lo, hi, i, j, k):
+    """A voxel's enthalpy at the start of the step (prepare_step has put its first guess into H
+    inside the box, and the start value into Hold)."""
+    iu, ju, ku = np.uint64(i), np.uint64(j), np.uint64(k)
+    if lo[0] <= i < hi[0] and lo[1] <= j < hi[1] and lo[2] <= k < hi[2]:
+        return Hold[iu, ju, ku]
+    return H[iu, ju, ku]
+
+
 # Unsigned indices: numba tests every signed index for a negative (from-the-end) value, about a
 # fifth of a sweep's time; the sweeps index without sign (and test the domain faces on signed copies).
 ONE = np.uint64(1)
@@ -537,6 +696,7 @@ def full_sweep(
 
 
 prepare_step, prepare_step_serial = parallel_and_serial(_prepare_step)
+front_links, front_links_serial = parallel_and_serial(_front_links)
 finish_step, finish_step_serial = parallel_and_serial(_finish_step)
 update_temperature, update_temperature_serial = parallel_and_serial(_update_temperature)
 fill_basal, fill_basal_serial = parallel_and_serial(_fill_basal)
