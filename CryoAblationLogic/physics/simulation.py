@@ -47,9 +47,9 @@ from CryoAblationLogic.physics.probe_coupling import (
 from CryoAblationLogic.physics.probes import load_probe_catalog
 from CryoAblationLogic.physics.threads import use_threads
 
-# 10 float32 fields, 3 float32 link conductances, material, fixed and coupled bytes, and the coarse
+# 9 float32 fields, 3 float32 link conductances, material, fixed and coupled bytes, and the coarse
 # grids (6 float64 arrays on 1/8 of the voxels, 1/7 more for the coarser ones).
-BYTES_PER_VOXEL = 62
+BYTES_PER_VOXEL = 58
 RESULT_BYTES_PER_VOXEL = 8  # final and minimum temperature copies
 # A voxel this far (K) from its basal temperature belongs to the active box. Outside the box the
 # field is the basal one, so this is also the largest error of the far field; in unperfused tissue
@@ -344,8 +344,6 @@ class Simulation:
                 self._build_warm_line(source)
             elif isinstance(source, WarmRegionSource):
                 self._build_warm_region(index, source)
-        # The case's own sources; q adds the averaged Pennes terms at the front to them each step.
-        self.q_source = self.q.copy()
         kn.enthalpy_field(self.T, self.mat, self.props, self.H)
         self.Hprev = self.H.copy()
         self.Tmin = self.T.copy()
@@ -586,10 +584,6 @@ class Simulation:
             self.inv_d2,
             ratio,
         )
-        (kn.front_links if big else kn.front_links_serial)(
-            self.H, self.Hold, self.link, self.mat, self.fixed, self.coupled, self.q, self.q_source,
-            self.props, lo, hi, size, self.inv_d2,
-        )  # fmt: skip
         self._update_coupling(states)
         if box_voxels > 0:
             self._solve(dt)
