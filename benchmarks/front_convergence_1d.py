@@ -13,7 +13,7 @@ a coarse front locks to the grid and its error depends on where the front falls 
 
 Schemes (``--schemes``):
 
-- ``harmonic``: the solver on main — harmonic-mean conductance of the two voxels, each voxel's
+- ``harmonic``: the solver as it is — harmonic-mean conductance of the two voxels, each voxel's
   Pennes terms at its own temperature.
 - ``kirchhoff-front`` / ``kirchhoff``: the conductance of a link is ∫k dT / ΔT between the two
   voxel temperatures (the Kirchhoff transform; exact for a steady 1-D link without sources), on the
@@ -29,7 +29,8 @@ Schemes (``--schemes``):
   voxel's own value) evaluated once every 24 s (the solver's step at 1 mm) and held in between,
   the plain term staying current: what a port that computes the correction once per time step,
   where the neighbours are already loaded (``prepare_step``), would do.
-- ``sub-voxel-front``: the solver's scheme (``kernels.front_links``): as ``kirchhoff-profile-lag24``
+- ``sub-voxel-front``: the scheme once ported to the solver and reverted (``kernels.front_links``,
+  commit 8ba5ff8 of branch s6-converge; docs/physics.md says why): as ``kirchhoff-profile-lag24``
   but only where it matters, so that ice and unfrozen tissue away from the front are computed as
   before: the Kirchhoff conductance on the links whose two temperatures span the mushy range, and
   per half-link (centre to shared face) whose profile spans it, the average departure of Pennes'
