@@ -146,7 +146,8 @@ class CorrectionState:
             return f"Correction: the ensemble could not be prepared: {self.error}"
         lines = []
         if self.phase == "preparing":
-            lines.append(f"Correction: preparing the ensemble, {self.done}/{self.total} solver runs")
+            around = f" around the {self.placement} probe poses" if self.placement else ""
+            lines.append(f"Correction: preparing the ensemble{around}, {self.done}/{self.total} solver runs")
             if self.freeze_before_ready:
                 lines.append(
                     "The freeze started before the ensemble was ready: the images until it is ready "
