@@ -41,6 +41,10 @@ not how it does when the prior is wrong.
   from it (:meth:`IceCorrector.console_state`), the correction says so in ``departures`` and
   ``valid`` turns False: the members no longer describe what is frozen, so the ensemble must be
   prepared again for the new protocol; nothing is silently re-timed;
+- the case's probes are the plan (``placement="planned"``, the insertion prior above) or the
+  poses the console reported (``placement="reported"``: the tracking prior
+  ``tracking_error_mm``/``_deg``, and only the kinds of ``reported_assimilates`` update the
+  ensemble; ``live/late_correction.py`` says why); every correction names them (``placement``);
 - observations lie in the plan frame through their ``image_to_plan`` (registration);
 - rays start at the centre of the planned probes' freezing segments; a ray leaving the image
   before the ice edge is not used.

@@ -147,7 +147,7 @@ class CorrectionState:
         lines = []
         if self.phase == "preparing":
             around = f" around the {self.placement} probe poses" if self.placement else ""
-            lines.append(f"Correction: preparing the ensemble{around}, {self.done}/{self.total} solver runs")
+            lines.append(f"Correction: preparing the ensemble, {self.done}/{self.total} solver runs{around}")
             if self.freeze_before_ready:
                 lines.append(
                     "The freeze started before the ensemble was ready: the images until it is ready "

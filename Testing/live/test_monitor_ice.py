@@ -119,8 +119,9 @@ def test_the_monitor_writes_predicted_observed_and_the_series_and_replay_reprodu
     journal = out / "journal" / "procedure.jsonl"
     notes = [r for r in read_journal(journal).records if r["kind"] == "live"]
     ready = [r["detail"] for r in notes if r["note"] == "correction_ready"]
-    assert len(ready) == 1 and ready[0]["placement"] == "reported", ready
-    skipped = ready[0]["images_skipped"]
+    # (the plan's ensemble, prepared at once, may be ready before the console's poses come)
+    assert ready[-1]["placement"] == "reported" and all(r["placement"] == "planned" for r in ready[:-1])
+    skipped = ready[-1]["images_skipped"]
     assert correction["images"] == 27 - skipped >= 1
     assert f"corrected after {27 - skipped} images" in monitor_output
     placement = correction["placement"]
