@@ -33,9 +33,10 @@ from CryoAblationLogic.core.errors import InputError
 from CryoAblationLogic.igtl.inbox import LinkEvent
 from CryoAblationLogic.io.case_file import load_case
 from CryoAblationLogic.io.corrected_folder import write_corrected
+from CryoAblationLogic.live.late_correction import EnsemblePreparation, LiveCorrection
 from CryoAblationLogic.live.link import Endpoint
 from CryoAblationLogic.live.mode import write_live_outputs
-from CryoAblationLogic.live.runner import prepare_corrector, start_monitor_run
+from CryoAblationLogic.live.runner import prepare_corrector, prepare_replay_correction, start_monitor_run
 from CryoAblationLogic.live.synthetic import plan_case
 
 NAME = "monitor"
@@ -117,8 +118,9 @@ def add_correction_arguments(parser: argparse.ArgumentParser) -> None:
         "--correct",
         action="store_true",
         help="correct the prediction from the observed ice (DIR/corrected/: the corrected result, "
-        "its p10/p90 band, forecasts in DIR/summary.json); runs an ensemble of solver runs first "
-        "(about 1.5 min for the demo plan on 2 cores)",
+        "its p10/p90 band, forecasts in DIR/summary.json); an ensemble of solver runs drawn around "
+        "the probe poses the console reports, prepared in its own process beside the session "
+        "(about 1 min for the demo plan on 2 cores; images before it is ready are not corrected from)",
     )
     parser.add_argument(
         "--ensemble-members",
@@ -130,14 +132,41 @@ def add_correction_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def correction_for(args: argparse.Namespace, case):
-    """The prepared corrector that ``--correct`` asks for, or None."""
+def _check_correction(args: argparse.Namespace) -> bool:
+    """Whether ``--correct`` is asked for, its options checked."""
     if not args.correct:
-        return None
+        return False
     if getattr(args, "no_ice", False):
         raise InputError("--correct", "corrects from the observed ice: drop --no-ice")
     if not 8 <= args.ensemble_members <= 512:
         raise InputError("--ensemble-members", f"must lie in [8, 512], got {args.ensemble_members}")
+    return True
+
+
+def live_correction_for(args: argparse.Namespace, case) -> LiveCorrection | None:
+    """The live correction that ``--correct`` asks for (its ensemble's process started), or None."""
+    if not _check_correction(args):
+        return None
+    return LiveCorrection(case, args.ensemble_members, EnsemblePreparation.start())
+
+
+def replay_correction_for(args: argparse.Namespace):
+    """The corrector of ``replay --correct``: prepared on the poses the live session's ensemble
+    was drawn around and skipping the images it skipped (its journal's notes), or None."""
+    if not _check_correction(args):
+        return None
+    gated = prepare_replay_correction(
+        args.journal, args.ensemble_members, log=lambda text: print(text, flush=True)
+    )
+    if gated is None:
+        print("correction: the live session's ensemble was never ready: nothing to correct", flush=True)
+    return gated
+
+
+def correction_for(args: argparse.Namespace, case):
+    """A corrector prepared now on ``case`` as planned (before any link), or None (``--correct``)."""
+    if not _check_correction(args):
+        return None
     print(f"correction: preparing an ensemble of {args.ensemble_members} solver runs", flush=True)
     corrector = prepare_corrector(case, args.ensemble_members, log=lambda text: print(text, flush=True))
     print(f"correction: ensemble ready in {corrector.prepare_s:.1f} s", flush=True)
@@ -172,7 +201,8 @@ def run(args: argparse.Namespace) -> int:
         else None
     )
     console = Endpoint("client", args.host, args.port) if args.port is not None else None
-    corrector = correction_for(args, case)  # before the links: the ensemble runs first
+    # its ensemble runs in a process of its own, drawn around the poses the console reports
+    correction = live_correction_for(args, case)
     stop = _Stop()
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -186,8 +216,12 @@ def run(args: argparse.Namespace) -> int:
             fsync=args.fsync,
             compress_images=args.compress_images,
             track_ice=not args.no_ice,
-            corrector=corrector,
+            corrector=correction.gated if correction is not None else None,
         )
+        if correction is not None:
+            session = monitor.session
+            correction.attach(monitor.journal, lambda: session.clock_s, session.planned_case)
+            print(f"correction: preparing an ensemble of {args.ensemble_members} solver runs", flush=True)
         if monitor.resumed_messages:
             print(f"resumed {journal_path}: {monitor.resumed_messages} messages fed again", flush=True)
         print(f"monitor: journal {journal_path}", flush=True)
@@ -199,6 +233,8 @@ def run(args: argparse.Namespace) -> int:
                 stop.reason = f"duration {args.duration:g} s"
                 break
             fed = monitor.step()
+            for line in correction.poll() if correction is not None else []:
+                print(line, flush=True)
             for source, event in monitor.link_events:
                 _report(source, event)
             monitor.link_events.clear()
@@ -223,12 +259,21 @@ def run(args: argparse.Namespace) -> int:
                 )
                 if s.ice is not None and s.ice.images:
                     print(f"  {s.ice.status_line()}", flush=True)
+                if correction is not None and correction.state["phase"] == "preparing":
+                    state = correction.state
+                    print(
+                        f"  correction: preparing the ensemble around the {state.get('placement')} "
+                        f"probe poses, {state['done']}/{state['total']} solver runs",
+                        flush=True,
+                    )
             if fed == 0:
                 time.sleep(0.02)
         monitor.close()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if correction is not None:
+            correction.preparation.close()
     write_live_outputs(monitor.session, args.out, write_corrected=write_corrected)
     if not args.no_record:
         _write_record(args.out)

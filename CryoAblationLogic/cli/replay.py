@@ -4,7 +4,8 @@ Uses the case saved beside the journal and the session settings journaled by the
 every received message in journal order and writes the same outputs as ``monitor --out``
 (``predicted/``, ``observed/``, ``summary.json``; no record): the isotherms and the observed ice
 are the same as the monitor's, voxel for voxel. With ``--correct`` (and the monitor's
-``--ensemble-members``) the correction in ``corrected/`` is the monitor's too.
+``--ensemble-members`` where the journal does not say it) the correction in ``corrected/`` is the
+monitor's too: the ensemble is prepared on the probe poses the live one was drawn around.
 """
 
 from __future__ import annotations
@@ -12,13 +13,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from CryoAblationLogic.cli.monitor import add_correction_arguments, correction_for
+from CryoAblationLogic.cli.monitor import add_correction_arguments, replay_correction_for
 from CryoAblationLogic.core.progress import ProgressBar
-from CryoAblationLogic.io.case_file import load_case
 from CryoAblationLogic.io.corrected_folder import write_corrected
-from CryoAblationLogic.live.late_correction import replay_corrector
 from CryoAblationLogic.live.mode import write_live_outputs
-from CryoAblationLogic.live.runner import case_path_for, replay_procedure
+from CryoAblationLogic.live.runner import replay_procedure
 
 NAME = "replay"
 HELP = "replay a procedure journal through live mode and write its results (the same isotherms)"
@@ -33,10 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    # the monitor's corrector again, on the case saved beside the journal: the same correction
-    corrector = correction_for(args, load_case(case_path_for(args.journal))) if args.correct else None
-    if corrector is not None:  # the images a panel's session took before its ensemble was ready
-        corrector = replay_corrector(args.journal, corrector)
+    # the live session's corrector again: its ensemble drawn around the same poses (the journal's
+    # notes), skipping the images it took before the ensemble was ready: the same correction
+    corrector = replay_correction_for(args) if args.correct else None
     bars: list[ProgressBar] = []  # made at the first solver update, once the journal and case are read
 
     def on_update(session, update) -> None:

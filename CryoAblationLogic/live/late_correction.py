@@ -1,20 +1,46 @@
-"""A corrector whose ensemble may become ready after the freeze began (live mode in the panel).
+"""The correction of a live session: its ensemble prepared beside the session, on the probe poses
+the console reports, and ready after the freeze may have begun (CLI monitor and the panel).
 
-The panel's live mode starts its links at once and prepares the correction's ensemble beside them
-(``scene/live_process.py``), so images may be observed before the ensemble is ready. Those are
-skipped and counted, and the count is journaled (the live note ``correction_ready`` with
-``images_skipped``), so that a replay (:func:`replay_corrector`, also ``cryoablation replay
---correct``) skips the same images and reproduces the correction exactly. Slicer-free: the CLI
-uses it too.
+**Why the reported poses.** The corrector's ensemble is drawn around a placement with a prior of
+how far the probes may lie from it. Drawn around the PLAN with the insertion accuracy (2 mm /
+3°), the images made it re-fit tip offsets that the live prediction had already taken in from the
+console's poses (seed-7 live run: the −40 °C surface 0.66 mm off the truth corrected against 0.26
+mm predicted). So the ensemble is drawn around the poses the console has reported when its
+preparation starts, with the tracking accuracy as the placement prior
+(``CorrectionSettings.tracking_error_mm``/``_deg``; ``IceCorrector(..., placement="reported")``):
+
+- the preparation starts at once on the plan (a console that never reports poses still gets a
+  correction, with the insertion prior) and starts again on the reported placement as soon as
+  every probe's pose has been reported, and whenever, before the first freeze, a reported pose
+  moves a probe beyond the ensemble's placement prior (the solver follows it then too);
+- once freezing has begun nothing is prepared again (a probe frozen into the ice hardly moves,
+  and the live prediction keeps its geometry too): a reported pose beyond the prior from the
+  ensemble's makes the correction NOT VALID ("P1 reported 1.2 mm / 0.4° from the pose the
+  correction's ensemble was drawn around"), as a console departing from the protocol does.
+
+The ensemble runs in a process of its own (:class:`EnsemblePreparation`, :func:`serve_preparations`):
+numba holds a process's GIL through each solver run. Images observed before it is ready are
+skipped and counted. The journal gets a live note ``correction_preparing`` (members, placement,
+the probes' poses) each time a preparation starts and ``correction_ready`` (the same, and
+``images_skipped``) when one is installed, so that a replay (:func:`replay_centre`,
+:func:`replay_corrector`, ``cryoablation replay --correct``) prepares on the same poses, skips the
+same images and reproduces the correction exactly. Slicer-free.
 """
 
 from __future__ import annotations
 
+import math
+import multiprocessing
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
+from CryoAblationLogic.analysis.ice_correction import CorrectionSettings, IceCorrector
+from CryoAblationLogic.core.errors import InputError
 from CryoAblationLogic.live.journal import read_journal
 
 READY_NOTE = "correction_ready"  # journal note: the ensemble was ready, after this many skipped images
+PREPARING_NOTE = "correction_preparing"  # journal note: a preparation started, on these poses
 
 
 class GatedCorrector:
@@ -23,14 +49,21 @@ class GatedCorrector:
     image is skipped (counted in :attr:`skipped`); after, every image goes to it. ``skip``: in a
     replay, the number of images the live session skipped (its journal's ``correction_ready``
     note), so that the replay corrects from the same image on. The console's states go to the
-    planned protocol's check from the start (no ensemble needed for that)."""
+    planned protocol's check from the start (no ensemble needed for that).
 
-    def __init__(self, planner, skip: int | None = None):
+    ``request(centre)``: (re)start preparing an ensemble drawn around ``centre`` (an unprepared
+    IceCorrector: its case's probes and placement); None (a replay): the ensemble is given.
+    The session tells it the poses reported (:meth:`probes_reported`)."""
+
+    def __init__(self, planner, skip: int | None = None, request: Callable | None = None):
         self.planner = planner  # the IceCorrector, prepared or not: its console_state needs no ensemble
         self.corrector = None
         self.skipped = 0
         self.first_time_s: float | None = None  # the first image it corrected from
         self._skip = skip
+        self.request = request
+        self.centre = None  # the IceCorrector (unprepared or installed) whose placement the ensemble has
+        self._moved_noted: set[str] = set()
 
     @property
     def ready(self) -> bool:
@@ -44,9 +77,50 @@ class GatedCorrector:
         departures = list(self.planner.departures)
         self.corrector = self.planner = corrector
         self.corrector.departures = departures  # what the console did while the ensemble ran
+        if self.centre is None:
+            self.centre = corrector
 
     def console_state(self, time_s, states):
         return self.planner.console_state(time_s, states)
+
+    def prepare_on(self, case, placement: str) -> None:
+        """Ask for an ensemble drawn around ``case``'s probes (``placement``: "planned" or
+        "reported"); the corrector installed so far no longer describes them and is dropped."""
+        settings = self.planner.settings
+        self.centre = IceCorrector(case, settings, placement)
+        self.corrector = None
+        if self.request is not None:
+            self.request(self.centre)
+
+    def probes_reported(self, case, reported: list, freezing_started: bool) -> list[str]:
+        """The session's placement: ``case`` (the probes as the live prediction has them),
+        ``reported`` (the probes whose pose the console has reported, as last reported: specs
+        with ``name``, ``tip_mm``, ``entry_mm``). Before the first freeze the ensemble is prepared
+        again when it no longer fits them; after, a pose beyond the placement prior makes the
+        correction not valid. Returns the departures found now."""
+        names = {p.name for p in case.probes}
+        everyone = names <= {p.name for p in reported}
+        placement = "reported" if everyone else "planned"
+        if not freezing_started:
+            if self.request is None:
+                return []
+            centre = self.centre
+            if centre is None or centre.placement != placement or centre.moved_from_placement(case.probes):
+                self.prepare_on(case, placement)
+            return []
+        if self.centre is None:
+            return []
+        found = []
+        for name, moved_mm, turned_deg in self.centre.moved_from_placement(reported):
+            if name in self._moved_noted:
+                continue
+            self._moved_noted.add(name)
+            found.append(
+                f"{name} reported {moved_mm:.1f} mm / {turned_deg:.1f}° from the pose the "
+                "correction's ensemble was drawn around (after freezing began)"
+            )
+        self.planner.departures += found
+        return found
 
     def update(self, time_s, observation):
         if self.corrector is None or (self._skip is not None and self.skipped < self._skip):
@@ -57,6 +131,77 @@ class GatedCorrector:
         return self.corrector.update(time_s, observation)
 
 
+# --- the journal's record of the preparation ---------------------------------------------------
+
+
+def placement_detail(centre: IceCorrector) -> dict:
+    """What the journal keeps of an ensemble's placement: every float as it is (a replay rebuilds
+    the same case from it)."""
+    return {
+        "members": centre.settings.members,
+        "placement": centre.placement,
+        "probes": {
+            p.name: {"tip_mm": [float(v) for v in p.tip_mm], "entry_mm": [float(v) for v in p.entry_mm]}
+            for p in centre.case.probes
+        },
+    }
+
+
+def _placed_case(case, probes: dict, where: str):
+    """``case`` with its probes at the journaled poses (``probes``: name → tip_mm, entry_mm)."""
+    if not isinstance(probes, dict):
+        raise InputError(where, "probes must be an object of probe name → tip_mm, entry_mm")
+    placed = []
+    for spec in case.probes:
+        pose = probes.get(spec.name)
+        if pose is None:
+            raise InputError(where, f"has no pose for probe {spec.name!r}")
+        ends = []
+        for key in ("tip_mm", "entry_mm"):
+            value = pose.get(key) if isinstance(pose, dict) else None
+            if (
+                not isinstance(value, list)
+                or len(value) != 3
+                or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in value)
+            ):
+                raise InputError(where, f"{spec.name}.{key} must be three finite numbers (mm)")
+            ends.append(tuple(float(v) for v in value))
+        placed.append(replace(spec, tip_mm=ends[0], entry_mm=ends[1]))
+    return replace(case, probes=placed)
+
+
+def replay_centre(journal_path, case) -> tuple | None:
+    """(case placed as the live ensemble was, placement, members or None, images skipped) for a
+    replay of ``journal_path``; None when the live session never had a ready ensemble after its
+    last preparation began. Journals without preparation notes (a monitor that prepared on the
+    plan before connecting): the plan, the insertion prior, the ready note's skip or 0."""
+    contents = read_journal(Path(journal_path))
+    preparing = ready = None
+    for index, record in enumerate(contents.records):
+        if record["kind"] != "live":
+            continue
+        if record.get("note") == PREPARING_NOTE:
+            preparing, ready = index, None
+        elif record.get("note") == READY_NOTE:
+            ready = index
+    if preparing is None:
+        skipped = int(contents.records[ready]["detail"].get("images_skipped", 0)) if ready is not None else 0
+        return case, "planned", None, skipped
+    if ready is None:
+        return None
+    detail = contents.records[ready]["detail"]
+    where = contents.where(ready)
+    placement = detail.get("placement")
+    if placement not in ("planned", "reported"):
+        raise InputError(where, f"placement must be 'planned' or 'reported', got {placement!r}")
+    members = detail.get("members")
+    skipped = detail.get("images_skipped", 0)
+    for key, value in (("members", members), ("images_skipped", skipped)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InputError(where, f"{key} must be a whole number ≥ 0, got {value!r}")
+    return _placed_case(case, detail.get("probes"), where), placement, members, skipped
+
+
 def images_skipped(journal_path) -> int:
     """The images a live session observed before its ensemble was ready (0 without the note)."""
     for record in read_journal(Path(journal_path)).records:
@@ -65,10 +210,176 @@ def images_skipped(journal_path) -> int:
     return 0
 
 
-def replay_corrector(journal_path, corrector) -> GatedCorrector:
-    """``corrector`` (prepared as the live session's: same ensemble size) for
-    ``replay_procedure(journal, corrector=...)``: it skips the images that the live session
-    observed before its ensemble was ready, as the journal's ``correction_ready`` note says."""
-    gated = GatedCorrector(corrector, skip=images_skipped(journal_path))
-    gated.corrector = corrector
+def replay_corrector(journal_path, corrector, skip: int | None = None) -> GatedCorrector:
+    """``corrector`` (prepared as the live session's: same ensemble size and placement,
+    :func:`replay_centre`) for ``replay_procedure(journal, corrector=...)``: it skips the images
+    that the live session observed before its ensemble was ready (``skip``, by default the
+    journal's ``correction_ready`` note's), and checks the reported poses against its placement
+    as the live session did."""
+    gated = GatedCorrector(corrector, skip=images_skipped(journal_path) if skip is None else skip)
+    gated.corrector = gated.centre = corrector
     return gated
+
+
+# --- the ensemble's process -----------------------------------------------------------------
+
+
+class _Superseded(Exception):
+    """A newer placement came while an ensemble was being prepared."""
+
+
+def serve_preparations(connection) -> None:
+    """A process's entry: prepares an ensemble for each request ``("case", ident, case, members,
+    placement)`` that comes over ``connection`` and sends ``("progress", ident, done, total)``
+    after each member, then ``("ready", ident, corrector)`` or ``("failed", ident, text)``. A
+    newer request abandons the one under way. Ends without a word when the other end goes."""
+    pending = None
+    while True:
+        try:
+            request = pending if pending is not None else connection.recv()
+            pending = None
+            while connection.poll(0):  # only the newest placement is worth preparing
+                request = connection.recv()
+        except (EOFError, OSError):
+            return
+        _, ident, case, members, placement = request
+
+        def progress(done: int, total: int, ident=ident) -> None:
+            nonlocal pending
+            if connection.poll(0):
+                pending = connection.recv()
+                raise _Superseded
+            connection.send(("progress", ident, done, total))
+
+        try:
+            corrector = IceCorrector(case, CorrectionSettings(members=members), placement)
+            corrector.prepare(progress=progress)
+            connection.send(("ready", ident, corrector))
+        except _Superseded:
+            continue
+        except (EOFError, OSError):
+            return
+        except Exception as error:  # said to the session, which shows it; the process goes on
+            try:
+                connection.send(("failed", ident, f"{error}"[:400]))
+            except (EOFError, OSError):
+                return
+
+
+class EnsemblePreparation:
+    """The parent's end of :func:`serve_preparations`: ``request`` a placement, ``poll`` the
+    replies. :meth:`start` makes the process (the CLI); the panel's worker, a daemon that may not
+    start children, gets the pipe to one that Slicer's process started."""
+
+    def __init__(self, connection, process=None):
+        self.connection = connection
+        self.process = process
+        self.latest: int | None = None
+        self._next = 0
+
+    @classmethod
+    def start(cls) -> EnsemblePreparation:
+        context = multiprocessing.get_context("spawn")
+        parent, child = context.Pipe()
+        process = context.Process(
+            target=serve_preparations, args=(child,), name="CryoAblation ensemble", daemon=True
+        )
+        process.start()
+        child.close()
+        return cls(parent, process)
+
+    def request(self, case, members: int, placement: str) -> int:
+        self._next += 1
+        self.latest = self._next
+        self.connection.send(("case", self.latest, case, members, placement))
+        return self.latest
+
+    def poll(self) -> list[tuple]:
+        """The replies so far (without waiting); ("failed", ident, text) if the process is gone."""
+        replies = []
+        try:
+            while self.connection.poll(0):
+                replies.append(self.connection.recv())
+        except (EOFError, OSError):
+            replies.append(("failed", self.latest, "the ensemble's process ended before it was ready"))
+        return replies
+
+    def close(self) -> None:
+        try:
+            self.connection.close()
+        except OSError:
+            pass
+        if self.process is not None:
+            self.process.join(2.0)
+            if self.process.is_alive():
+                self.process.terminate()
+                self.process.join(5.0)
+            self.process = None
+
+
+class LiveCorrection:
+    """The correction of a live session (CLI monitor and the panel's worker): a
+    :class:`GatedCorrector` (:attr:`gated`, the session's corrector) whose ensembles an
+    :class:`EnsemblePreparation` prepares, journaled (``attach``). ``state``: phase ("preparing",
+    "ready", "failed"), members, done, total, placement, error — what the panel and the CLI show."""
+
+    def __init__(self, case, members: int, preparation: EnsemblePreparation):
+        settings = CorrectionSettings(members=members)
+        settings.check()
+        self.preparation = preparation
+        self.journal = None
+        self.clock: Callable[[], float] = lambda: 0.0
+        self._notes: list[tuple[str, dict]] = []  # made before the journal was attached
+        self.state: dict = {"phase": "preparing", "members": members, "done": 0, "total": members}
+        self.gated = GatedCorrector(IceCorrector(case, settings), request=self._request)
+        self._detail: dict | None = None
+
+    def attach(self, journal, clock: Callable[[], float], case=None) -> None:
+        """Journal the preparations from now on (and those asked for before); ``case``: start
+        preparing on it (the plan) unless the session already asked for a placement."""
+        self.journal, self.clock = journal, clock
+        for note, detail in self._notes:
+            self.journal.record_note(note, detail)
+        self._notes = []
+        if case is not None and self.gated.centre is None:
+            self.gated.prepare_on(case, "planned")
+
+    def _note(self, note: str, detail: dict) -> None:
+        detail = {**detail, "time_s": self.clock()}
+        if self.journal is None:
+            self._notes.append((note, detail))
+        else:
+            self.journal.record_note(note, detail)
+
+    def _request(self, centre: IceCorrector) -> None:
+        self._detail = placement_detail(centre)
+        self.state.update(phase="preparing", done=0, placement=centre.placement, error="")
+        self._note(PREPARING_NOTE, self._detail)
+        try:
+            self.preparation.request(centre.case, centre.settings.members, centre.placement)
+        except (OSError, ValueError) as error:
+            self.state.update(phase="failed", error=f"the ensemble's process is gone: {error!r}")
+
+    def poll(self) -> list[str]:
+        """Take the preparation's replies; returns lines worth printing (ready, failed)."""
+        lines = []
+        for reply in self.preparation.poll():
+            kind, ident = reply[0], reply[1]
+            if ident != self.preparation.latest:
+                continue  # an answer for a placement since replaced
+            if kind == "progress":
+                self.state.update(done=reply[2], total=reply[3])
+            elif kind == "ready":
+                self.gated.install(reply[2])
+                # a replay prepares on the same poses and skips the same images (replay_centre)
+                self._note(READY_NOTE, {**(self._detail or {}), "images_skipped": self.gated.skipped})
+                self.state.update(phase="ready", done=self.state["total"])
+                lines.append(
+                    f"correction: ensemble of {self.state['members']} ready, drawn around the "
+                    f"{self.state.get('placement', 'planned')} probe poses"
+                    + (f" ({self.gated.skipped} images came before)" if self.gated.skipped else "")
+                )
+            else:
+                self.state.update(phase="failed", error=str(reply[2])[:400])
+                lines.append(f"correction: the ensemble could not be prepared: {reply[2]}")
+        return lines

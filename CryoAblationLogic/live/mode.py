@@ -439,10 +439,14 @@ class LiveSession:
             else:
                 self._set_state(name, event.action, flow, event.mode)
             self.freezing_started |= event.action == "freeze" and flow > 0
+            self._placement_to_corrector()
             action, flow_applied, mode = self.states[name]
             self._note("probe_state", probe=name, action=action, flow_percent=flow_applied, mode=mode)
         elif isinstance(event, ProbePose):
-            self._apply_pose(event)
+            try:
+                self._apply_pose(event)
+            finally:  # also a pose live mode declined: the correction checks it against its own
+                self._placement_to_corrector()
         elif isinstance(event, ProbeTemperatures):
             self._record_probe_temperatures(event)
         elif isinstance(event, SensorReading):
@@ -510,6 +514,44 @@ class LiveSession:
             return
         self._rebuild(replace(self.case, probes=probes))
         self._note("probe_moved", probe=name, moved_mm=moved_mm, turned_deg=turned_deg, tip_mm=tip.tolist())
+
+    def reported_probes(self) -> list:
+        """The probes whose pose the console has reported, as last reported (specs of the case
+        with the reported tip and shaft; a pose without a shaft direction is left out)."""
+        reported = []
+        for number, matrix in sorted(self.poses.items()):
+            name = self.probe_name(number)
+            spec = next((p for p in self.case.probes if p.name == name), None)
+            if spec is None:
+                continue
+            shaft = float(np.linalg.norm(np.subtract(spec.entry_mm, spec.tip_mm)))
+            try:
+                tip, entry = pose_to_tip_entry(matrix, shaft)
+            except InputError:
+                continue
+            if not (np.all(np.isfinite(tip)) and np.all(np.isfinite(entry))):
+                continue
+            reported.append(
+                replace(spec, tip_mm=tuple(float(v) for v in tip), entry_mm=tuple(float(v) for v in entry))
+            )
+        return reported
+
+    def _placement_to_corrector(self) -> None:
+        """Tell the corrector (``probes_reported``, :mod:`.late_correction`) the placement now: its
+        ensemble is drawn around the reported poses, and a pose beyond its prior after the first
+        freeze makes the correction not valid (a departure, noted as the console's are)."""
+        tracker = getattr(self, "ice", None)
+        hook = getattr(tracker.corrector if tracker is not None else None, "probes_reported", None)
+        if hook is None:
+            return
+        try:
+            found = hook(self.case, self.reported_probes(), self.freezing_started)
+        except InputError as error:
+            found = [str(error)]
+        for text in found or []:
+            self._note_once(
+                ("departure", text), "console departs from the plan the correction assumes", detail=text
+            )
 
     def _rebuild(self, case: Case) -> None:
         """A new solver with the moved probes, brought to the solver's time with the same states

@@ -23,6 +23,7 @@ from CryoAblationLogic.core.errors import InputError
 from CryoAblationLogic.igtl.inbox import Received
 from CryoAblationLogic.io.case_file import load_case, save_case
 from CryoAblationLogic.live.journal import Journal, check_procedure_name, read_journal
+from CryoAblationLogic.live.late_correction import GatedCorrector, replay_centre, replay_corrector
 from CryoAblationLogic.live.link import Endpoint, LiveLink
 from CryoAblationLogic.live.mode import LiveSession, feed_journal, session_for_journal
 
@@ -208,14 +209,33 @@ def journal_summary(journal_path: str | Path) -> dict:
     return {"records": len(contents.records), "truncated_tail": contents.truncated_tail, "counts": counts}
 
 
-def prepare_corrector(case, members: int = CorrectionSettings.members, log=None) -> IceCorrector:
+def prepare_replay_correction(
+    journal_path: str | Path, members: int = CorrectionSettings.members, log=None
+) -> GatedCorrector | None:
+    """The corrector for ``replay_procedure(journal, corrector=...)`` that reproduces the live
+    session's correction: its ensemble prepared on the probe poses (and with the placement prior)
+    the live one was drawn around, and the images it skipped skipped (the journal's notes,
+    :func:`~.late_correction.replay_centre`); ``members`` where the journal does not say. None
+    when the live session never had a ready ensemble."""
+    centre = replay_centre(journal_path, load_case(case_path_for(Path(journal_path))))
+    if centre is None:
+        return None
+    case, placement, journaled_members, skipped = centre
+    corrector = prepare_corrector(case, journaled_members or members, log=log, placement=placement)
+    return replay_corrector(journal_path, corrector, skip=skipped)
+
+
+def prepare_corrector(
+    case, members: int = CorrectionSettings.members, log=None, placement: str = "planned"
+) -> IceCorrector:
     """The ice corrector of ``case`` (``analysis/ice_correction.py``) with its ensemble run now:
     ``members`` solver runs of the planned protocol drawn from the priors (about 1.5 min for the
     demo plan on 2 cores), before the first freeze. Deterministic: a replay that prepares it with
-    the same ``members`` reproduces the correction exactly. ``log(text)``: progress lines."""
+    the same ``members`` reproduces the correction exactly. ``log(text)``: progress lines;
+    ``placement``: "planned", or "reported" when the case's probes are the console's poses."""
     settings = CorrectionSettings(members=members)
     settings.check()
-    corrector = IceCorrector(case, settings)
+    corrector = IceCorrector(case, settings, placement)
     step = max(1, members // 4)
 
     def progress(done: int, total: int) -> None:

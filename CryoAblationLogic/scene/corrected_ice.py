@@ -74,6 +74,19 @@ def event_label(event: str, margin_mm: float) -> str:
 # --- what the worker sends --------------------------------------------------------------------
 
 
+def placement_rows(placement: dict) -> dict:
+    """Rows of the parameters table for the probe poses the ensemble was drawn around: each tip
+    coordinate (RAS mm) as its mean and prior mean, its prior's 10th–90th percentile as p10/p90."""
+    half = 1.2816 * float(placement.get("tip_error_mm", 0.0)) / 3**0.5  # per axis, normal prior
+    unit = f"mm ({placement.get('centre', '?')} pose)"
+    rows = {}
+    for name, pose in (placement.get("probes") or {}).items():
+        for axis, value in zip("RAS", pose["tip_mm"], strict=True):
+            row = {"mean": value, "p10": value - half, "p90": value + half, "prior_mean": value, "unit": unit}
+            rows[f"ensemble_tip_{axis}:{name}"] = row
+    return rows
+
+
 def correction_payload(correction, sent_fields: dict | None = None, margin_mm: float = 5.0) -> dict:
     """A correction as the worker sends it: numbers as they are, the p10/p50/p90 fields as float32
     and only those that differ from ``sent_fields`` (percentile → the field last sent; updated)."""
@@ -96,6 +109,7 @@ def correction_payload(correction, sent_fields: dict | None = None, margin_mm: f
         "metrics": dict(correction.metrics),
         "margin_mm": float(margin_mm),
         "fields": fields,
+        "placement": dict(getattr(correction, "placement", {}) or {}),  # the ensemble's probe poses
     }
 
 
@@ -244,7 +258,7 @@ class CorrectedIceView:
 
     def _show_parameters(self, payload: dict) -> None:
         self.parameters_table = self._table(self.parameters_table, PARAMETERS_TABLE_NAME)
-        parameters = payload["parameters"]
+        parameters = {**payload["parameters"], **placement_rows(payload.get("placement") or {})}
         names = list(parameters)
         columns = [tables.Column("Name", names)]
         for key, title in (("mean", "Mean"), ("p10", "p10"), ("p90", "p90"), ("prior_mean", "Prior mean")):

@@ -33,12 +33,16 @@ from typing import Any
 
 import numpy as np
 
-from CryoAblationLogic.analysis.ice_correction import CorrectionSettings, IceCorrector
 from CryoAblationLogic.core.errors import InputError
 from CryoAblationLogic.igtl.inbox import LinkEvent, Received
 from CryoAblationLogic.igtl.messages import ImageMessage
 from CryoAblationLogic.live.console import ProbePose, ScannerImage, Unrecognised
-from CryoAblationLogic.live.late_correction import READY_NOTE, GatedCorrector
+from CryoAblationLogic.live.late_correction import (
+    EnsemblePreparation,
+    GatedCorrector,
+    LiveCorrection,
+    serve_preparations,
+)
 from CryoAblationLogic.live.link import LiveLink
 from CryoAblationLogic.live.runner import LIVE_COALESCED, open_session
 from CryoAblationLogic.scene import volumes
@@ -115,6 +119,7 @@ class CorrectionState:
     total: int = 0
     skipped: int = 0
     freeze_before_ready: bool = False
+    placement: str = ""  # the poses the ensemble is drawn around: "planned" or "reported" (by the console)
     departures: list = field(default_factory=list)
     error: str = ""
     payload: dict | None = None
@@ -141,7 +146,8 @@ class CorrectionState:
             return f"Correction: the ensemble could not be prepared: {self.error}"
         lines = []
         if self.phase == "preparing":
-            lines.append(f"Correction: preparing the ensemble, {self.done}/{self.total} solver runs")
+            around = f" around the {self.placement} probe poses" if self.placement else ""
+            lines.append(f"Correction: preparing the ensemble, {self.done}/{self.total} solver runs{around}")
             if self.freeze_before_ready:
                 lines.append(
                     "The freeze started before the ensemble was ready: the images until it is ready "
@@ -236,9 +242,8 @@ class _Worker:
         self._scene_events: list = []
         self._fed = 0
         # the correction (spec "correction_members"): its ensemble prepared in a process of its own
+        self.live_correction: LiveCorrection | None = None
         self.gated: GatedCorrector | None = None
-        self._preparation = None  # the pipe to the ensemble's process, until it is ready
-        self._correction = {"phase": "off"}
         self._correction_sent: dict | None = None
         self._correction_taken = None  # the tracker's correction last sent
         self._sent_fields: dict = {}
@@ -280,8 +285,11 @@ class _Worker:
         spec = self.spec
         members = spec.get("correction_members")
         if members is not None:
-            # the planned protocol's check of the console needs no ensemble: from the first message
-            self.gated = GatedCorrector(IceCorrector(spec["case"], CorrectionSettings(members=members)))
+            # the planned protocol's check of the console needs no ensemble: from the first message;
+            # the ensemble, drawn around the poses the console reports, in the process Slicer started
+            preparation = EnsemblePreparation(spec["preparation"])
+            self.live_correction = LiveCorrection(spec["case"], members, preparation)
+            self.gated = self.live_correction.gated
         self.journal, self.session, _ = open_session(
             spec["case"],
             spec["journal_path"],
@@ -294,7 +302,8 @@ class _Worker:
                 raise InputError(
                     "correct", "corrects from the observed ice: this journal's session does not track it"
                 )
-            self._start_preparation(members)
+            session = self.session
+            self.live_correction.attach(self.journal, lambda: session.clock_s, session.planned_case)
         scanner, console = spec["scanner"], spec["console"]
         if scanner is not None or console is not None:
             self.link = LiveLink(self.journal, scanner=scanner, console=console, coalesce=LIVE_COALESCED)
@@ -305,53 +314,19 @@ class _Worker:
                 self.journal.close()
                 raise
 
-    def _start_preparation(self, members: int) -> None:
-        """Hand the planned case (as the session loaded it from its case file, as a replay loads
-        it) to the ensemble's process, which the main process started beside this one: numba
-        holds a process's GIL through each solver run, so in a thread of this process the
-        ensemble would stall the session for the minutes it runs. (This process, a daemon, may
-        not start children itself.)"""
-        self._preparation = self.spec["preparation"]
-        self._correction = {"phase": "preparing", "members": members, "done": 0, "total": members}
-        try:
-            self._preparation.send(("case", self.session.planned_case, members))
-        except (OSError, ValueError) as error:
-            self._correction.update(phase="failed", error=f"the ensemble's process is gone: {error!r}")
-            self._preparation = None
-
     def poll_preparation(self) -> None:
-        pipe = self._preparation
-        if pipe is None:
-            return
-        try:
-            while pipe.poll(0):
-                reply = pipe.recv()
-                if reply[0] == "progress":
-                    self._correction.update(done=reply[1], total=reply[2])
-                    continue
-                if reply[0] == "ready":
-                    self.gated.install(reply[1])
-                    # a replay skips the same images (live.late_correction.replay_corrector)
-                    detail = {"members": self._correction["members"], "images_skipped": self.gated.skipped}
-                    self.journal.record_note(READY_NOTE, {**detail, "time_s": self.session.clock_s})
-                    self._correction.update(phase="ready")
-                else:
-                    self._correction.update(phase="failed", error=str(reply[1])[:400])
-                break
-            else:
-                return
-        except (EOFError, OSError):
-            self._correction.update(phase="failed", error="the ensemble's process ended before it was ready")
-        pipe.close()
-        self._preparation = None
+        """The ensemble's progress and, when ready, its corrector installed (journaled)."""
+        if self.live_correction is not None:
+            self.live_correction.poll()
 
     def _correction_update(self) -> dict | None:
         """The correction's state for the next batch, when it changed (with a new correction)."""
         if self.gated is None:
             return None
-        state = dict(self._correction)
-        if self.session.freezing_started and not self.gated.ready and state["phase"] == "preparing":
-            self._correction["freeze_before_ready"] = state["freeze_before_ready"] = True
+        live = self.live_correction.state
+        if self.session.freezing_started and not self.gated.ready and live["phase"] == "preparing":
+            live["freeze_before_ready"] = True
+        state = dict(live)
         state.update(skipped=self.gated.skipped, departures=self.gated.departures)
         correction = self.session.ice.correction
         payload = None
@@ -506,22 +481,11 @@ def _serve_live(connection, spec: dict) -> None:  # the worker process's entry
 
 
 def _prepare_ensemble(connection) -> None:  # the ensemble process's entry
-    """Waits for the worker's planned case, then makes its corrector with the ensemble run, as
-    ``live.runner.prepare_corrector`` makes it (same settings: a replay prepared by the CLI, or
-    through ``live.late_correction.replay_corrector``, agrees), and sends it back whole; progress
-    after each member. Ends without a word when the worker goes away."""
+    """Prepares an ensemble for each placement the worker asks for, as the CLI's monitor does
+    (``live.late_correction.serve_preparations``: a replay prepared from the journal agrees), and
+    sends each back whole; progress after each member. Ends when the worker goes away."""
     try:
-        _, case, members = connection.recv()
-    except (EOFError, OSError):
-        return
-    try:
-        corrector = IceCorrector(case, CorrectionSettings(members=members))
-        corrector.prepare(progress=lambda done, total: connection.send(("progress", done, total)))
-        connection.send(("ready", corrector))
-    except (EOFError, OSError, BrokenPipeError):
-        return
-    except Exception as error:
-        connection.send(("failed", _sendable(error)))
+        serve_preparations(connection)
     finally:
         connection.close()
 

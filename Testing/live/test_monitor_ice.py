@@ -2,8 +2,9 @@
 processes): the plan following the console in ``DIR/predicted/``, the ice observed in every MR
 image in ``DIR/observed/`` and the observed-vs-predicted series in ``DIR/summary.json``; the truth
 written by ``--truth-out`` on the plan's grid; ``cryoablation replay`` of the journal reproduces
-the observed outputs exactly; with ``--correct`` (a small ensemble) the corrected result and its
-band in ``DIR/corrected/``, which the replay reproduces too.
+the observed outputs exactly; with ``--correct`` (a small ensemble, drawn around the poses the
+console reports) the corrected result and its band in ``DIR/corrected/``, which the replay
+reproduces too (the same poses and skipped images, from the journal's notes).
 
 Coarse grid (3 mm), a short protocol (10 s lead-in, 120 s freeze, 96 s thaw, 120 s freeze: 346 s)
 served 20 times faster than real time, slices every 40 s and a volume every 120 s of procedure.
@@ -113,7 +114,21 @@ def test_the_monitor_writes_predicted_observed_and_the_series_and_replay_reprodu
     p10, p10_grid = read_nrrd(out / "corrected" / "min_temperature_p10.nrrd")
     p90, _ = read_nrrd(out / "corrected" / "min_temperature_p90.nrrd")
     assert p10_grid == grid and np.all(p10 <= p90 + 1e-6)  # p10 is the band's cold side
-    assert "corrected after 27 images" in monitor_output
+    # the ensemble was prepared again on the poses the console reported (the truth's placement,
+    # with the tracking prior) in its own process; the images before it was ready were skipped
+    journal = out / "journal" / "procedure.jsonl"
+    notes = [r for r in read_journal(journal).records if r["kind"] == "live"]
+    ready = [r["detail"] for r in notes if r["note"] == "correction_ready"]
+    # (the plan's ensemble, prepared at once, may be ready before the console's poses come)
+    assert ready[-1]["placement"] == "reported" and all(r["placement"] == "planned" for r in ready[:-1])
+    skipped = ready[-1]["images_skipped"]
+    assert correction["images"] == 27 - skipped >= 1
+    assert f"corrected after {27 - skipped} images" in monitor_output
+    placement = correction["placement"]
+    assert placement["centre"] == "reported" and placement["tip_error_mm"] == 0.5
+    truth_probes = json.loads((truth_dir / "case.cryo.json").read_text())["probes"]
+    for probe in truth_probes:  # the console reports the truth's poses (float32 on the wire)
+        np.testing.assert_allclose(placement["probes"][probe["name"]]["tip_mm"], probe["tip_mm"], atol=2e-3)
 
     # the truth on the plan's grid; the observed ice at the end agrees with its 0 °C zone
     truth, truth_grid = read_nrrd(truth_dir / "temperature_final.nrrd")
@@ -122,7 +137,6 @@ def test_the_monitor_writes_predicted_observed_and_the_series_and_replay_reprodu
     assert dice(ice.astype(bool), truth <= 0.0) >= 0.85
 
     # every image was fed (none coalesced): the journal's IMAGE records are the series
-    journal = out / "journal" / "procedure.jsonl"
     assert len(read_journal(journal).messages("IMAGE")) == len(observed["series"]) == 31
 
     # replay: the same observed outputs, voxel for voxel, and the same series

@@ -128,11 +128,14 @@ def test_forecast_and_parameter_tables_hold_the_corrections_values(plan):
     assert set(table_column(forecast, "Issued at")) == {ci.mm_ss(correction.time_s)}
     parameters = view.parameters_table
     assert parameters.GetName() == "Correction parameters"
-    names = list(correction.parameters)
+    # the fitted parameters, then the probe tips the ensemble was drawn around (issue 14)
+    rows = {**correction.parameters, **ci.placement_rows(correction.placement)}
+    names = list(rows)
+    assert names[-1] == f"ensemble_tip_S:{case.probes[-1].name}"
     assert table_column(parameters, "Name") == names
     for key, title in (("mean", "Mean"), ("p10", "p10"), ("p90", "p90"), ("prior_mean", "Prior mean")):
-        assert table_column(parameters, title) == [correction.parameters[n][key] for n in names]
-    assert table_column(parameters, "Unit") == [correction.parameters[n]["unit"] for n in names]
+        assert table_column(parameters, title) == [rows[n][key] for n in names]
+    assert table_column(parameters, "Unit") == [rows[n]["unit"] for n in names]
 
 
 def test_status_line_says_when_what_and_when_it_is_not_valid():

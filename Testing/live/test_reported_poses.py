@@ -1,0 +1,194 @@
+"""The correction's ensemble follows the probe poses the console reports (``live/late_correction.py``):
+prepared again on them before the first freeze, a later move beyond the tracking prior said as
+NOT VALID, the poses it used journaled so that a replay prepares on the same ones."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from live_testing import ENTRY_MM, ORIGIN_S, TIP_MM, pose, small_case, state
+
+from CryoAblationLogic.analysis.ice_correction import CorrectionSettings, IceCorrector
+from CryoAblationLogic.core.errors import InputError
+from CryoAblationLogic.live.journal import Journal
+from CryoAblationLogic.live.late_correction import (
+    PREPARING_NOTE,
+    READY_NOTE,
+    EnsemblePreparation,
+    GatedCorrector,
+    LiveCorrection,
+    replay_centre,
+)
+from CryoAblationLogic.live.mode import LiveSession
+
+SETTINGS = CorrectionSettings(members=8)
+
+
+def gated_with_requests(case):
+    requests = []
+    gated = GatedCorrector(IceCorrector(case, SETTINGS), request=requests.append)
+    return gated, requests
+
+
+def test_the_ensemble_is_prepared_again_on_the_reported_poses_before_the_freeze():
+    """Some probes reported: still the plan's prior; every probe reported: the reported placement
+    with the tracking prior (0.5 mm / 1°); a move within it changes nothing, beyond it (0.8 mm)
+    prepares again; after the first freeze nothing is prepared again."""
+    case = small_case()
+    gated, requests = gated_with_requests(case)
+    gated.prepare_on(case, "planned")  # what live mode asks for at its start
+    assert [(r.placement, r.placement_prior()) for r in requests] == [("planned", (2.0, 3.0))]
+    gated.probes_reported(case, [], freezing_started=False)
+    assert len(requests) == 1  # nothing reported: the plan's ensemble stays
+    gated.probes_reported(case, list(case.probes), freezing_started=False)
+    assert [(r.placement, r.placement_prior()) for r in requests[1:]] == [("reported", (0.5, 1.0))]
+    nudged = replace(case.probes[0], tip_mm=(0.3, 0.0, -15.0), entry_mm=(0.3, 0.0, 60.0))
+    gated.probes_reported(replace(case, probes=[nudged]), [nudged], False)
+    assert len(requests) == 2  # 0.3 mm: within the tracking accuracy
+    moved = replace(case.probes[0], tip_mm=(0.8, 0.0, -15.0), entry_mm=(0.8, 0.0, 60.0))
+    moved_case = replace(case, probes=[moved])
+    gated.probes_reported(moved_case, [moved], False)
+    assert len(requests) == 3 and requests[-1].case.probes[0].tip_mm == (0.8, 0.0, -15.0)
+    assert gated.corrector is None  # an ensemble of the old placement is not used any more
+    far = replace(moved, tip_mm=(5.0, 0.0, -15.0), entry_mm=(5.0, 0.0, 60.0))
+    found = gated.probes_reported(moved_case, [far], freezing_started=True)
+    assert len(requests) == 3  # frozen in: never prepared again
+    assert len(found) == 1 and found[0].startswith("P1 reported 4.2 mm / 0.0° from the pose")
+    assert gated.departures == found
+    assert gated.probes_reported(moved_case, [far], freezing_started=True) == []  # said once
+
+
+def test_the_session_tells_the_corrector_the_reported_poses_and_notes_a_late_move():
+    """Live mode gives the corrector every pose it is told (also those it does not follow after the
+    freeze); a departure the corrector finds is noted as the console's are."""
+    case = small_case()
+    gated, requests = gated_with_requests(case)
+    session = LiveSession(case, corrector=gated, track_ice=True)
+    gated.prepare_on(session.planned_case, "planned")
+    moved_tip = (TIP_MM[0] + 3.0, TIP_MM[1], TIP_MM[2])
+    session.feed(pose(0.0, moved_tip, (3.0, 0.0, 60.0)), ORIGIN_S)
+    assert requests[-1].placement == "reported"
+    assert requests[-1].case.probes[0].tip_mm == pytest.approx(moved_tip, abs=1e-4)
+    session.feed(state("FREEZE 1", 1.0), ORIGIN_S + 1.0)
+    session.feed(pose(2.0, (9.0, 0.0, -15.0), (9.0, 0.0, 60.0)), ORIGIN_S + 2.0)
+    assert len(requests) == 2
+    notes = [n.detail["detail"] for n in session.notes if n.what.startswith("console departs")]
+    # (this plan has its probe off throughout: the freeze itself departs from it too)
+    assert [text for text in notes if "reported" in text] == [
+        "P1 reported 6.0 mm / 0.0° from the pose the correction's ensemble was drawn around "
+        "(after freezing began)"
+    ]
+
+
+def test_a_pose_without_a_shaft_is_not_given_to_the_corrector():
+    case = small_case()
+    gated, requests = gated_with_requests(case)
+    session = LiveSession(case, corrector=gated, track_ice=True)
+    gated.prepare_on(session.planned_case, "planned")
+    bad = pose(0.0)
+    bad.matrix[:3, 2] = 0.0
+    session.feed(bad, ORIGIN_S)
+    assert session.reported_probes() == [] and [r.placement for r in requests] == ["planned"]
+
+
+def _journal_with(tmp_path, notes):
+    journal = Journal(tmp_path, "procedure")
+    for note, detail in notes:
+        journal.record_note(note, detail)
+    journal.close()
+    return tmp_path / "procedure.jsonl"
+
+
+def test_the_replay_prepares_on_the_poses_of_the_last_ready_ensemble(tmp_path):
+    case = small_case()
+    probes = {"P1": {"tip_mm": [1.25, 0.0, -15.0], "entry_mm": [1.25, 0.0, 60.0]}}
+    planned = {
+        "members": 8,
+        "placement": "planned",
+        "probes": {"P1": {"tip_mm": list(TIP_MM), "entry_mm": list(ENTRY_MM)}},
+    }
+    reported = {"members": 8, "placement": "reported", "probes": probes}
+    path = _journal_with(
+        tmp_path,
+        [
+            (PREPARING_NOTE, planned),
+            (PREPARING_NOTE, reported),
+            (READY_NOTE, {**reported, "images_skipped": 3}),
+        ],
+    )
+    placed, placement, members, skipped = replay_centre(path, case)
+    assert (placement, members, skipped) == ("reported", 8, 3)
+    assert placed.probes[0].tip_mm == (1.25, 0.0, -15.0) and placed.probes[0].entry_mm == (1.25, 0.0, 60.0)
+    # a preparation begun after the last ready one, never ready: the live session had no correction
+    never = _journal_with(
+        tmp_path / "never", [(PREPARING_NOTE, planned), (READY_NOTE, planned), (PREPARING_NOTE, reported)]
+    )
+    assert replay_centre(never, case) is None
+    # a journal of a monitor that prepared on the plan before connecting: the plan
+    assert replay_centre(_journal_with(tmp_path / "old", []), case) == (case, "planned", None, 0)
+
+
+@pytest.mark.parametrize(
+    ("detail", "field"),
+    [
+        ({"placement": "somewhere"}, "placement"),
+        ({"probes": {"P1": {"tip_mm": [0.0, "x", 0.0], "entry_mm": [0.0, 0.0, 60.0]}}}, "P1.tip_mm"),
+        ({"probes": {}}, "no pose for probe 'P1'"),
+        ({"images_skipped": -1}, "images_skipped"),
+    ],
+)
+def test_a_damaged_ready_note_is_refused_naming_its_line_and_field(tmp_path, detail, field):
+    good = {
+        "members": 8,
+        "placement": "reported",
+        "images_skipped": 0,
+        "probes": {"P1": {"tip_mm": list(TIP_MM), "entry_mm": list(ENTRY_MM)}},
+    }
+    path = _journal_with(tmp_path, [(PREPARING_NOTE, good), (READY_NOTE, {**good, **detail})])
+    with pytest.raises(InputError, match=rf"procedure\.jsonl:\d+.*{re.escape(field)}"):
+        replay_centre(path, small_case())
+
+
+def test_live_correction_prepares_in_its_process_on_the_reported_poses_and_journals_them(tmp_path):
+    """The process prepares the plan's ensemble first; poses reported for every probe replace it
+    (the first one abandoned); the ready ensemble is the reported one, its poses journaled."""
+    case = small_case()
+    journal = Journal(tmp_path, "procedure")
+    live = LiveCorrection(case, 8, EnsemblePreparation.start())
+    try:
+        session = LiveSession(case, journal=journal, corrector=live.gated, track_ice=True)
+        live.attach(journal, lambda: session.clock_s, session.planned_case)
+        moved_tip = (TIP_MM[0] + 2.0, TIP_MM[1], TIP_MM[2])
+        session.feed(pose(0.0, moved_tip, (2.0, 0.0, 60.0)), ORIGIN_S)
+        deadline = time.monotonic() + 300  # a process without a numba cache compiles the kernels
+        lines = []
+        while live.state["phase"] == "preparing":
+            assert time.monotonic() < deadline, live.state
+            lines += live.poll()
+            time.sleep(0.05)
+    finally:
+        live.preparation.close()
+        journal.close()
+    assert live.state["phase"] == "ready", live.state
+    assert lines == ["correction: ensemble of 8 ready, drawn around the reported probe poses"]
+    installed = live.gated.corrector
+    assert installed.placement == "reported" and installed.prepared
+    assert installed.case.probes[0].tip_mm == pytest.approx(moved_tip, abs=1e-4)
+    records = [json.loads(line) for line in (tmp_path / "procedure.jsonl").read_text().splitlines()]
+    notes = [r for r in records if r.get("kind") == "live" and r.get("note") in (PREPARING_NOTE, READY_NOTE)]
+    assert [(r["note"], r["detail"]["placement"]) for r in notes] == [
+        (PREPARING_NOTE, "planned"),
+        (PREPARING_NOTE, "reported"),
+        (READY_NOTE, "reported"),
+    ]
+    placed, placement, members, skipped = replay_centre(tmp_path / "procedure.jsonl", case)
+    assert (placement, members, skipped) == ("reported", 8, 0)
+    assert placed.probes == installed.case.probes  # the same floats: a replay draws the same members
+    assert np.array_equal(
+        IceCorrector(placed, SETTINGS, placement).draw_parameters()[2], installed.parameter_values
+    )
