@@ -180,9 +180,8 @@ class Correction:
     departures: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     update_s: float = 0.0
-    placement: dict = field(
-        default_factory=dict
-    )  # the ensemble's probe poses (IceCorrector.placement_summary)
+    # the probe poses the ensemble was drawn around (IceCorrector.placement_summary)
+    placement: dict = field(default_factory=dict)
 
     @property
     def valid(self) -> bool:

@@ -36,7 +36,7 @@ from CryoAblationLogic.io.corrected_folder import write_corrected
 from CryoAblationLogic.live.late_correction import EnsemblePreparation, LiveCorrection
 from CryoAblationLogic.live.link import Endpoint
 from CryoAblationLogic.live.mode import write_live_outputs
-from CryoAblationLogic.live.runner import prepare_corrector, prepare_replay_correction, start_monitor_run
+from CryoAblationLogic.live.runner import prepare_replay_correction, start_monitor_run
 from CryoAblationLogic.live.synthetic import plan_case
 
 NAME = "monitor"
@@ -161,16 +161,6 @@ def replay_correction_for(args: argparse.Namespace):
     if gated is None:
         print("correction: the live session's ensemble was never ready: nothing to correct", flush=True)
     return gated
-
-
-def correction_for(args: argparse.Namespace, case):
-    """A corrector prepared now on ``case`` as planned (before any link), or None (``--correct``)."""
-    if not _check_correction(args):
-        return None
-    print(f"correction: preparing an ensemble of {args.ensemble_members} solver runs", flush=True)
-    corrector = prepare_corrector(case, args.ensemble_members, log=lambda text: print(text, flush=True))
-    print(f"correction: ensemble ready in {corrector.prepare_s:.1f} s", flush=True)
-    return corrector
 
 
 class _Stop:
