@@ -161,7 +161,34 @@ def test_the_preview_answers_first_on_a_coarser_grid_then_on_the_preview_grid(
     ui.previewCheckBox.checked = True
     preview = session.preview
     spacing = session.settings().preview_spacing_mm
-    pythonqt_idle.run(widget.onTimer, until=lambda: preview.last_applied_final and shown, timeout_s=180.0)
+    # A timer slot falls between a job's two answers, as on a machine where the preview grid's
+    # answer takes longer than a slot: on a quiet one the phantom's finer answer can land in the
+    # same slot as the coarse one, and the overlay then rightly shows the finer one alone. (That
+    # the worker sends the coarser answer first is test_..._needs_no_round_trip_after_the_coarse_one.)
+    real_poll = preview.solver.poll
+    after_partial = [False]
+
+    def one_answer_per_slot():
+        if after_partial[0]:
+            after_partial[0] = False
+            return None  # the finer answer waits for the next slot
+        reply = real_poll()
+        after_partial[0] = reply is not None and reply.partial
+        return reply
+
+    preview.solver.poll = one_answer_per_slot
+
+    def timer_interval_s() -> float:
+        # the panel's own timer (20 ms while a move awaits its overlay): at a fixed 100 ms both
+        # answers of a quiet machine's worker land in one slot and only the finer one is shown
+        return widget._timer.interval / 1000.0
+
+    pythonqt_idle.run(
+        widget.onTimer,
+        until=lambda: preview.last_applied_final and shown,
+        timeout_s=180.0,
+        interval_s=timer_interval_s,
+    )
     assert shown[:2] == [2 * spacing, spacing]  # coarser first, then the preview grid
 
     probe = session.probe_nodes()[0]
@@ -175,8 +202,11 @@ def test_the_preview_answers_first_on_a_coarser_grid_then_on_the_preview_grid(
             widget.onTimer,
             until=lambda: preview.last_applied_generation >= generation,  # noqa: B023
             timeout_s=60.0,
+            interval_s=timer_interval_s,
         )
-    pythonqt_idle.run(widget.onTimer, until=lambda: preview.last_applied_final, timeout_s=60.0)
+    pythonqt_idle.run(
+        widget.onTimer, until=lambda: preview.last_applied_final, timeout_s=60.0, interval_s=timer_interval_s
+    )
     # the newest position, on the preview grid
     assert preview.last_applied_generation == preview._generation and shown[-1] == spacing
     assert preview.last_error is None and ui.simulationStatusLabel.text == ""
