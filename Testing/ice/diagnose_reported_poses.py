@@ -14,9 +14,12 @@ plan (what ``monitor --correct`` did before issue 14's pose fix). ``--images vol
 reported poses, whose product setting ``reported_assimilates`` learns from volumes only). The
 ensemble is ready before the first image (no image skipped). Prints one JSON line.
 
-Seed-7 run of issue 14 (``/tmp/p4/proc_seed7``, 48 members; mm of −40 °C mean surface distance
-from the truth's; predicted 0.263): planned all 0.662, planned volume 0.236, reported all 0.477,
-reported volume 0.103.
+Seed-7 run of issue 14 (``cryoablation simulate-scanner --port P --acceleration 10 --spacing-mm 2
+--lead-in-s 30 --seed 7 --property-spread 0.3 --insertion-error-mm 2 --insertion-error-deg 3
+--truth-out truth`` beside ``cryoablation monitor --port P --out live --spacing-mm 2 --lead-in-s 30
+--stop-on-disconnect --wall-clock-after 0 --update-interval-s 5 --no-record --correct``, run before
+the fix; 48 members; mm of −40 °C mean surface distance from the truth's; predicted 0.263):
+planned all 0.662, planned volume 0.236, reported all 0.477, reported volume 0.103.
 """
 
 from __future__ import annotations
