@@ -145,11 +145,6 @@ def status_line(payload: dict, departures: list[str] | None = None, skipped: int
 # --- the scene nodes --------------------------------------------------------------------------
 
 
-def _find(scene, class_name: str, name: str):
-    nodes = scene.GetNodesByClassByName(class_name, name)
-    return nodes.GetItemAsObject(0) if nodes.GetNumberOfItems() else None
-
-
 class CorrectedIceView:
     """The corrected prediction in ``scene`` under the folder ``folder`` (nodes of an earlier
     live session of the same names are reused). :meth:`show` takes a payload; fields it leaves
@@ -159,11 +154,11 @@ class CorrectedIceView:
         self.scene = scene
         self.grid = grid
         self.folder = folder
-        self.isotherm_node = _find(scene, "vtkMRMLSegmentationNode", CORRECTED_ISOTHERMS_NAME)
-        self.band_node = _find(scene, "vtkMRMLSegmentationNode", CORRECTED_BAND_NAME)
-        self.volume_node = _find(scene, "vtkMRMLScalarVolumeNode", CORRECTED_MIN_TEMPERATURE_NAME)
-        self.forecast_table = _find(scene, "vtkMRMLTableNode", FORECAST_TABLE_NAME)
-        self.parameters_table = _find(scene, "vtkMRMLTableNode", PARAMETERS_TABLE_NAME)
+        self.isotherm_node = tables.node_named(scene, "vtkMRMLSegmentationNode", CORRECTED_ISOTHERMS_NAME)
+        self.band_node = tables.node_named(scene, "vtkMRMLSegmentationNode", CORRECTED_BAND_NAME)
+        self.volume_node = tables.node_named(scene, "vtkMRMLScalarVolumeNode", CORRECTED_MIN_TEMPERATURE_NAME)
+        self.forecast_table = tables.node_named(scene, "vtkMRMLTableNode", FORECAST_TABLE_NAME)
+        self.parameters_table = tables.node_named(scene, "vtkMRMLTableNode", PARAMETERS_TABLE_NAME)
         self.fields: dict[float, np.ndarray] = {}
         self.payload: dict | None = None
         self.volumes_ml: dict[float, float] = {}

@@ -33,12 +33,6 @@ OBSERVED_SEGMENT_ID = "observed_ice"
 ICE_RGB = (0.55, 0.85, 1.0)  # pale blue: ice, apart from the isotherms' colours
 
 
-def _find(scene, class_name: str, name: str):
-    nodes = scene.GetNodesByClassByName(class_name, name)
-    node = nodes.GetItemAsObject(0) if nodes.GetNumberOfItems() else None
-    return node
-
-
 class ObservedIceView:
     """The observed ice of ``session`` (a :class:`~CryoAblationLogic.live.mode.LiveSession`) in
     ``scene``, under the folder ``folder``. Nodes of an earlier live session of that name are
@@ -48,9 +42,9 @@ class ObservedIceView:
         self.scene = scene
         self.session = session
         self.folder = folder
-        self.segmentation = _find(scene, "vtkMRMLSegmentationNode", OBSERVED_ICE_NODE_NAME)
-        self.table = _find(scene, "vtkMRMLTableNode", OBSERVED_TABLE_NAME)
-        self.chart = _find(scene, "vtkMRMLPlotChartNode", OBSERVED_CHART_NAME)
+        self.segmentation = tables.node_named(scene, "vtkMRMLSegmentationNode", OBSERVED_ICE_NODE_NAME)
+        self.table = tables.node_named(scene, "vtkMRMLTableNode", OBSERVED_TABLE_NAME)
+        self.chart = tables.node_named(scene, "vtkMRMLPlotChartNode", OBSERVED_CHART_NAME)
         self._shown_records = 0  # observed images shown (none until the first is segmented)
         self._charted: list[str] = []
 
@@ -180,7 +174,7 @@ class ObservedIceView:
 
     def _chart_table(self):
         name = OBSERVED_CHART_NAME + " data"
-        node = _find(self.scene, "vtkMRMLTableNode", name)
+        node = tables.node_named(self.scene, "vtkMRMLTableNode", name)
         if node is None:
             node = self.scene.AddNewNodeByClass("vtkMRMLTableNode", name)
             tables.put_in_folder(self.scene, self.folder, [node])

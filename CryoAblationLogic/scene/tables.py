@@ -28,6 +28,13 @@ def get_or_create(scene, class_name: str, name: str, parameters=None, role: str 
     return node
 
 
+def node_named(scene, class_name: str, name: str):
+    """The first node of that class and name in ``scene`` (one of an earlier live session, to be
+    reused), or None."""
+    nodes = scene.GetNodesByClassByName(class_name, name)
+    return nodes.GetItemAsObject(0) if nodes.GetNumberOfItems() else None
+
+
 def put_in_folder(scene, folder_name: str, nodes) -> None:
     """Group nodes under a subject-hierarchy folder (Slicer's Data module tree), made if missing."""
     hierarchy = vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
