@@ -1,4 +1,5 @@
-"""Fixtures of the module tests: static facts about the Slicer module file and its .ui.
+"""Fixtures of the module tests: static facts about the Slicer module file and its .ui (a test
+message source of live mode is in ``live_sources.py``).
 
 The module file imports ``qt``/``slicer``, so it is read with :mod:`ast`; the ``.ui`` is read as XML
 and loaded with PySide6's own loader, with Slicer's custom widget classes replaced by the base
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import os
+import sys
 import tempfile
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -16,6 +18,8 @@ from functools import cached_property
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # for live_sources
 
 REPO = Path(__file__).resolve().parents[2]
 MODULE_DIR = REPO / "CryoAblation"

@@ -16,6 +16,7 @@ import pytest
 pytest.importorskip("slicer", reason="the corrected nodes are slicer-core's MRML")
 
 import CryoAblationScenarios as scenarios
+from live_sources import MainThreadSource
 
 from CryoAblationLogic.analysis.ice_correction import CorrectionSettings, IceCorrector
 from CryoAblationLogic.core.errors import InputError
@@ -174,38 +175,6 @@ def test_bad_input_gets_a_clear_message(plan, tmp_path):
     assert not (tmp_path / "x.jsonl").exists()  # nothing started, nothing written
 
 
-class StagedSource:
-    """The console and scanner messages of a main-thread source, released stage by stage."""
-
-    role = "console"  # (its time stamps move the procedure clock, as the console's do)
-
-    def __init__(self):
-        self.waiting: list = []
-        self.started = False
-
-    def release(self, messages) -> None:
-        self.waiting += messages
-
-    def start(self) -> None:
-        self.started = True
-
-    def stop(self) -> None:
-        pass
-
-    def poll(self):
-        taken, self.waiting = self.waiting, []
-        return [("console", m, m.timestamp_s, None) for m in taken]
-
-    def image_node_for(self, _device_name):
-        return None
-
-    def send_scan_plane(self, _plane) -> int:
-        return 0
-
-    def send_scanner_command(self, _command):
-        return None
-
-
 def procedure_messages(case):
     """``stamped(message, t)`` and ``volume(field, seed, t)`` for a procedure that starts now: a
     message stamped at procedure time ``t`` (s), and the MR volume (4 mm) of a temperature field."""
@@ -247,7 +216,7 @@ def test_live_mode_in_the_worker_corrects_as_the_replay_of_its_journal(plan, tmp
     scene, _parameters, case = plan
     stamped, volume = procedure_messages(case)
 
-    source = StagedSource()
+    source = MainThreadSource()
     journal = tmp_path / "corrected.jsonl"
     driver = LiveProcessDriver(
         scene, case, journal, sources=[source], silence_s=None, correction_members=MEMBERS
@@ -300,7 +269,7 @@ def test_a_freeze_before_the_ensemble_is_ready_is_said_and_the_replay_skips_the_
     scene, _parameters, case = plan
     stamped, volume = procedure_messages(case)
 
-    source = StagedSource()
+    source = MainThreadSource()
     journal = tmp_path / "late.jsonl"
     # an ensemble big enough to be still running when the first messages are taken (seconds)
     members = 24

@@ -11,6 +11,7 @@ import pytest
 pytest.importorskip("slicer", reason="the live scene nodes are slicer-core's MRML")
 
 import CryoAblationScenarios as scenarios
+from live_sources import MainThreadSource
 
 from CryoAblationLogic.core.errors import InputError
 from CryoAblationLogic.igtl.messages import StringMessage, timestamp_from_seconds
@@ -20,39 +21,6 @@ from CryoAblationLogic.scene.case_io import build_case
 from CryoAblationLogic.scene.live_link import CONNECTOR_PEER
 from CryoAblationLogic.scene.live_process import LiveProcessDriver
 from CryoAblationLogic.scene.solver_process import SolverFailed
-
-
-class MainThreadSource:
-    """A message source of the main thread, as :class:`~.live_link.ConnectorSource` is in Slicer:
-    the console's messages it holds come out of ``poll`` once started (after ``stop``, what came
-    before it, as the connector source keeps it)."""
-
-    role = "console"
-
-    def __init__(self, messages):
-        self._messages = list(messages)
-        self.started = False
-
-    def start(self) -> None:
-        self.started = True
-
-    def stop(self) -> None:
-        pass
-
-    def poll(self):
-        if not self.started:
-            raise AssertionError("polled before start()")
-        taken, self._messages = self._messages, []
-        return [("console", message, message.timestamp_s, None) for message in taken]
-
-    def image_node_for(self, _device_name):
-        return None
-
-    def send_scan_plane(self, _plane) -> int:
-        return 0
-
-    def send_scanner_command(self, _command):
-        return None
 
 
 @pytest.fixture
