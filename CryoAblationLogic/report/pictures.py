@@ -200,7 +200,7 @@ def slice_figure(
                     steps, steps, sampled, levels=[0.5], colors=[colour], linewidths=1.3, linestyles=style,
                 )  # fmt: skip
                 handles.append(Line2D([], [], color=colour, lw=1.3, ls=style, label=name))
-    drew_probe = _draw_probes(axes, plane, probes, half_width_mm)
+    drew_probe = draw_probes(axes, plane, probes, half_width_mm)
     if drew_probe:
         handles.append(Line2D([], [], color=ACTIVE_COLOUR, lw=3, label="probe (active)"))
     axes.set_xlim(extent[0], extent[1])
@@ -232,11 +232,6 @@ def add_scale_bar(axes) -> None:
 
 
 def draw_probes(axes, plane: Plane, probes: Sequence[ProbeSpec], half_width_mm: float) -> bool:
-    """The probes on a slice as the record draws them (see :func:`_draw_probes`)."""
-    return _draw_probes(axes, plane, probes, half_width_mm)
-
-
-def _draw_probes(axes, plane: Plane, probes: Sequence[ProbeSpec], half_width_mm: float) -> bool:
     """Each probe's shaft and active segment projected on the plane: solid within IN_PLANE_MM of
     it, dashed and lighter farther away; the name at the tip. True when any was drawn."""
     drew = False
