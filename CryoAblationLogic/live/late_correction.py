@@ -170,12 +170,10 @@ def _placed_case(case, probes: dict, where: str):
     return replace(case, probes=placed)
 
 
-def replay_centre(journal_path, case) -> tuple | None:
-    """(case placed as the live ensemble was, placement, members or None, images skipped) for a
-    replay of ``journal_path``; None when the live session never had a ready ensemble after its
-    last preparation began. Journals without preparation notes (a monitor that prepared on the
-    plan before connecting): the plan, the insertion prior, the ready note's skip or 0."""
-    contents = read_journal(Path(journal_path))
+def _kept_ensemble(contents) -> tuple[bool, int | None]:
+    """(whether the journal has preparation notes, the index of the ready note of the ensemble the
+    live session kept: the one after its last preparation note, or the last one of a journal
+    without them; None when there is none)."""
     preparing = ready = None
     for index, record in enumerate(contents.records):
         if record["kind"] != "live":
@@ -184,8 +182,25 @@ def replay_centre(journal_path, case) -> tuple | None:
             preparing, ready = index, None
         elif record.get("note") == READY_NOTE:
             ready = index
-    if preparing is None:
-        skipped = int(contents.records[ready]["detail"].get("images_skipped", 0)) if ready is not None else 0
+    return preparing is not None, ready
+
+
+def _whole_number(contents, index: int, key: str, default=None) -> int:
+    value = contents.records[index]["detail"].get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InputError(contents.where(index), f"{key} must be a whole number ≥ 0, got {value!r}")
+    return value
+
+
+def replay_centre(journal_path, case) -> tuple | None:
+    """(case placed as the live ensemble was, placement, members or None, images skipped) for a
+    replay of ``journal_path``; None when the live session never had a ready ensemble after its
+    last preparation began. Journals without preparation notes (a monitor that prepared on the
+    plan before connecting): the plan, the insertion prior, the ready note's skip or 0."""
+    contents = read_journal(Path(journal_path))
+    prepared, ready = _kept_ensemble(contents)
+    if not prepared:
+        skipped = _whole_number(contents, ready, "images_skipped", 0) if ready is not None else 0
         return case, "planned", None, skipped
     if ready is None:
         return None
@@ -194,20 +209,17 @@ def replay_centre(journal_path, case) -> tuple | None:
     placement = detail.get("placement")
     if placement not in ("planned", "reported"):
         raise InputError(where, f"placement must be 'planned' or 'reported', got {placement!r}")
-    members = detail.get("members")
-    skipped = detail.get("images_skipped", 0)
-    for key, value in (("members", members), ("images_skipped", skipped)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise InputError(where, f"{key} must be a whole number ≥ 0, got {value!r}")
+    members = _whole_number(contents, ready, "members")
+    skipped = _whole_number(contents, ready, "images_skipped", 0)
     return _placed_case(case, detail.get("probes"), where), placement, members, skipped
 
 
 def images_skipped(journal_path) -> int:
-    """The images a live session observed before its ensemble was ready (0 without the note)."""
-    for record in read_journal(Path(journal_path)).records:
-        if record["kind"] == "live" and record.get("note") == READY_NOTE:
-            return int(record["detail"].get("images_skipped", 0))
-    return 0
+    """The images a live session observed before the ensemble it kept was ready (0 without the
+    note); the same note as :func:`replay_centre` reads."""
+    contents = read_journal(Path(journal_path))
+    _, ready = _kept_ensemble(contents)
+    return _whole_number(contents, ready, "images_skipped", 0) if ready is not None else 0
 
 
 def replay_corrector(journal_path, corrector, skip: int | None = None) -> GatedCorrector:
