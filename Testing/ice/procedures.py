@@ -18,6 +18,11 @@ placement off the plan (``live/synthetic.perturbed_truth``), in three stated set
   stopped after two seeds). The corrector is told the set's sizes as its prior
   (``correction_settings``): the stated prior a user sets (``CorrectionSettings``), not a
   correction beyond its prior.
+- ``STRESS_TUNING``: the same sizes as ``STRESS`` (planes on the probes as inserted, the same
+  prior), seeds 301–312: the seeds the correction's behaviour on plans 2 mm or more off was
+  diagnosed and changed on. It was added after the stress run's misses were known (seeds 210 and
+  213 corrected 1.02 and 2.91 mm off, from the table only: nothing inside those seeds, nor any
+  other stress or validation seed, was looked at), so that the stress set stays a check.
 
 The scanner images the truth at ``IMAGE_TIMES_S``: the end of the first freeze (600 s), then
 through the second freeze every 3 minutes and at its end (1200, 1380, 1560, 1680 s), each time a
@@ -103,7 +108,9 @@ class ProcedureSet:
 TUNING = ProcedureSet("tuning", (2, 101, 102, 103), 0.3, 2.0, 3.0)
 VALIDATION = ProcedureSet("validation", (1, *range(3, 22)), 0.3, 2.0, 3.0)  # 20 procedures
 STRESS = ProcedureSet("stress", tuple(range(201, 221)), 0.4, 5.0, 6.0, planes_on_inserted=True)  # 20
-SETS = {s.name: s for s in (TUNING, VALIDATION, STRESS)}
+# after the stress run's misses (210, 213) were known: where the correction of plans ≥ 2 mm off is tuned
+STRESS_TUNING = replace(STRESS, name="stress-tuning", seeds=tuple(range(301, 341)))  # 40
+SETS = {s.name: s for s in (TUNING, VALIDATION, STRESS, STRESS_TUNING)}
 PROPERTY_SPREAD = VALIDATION.property_spread
 INSERTION_ERROR_MM = VALIDATION.insertion_error_mm
 INSERTION_ERROR_DEG = VALIDATION.insertion_error_deg

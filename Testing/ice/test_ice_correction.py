@@ -20,6 +20,7 @@ import pytest
 from CryoAblationLogic.analysis.ice_correction import (
     CorrectionSettings,
     IceCorrector,
+    _edge_distance,
     median_of_sorted,
     percentiles_of_sorted,
 )
@@ -156,6 +157,30 @@ def test_a_slice_through_the_probes_is_assimilated_in_its_plane(small):
     assert correction.metrics["kind"] == "slice"
     assert correction.metrics["rays"] == corrector.settings.slice_rays
     assert correction.metrics["after_edge_error_mm"] < correction.metrics["plan_edge_error_mm"]
+
+
+def test_the_edge_along_a_ray_is_the_ice_s_outer_surface():
+    """Two probes' ice balls of radius 8 mm centred 6, 8, 10 and 12 mm either side of the ray
+    origin (the planned cluster centre), sampled every 0.5 mm along the line through them: the
+    edge is each ball's far side (6 + 8 = 14 mm … 20 mm), within half a sample (0.25 mm),
+    whether the balls have merged over the origin or a thawed gap lies between them. (The first
+    crossing read 14 mm with the balls 6 mm out, 0 mm once they part at 8 mm: a jump of 14 mm for
+    2 mm of placement, which no combination of ensemble members follows; stress-tuning seeds.) A ray
+    leaving the image while still in its last ice has no edge (NaN); a ray in tissue that never
+    freezes reads 0 mm."""
+    step = 0.5
+    r = np.arange(0.0, 40.0 + 1e-9, step)
+    for centre in (6.0, 8.0, 10.0, 12.0):
+        # signed "inside" value: > 0 in either ball (linear in distance, like a temperature below 0 °C)
+        inside = np.maximum(8.0 - np.abs(r - centre), 8.0 - np.abs(r + centre))
+        assert _edge_distance(inside[None], step)[0] == pytest.approx(centre + 8.0, abs=step / 2)
+    # the image ends at 30 mm, inside the ice (which ends at 33 mm)
+    leaving = np.where(r < 30.0, 8.0 - np.abs(r - 25.0), np.nan)
+    assert np.isnan(_edge_distance(leaving[None], step)[0])
+    thawed = np.full(r.size, -5.0)
+    assert _edge_distance(thawed[None], step)[0] == 0.0
+    outside = np.full(r.size, np.nan)  # the ray never enters the image
+    assert np.isnan(_edge_distance(outside[None], step)[0])
 
 
 def test_cost_per_image_stays_bounded(small, monkeypatch):

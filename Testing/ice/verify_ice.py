@@ -13,12 +13,14 @@ Two stated sets of seeded synthetic procedures (``procedures.py`` states them an
   the forecast's chance of each event;
 - **stress** (20 procedures, properties ±40 %, insertion 5 mm / 6°, the corrector's prior told the
   same): where a good part of the plans is 2 mm or more off, the clause above is judged; Dice and
-  forecasts are reported.
+  forecasts are reported;
+- **stress-tuning** (12 procedures, the stress set's sizes, seeds 301–312): the seeds the
+  correction of plans 2 mm or more off was diagnosed on (reported like the stress set).
 
 Exit status 1 when a judged figure falls short. Settings were chosen on the tuning seeds only.
 Expect about a minute per procedure on 2 cores (the two sets can run in two processes).
 
-    .venv/bin/python Testing/ice/verify_ice.py [--set validation|stress|tuning|all] [SEED ...]
+    .venv/bin/python Testing/ice/verify_ice.py [--set validation|stress|tuning|stress-tuning|all] [SEED ...]
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ def main(argv: list[str]) -> int:
 
 def run_set(procedure_set: pr.ProcedureSet, seeds: list[int]) -> int:
     tuned = sorted(set(seeds) & set(pr.TUNING_SEEDS)) if procedure_set is not pr.TUNING else []
-    judged = procedure_set is not pr.STRESS
+    judged = procedure_set not in (pr.STRESS, pr.STRESS_TUNING)
     print(
         f"\n=== {procedure_set.name} set: {len(seeds)} procedures, demo plan on a {pr.PLAN_SPACING_MM:g} mm "
         f"grid, properties ±{procedure_set.property_spread:.0%} (perfusion "
