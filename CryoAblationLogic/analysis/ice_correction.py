@@ -96,6 +96,14 @@ class CorrectionSettings:
     volume_rays: int = 48
     slice_rays: int = 24
     edge_sigma_mm: float = 2.0  # observation error of one ray's edge distance (segmentation + model)
+    # A slice's edge error (its rays in its plane): motion across its plane is unseen in it (the
+    # breathing shifts, up to 3 mm, mostly S–I) and its 5 mm slab averages the edge: about three
+    # times a volume's (seed-7 live run: slice edges 1.8–2.3 mm mean |error| against the truth's,
+    # volumes 0.35–0.8 mm), so a slice weighs a ninth of a volume. Weighed as a volume, the slices
+    # pulled the ensemble of plans 5 mm off astray (stress-tuning seeds 301–340, the 9 plans
+    # ≥ 2 mm off: corrected −40 °C within 1.0 mm on 7, worst 1.40 mm; twice the volume's error:
+    # 8, worst 1.02 mm; three times: 9, worst 0.97 mm; volumes only: 8, worst 1.20 mm).
+    slice_edge_sigma_mm: float = 6.0
     independent_rays: float = 12.0  # neighbouring rays see the same error: an image counts as this many
     relaxation: float = 0.8  # relaxation to prior spread (Whitaker & Hamill 2012): keeps the band honest
     target_margin_mm: float = 5.0  # the −40 °C zone must cover the target plus this margin
@@ -123,7 +131,14 @@ class CorrectionSettings:
     def check(self) -> None:
         if not (isinstance(self.members, int) and 8 <= self.members <= 512):
             raise InputError("members", f"must be an integer in [8, 512], got {self.members!r}")
-        positive = ("snapshot_every_s", "ray_length_mm", "ray_step_mm", "edge_sigma_mm", "independent_rays")
+        positive = (
+            "snapshot_every_s",
+            "ray_length_mm",
+            "ray_step_mm",
+            "edge_sigma_mm",
+            "slice_edge_sigma_mm",
+            "independent_rays",
+        )
         for key in positive:
             value = getattr(self, key)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
@@ -791,7 +806,9 @@ class IceCorrector:
         before = self.coefficients.T @ predicted  # posterior members × rays
         assimilated = self.placement != "reported" or observation.kind in self.settings.reported_assimilates
         if assimilated:
-            self._assimilate(observed, predicted)
+            s = self.settings
+            edge_sigma = s.slice_edge_sigma_mm if observation.kind == "slice" else s.edge_sigma_mm
+            self._assimilate(observed, predicted, edge_sigma)
         after = self.coefficients.T @ predicted
         self.images.append(_Image(float(time_s), observation.kind, int(valid.sum())))
         self.last_time_s = float(time_s)
@@ -806,8 +823,9 @@ class IceCorrector:
             metrics["assimilated"] = False
         return self.correction(float(time_s), metrics)
 
-    def _assimilate(self, observed: np.ndarray, predicted: np.ndarray) -> None:
-        """ETKF in the space of members, with relaxation to the prior spread (RTPS)."""
+    def _assimilate(self, observed: np.ndarray, predicted: np.ndarray, edge_sigma_mm: float) -> None:
+        """ETKF in the space of members, with relaxation to the prior spread (RTPS); one ray's
+        edge error ``edge_sigma_mm`` (a volume's or a slice's)."""
         s = self.settings
         n = s.members
         a = self.coefficients
@@ -817,7 +835,7 @@ class IceCorrector:
         y_mean = y.mean(axis=1)
         # Errors of neighbouring rays are correlated: each ray's variance is inflated so that an
         # image weighs as much as ``independent_rays`` independent ones (at most all of its rays).
-        sigma = s.edge_sigma_mm * math.sqrt(max(1.0, observed.size / s.independent_rays))
+        sigma = edge_sigma_mm * math.sqrt(max(1.0, observed.size / s.independent_rays))
         y_anom = (y - y_mean[:, None]) / math.sqrt(n - 1) / sigma
         innovation = (observed - y_mean) / sigma
         c = y_anom.T @ y_anom
