@@ -159,6 +159,35 @@ def test_a_slice_through_the_probes_is_assimilated_in_its_plane(small):
     assert correction.metrics["after_edge_error_mm"] < correction.metrics["plan_edge_error_mm"]
 
 
+def test_a_slice_counts_with_three_times_a_volume_s_edge_error(small):
+    """A slice's edges carry the motion across its plane and its slab's averaging: its rays count
+    with ``slice_edge_sigma_mm`` (6 mm), three times a volume's 2 mm. The same axial slice of ice
+    from probes cooling at 75 % moves the ensemble towards it less than it would at 2 mm, and
+    still towards it; settings without a positive slice error are refused by name."""
+    case, corrector = small
+    zone = truth_zones(case, {p.name: 0.75 for p in case.probes}, (150.0,))[150.0]
+    k = int(np.rint(corrector.grid.ras_to_index(corrector.origin_mm)[2]))
+    matrix = case.grid.ijk_to_ras_matrix() @ np.array(
+        [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, k], [0, 0, 0, 1]], float
+    )
+    observation = IceObservation(zone[:, :, k : k + 1].astype(np.uint8), matrix, "slice", np.eye(4), 1.0, 0.0)
+    default = corrector.settings
+    assert default.slice_edge_sigma_mm == 3 * default.edge_sigma_mm == 6.0
+    gained = {}
+    try:
+        for sigma in (default.slice_edge_sigma_mm, default.edge_sigma_mm):
+            corrector.settings = replace(default, slice_edge_sigma_mm=sigma)
+            corrector.reset()
+            metrics = corrector.update(150.0, observation).metrics
+            gained[sigma] = metrics["plan_edge_error_mm"] - metrics["after_edge_error_mm"]
+    finally:
+        corrector.settings = default
+        corrector.reset()
+    assert 0.0 < gained[6.0] < gained[2.0]
+    with pytest.raises(InputError, match="slice_edge_sigma_mm"):
+        replace(default, slice_edge_sigma_mm=0.0).check()
+
+
 def test_the_edge_along_a_ray_is_the_ice_s_outer_surface():
     """Two probes' ice balls of radius 8 mm centred 6, 8, 10 and 12 mm either side of the ray
     origin (the planned cluster centre), sampled every 0.5 mm along the line through them: the
