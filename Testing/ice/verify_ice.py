@@ -17,7 +17,8 @@ Two stated sets of seeded synthetic procedures (``procedures.py`` states them an
 - **stress-tuning** (12 procedures, the stress set's sizes, seeds 301–312): the seeds the
   correction of plans 2 mm or more off was diagnosed on (reported like the stress set).
 
-Exit status 1 when a judged figure falls short. Settings were chosen on the tuning seeds only.
+Exit status 1 when a judged figure falls short. Settings were chosen on the tuning seeds only,
+the outer edge and the slices' edge error on the stress-tuning seeds (301–340).
 Expect about a minute per procedure on 2 cores (the two sets can run in two processes).
 
     .venv/bin/python Testing/ice/verify_ice.py [--set validation|stress|tuning|stress-tuning|all] [SEED ...]
@@ -75,7 +76,9 @@ def run_set(procedure_set: pr.ProcedureSet, seeds: list[int]) -> int:
         f"SNR {pr.SNR_RANGE[0]:g}–{pr.SNR_RANGE[1]:g}"
     )
     print(
-        f"segmentation and correction settings chosen on tuning seeds {list(pr.TUNING_SEEDS)}"
+        f"segmentation and correction settings chosen on tuning seeds {list(pr.TUNING_SEEDS)}, the "
+        f"rays' outer edge and the slices' edge error on stress-tuning seeds "
+        f"{pr.STRESS_TUNING.seeds[0]}–{pr.STRESS_TUNING.seeds[-1]}"
         + (f"; CAUTION: {tuned} are among them" if tuned else "")
     )
     settings = pr.correction_settings(procedure_set)
