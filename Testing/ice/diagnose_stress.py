@@ -34,7 +34,8 @@ SETS = {"stress-tuning": pr.STRESS_TUNING, "tuning": pr.TUNING}  # never the che
 
 
 def observations(seed: int, cache: Path, procedure_set: pr.ProcedureSet) -> dict:
-    """The seed's observations in order, the truth's minimum field and its true probe tips."""
+    """The seed's observations in order, the truth's minimum field and its true probe tips (all the
+    script reads; the truth's run is not repeated)."""
     path = cache / f"{procedure_set.name}-{seed}.pkl"
     if path.exists():
         return pickle.loads(path.read_bytes())
@@ -47,9 +48,6 @@ def observations(seed: int, cache: Path, procedure_set: pr.ProcedureSet) -> dict
         "images": seen,
         "truth_min": truth.min_temperature,
         "truth_tips": [np.asarray(p.tip_mm) for p in truth.case.probes],
-        "truth_dirs": [np.asarray(p.direction) for p in truth.case.probes],
-        "truth_events": truth.events,
-        "truth_final_values": truth.final_values,
     }
     cache.mkdir(parents=True, exist_ok=True)
     path.write_bytes(pickle.dumps(record))
