@@ -598,6 +598,8 @@ class IceCorrector:
         self.centre = centre
         self.generation = 0 if centre is None else centre.generation
         self.reassimilated = 0  # images assimilated again when this re-centred ensemble was installed
+        # the parameters' prior means the corrections report: the first generation's draw
+        self.first_prior_mean: np.ndarray | None = None
         self.prepared = False
         self.reset()
 
@@ -774,6 +776,8 @@ class IceCorrector:
         self.watch_regions, keep = self.regions.coldest(self.min_fields, WATCHED_PER_STRUCTURE)
         self.watched_min = np.ascontiguousarray(self.watched_min[:, :, keep])
         self.parameter_names, self.parameter_units, self.parameter_values = names, units, values
+        if self.first_prior_mean is None:  # a re-centred generation keeps its first one's (recentred)
+            self.first_prior_mean = np.array([values[:, j].mean() for j in range(values.shape[1])])
         self.prepare_s = time.perf_counter() - start
         self.prepared = True
         self.reset()
@@ -1068,7 +1072,9 @@ class IceCorrector:
             images=len(self.images),
             time_s=float(self.last_time_s),
         )
-        return IceCorrector(self.case, s, self.placement, centre=centre)
+        successor = IceCorrector(self.case, s, self.placement, centre=centre)
+        successor.first_prior_mean = self.first_prior_mean
+        return successor
 
     def take_images(self, previous: IceCorrector) -> None:
         """Assimilate every image ``previous`` kept, in order, into this (prepared, re-centred)
@@ -1155,7 +1161,7 @@ class IceCorrector:
                 "mean": round(float(params[:, j].mean()), 4),
                 "p10": round(float(p10), 4),
                 "p90": round(float(p90), 4),
-                "prior_mean": round(float(self.parameter_values[:, j].mean()), 4),
+                "prior_mean": round(float(self.first_prior_mean[j]), 4),
                 "unit": unit,
             }
         shape = tuple(self.grid.size)

@@ -349,3 +349,33 @@ def test_a_journal_without_re_centring_notes_replays_with_the_first_ensemble(tmp
     corrector.prepare()
     gated = replay_corrector(path, corrector)
     assert [gated.update(t, zone).ensemble["generation"] for t, zone in zones] == [0] * len(zones)
+
+
+def test_the_ensemble_s_process_prepares_a_re_centred_generation_as_this_process_would(quarter_zones):
+    """A re-centred generation (drawn here, unprepared) goes to the ensemble's process and comes
+    back prepared: the same members (parameters and fields bit for bit) as preparing it here."""
+    case, zones = quarter_zones
+    corrector = IceCorrector(case, RECENTRING)
+    corrector.prepare()
+    for t, zone in zones[:3]:
+        corrector.update(t, zone)
+    successor = corrector.recentred()
+    preparation = EnsemblePreparation.start()
+    try:
+        ident = preparation.request_successor(successor)
+        deadline = time.monotonic() + 300  # a process without a numba cache compiles the kernels
+        ready = None
+        while ready is None:
+            assert time.monotonic() < deadline
+            for reply in preparation.poll():
+                assert reply[0] in ("progress", "ready"), reply
+                if reply[0] == "ready" and reply[1] == ident:
+                    ready = reply[2]
+            time.sleep(0.05)
+    finally:
+        preparation.close()
+    here = corrector.recentred()
+    here.prepare()
+    assert ready.generation == 1 and ready.centre == here.centre
+    assert np.array_equal(ready.parameter_values, here.parameter_values)
+    assert np.array_equal(ready.fields, here.fields) and np.array_equal(ready.min_fields, here.min_fields)
