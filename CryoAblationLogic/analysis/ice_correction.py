@@ -135,7 +135,7 @@ class CorrectionSettings:
     # cooling and tissue: ``recentre_inflation`` × the posterior's spread, at most the prior's),
     # run, and every image kept so far assimilated into it again; at most ``recentre_generations``
     # times (0: never, the plan's ensemble throughout). :meth:`IceCorrector.recentred`.
-    recentre_generations: int = 0
+    recentre_generations: int = 2
     recentre_shift: float = 1.0
     recentre_inflation: float = 1.0
     recentre_volumes: int = 1  # volumes assimilated since the first freeze ended, at least
