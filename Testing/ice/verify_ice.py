@@ -77,7 +77,7 @@ def run_set(procedure_set: pr.ProcedureSet, seeds: list[int]) -> int:
     )
     print(
         f"segmentation and correction settings chosen on tuning seeds {list(pr.TUNING_SEEDS)}, the "
-        f"rays' outer edge and the slices' edge error on stress-tuning seeds "
+        f"rays' outer edge, the slices' edge error and the re-centring rule on stress-tuning seeds "
         f"{pr.STRESS_TUNING.seeds[0]}–{pr.STRESS_TUNING.seeds[-1]}"
         + (f"; CAUTION: {tuned} are among them" if tuned else "")
     )
