@@ -127,6 +127,18 @@ class CorrectionSettings:
     # images, 0.10 mm from the volumes, 0.26 mm predicted). Slices are still observed and
     # compared; the harness's unknown placement (mm-size offsets) keeps learning from them.
     reported_assimilates: tuple[str, ...] = ("volume",)
+    # Re-centring (an iterative ensemble smoother): a linear combination of members cannot reach
+    # a truth in the tail of the prior that the members cover (stress-tuning seeds: single probes
+    # 8–9 mm off). After a 3-D volume taken once the first freeze has ended, when the posterior
+    # mean has moved more than ``recentre_shift`` prior standard deviations on any parameter, a
+    # new ensemble is drawn around the posterior mean (placement spread: the placement prior;
+    # cooling and tissue: ``recentre_inflation`` × the posterior's spread, at most the prior's),
+    # run, and every image kept so far assimilated into it again; at most ``recentre_generations``
+    # times (0: never, the plan's ensemble throughout). :meth:`IceCorrector.recentred`.
+    recentre_generations: int = 2
+    recentre_shift: float = 1.0
+    recentre_inflation: float = 1.0
+    recentre_volumes: int = 1  # volumes assimilated since the first freeze ended, at least
 
     def check(self) -> None:
         if not (isinstance(self.members, int) and 8 <= self.members <= 512):
@@ -167,6 +179,16 @@ class CorrectionSettings:
             raise InputError(
                 "reported_assimilates", f"kinds are 'volume' and 'slice', got {self.reported_assimilates!r}"
             )
+        if not (isinstance(self.recentre_volumes, int) and self.recentre_volumes >= 1):
+            raise InputError("recentre_volumes", f"must be an integer ≥ 1, got {self.recentre_volumes!r}")
+        if not (isinstance(self.recentre_generations, int) and 0 <= self.recentre_generations <= 8):
+            raise InputError(
+                "recentre_generations", f"must be an integer in [0, 8], got {self.recentre_generations!r}"
+            )
+        for key in ("recentre_shift", "recentre_inflation"):
+            value = getattr(self, key)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise InputError(key, f"must be a number ≥ 0, got {value!r}")
         if self.volume_rays < 6 or self.slice_rays < 4:
             raise InputError("rays", "need at least 6 rays in 3-D and 4 in a slice")
 
@@ -197,6 +219,9 @@ class Correction:
     update_s: float = 0.0
     # the probe poses the ensemble was drawn around (IceCorrector.placement_summary)
     placement: dict = field(default_factory=dict)
+    # which ensemble answered (IceCorrector.ensemble_summary): generation 0 is the one drawn
+    # around the placement, each re-centring (Recentring) the next
+    ensemble: dict = field(default_factory=dict)
 
     @property
     def valid(self) -> bool:
@@ -215,6 +240,7 @@ class Correction:
             "notes": list(self.notes),
             "update_s": round(self.update_s, 4),
             "placement": self.placement,
+            "ensemble": self.ensemble,
         }
 
 
@@ -441,11 +467,99 @@ def event_times(
 
 @dataclass(frozen=True)
 class _Image:
-    """What is kept of an assimilated image (its information lives on in ``coefficients``)."""
+    """What is kept of an image: its rays (plan frame) and the observed edge along each, enough to
+    assimilate it again into a re-centred ensemble without segmenting it again."""
 
     time_s: float
     kind: str
     rays: int
+    origin_mm: np.ndarray  # 3
+    directions: np.ndarray  # rays × 3, the rays that lie within the image
+    observed_mm: np.ndarray  # rays: the observed ice's outer edge along each
+    assimilated: bool
+
+
+def _numbers(value, where: str, shape: tuple[int, ...]) -> np.ndarray:
+    """``value`` as a float array of ``shape``, every element finite (a journal's note)."""
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(where, f"must be numbers, shape {shape}") from None
+    if array.shape != shape or not np.all(np.isfinite(array)):
+        raise InputError(where, f"must be finite numbers, shape {shape}, got {value!r}"[:300])
+    return array
+
+
+@dataclass(frozen=True)
+class Recentring:
+    """The centre and spread of a re-centred ensemble (generation ≥ 1), drawn around the posterior
+    of the ensemble before it (:meth:`IceCorrector.recentred`). Per probe (the case's order): the
+    cooling scale's centre and log-normal σ, the tip's shift from the case's pose (mm, RAS) and
+    the shaft's tilt (added to the case's unit direction); per material (sorted names): the
+    conductivity and perfusion scales' uniform windows (low, high), within the prior's support.
+    ``images``/``time_s``: the images assimilated and the last one's time when it was asked for."""
+
+    generation: int
+    cooling: tuple[float, ...]
+    cooling_sigma: tuple[float, ...]
+    tip_shift_mm: tuple[tuple[float, float, float], ...]
+    tilt: tuple[tuple[float, float, float], ...]
+    conductivity: tuple[tuple[float, float], ...]
+    perfusion: tuple[tuple[float, float], ...]
+    images: int = 0
+    time_s: float = 0.0
+
+    def to_dict(self) -> dict:
+        """Every float at full precision (JSON keeps a float's repr): a replay checks it bit for bit."""
+        return {
+            "generation": self.generation,
+            "images": self.images,
+            "time_s": float(self.time_s),
+            "cooling": [float(v) for v in self.cooling],
+            "cooling_sigma": [float(v) for v in self.cooling_sigma],
+            "tip_shift_mm": [[float(v) for v in t] for t in self.tip_shift_mm],
+            "tilt": [[float(v) for v in t] for t in self.tilt],
+            "conductivity": [[float(v) for v in w] for w in self.conductivity],
+            "perfusion": [[float(v) for v in w] for w in self.perfusion],
+        }
+
+    @staticmethod
+    def from_dict(data, probes: int, materials: int, where: str) -> Recentring:
+        """The re-centring a journal's note recorded; ``where``: the note (file:line) named in errors."""
+        if not isinstance(data, dict):
+            raise InputError(where, "centre must be an object")
+        generation, images = data.get("generation"), data.get("images")
+        for key, value in (("generation", generation), ("images", images)):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int)
+                or value < (1 if key == "generation" else 0)
+            ):
+                raise InputError(f"{where}: centre.{key}", f"must be a whole number, got {value!r}")
+
+        def field_of(key, shape):
+            return _numbers(data.get(key), f"{where}: centre.{key}", shape)
+
+        return Recentring(
+            generation=generation,
+            images=images,
+            time_s=float(field_of("time_s", ())),
+            cooling=tuple(field_of("cooling", (probes,)).tolist()),
+            cooling_sigma=tuple(field_of("cooling_sigma", (probes,)).tolist()),
+            tip_shift_mm=tuple(tuple(t) for t in field_of("tip_shift_mm", (probes, 3)).tolist()),
+            tilt=tuple(tuple(t) for t in field_of("tilt", (probes, 3)).tolist()),
+            conductivity=tuple(tuple(w) for w in field_of("conductivity", (materials, 2)).tolist()),
+            perfusion=tuple(tuple(w) for w in field_of("perfusion", (materials, 2)).tolist()),
+        )
+
+
+def _window(centre: float, half: float, low: float, high: float) -> tuple[float, float]:
+    """A uniform draw's window: ``centre`` ± ``half``, moved to lie within the prior's support
+    [low, high] (the whole support where it is narrower than the window)."""
+    if 2 * half >= high - low:
+        return low, high
+    start = min(max(centre - half, low), high - 2 * half)
+    return start, start + 2 * half
 
 
 class IceCorrector:
@@ -457,7 +571,13 @@ class IceCorrector:
     >>> write_corrected(correction, case, "out/corrected")  # io/corrected_folder.py
     """
 
-    def __init__(self, case, settings: CorrectionSettings | None = None, placement: str = "planned"):
+    def __init__(
+        self,
+        case,
+        settings: CorrectionSettings | None = None,
+        placement: str = "planned",
+        centre: Recentring | None = None,
+    ):
         self.settings = settings or CorrectionSettings()
         self.settings.check()
         if placement not in PLACEMENTS:
@@ -474,6 +594,12 @@ class IceCorrector:
         segments = [p.active_segment_mm() for p in case.probes]
         self.origin_mm = np.mean([0.5 * (a + b) for a, b in segments], axis=0)
         self.regions = ForecastRegions.of(case, self.settings.target_margin_mm)
+        # None: drawn around the case's placement and the priors (generation 0); else re-centred
+        self.centre = centre
+        self.generation = 0 if centre is None else centre.generation
+        self.reassimilated = 0  # images assimilated again when this re-centred ensemble was installed
+        # the parameters' prior means the corrections report: the first generation's draw
+        self.first_prior_mean: np.ndarray | None = None
         self.prepared = False
         self.reset()
 
@@ -525,39 +651,64 @@ class IceCorrector:
         return sorted(n for n in names if n in self.case.materials)
 
     def draw_parameters(self) -> tuple[list[str], list[str], np.ndarray, list]:
-        """The members' parameters (names, units, members × parameters) and their cases."""
+        """The members' parameters (names, units, members × parameters) and their cases. The
+        scales and tip offsets are from the case's values and poses, whichever the generation.
+        Each member's shaft tilt (members × probes × 3, added to the case's unit direction) is
+        kept in :attr:`tilt_values`."""
         s = self.settings
-        rng = np.random.default_rng(s.seed)
-        names, units, columns = [], [], []
         n = s.members
+        materials_list = self._materials()
+        tip_mm, tilt_deg = self.placement_prior()
+        names, units, columns = [], [], []
+        shifts, axes = [], []
+        if self.centre is None:
+            rng = np.random.default_rng(s.seed)
+            for _probe in self.case.probes:
+                columns.append(np.exp(rng.normal(0.0, s.cooling_sigma, n)))
+            for _ in materials_list:
+                columns.append(rng.uniform(1 - s.conductivity_spread, 1 + s.conductivity_spread, n))
+                columns.append(rng.uniform(1 - s.perfusion_spread, 1 + s.perfusion_spread, n))
+            for probe in self.case.probes:
+                shift = rng.normal(0.0, tip_mm / math.sqrt(3.0), (n, 3))
+                tilt = np.tan(math.radians(tilt_deg)) * rng.normal(0.0, math.sqrt(0.5), (n, 3))
+                shifts.append(shift)
+                axes.append(probe.direction + tilt)
+        else:
+            # the same kinds of draw around the earlier posterior, from a stream of their own
+            c = self.centre
+            rng = np.random.default_rng([s.seed, c.generation])
+            for p, _ in enumerate(self.case.probes):
+                columns.append(c.cooling[p] * np.exp(rng.normal(0.0, c.cooling_sigma[p], n)))
+            for j, _ in enumerate(materials_list):
+                columns.append(rng.uniform(*c.conductivity[j], n))
+                columns.append(rng.uniform(*c.perfusion[j], n))
+            for p, probe in enumerate(self.case.probes):
+                shift = np.asarray(c.tip_shift_mm[p]) + rng.normal(0.0, tip_mm / math.sqrt(3.0), (n, 3))
+                tilt = np.tan(math.radians(tilt_deg)) * rng.normal(0.0, math.sqrt(0.5), (n, 3))
+                centre_axis = probe.direction + np.asarray(c.tilt[p])
+                shifts.append(shift)
+                axes.append(centre_axis / np.linalg.norm(centre_axis) + tilt)
         for probe in self.case.probes:
             names.append(f"cooling_scale:{probe.name}")
             units.append("1")
-            columns.append(np.exp(rng.normal(0.0, s.cooling_sigma, n)))
-        for material in self._materials():
+        for material in materials_list:
             names += [f"conductivity_scale:{material}", f"perfusion_scale:{material}"]
             units += ["1", "1"]
-            columns.append(rng.uniform(1 - s.conductivity_spread, 1 + s.conductivity_spread, n))
-            columns.append(rng.uniform(1 - s.perfusion_spread, 1 + s.perfusion_spread, n))
-        tips = []
-        tip_mm, tilt_deg = self.placement_prior()
-        for probe in self.case.probes:
-            shift = rng.normal(0.0, tip_mm / math.sqrt(3.0), (n, 3))
-            tilt = np.tan(math.radians(tilt_deg)) * rng.normal(0.0, math.sqrt(0.5), (n, 3))
-            tips.append((shift, tilt))
+        # the column order of the draw: cooling per probe, (conductivity, perfusion) per material
+        for p, probe in enumerate(self.case.probes):
             for a, axis in enumerate("RAS"):
                 names.append(f"tip_offset_{axis}:{probe.name}")
                 units.append("mm")
-                columns.append(shift[:, a])
-        mean_shift = np.mean([t[0] for t in tips], axis=0)
+                columns.append(shifts[p][:, a])
+        mean_shift = np.mean(shifts, axis=0)
         for a, axis in enumerate("RAS"):
             names.append(f"cluster_offset_{axis}")
             units.append("mm")
             columns.append(mean_shift[:, a])
         values = np.stack(columns, axis=1)
         cases = []
-        materials_list = self._materials()
         n_probes = len(self.case.probes)
+        tilts = np.empty((n, n_probes, 3))
         for m in range(n):
             materials = dict(self.case.materials)
             for j, material in enumerate(materials_list):
@@ -572,16 +723,18 @@ class IceCorrector:
                 )
             probes = []
             for p, spec in enumerate(self.case.probes):
-                shift, tilt = tips[p]
-                tip = np.asarray(spec.tip_mm) + shift[m]
-                axis = spec.direction + tilt[m]
+                tip = np.asarray(spec.tip_mm) + shifts[p][m]
+                axis = axes[p][m].copy()
                 axis /= np.linalg.norm(axis)
+                # the tilt t with axis ∝ direction + t, t ⟂ direction: what a re-centring averages
+                tilts[m, p] = axis / float(axis @ spec.direction) - np.asarray(spec.direction)
                 shaft = float(np.linalg.norm(np.subtract(spec.entry_mm, spec.tip_mm)))
                 probes.append(
                     replace(spec, tip_mm=tuple(tip.tolist()), entry_mm=tuple((tip + axis * shaft).tolist()))
                 )
             scales = {p.name: float(values[m, i]) for i, p in enumerate(self.case.probes)}
             cases.append((replace(self.case, materials=materials, probes=probes), scales))
+        self.tilt_values = tilts
         return names, units, values, cases
 
     def prepare(self, progress: Callable[[int, int], None] | None = None) -> None:
@@ -623,6 +776,8 @@ class IceCorrector:
         self.watch_regions, keep = self.regions.coldest(self.min_fields, WATCHED_PER_STRUCTURE)
         self.watched_min = np.ascontiguousarray(self.watched_min[:, :, keep])
         self.parameter_names, self.parameter_units, self.parameter_values = names, units, values
+        if self.first_prior_mean is None:  # a re-centred generation keeps its first one's (recentred)
+            self.first_prior_mean = np.array([values[:, j].mean() for j in range(values.shape[1])])
         self.prepare_s = time.perf_counter() - start
         self.prepared = True
         self.reset()
@@ -794,34 +949,164 @@ class IceCorrector:
             raise InputError("time_s", f"{time_s:g} s is before the previous image ({self.last_time_s:g} s)")
         observation = self._as_observation(observation)
         origin, directions = self._rays(observation)
-        points = self._ray_points(origin, directions)
-        observed = self._observed_edges(observation, points)
+        observed = self._observed_edges(observation, self._ray_points(origin, directions))
         valid = np.isfinite(observed)
         if not valid.any():
             raise InputError(
                 "observation", "no ray from the probe cluster lies within the image (wrong geometry or plane)"
             )
-        predicted = self._member_edges(float(time_s), points)[:, valid]
-        observed = observed[valid]
+        image = _Image(
+            time_s=float(time_s),
+            kind=observation.kind,
+            rays=int(valid.sum()),
+            origin_mm=np.asarray(origin, float),
+            directions=directions[valid],
+            observed_mm=observed[valid],
+            # the ensemble of reported poses learns from these kinds only
+            assimilated=self.placement != "reported"
+            or observation.kind in self.settings.reported_assimilates,
+        )
+        return self.correction(float(time_s), self._take(image))
+
+    def _take(self, image: _Image) -> dict:
+        """Assimilate a kept image (an image's first time, or again into a re-centred ensemble:
+        the same arithmetic, so both give the same posterior); returns its metrics."""
+        observed = image.observed_mm
+        predicted = self._member_edges(image.time_s, self._ray_points(image.origin_mm, image.directions))
         before = self.coefficients.T @ predicted  # posterior members × rays
-        assimilated = self.placement != "reported" or observation.kind in self.settings.reported_assimilates
-        if assimilated:
+        if image.assimilated:
             s = self.settings
-            edge_sigma = s.slice_edge_sigma_mm if observation.kind == "slice" else s.edge_sigma_mm
+            edge_sigma = s.slice_edge_sigma_mm if image.kind == "slice" else s.edge_sigma_mm
             self._assimilate(observed, predicted, edge_sigma)
         after = self.coefficients.T @ predicted
-        self.images.append(_Image(float(time_s), observation.kind, int(valid.sum())))
-        self.last_time_s = float(time_s)
+        self.images.append(image)
+        self.last_time_s = image.time_s
         metrics = {
-            "kind": observation.kind,
-            "rays": int(valid.sum()),
+            "kind": image.kind,
+            "rays": image.rays,
             "plan_edge_error_mm": round(float(np.mean(np.abs(predicted.mean(axis=0) - observed))), 3),
             "before_edge_error_mm": round(float(np.mean(np.abs(before.mean(axis=0) - observed))), 3),
             "after_edge_error_mm": round(float(np.mean(np.abs(after.mean(axis=0) - observed))), 3),
         }
-        if not assimilated:  # the ensemble of reported poses learns from these kinds only
+        if not image.assimilated:
             metrics["assimilated"] = False
-        return self.correction(float(time_s), metrics)
+        return metrics
+
+    # --- re-centring ------------------------------------------------------------------------
+
+    def first_freeze_end_s(self) -> float:
+        """When the protocol's first freezing period ends (no probe freezing any longer), s."""
+        spans = sorted((st.start_s, st.end_s) for st in self.case.protocol if st.action == "freeze")
+        if not spans:
+            return math.inf
+        end = spans[0][1]
+        for start, stop in spans[1:]:
+            if start > end + 1e-6:
+                break
+            end = max(end, stop)
+        return end
+
+    def posterior_shift(self) -> float:
+        """How far the posterior mean has moved from this ensemble's prior mean: the largest, over
+        the parameters, of the move in units of the parameter's spread among the prior members."""
+        prior = self.parameter_values
+        spread = prior.std(axis=0, ddof=1)
+        moved = np.abs(self.posterior(prior).mean(axis=0) - prior.mean(axis=0))
+        usable = spread > 0
+        return float(np.max(moved[usable] / spread[usable])) if usable.any() else 0.0
+
+    def recentring_due(self) -> bool:
+        """Whether the rule asks for a re-centring now, after the image just assimilated: a 3-D
+        volume (the edge all round, not one plane) taken once the first freeze has ended (the ice
+        has grown to show where each probe is and how it cools), the posterior moved by more than
+        ``recentre_shift`` prior spreads, fewer than ``recentre_generations`` re-centrings so far."""
+        s = self.settings
+        if not self.prepared or self.generation >= s.recentre_generations or not self.images:
+            return False
+        last = self.images[-1]
+        if last.kind != "volume" or not last.assimilated or self.departures:
+            return False
+        ended = self.first_freeze_end_s() - s.departure_tolerance_s
+        volumes = [i for i in self.images if i.kind == "volume" and i.assimilated and i.time_s >= ended]
+        if last.time_s < ended or len(volumes) < s.recentre_volumes:
+            return False
+        return self.posterior_shift() > s.recentre_shift
+
+    def recentred(self) -> IceCorrector:
+        """An unprepared corrector (the next generation) whose members are drawn around this
+        posterior: its mean for every parameter and each probe's tilt; the placement prior's
+        spread for the placement (the probes' pose is no better known than the insertion or the
+        tracking says: a narrower draw would again leave a probe far off outside the members);
+        ``recentre_inflation`` × the posterior's spread, at most the prior's, for the cooling and
+        tissue scales, whose windows stay within the prior's support. :meth:`prepare` it, then
+        :meth:`take_images` from this one."""
+        s = self.settings
+        values = self.posterior(self.parameter_values)
+        mean, spread = values.mean(axis=0), values.std(axis=0, ddof=1)
+        column = {name: j for j, name in enumerate(self.parameter_names)}
+        probes = [p.name for p in self.case.probes]
+        tilt = self.posterior(self.tilt_values).mean(axis=0)  # probes × 3
+        inflation = s.recentre_inflation
+        cooling, cooling_sigma, shifts = [], [], []
+        bound = math.exp(4 * s.cooling_sigma)  # the centre stays within the prior's ± 4 σ
+        for name in probes:
+            j = column[f"cooling_scale:{name}"]
+            centre = min(max(float(mean[j]), 1 / bound), bound)
+            cooling.append(centre)
+            cooling_sigma.append(min(s.cooling_sigma, inflation * float(spread[j]) / centre))
+            shifts.append(tuple(float(mean[column[f"tip_offset_{a}:{name}"]]) for a in "RAS"))
+        windows = {"conductivity": [], "perfusion": []}
+        for material in self._materials():
+            for kind, width in (("conductivity", s.conductivity_spread), ("perfusion", s.perfusion_spread)):
+                j = column[f"{kind}_scale:{material}"]
+                half = min(width, inflation * math.sqrt(3.0) * float(spread[j]))  # uniform: σ√3
+                windows[kind].append(_window(float(mean[j]), half, 1 - width, 1 + width))
+        centre = Recentring(
+            generation=self.generation + 1,
+            cooling=tuple(cooling),
+            cooling_sigma=tuple(cooling_sigma),
+            tip_shift_mm=tuple(shifts),
+            tilt=tuple(tuple(float(v) for v in t) for t in tilt),
+            conductivity=tuple(windows["conductivity"]),
+            perfusion=tuple(windows["perfusion"]),
+            images=len(self.images),
+            time_s=float(self.last_time_s),
+        )
+        successor = IceCorrector(self.case, s, self.placement, centre=centre)
+        successor.first_prior_mean = self.first_prior_mean
+        return successor
+
+    def take_images(self, previous: IceCorrector) -> None:
+        """Assimilate every image ``previous`` kept, in order, into this (prepared, re-centred)
+        ensemble, and take its departures: it then stands where ``previous`` stood, with the
+        images' edges as observed (nothing is segmented again)."""
+        if not self.prepared:
+            raise InputError("corrector", "prepare() the re-centred ensemble before it takes the images")
+        self.reset()
+        with _THREADPOOLS.limit(limits=1, user_api="blas"):
+            for image in previous.images:
+                self._take(image)
+        self.departures = list(previous.departures)
+        self.reassimilated = len(previous.images)
+
+    def recentre_now(self, progress: Callable[[int, int], None] | None = None) -> IceCorrector:
+        """The next generation prepared and given this one's images (what a replay and the
+        validation do in one go; a live session prepares it in the ensemble's process)."""
+        successor = self.recentred()
+        successor.prepare(progress=progress)
+        successor.take_images(self)
+        return successor
+
+    def ensemble_summary(self) -> dict:
+        """Which ensemble this is: its generation, members, and for a re-centred one the images
+        it was drawn after and re-assimilated, and its centre."""
+        summary = {"generation": self.generation, "members": self.settings.members}
+        if self.centre is not None:
+            summary["drawn_after_images"] = self.centre.images
+            summary["drawn_at_s"] = self.centre.time_s
+            summary["images_reassimilated"] = self.reassimilated
+            summary["centre"] = self.centre.to_dict()
+        return summary
 
     def _assimilate(self, observed: np.ndarray, predicted: np.ndarray, edge_sigma_mm: float) -> None:
         """ETKF in the space of members, with relaxation to the prior spread (RTPS); one ray's
@@ -876,7 +1161,7 @@ class IceCorrector:
                 "mean": round(float(params[:, j].mean()), 4),
                 "p10": round(float(p10), 4),
                 "p90": round(float(p90), 4),
-                "prior_mean": round(float(self.parameter_values[:, j].mean()), 4),
+                "prior_mean": round(float(self.first_prior_mean[j]), 4),
                 "unit": unit,
             }
         shape = tuple(self.grid.size)
@@ -933,6 +1218,11 @@ class IceCorrector:
                 else "as planned"
             )
         ]
+        if self.generation:
+            notes.append(
+                f"ensemble re-centred ({self.generation}) on the posterior after {self.centre.images} "
+                f"images (at {self.centre.time_s:g} s); {self.reassimilated} images assimilated again"
+            )
         if self.placement == "reported":
             tip_mm, tilt_deg = self.placement_prior()
             notes.append(
@@ -952,4 +1242,5 @@ class IceCorrector:
             departures=list(self.departures),
             notes=notes,
             placement=self.placement_summary(),
+            ensemble=self.ensemble_summary(),
         )

@@ -256,6 +256,13 @@ def run(args: argparse.Namespace) -> int:
                         f"probe poses, {state['done']}/{state['total']} solver runs",
                         flush=True,
                     )
+                if correction is not None and correction.state.get("recentring"):
+                    again = correction.state["recentring"]
+                    print(
+                        f"  correction: re-centring the ensemble ({again['generation']}), "
+                        f"{again['done']}/{again['total']} solver runs",
+                        flush=True,
+                    )
             if fed == 0:
                 time.sleep(0.02)
         monitor.close()
@@ -286,6 +293,9 @@ def run(args: argparse.Namespace) -> int:
 def correction_line(correction) -> str:
     """One line: the corrected −40 °C volume with its band, the forecasts' medians, its validity."""
     lines = [f"corrected after {correction.images} images (at {correction.time_s:.0f} s)"]
+    generation = (getattr(correction, "ensemble", None) or {}).get("generation", 0)
+    if generation:
+        lines[0] += f", ensemble re-centred ({generation})"
     lethal = correction.isotherm_volumes_ml.get(-40.0)
     if lethal:
         lines.append(f"−40 °C {lethal['p50']:.1f} ml (p10–p90 {lethal['p90']:.1f}–{lethal['p10']:.1f})")

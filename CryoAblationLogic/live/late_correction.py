@@ -41,6 +41,9 @@ from CryoAblationLogic.live.journal import read_journal
 
 READY_NOTE = "correction_ready"  # journal note: the ensemble was ready, after this many skipped images
 PREPARING_NOTE = "correction_preparing"  # journal note: a preparation started, on these poses
+# journal notes of a re-centring: asked for (the posterior's centre, full precision), and installed
+RECENTRING_NOTE = "correction_recentring"
+RECENTRED_NOTE = "correction_recentred"
 
 
 class GatedCorrector:
@@ -55,9 +58,25 @@ class GatedCorrector:
     IceCorrector: its case's probes and placement); None (a replay): the ensemble is given.
     The session tells it the poses reported (:meth:`probes_reported`)."""
 
-    def __init__(self, planner, skip: int | None = None, request: Callable | None = None):
+    def __init__(
+        self,
+        planner,
+        skip: int | None = None,
+        request: Callable | None = None,
+        recentre: Callable | None = None,
+        schedule: list | None = None,
+    ):
         self.planner = planner  # the IceCorrector, prepared or not: its console_state needs no ensemble
         self.corrector = None
+        # Re-centring. Live: ``recentre(successor)`` starts preparing the next generation (an
+        # unprepared IceCorrector) elsewhere, and :meth:`install_successor` takes it when ready.
+        # Replay: ``schedule`` (:func:`recentring_schedule`) says after which image the live
+        # session asked for each (its centre is checked against the replay's posterior) and
+        # after which it installed it; the replay prepares it then, in line.
+        self.recentre = recentre
+        self.schedule = list(schedule or [])
+        self.asked_generation = 0  # the generation last asked for (live)
+        self._successor = None  # replay: prepared, to install after the scheduled image
         self.skipped = 0
         self.first_time_s: float | None = None  # the first image it corrected from
         self._skip = skip
@@ -128,7 +147,51 @@ class GatedCorrector:
             return None
         if self.first_time_s is None:
             self.first_time_s = float(time_s)
-        return self.corrector.update(time_s, observation)
+        self._install_scheduled()
+        correction = self.corrector.update(time_s, observation)
+        if self.recentre is not None:
+            if self.corrector.generation >= self.asked_generation and self.corrector.recentring_due():
+                successor = self.corrector.recentred()
+                self.asked_generation = successor.generation
+                self.recentre(successor)
+        elif self.schedule:
+            self._ask_scheduled()
+        return correction
+
+    def install_successor(self, successor) -> None:
+        """Install a prepared re-centred ensemble: it takes every image the current one kept (the
+        images that came while it ran too) and answers from the next image on."""
+        successor.take_images(self.corrector)
+        self.corrector = self.planner = successor
+
+    def _ask_scheduled(self) -> None:
+        """Replay: the live session asked for a re-centring after this image: the replay's
+        posterior must give the same centre, bit for bit; prepared now if it was installed."""
+        step = self.schedule[0]
+        if step["centre"].images != len(self.corrector.images) or self._successor is not None:
+            return
+        successor = self.corrector.recentred()
+        replayed, journaled = successor.centre.to_dict(), step["centre"].to_dict()
+        for key, value in journaled.items():
+            if replayed[key] != value:
+                raise InputError(
+                    f"{step['where']}: centre.{key}",
+                    "differs from the posterior the replay reached after the same images "
+                    f"(journal {value!r}, replay {replayed[key]!r})"[:400],
+                )
+        if step["ready_images"] is None:  # asked for, never installed (the session ended first)
+            self.schedule.pop(0)
+            return
+        successor.prepare()
+        self._successor = successor
+
+    def _install_scheduled(self) -> None:
+        """Replay: install the re-centred ensemble before the image the live session installed it at."""
+        if self._successor is None or self.schedule[0]["ready_images"] != len(self.corrector.images):
+            return
+        self.install_successor(self._successor)
+        self._successor = None
+        self.schedule.pop(0)
 
 
 # --- the journal's record of the preparation ---------------------------------------------------
@@ -222,13 +285,68 @@ def images_skipped(journal_path) -> int:
     return _whole_number(contents, ready, "images_skipped", 0) if ready is not None else 0
 
 
+def recentring_schedule(journal_path, case, members: int) -> list[dict]:
+    """The re-centrings a live session asked for and installed, from its journal's notes after
+    the ready note of the ensemble it kept: each ``{"centre": Recentring, "ready_images": int or
+    None (never installed), "where": the asking note}``, in order. A damaged note is refused by
+    its line and field. Journals without these notes (written before re-centring): []."""
+    from CryoAblationLogic.analysis.ice_correction import Recentring
+
+    contents = read_journal(Path(journal_path))
+    _, ready = _kept_ensemble(contents)
+    if ready is None:
+        return []
+    corrector = IceCorrector(case, CorrectionSettings(members=members))
+    probes, materials = len(case.probes), len(corrector._materials())
+    schedule: list[dict] = []
+    for index in range(ready + 1, len(contents.records)):
+        record = contents.records[index]
+        if record["kind"] != "live" or record.get("note") not in (RECENTRING_NOTE, RECENTRED_NOTE):
+            continue
+        where = contents.where(index)
+        detail = record.get("detail")
+        if not isinstance(detail, dict):
+            raise InputError(where, "detail must be an object")
+        expected = len(schedule) + 1
+        if record["note"] == RECENTRING_NOTE:
+            centre = Recentring.from_dict(detail.get("centre"), probes, materials, where)
+            if centre.generation != expected or (schedule and schedule[-1]["ready_images"] is None):
+                raise InputError(
+                    f"{where}: centre.generation",
+                    f"must be {expected}, following the re-centrings installed before it, "
+                    f"got {centre.generation}",
+                )
+            if schedule and centre.images < schedule[-1]["ready_images"]:
+                raise InputError(
+                    f"{where}: centre.images", "lies before the previous re-centring was installed"
+                )
+            schedule.append({"centre": centre, "ready_images": None, "where": where})
+            continue
+        generation = _whole_number(contents, index, "generation")
+        images = _whole_number(contents, index, "images")
+        if (
+            not schedule
+            or schedule[-1]["ready_images"] is not None
+            or generation != schedule[-1]["centre"].generation
+        ):
+            raise InputError(
+                f"{where}: generation", f"{generation} was not asked for before it was installed"
+            )
+        if images < schedule[-1]["centre"].images:
+            raise InputError(f"{where}: images", f"{images} lies before the re-centring was asked for")
+        schedule[-1]["ready_images"] = images
+    return schedule
+
+
 def replay_corrector(journal_path, corrector, skip: int | None = None) -> GatedCorrector:
     """``corrector`` (prepared as the live session's: same ensemble size and placement,
     :func:`replay_centre`) for ``replay_procedure(journal, corrector=...)``: it skips the images
     that the live session observed before its ensemble was ready (``skip``, by default the
     journal's ``correction_ready`` note's), and checks the reported poses against its placement
     as the live session did."""
-    gated = GatedCorrector(corrector, skip=images_skipped(journal_path) if skip is None else skip)
+    skip = images_skipped(journal_path) if skip is None else skip
+    schedule = recentring_schedule(journal_path, corrector.case, corrector.settings.members)
+    gated = GatedCorrector(corrector, skip=skip, schedule=schedule)
     gated.corrector = gated.centre = corrector
     return gated
 
@@ -254,7 +372,7 @@ def serve_preparations(connection) -> None:
                 request = connection.recv()
         except (EOFError, OSError):
             return
-        _, ident, case, members, placement = request
+        ident = request[1]
 
         def progress(done: int, total: int, ident=ident) -> None:
             nonlocal pending
@@ -264,7 +382,11 @@ def serve_preparations(connection) -> None:
             connection.send(("progress", ident, done, total))
 
         try:
-            corrector = IceCorrector(case, CorrectionSettings(members=members), placement)
+            if request[0] == "centre":  # a re-centred generation, drawn already
+                corrector = request[2]
+            else:
+                _, _, case, members, placement = request
+                corrector = IceCorrector(case, CorrectionSettings(members=members), placement)
             corrector.prepare(progress=progress)
             connection.send(("ready", ident, corrector))
         except _Superseded:
@@ -306,6 +428,13 @@ class EnsemblePreparation:
         self.connection.send(("case", self.latest, case, members, placement))
         return self.latest
 
+    def request_successor(self, successor) -> int:
+        """Prepare a re-centred generation (an unprepared IceCorrector)."""
+        self._next += 1
+        self.latest = self._next
+        self.connection.send(("centre", self.latest, successor))
+        return self.latest
+
     def poll(self) -> list[tuple]:
         """The replies so far (without waiting); ("failed", ident, text) if the process is gone."""
         replies = []
@@ -335,16 +464,27 @@ class LiveCorrection:
     :class:`EnsemblePreparation` prepares, journaled (``attach``). ``state``: phase ("preparing",
     "ready", "failed"), members, done, total, placement, error — what the panel and the CLI show."""
 
-    def __init__(self, case, members: int, preparation: EnsemblePreparation):
-        settings = CorrectionSettings(members=members)
+    def __init__(self, case, members: int, preparation: EnsemblePreparation, settings=None):
+        # ``settings``: the corrector's (a test's); by default CorrectionSettings with ``members``
+        settings = replace(settings or CorrectionSettings(), members=members)
         settings.check()
         self.preparation = preparation
         self.journal = None
         self.clock: Callable[[], float] = lambda: 0.0
         self._notes: list[tuple[str, dict]] = []  # made before the journal was attached
-        self.state: dict = {"phase": "preparing", "members": members, "done": 0, "total": members}
-        self.gated = GatedCorrector(IceCorrector(case, settings), request=self._request)
+        self.state: dict = {
+            "phase": "preparing",
+            "members": members,
+            "done": 0,
+            "total": members,
+            "generation": 0,  # the ensemble answering: 0 drawn around the placement, then re-centred
+            "recentring": None,  # {generation, done, total} while a re-centred one is prepared
+        }
+        self.gated = GatedCorrector(
+            IceCorrector(case, settings), request=self._request, recentre=self._recentre
+        )
         self._detail: dict | None = None
+        self._successor_ident: int | None = None  # the re-centring under way
 
     def attach(self, journal, clock: Callable[[], float], case=None) -> None:
         """Journal the preparations from now on (and those asked for before); ``case``: start
@@ -368,15 +508,59 @@ class LiveCorrection:
         self.state.update(phase="preparing", done=0, placement=centre.placement, error="")
         self._note(PREPARING_NOTE, self._detail)
         try:
-            self.preparation.request(centre.case, centre.settings.members, centre.placement)
+            if centre.settings == CorrectionSettings(members=centre.settings.members):
+                self.preparation.request(centre.case, centre.settings.members, centre.placement)
+            else:  # settings of its own: the corrector itself goes (as a re-centred one does)
+                self.preparation.request_successor(centre)
         except (OSError, ValueError) as error:
             self.state.update(phase="failed", error=f"the ensemble's process is gone: {error!r}")
+
+    def _recentre(self, successor: IceCorrector) -> None:
+        """The session's ensemble asked to be re-centred: journal the centre and prepare it; the
+        current ensemble answers the images until it is ready."""
+        self._note(
+            RECENTRING_NOTE, {"generation": successor.generation, "centre": successor.centre.to_dict()}
+        )
+        self.state.update(
+            recentring={"generation": successor.generation, "done": 0, "total": self.state["members"]}
+        )
+        try:
+            self._successor_ident = self.preparation.request_successor(successor)
+        except (OSError, ValueError) as error:
+            self.state.update(recentring=None, error=f"the ensemble's process is gone: {error!r}")
+
+    def _poll_successor(self, reply) -> list[str]:
+        kind = reply[0]
+        if kind == "progress":
+            self.state["recentring"] = {
+                **(self.state.get("recentring") or {}),
+                "done": reply[2],
+                "total": reply[3],
+            }
+            return []
+        self._successor_ident = None
+        self.state["recentring"] = None
+        if kind != "ready":  # the current ensemble goes on answering
+            return [f"correction: the re-centred ensemble could not be prepared: {reply[2]}"]
+        successor = reply[2]
+        self.gated.install_successor(successor)
+        images = len(successor.images)
+        # a replay installs it after the same image (recentring_schedule)
+        self._note(RECENTRED_NOTE, {"generation": successor.generation, "images": images})
+        self.state.update(generation=successor.generation)
+        return [
+            f"correction: ensemble re-centred (generation {successor.generation}) on the posterior "
+            f"after {successor.centre.images} images; {images} images assimilated again"
+        ]
 
     def poll(self) -> list[str]:
         """Take the preparation's replies; returns lines worth printing (ready, failed)."""
         lines = []
         for reply in self.preparation.poll():
             kind, ident = reply[0], reply[1]
+            if ident is not None and ident == self._successor_ident:
+                lines += self._poll_successor(reply)
+                continue
             if ident != self.preparation.latest:
                 continue  # an answer for a placement since replaced
             if kind == "progress":

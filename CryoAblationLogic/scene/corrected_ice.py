@@ -110,6 +110,7 @@ def correction_payload(correction, sent_fields: dict | None = None, margin_mm: f
         "margin_mm": float(margin_mm),
         "fields": fields,
         "placement": dict(getattr(correction, "placement", {}) or {}),  # the ensemble's probe poses
+        "ensemble": dict(getattr(correction, "ensemble", {}) or {}),  # its generation (re-centrings)
     }
 
 
@@ -118,6 +119,9 @@ def status_line(payload: dict, departures: list[str] | None = None, skipped: int
     with its band (or "never" with its chance), and plainly when the correction is not valid."""
     departures = list(departures if departures is not None else payload["departures"])
     parts = [f"Correction at {mm_ss(payload['time_s'])} from {payload['images']} images"]
+    generation = (payload.get("ensemble") or {}).get("generation", 0)
+    if generation:
+        parts[0] += f", ensemble re-centred ({generation})"
     if skipped:
         parts[0] += f" ({skipped} earlier images came before the ensemble was ready)"
     for event, times in payload["forecasts"].items():

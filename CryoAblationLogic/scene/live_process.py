@@ -120,6 +120,8 @@ class CorrectionState:
     skipped: int = 0
     freeze_before_ready: bool = False
     placement: str = ""  # the poses the ensemble is drawn around: "planned" or "reported" (by the console)
+    generation: int = 0  # the ensemble answering: 0, then 1, 2, … after each re-centring
+    recentring: dict | None = None  # {generation, done, total} while a re-centred ensemble is prepared
     departures: list = field(default_factory=list)
     error: str = ""
     payload: dict | None = None
@@ -160,6 +162,12 @@ class CorrectionState:
             )
         else:
             lines.append(status_line(self.payload, self.departures, self.skipped))
+        if self.recentring:
+            lines.append(
+                f"Re-centring the ensemble on the images ({self.recentring['generation']}): "
+                f"{self.recentring['done']}/{self.recentring['total']} solver runs; "
+                "the current one answers meanwhile"
+            )
         if self.departures and (self.payload is None):
             lines.append(
                 "Correction NOT VALID: the console departs from the planned protocol: " + self.departures[0]

@@ -83,7 +83,12 @@ def main(argv: list[str]) -> int:
     for seed in seeds:
         record = observations(seed, args.cache, procedure_set)
         corrector.reset()
-        corrections = [corrector.update(t, obs) for t, _, obs in record["images"]]
+        current, corrections, shifts = corrector, [], []
+        for t, _, obs in record["images"]:
+            corrections.append(current.update(t, obs))
+            if current.recentring_due():  # synchronous, as the validation's run_correction does
+                shifts.append(f"{current.posterior_shift():.1f}@{t:g}")
+                current = current.recentre_now()
         final = corrections[-1]
         true_offset = np.mean(np.array(record["truth_tips"]) - plan_tips, axis=0)
         post = [final.parameters[f"cluster_offset_{a}"]["mean"] for a in "RAS"]
@@ -91,7 +96,8 @@ def main(argv: list[str]) -> int:
             f"{seed:>4} {msd(plan_zone, record['truth_min']):6.2f} "
             f"{msd(final.min_temperature[50.0] <= pr.LETHAL_C, record['truth_min']):6.2f} "
             f"{np.array2string(true_offset, precision=1):>22} "
-            f"{np.array2string(np.array(post), precision=1):>22} {max(c.update_s for c in corrections):6.2f}",
+            f"{np.array2string(np.array(post), precision=1):>22} {max(c.update_s for c in corrections):6.2f}"
+            f" {current.posterior_shift():4.1f} {' '.join(shifts)}",
             flush=True,
         )
     return 0

@@ -331,7 +331,9 @@ def run_procedure(
 # --- the correction (ice_correction.py) -------------------------------------------------------
 # Correction settings (CorrectionSettings defaults: ensemble seed, observation error, relaxation)
 # were chosen on TUNING_SEEDS only, the ray's outer edge and the slices' edge error
-# (slice_edge_sigma_mm) on STRESS_TUNING; the tables report VALIDATION_SEEDS and STRESS seeds.
+# (slice_edge_sigma_mm) on STRESS_TUNING, the re-centring rule (recentre_generations,
+# recentre_shift) on STRESS_TUNING's plans ≥ 2 mm off and TUNING (docs/live-link.md); the tables
+# report VALIDATION_SEEDS and STRESS seeds.
 CORRECTION_MEMBERS = 48
 MSD_CORRECTED_MAX_MM = 1.0  # corrected −40 °C surface, where the uncorrected is ≥ 2 mm off
 MSD_UNCORRECTED_SELECT_MM = 2.0
@@ -482,19 +484,32 @@ def _time(value) -> float:
     return math.inf if value is None else float(value)
 
 
+class Correcting:
+    """``on_image`` for :func:`run_procedure`: each image assimilated in order, starting from the
+    shared plan's ensemble (reset), re-centred where its rule asks (``recentring_due``), in line,
+    as a replay does (a live session prepares the next generation in its own process meanwhile).
+    ``corrections``: one per image; ``recentred``: (time_s, posterior shift) of each re-centring."""
+
+    def __init__(self, corrector):
+        corrector.reset()
+        self.corrector = corrector
+        self.corrections: list = []
+        self.recentred: list[tuple[float, float]] = []
+
+    def __call__(self, time_s: float, name: str, observation) -> None:
+        self.corrections.append(self.corrector.update(time_s, observation))
+        if self.corrector.recentring_due():
+            self.recentred.append((time_s, self.corrector.posterior_shift()))
+            self.corrector = self.corrector.recentre_now()
+
+
 def run_correction(
     seed: int, members: int = CORRECTION_MEMBERS, procedure_set: ProcedureSet = VALIDATION
 ) -> CorrectionRow:
     """The correction over procedure ``seed``: every image assimilated in order."""
-    corrector = prepared_corrector(members, procedure_set)
-    corrector.reset()
-    corrections = []
-    run_procedure(
-        seed,
-        on_image=lambda t, name, obs: corrections.append(corrector.update(t, obs)),
-        procedure_set=procedure_set,
-    )
-    return correction_row(seed, corrections, procedure_set)
+    correcting = Correcting(prepared_corrector(members, procedure_set))
+    run_procedure(seed, on_image=correcting, procedure_set=procedure_set)
+    return correction_row(seed, correcting.corrections, procedure_set)
 
 
 def correction_row(seed: int, corrections, procedure_set: ProcedureSet = VALIDATION) -> CorrectionRow:

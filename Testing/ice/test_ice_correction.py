@@ -215,7 +215,8 @@ def test_the_edge_along_a_ray_is_the_ice_s_outer_surface():
 def test_cost_per_image_stays_bounded(small, monkeypatch):
     """Every image costs the same work whatever came before: one look-up of the members' edges
     along its own rays, and a posterior of fixed size (N×N weights); nothing per image is kept
-    but its time, kind and ray count."""
+    but its time, kind, rays and the observed edge along each (what a re-centred ensemble
+    assimilates again): a few kilobytes, no field."""
     case, corrector = small
     zones = truth_zones(case, {}, tuple(np.linspace(30.0, 420.0, 27)))
     calls = []
@@ -226,7 +227,9 @@ def test_cost_per_image_stays_bounded(small, monkeypatch):
         corrector.update(t, zone.astype(np.uint8))
         assert corrector.coefficients.shape == (MEMBERS, MEMBERS)
     assert len(calls) == len(zones) and len(set(calls)) == 1
-    assert all(set(vars(image)) == {"time_s", "kind", "rays"} for image in corrector.images)
+    kept = {"time_s", "kind", "rays", "origin_mm", "directions", "observed_mm", "assimilated"}
+    assert all(set(vars(image)) == kept for image in corrector.images)
+    assert all(image.directions.nbytes + image.observed_mm.nbytes <= 4096 for image in corrector.images)
 
 
 def test_replay_gives_the_same_correction(small):

@@ -77,7 +77,7 @@ def run_set(procedure_set: pr.ProcedureSet, seeds: list[int]) -> int:
     )
     print(
         f"segmentation and correction settings chosen on tuning seeds {list(pr.TUNING_SEEDS)}, the "
-        f"rays' outer edge and the slices' edge error on stress-tuning seeds "
+        f"rays' outer edge, the slices' edge error and the re-centring rule on stress-tuning seeds "
         f"{pr.STRESS_TUNING.seeds[0]}–{pr.STRESS_TUNING.seeds[-1]}"
         + (f"; CAUTION: {tuned} are among them" if tuned else "")
     )
@@ -99,17 +99,14 @@ def run_set(procedure_set: pr.ProcedureSet, seeds: list[int]) -> int:
     )
     rows: list[pr.ImageRow] = []
     correction_rows: list[pr.CorrectionRow] = []
+    recentred: list[tuple[int, float, float]] = []  # (seed, time_s, posterior shift) of each re-centring
     failures = 0
     for seed in seeds:
         start = time.perf_counter()
-        corrector.reset()
-        corrections = []
-        these = pr.run_procedure(
-            seed,
-            on_image=lambda t, name, obs, out=corrections, c=corrector: out.append(c.update(t, obs)),
-            procedure_set=procedure_set,
-        )
-        correction_rows.append(pr.correction_row(seed, corrections, procedure_set))
+        correcting = pr.Correcting(corrector)
+        these = pr.run_procedure(seed, on_image=correcting, procedure_set=procedure_set)
+        correction_rows.append(pr.correction_row(seed, correcting.corrections, procedure_set))
+        recentred += [(seed, t, shift) for t, shift in correcting.recentred]
         rows += these
         volumes = [r for r in these if r.kind == "volume"]
         slices = [r for r in these if r.kind != "volume"]
@@ -137,6 +134,11 @@ def run_set(procedure_set: pr.ProcedureSet, seeds: list[int]) -> int:
             f"{np.median(msd):.2f} mm, max {msd.max():.2f} mm"
         )
     failures += correction_table(correction_rows, judge_forecasts=judged)
+    print(
+        f"re-centred ensembles (rule: after a volume once the first freeze has ended, posterior moved "
+        f"> {settings.recentre_shift:g} prior spreads, at most {settings.recentre_generations}): "
+        + (", ".join(f"seed {s}@{t:g} s ({shift:.1f})" for s, t, shift in recentred) or "none")
+    )
     failures += lead_time_table(correction_rows)
     end_value_table(correction_rows)
     calibration_table(correction_rows)

@@ -122,6 +122,12 @@ def test_the_monitor_writes_predicted_observed_and_the_series_and_replay_reprodu
     # (the plan's ensemble, prepared at once, may be ready before the console's poses come)
     assert ready[-1]["placement"] == "reported" and all(r["placement"] == "planned" for r in ready[:-1])
     skipped = ready[-1]["images_skipped"]
+    # re-centrings (at most 2 by default), each asked before it was installed; the correction
+    # says which generation answered (one installed after the last image answers nothing)
+    asked = [r["detail"]["generation"] for r in notes if r["note"] == "correction_recentring"]
+    installed = [r["detail"]["generation"] for r in notes if r["note"] == "correction_recentred"]
+    assert asked[: len(installed)] == installed == list(range(1, len(installed) + 1)) and len(asked) <= 2
+    assert correction["ensemble"]["generation"] in (len(installed), max(0, len(installed) - 1))
     assert correction["images"] == 27 - skipped >= 1
     assert f"corrected after {27 - skipped} images" in monitor_output
     placement = correction["placement"]

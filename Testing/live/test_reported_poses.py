@@ -23,6 +23,7 @@ from CryoAblationLogic.live.late_correction import (
     GatedCorrector,
     LiveCorrection,
     replay_centre,
+    replay_corrector,
 )
 from CryoAblationLogic.live.mode import LiveSession
 
@@ -192,3 +193,189 @@ def test_live_correction_prepares_in_its_process_on_the_reported_poses_and_journ
     assert np.array_equal(
         IceCorrector(placed, SETTINGS, placement).draw_parameters()[2], installed.parameter_values
     )
+
+
+# --- re-centring (IceCorrector.recentred): live and replayed alike --------------------------------
+
+RECENTRING = CorrectionSettings(members=8, snapshot_every_s=15.0, recentre_generations=1, recentre_shift=0.0)
+QUARTER_TIMES_S = (60.0, 120.0, 150.0, 330.0, 420.0)  # plan_case(protocol_scale=0.25): 1st freeze 0–150 s
+
+
+class InlinePreparation:
+    """:class:`EnsemblePreparation`'s interface without its process: each request is prepared when
+    polled (what the process sends back, in this process: the wiring, not the concurrency)."""
+
+    def __init__(self):
+        self.latest = None
+        self._next = 0
+        self.queue = []
+
+    def request(self, case, members, placement):
+        return self.request_successor(IceCorrector(case, CorrectionSettings(members=members), placement))
+
+    def request_successor(self, corrector):
+        self._next += 1
+        self.latest = self._next
+        self.queue.append((self.latest, corrector))
+        return self.latest
+
+    def poll(self):
+        replies = []
+        for ident, corrector in self.queue:
+            corrector.prepare()
+            replies.append(("ready", ident, corrector))
+        self.queue = []
+        return replies
+
+
+@pytest.fixture(scope="module")
+def quarter_zones():
+    """The 0 °C zone of a truth whose probe P1 lies 4 mm off the plan (3 mm grid, quarter protocol)."""
+    from CryoAblationLogic.live.synthetic import plan_case
+    from CryoAblationLogic.physics.ensemble import ScaledCoolingSimulation
+
+    case = plan_case(3.0, protocol_scale=0.25)
+    spec = case.probes[0]
+    off = replace(
+        spec,
+        tip_mm=tuple(np.add(spec.tip_mm, (4.0, 0, 0))),
+        entry_mm=tuple(np.add(spec.entry_mm, (4.0, 0, 0))),
+    )
+    simulation = ScaledCoolingSimulation(replace(case, probes=[off, *case.probes[1:]]), {})
+    zones = []
+    for t in QUARTER_TIMES_S:
+        simulation.advance_to(t)
+        zones.append((t, (simulation.temperature_c <= 0.0).astype(np.uint8)))
+    return case, zones
+
+
+def _live_session_with_recentring(tmp_path, case, zones):
+    """A live correction whose re-centring is asked after the 120 s image and becomes ready after
+    the 150 s one (answered meanwhile by the first ensemble); its corrections and journal."""
+    journal = Journal(tmp_path, "procedure")
+    clock = {"t": 0.0}
+    live = LiveCorrection(case, 8, InlinePreparation(), settings=RECENTRING)
+    live.attach(journal, lambda: clock["t"], case)
+    assert live.poll() == ["correction: ensemble of 8 ready, drawn around the planned probe poses"]
+    corrections, lines = [], []
+    for t, zone in zones:
+        clock["t"] = t
+        corrections.append(live.gated.update(t, zone))
+        if t == 120.0:
+            assert live.state["recentring"] == {"generation": 1, "done": 0, "total": 8}
+        if (
+            t == 150.0
+        ):  # the re-centred ensemble comes after the next image: that one is answered by the first
+            assert corrections[-1].ensemble["generation"] == 0
+            lines += live.poll()
+    journal.close()
+    return corrections, lines, tmp_path / "procedure.jsonl"
+
+
+def test_a_live_re_centring_is_journaled_and_the_replay_reproduces_it_bit_for_bit(tmp_path, quarter_zones):
+    """Live: asked after the 120 s volume (within 30 s of the first freeze's end), ready after
+    the 150 s image, which the first ensemble still answered; the re-centred ensemble took the
+    three images kept so far and answers from 330 s. The journal notes when it was asked, the
+    posterior's centre at full precision, and after which image it was installed; the replay
+    (prepared as the live session was) reproduces every correction exactly."""
+    case, zones = quarter_zones
+    corrections, lines, path = _live_session_with_recentring(tmp_path, case, zones)
+    assert lines == [
+        "correction: ensemble re-centred (generation 1) on the posterior after 2 images; "
+        "3 images assimilated again"
+    ]
+    assert [c.ensemble["generation"] for c in corrections] == [0, 0, 0, 1, 1]
+    assert corrections[-1].ensemble["images_reassimilated"] == 3
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    notes = [(r["note"], r["detail"]) for r in records if r.get("kind") == "live"]
+    asked = [d for n, d in notes if n == "correction_recentring"]
+    done = [d for n, d in notes if n == "correction_recentred"]
+    assert [(d["generation"], d["centre"]["images"], d["time_s"]) for d in asked] == [(1, 2, 120.0)]
+    assert [(d["generation"], d["images"], d["time_s"]) for d in done] == [(1, 3, 150.0)]
+    assert asked[0]["centre"] == corrections[-1].ensemble["centre"]
+
+    replayed_corrector = IceCorrector(case, RECENTRING)
+    replayed_corrector.prepare()
+    gated = replay_corrector(path, replayed_corrector)
+    replayed = [gated.update(t, zone) for t, zone in zones]
+    for live_one, again in zip(corrections, replayed, strict=True):
+        assert again.to_dict() == {**live_one.to_dict(), "update_s": again.to_dict()["update_s"]}
+        assert np.array_equal(again.min_temperature[10.0], live_one.min_temperature[10.0])
+
+
+def test_a_damaged_or_different_re_centring_note_is_refused_naming_its_line_and_field(
+    tmp_path, quarter_zones
+):
+    """A centre whose field is not numbers, or a generation installed that was never asked for:
+    refused by line and field before anything is replayed; a centre that is not the posterior the
+    replay reaches after the same images (one cooling scale 1e-9 off): refused at that image."""
+    case, zones = quarter_zones
+    _, _, path = _live_session_with_recentring(tmp_path, case, zones)
+    lines = path.read_text().splitlines()
+    index = next(i for i, line in enumerate(lines) if "correction_recentring" in line)
+    corrector = IceCorrector(case, RECENTRING)
+    corrector.prepare()
+
+    def with_line(name, text):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "procedure.jsonl").write_text("\n".join([*lines[:index], text, *lines[index + 1 :]]) + "\n")
+        return folder / "procedure.jsonl"
+
+    record = json.loads(lines[index])
+    broken = json.loads(lines[index])
+    broken["detail"]["centre"]["cooling"][0] = "x"
+    with pytest.raises(InputError, match=rf"procedure\.jsonl:{index + 1}: centre\.cooling"):
+        replay_corrector(with_line("broken", json.dumps(broken)), corrector)
+    unasked = json.loads(lines[index])
+    unasked["note"] = "something else"
+    with pytest.raises(InputError, match=r"procedure\.jsonl:\d+: generation"):
+        replay_corrector(with_line("unasked", json.dumps(unasked)), corrector)
+    record["detail"]["centre"]["cooling"][0] += 1e-9
+    gated = replay_corrector(with_line("different", json.dumps(record)), corrector)
+    with pytest.raises(
+        InputError, match=rf"procedure\.jsonl:{index + 1}: centre\.cooling.*differs from the posterior"
+    ):
+        for t, zone in zones:
+            gated.update(t, zone)
+
+
+def test_a_journal_without_re_centring_notes_replays_with_the_first_ensemble(tmp_path, quarter_zones):
+    """Journals written before re-centring (or by a session that never asked): the replay keeps the
+    ensemble it prepared, whatever the settings' rule would say now."""
+    case, zones = quarter_zones
+    path = _journal_with(tmp_path, [(PREPARING_NOTE, {"members": 8}), (READY_NOTE, {"images_skipped": 0})])
+    corrector = IceCorrector(case, RECENTRING)
+    corrector.prepare()
+    gated = replay_corrector(path, corrector)
+    assert [gated.update(t, zone).ensemble["generation"] for t, zone in zones] == [0] * len(zones)
+
+
+def test_the_ensemble_s_process_prepares_a_re_centred_generation_as_this_process_would(quarter_zones):
+    """A re-centred generation (drawn here, unprepared) goes to the ensemble's process and comes
+    back prepared: the same members (parameters and fields bit for bit) as preparing it here."""
+    case, zones = quarter_zones
+    corrector = IceCorrector(case, RECENTRING)
+    corrector.prepare()
+    for t, zone in zones[:3]:
+        corrector.update(t, zone)
+    successor = corrector.recentred()
+    preparation = EnsemblePreparation.start()
+    try:
+        ident = preparation.request_successor(successor)
+        deadline = time.monotonic() + 300  # a process without a numba cache compiles the kernels
+        ready = None
+        while ready is None:
+            assert time.monotonic() < deadline
+            for reply in preparation.poll():
+                assert reply[0] in ("progress", "ready"), reply
+                if reply[0] == "ready" and reply[1] == ident:
+                    ready = reply[2]
+            time.sleep(0.05)
+    finally:
+        preparation.close()
+    here = corrector.recentred()
+    here.prepare()
+    assert ready.generation == 1 and ready.centre == here.centre
+    assert np.array_equal(ready.parameter_values, here.parameter_values)
+    assert np.array_equal(ready.fields, here.fields) and np.array_equal(ready.min_fields, here.min_fields)
