@@ -362,6 +362,21 @@ def correction_settings(procedure_set: ProcedureSet = VALIDATION, members: int =
     )
 
 
+def scaled_run(case, cooling: dict[str, float], times_s) -> tuple[dict[float, np.ndarray], np.ndarray]:
+    """A run of ``case`` with these cooling scales (the ensemble's members' solver): the 0 °C zone
+    at each of ``times_s`` (label maps on the plan grid) and the minimum temperature at its end."""
+    # numba kernels compile or load on first use
+    from CryoAblationLogic.physics.ensemble import ScaledCoolingSimulation
+
+    simulation = ScaledCoolingSimulation(case, cooling)
+    zones = {}
+    for t in times_s:
+        simulation.advance_to(t)
+        zones[t] = (simulation.temperature_c <= 0.0).astype(np.uint8)
+    simulation.advance_to(case.duration_s)
+    return zones, simulation.min_temperature_c
+
+
 @lru_cache(maxsize=2)
 def _prepared(settings):
     from CryoAblationLogic.analysis.ice_correction import IceCorrector

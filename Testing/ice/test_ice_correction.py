@@ -397,7 +397,6 @@ def test_an_ensemble_drawn_around_the_true_poses_ends_no_farther_from_the_truth_
     voxel: the surface distance moves by whole voxels' fractions), and its tip offsets stay within
     the tracking prior (3 σ of 0.5 mm RMS) instead of re-fitting the placement."""
     from CryoAblationLogic.analysis.ice_comparison import overlap_metrics
-    from CryoAblationLogic.physics.ensemble import ScaledCoolingSimulation
 
     case = plan_case(3.0, protocol_scale=0.25)
     settings = CorrectionSettings(members=MEMBERS, snapshot_every_s=15.0)
@@ -412,17 +411,8 @@ def test_an_ensemble_drawn_around_the_true_poses_ends_no_farther_from_the_truth_
     )
     reported = replace(case, probes=list(truth_case.probes))
 
-    def run(run_case, cooling):
-        simulation = ScaledCoolingSimulation(run_case, cooling)
-        zones = {}
-        for t in IMAGE_TIMES_S:
-            simulation.advance_to(t)
-            zones[t] = (simulation.temperature_c <= 0.0).astype(np.uint8)
-        simulation.advance_to(case.duration_s)
-        return zones, simulation.min_temperature_c
-
-    zones, truth_min = run(truth_case, scales)
-    _, predicted_min = run(reported, {})
+    zones, truth_min = pr.scaled_run(truth_case, scales, IMAGE_TIMES_S)
+    _, predicted_min = pr.scaled_run(reported, {}, IMAGE_TIMES_S)
     corrector = IceCorrector(reported, settings, placement="reported")
     corrector.prepare()
     correction = assimilate(corrector, zones)

@@ -14,6 +14,7 @@ import math
 from dataclasses import replace
 
 import numpy as np
+import procedures as pr
 import pytest
 
 from CryoAblationLogic.analysis.ice_comparison import overlap_metrics
@@ -30,15 +31,7 @@ SETTINGS = CorrectionSettings(
 
 def run(case, cooling=None, times_s=IMAGE_TIMES_S):
     """The 0 °C zone at each time (label maps on the plan grid) and the minimum field at the end."""
-    from CryoAblationLogic.physics.ensemble import ScaledCoolingSimulation
-
-    simulation = ScaledCoolingSimulation(case, cooling or {})
-    zones = {}
-    for t in times_s:
-        simulation.advance_to(t)
-        zones[t] = (simulation.temperature_c <= 0.0).astype(np.uint8)
-    simulation.advance_to(case.duration_s)
-    return zones, simulation.min_temperature_c
+    return pr.scaled_run(case, cooling or {}, times_s)
 
 
 def moved(case, probe: int, by_mm):
