@@ -359,10 +359,11 @@ class _Superseded(Exception):
 
 
 def serve_preparations(connection) -> None:
-    """A process's entry: prepares an ensemble for each request ``("case", ident, case, members,
-    placement)`` that comes over ``connection`` and sends ``("progress", ident, done, total)``
-    after each member, then ``("ready", ident, corrector)`` or ``("failed", ident, text)``. A
-    newer request abandons the one under way. Ends without a word when the other end goes."""
+    """A process's entry: prepares the ensemble of each request ``("prepare", ident, corrector)``
+    (an unprepared IceCorrector: drawn around a placement, or a re-centred generation) that comes
+    over ``connection`` and sends ``("progress", ident, done, total)`` after each member, then
+    ``("ready", ident, corrector)`` or ``("failed", ident, text)``. A newer request abandons the
+    one under way. Ends without a word when the other end goes."""
     pending = None
     while True:
         try:
@@ -372,7 +373,7 @@ def serve_preparations(connection) -> None:
                 request = connection.recv()
         except (EOFError, OSError):
             return
-        ident = request[1]
+        _, ident, corrector = request
 
         def progress(done: int, total: int, ident=ident) -> None:
             nonlocal pending
@@ -382,11 +383,6 @@ def serve_preparations(connection) -> None:
             connection.send(("progress", ident, done, total))
 
         try:
-            if request[0] == "centre":  # a re-centred generation, drawn already
-                corrector = request[2]
-            else:
-                _, _, case, members, placement = request
-                corrector = IceCorrector(case, CorrectionSettings(members=members), placement)
             corrector.prepare(progress=progress)
             connection.send(("ready", ident, corrector))
         except _Superseded:
@@ -401,7 +397,7 @@ def serve_preparations(connection) -> None:
 
 
 class EnsemblePreparation:
-    """The parent's end of :func:`serve_preparations`: ``request`` a placement, ``poll`` the
+    """The parent's end of :func:`serve_preparations`: ``request`` an ensemble, ``poll`` the
     replies. :meth:`start` makes the process (the CLI); the panel's worker, a daemon that may not
     start children, gets the pipe to one that Slicer's process started."""
 
@@ -422,17 +418,11 @@ class EnsemblePreparation:
         child.close()
         return cls(parent, process)
 
-    def request(self, case, members: int, placement: str) -> int:
+    def request(self, corrector: IceCorrector) -> int:
+        """Prepare ``corrector`` (unprepared: drawn around a placement, or a re-centred generation)."""
         self._next += 1
         self.latest = self._next
-        self.connection.send(("case", self.latest, case, members, placement))
-        return self.latest
-
-    def request_successor(self, successor) -> int:
-        """Prepare a re-centred generation (an unprepared IceCorrector)."""
-        self._next += 1
-        self.latest = self._next
-        self.connection.send(("centre", self.latest, successor))
+        self.connection.send(("prepare", self.latest, corrector))
         return self.latest
 
     def poll(self) -> list[tuple]:
@@ -508,10 +498,7 @@ class LiveCorrection:
         self.state.update(phase="preparing", done=0, placement=centre.placement, error="")
         self._note(PREPARING_NOTE, self._detail)
         try:
-            if centre.settings == CorrectionSettings(members=centre.settings.members):
-                self.preparation.request(centre.case, centre.settings.members, centre.placement)
-            else:  # settings of its own: the corrector itself goes (as a re-centred one does)
-                self.preparation.request_successor(centre)
+            self.preparation.request(centre)
         except (OSError, ValueError) as error:
             self.state.update(phase="failed", error=f"the ensemble's process is gone: {error!r}")
 
@@ -525,7 +512,7 @@ class LiveCorrection:
             recentring={"generation": successor.generation, "done": 0, "total": self.state["members"]}
         )
         try:
-            self._successor_ident = self.preparation.request_successor(successor)
+            self._successor_ident = self.preparation.request(successor)
         except (OSError, ValueError) as error:
             self.state.update(recentring=None, error=f"the ensemble's process is gone: {error!r}")
 

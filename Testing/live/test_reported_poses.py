@@ -210,10 +210,7 @@ class InlinePreparation:
         self._next = 0
         self.queue = []
 
-    def request(self, case, members, placement):
-        return self.request_successor(IceCorrector(case, CorrectionSettings(members=members), placement))
-
-    def request_successor(self, corrector):
+    def request(self, corrector):
         self._next += 1
         self.latest = self._next
         self.queue.append((self.latest, corrector))
@@ -362,7 +359,7 @@ def test_the_ensemble_s_process_prepares_a_re_centred_generation_as_this_process
     successor = corrector.recentred()
     preparation = EnsemblePreparation.start()
     try:
-        ident = preparation.request_successor(successor)
+        ident = preparation.request(successor)
         deadline = time.monotonic() + 300  # a process without a numba cache compiles the kernels
         ready = None
         while ready is None:
