@@ -82,13 +82,11 @@ def main(argv: list[str]) -> int:
     print(f"{'seed':>4} {'plan':>6} {'corr':>6} {'true cluster offset':>22} {'posterior':>22} {'upd s':>6}")
     for seed in seeds:
         record = observations(seed, args.cache, procedure_set)
-        corrector.reset()
-        current, corrections, shifts = corrector, [], []
-        for t, _, obs in record["images"]:
-            corrections.append(current.update(t, obs))
-            if current.recentring_due():  # synchronous, as the validation's run_correction does
-                shifts.append(f"{current.posterior_shift():.1f}@{t:g}")
-                current = current.recentre_now()
+        correcting = pr.Correcting(corrector)  # re-centred in line, as the validation's run is
+        for t, name, obs in record["images"]:
+            correcting(t, name, obs)
+        corrections, current = correcting.corrections, correcting.corrector
+        shifts = [f"{shift:.1f}@{t:g}" for t, shift in correcting.recentred]
         final = corrections[-1]
         true_offset = np.mean(np.array(record["truth_tips"]) - plan_tips, axis=0)
         post = [final.parameters[f"cluster_offset_{a}"]["mean"] for a in "RAS"]

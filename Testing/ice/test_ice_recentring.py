@@ -150,14 +150,13 @@ def test_a_probe_8_mm_off_is_reached_by_the_re_centred_ensemble_not_by_the_plan_
     corrector.reset()
     for t in IMAGE_TIMES_S:
         first = corrector.update(t, zones[t])
-    corrector.reset()
-    current, generations = corrector, []
+    correcting = pr.Correcting(corrector)  # re-centred in line where the rule asks, as the validation
     for t in IMAGE_TIMES_S:
-        final = current.update(t, zones[t])
-        if current.recentring_due():
-            current = current.recentre_now()
-            generations.append((current.generation, t))
-    assert generations == [(1, 120.0), (2, 150.0)]  # within 30 s of the first freeze's end, then at it
+        correcting(t, "volume", zones[t])
+    final = correcting.corrections[-1]
+    # within 30 s of the first freeze's end, then at it
+    assert [t for t, _ in correcting.recentred] == [120.0, 150.0]
+    assert correcting.corrector.generation == 2
     reached = final.parameters["tip_offset_R:P1"]["mean"]
     assert first.parameters["tip_offset_R:P1"]["mean"] < 2.0
     assert reached > 3.5, reached

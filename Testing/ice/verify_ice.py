@@ -18,8 +18,9 @@ Two stated sets of seeded synthetic procedures (``procedures.py`` states them an
   correction of plans 2 mm or more off was diagnosed on (reported like the stress set).
 
 Exit status 1 when a judged figure falls short. Settings were chosen on the tuning seeds only,
-the outer edge and the slices' edge error on the stress-tuning seeds (301–340).
-Expect about a minute per procedure on 2 cores (the two sets can run in two processes).
+the outer edge, the slices' edge error and the re-centring rule on the stress-tuning seeds
+(301–340). Expect one to two minutes per procedure on 2 cores, more where the ensemble is
+re-centred (each re-centring runs the ensemble again; the two sets can run in two processes).
 
     .venv/bin/python Testing/ice/verify_ice.py [--set validation|stress|tuning|stress-tuning|all] [SEED ...]
 """
