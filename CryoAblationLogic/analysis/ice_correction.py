@@ -939,6 +939,19 @@ class IceCorrector:
 
     def _update(self, time_s, observation) -> Correction:
         """``update`` on one BLAS thread."""
+        return self.correction(float(time_s), self._take(self._image_of(time_s, observation)))
+
+    def keep(self, time_s: float, observation) -> None:
+        """Measure an image (as :meth:`update` does) and keep it without assimilating: an ensemble
+        still being prepared (this corrector need not be prepared) loses no image; the prepared
+        one assimilates every kept image, in order, with :meth:`take_images` (the same posterior
+        as updates one by one would reach)."""
+        image = self._image_of(time_s, observation)
+        self.images.append(image)
+        self.last_time_s = image.time_s
+
+    def _image_of(self, time_s, observation) -> _Image:
+        """The image checked and measured: its rays and the observed ice's outer edge along each."""
         if not (isinstance(time_s, (int, float)) and math.isfinite(time_s)):
             raise InputError("time_s", f"must be a finite number of seconds, got {time_s!r}")
         if not 0 <= time_s <= self.case.duration_s + 1e-6:
@@ -966,7 +979,7 @@ class IceCorrector:
             assimilated=self.placement != "reported"
             or observation.kind in self.settings.reported_assimilates,
         )
-        return self.correction(float(time_s), self._take(image))
+        return image
 
     def _take(self, image: _Image) -> dict:
         """Assimilate a kept image (an image's first time, or again into a re-centred ensemble:
@@ -1077,17 +1090,19 @@ class IceCorrector:
         return successor
 
     def take_images(self, previous: IceCorrector) -> None:
-        """Assimilate every image ``previous`` kept, in order, into this (prepared, re-centred)
-        ensemble, and take its departures: it then stands where ``previous`` stood, with the
-        images' edges as observed (nothing is segmented again)."""
+        """Assimilate every image ``previous`` kept, in order, into this prepared ensemble (a
+        re-centred one; or the first one, of the images :meth:`keep` kept while it was prepared;
+        ``previous`` may be this corrector), and take its departures: it then stands where
+        ``previous`` stood, with the images' edges as observed (nothing is segmented again)."""
         if not self.prepared:
-            raise InputError("corrector", "prepare() the re-centred ensemble before it takes the images")
+            raise InputError("corrector", "prepare() the ensemble before it takes the images")
+        images, departures = list(previous.images), list(previous.departures)
         self.reset()
         with _THREADPOOLS.limit(limits=1, user_api="blas"):
-            for image in previous.images:
+            for image in images:
                 self._take(image)
-        self.departures = list(previous.departures)
-        self.reassimilated = len(previous.images)
+        self.departures = departures
+        self.reassimilated = len(images)
 
     def recentre_now(self, progress: Callable[[int, int], None] | None = None) -> IceCorrector:
         """The next generation prepared and given this one's images (what a replay and the

@@ -152,7 +152,8 @@ def live_correction_for(args: argparse.Namespace, case) -> LiveCorrection | None
 
 def replay_correction_for(args: argparse.Namespace):
     """The corrector of ``replay --correct``: prepared on the poses the live session's ensemble
-    was drawn around and skipping the images it skipped (its journal's notes), or None."""
+    was drawn around, skipping and keeping the images it skipped and kept (its journal's notes),
+    or None."""
     if not _check_correction(args):
         return None
     gated = prepare_replay_correction(

@@ -19,12 +19,16 @@ preparation starts, with the tracking accuracy as the placement prior
   correction's ensemble was drawn around"), as a console departing from the protocol does.
 
 The ensemble runs in a process of its own (:class:`EnsemblePreparation`, :func:`serve_preparations`):
-numba holds a process's GIL through each solver run. Images observed before it is ready are
-skipped and counted. The journal gets a live note ``correction_preparing`` (members, placement,
-the probes' poses) each time a preparation starts and ``correction_ready`` (the same, and
-``images_skipped``) when one is installed, so that a replay (:func:`replay_centre`,
-:func:`replay_corrector`, ``cryoablation replay --correct``) prepares on the same poses, skips the
-same images and reproduces the correction exactly. Slicer-free.
+numba holds a process's GIL through each solver run. Images observed before it is ready are kept
+(measured, ``IceCorrector.keep``) and assimilated, in order, when it is installed: no image is
+lost to the preparation, and a resumed journal (its messages fed again while the ensemble is
+prepared anew) corrects from every image it holds. The journal gets a live note
+``correction_preparing`` (members, placement, the probes' poses) each time a preparation starts
+and ``correction_ready`` (the same, and ``images_kept``) when one is installed, so that a replay
+(:func:`replay_centre`, :func:`replay_corrector`, ``cryoablation replay --correct``) prepares on
+the same poses, keeps the same images and reproduces the correction exactly. Journals written
+before images were kept have ``images_skipped`` instead (those images were not corrected from),
+and replay so. Slicer-free.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from CryoAblationLogic.analysis.ice_correction import CorrectionSettings, IceCor
 from CryoAblationLogic.core.errors import InputError
 from CryoAblationLogic.live.journal import read_journal
 
-READY_NOTE = "correction_ready"  # journal note: the ensemble was ready, after this many skipped images
+READY_NOTE = "correction_ready"  # journal note: the ensemble was ready, taking the images kept meanwhile
 PREPARING_NOTE = "correction_preparing"  # journal note: a preparation started, on these poses
 # journal notes of a re-centring: asked for (the posterior's centre, full precision), and installed
 RECENTRING_NOTE = "correction_recentring"
@@ -49,10 +53,12 @@ RECENTRED_NOTE = "correction_recentred"
 class GatedCorrector:
     """An :class:`~CryoAblationLogic.analysis.ice_correction.IceCorrector` that may become ready
     after the freeze began. Until :meth:`install` gives it the prepared corrector, each observed
-    image is skipped (counted in :attr:`skipped`); after, every image goes to it. ``skip``: in a
-    replay, the number of images the live session skipped (its journal's ``correction_ready``
-    note), so that the replay corrects from the same image on. The console's states go to the
-    planned protocol's check from the start (no ensemble needed for that).
+    image is kept (measured, counted in :attr:`kept`) and the installed ensemble assimilates them
+    all; after, every image goes to it (:attr:`skipped`: images a replay skips as a journal
+    written before images were kept says). ``skip``/``keep``: in a replay, the images the live
+    session skipped and kept (its journal's ``correction_ready`` note), so that the replay
+    corrects as it did. The console's states go to the planned protocol's check from the start
+    (no ensemble needed for that).
 
     ``request(centre)``: (re)start preparing an ensemble drawn around ``centre`` (an unprepared
     IceCorrector: its case's probes and placement); None (a replay): the ensemble is given.
@@ -65,6 +71,7 @@ class GatedCorrector:
         request: Callable | None = None,
         recentre: Callable | None = None,
         schedule: list | None = None,
+        keep: int | None = None,
     ):
         self.planner = planner  # the IceCorrector, prepared or not: its console_state needs no ensemble
         self.corrector = None
@@ -78,8 +85,10 @@ class GatedCorrector:
         self.asked_generation = 0  # the generation last asked for (live)
         self._successor = None  # replay: prepared, to install after the scheduled image
         self.skipped = 0
+        self.kept = 0  # images kept while the ensemble was prepared, assimilated when installed
         self.first_time_s: float | None = None  # the first image it corrected from
         self._skip = skip
+        self._keep = keep
         self.request = request
         self.centre = None  # the IceCorrector (unprepared or installed) whose placement the ensemble has
         self._moved_noted: set[str] = set()
@@ -93,7 +102,14 @@ class GatedCorrector:
         return list(self.planner.departures)
 
     def install(self, corrector) -> None:
+        """The prepared ensemble asked for: it assimilates the images kept meanwhile, then answers."""
         departures = list(self.planner.departures)
+        # the images kept meanwhile (by the planner: the corrector sent to be prepared is not
+        # touched here, it may be the very object prepared), and those of an ensemble dropped
+        # for a new placement; the ready note counts them
+        self.kept = len(self.planner.images)
+        if self.kept:
+            corrector.take_images(self.planner)
         self.corrector = self.planner = corrector
         self.corrector.departures = departures  # what the console did while the ensemble ran
         if self.centre is None:
@@ -107,7 +123,7 @@ class GatedCorrector:
         "reported"); the corrector installed so far no longer describes them and is dropped."""
         settings = self.planner.settings
         self.centre = IceCorrector(case, settings, placement)
-        self.corrector = None
+        self.corrector = None  # the planner keeps its images for the next one to take
         if self.request is not None:
             self.request(self.centre)
 
@@ -142,8 +158,17 @@ class GatedCorrector:
         return found
 
     def update(self, time_s, observation):
-        if self.corrector is None or (self._skip is not None and self.skipped < self._skip):
+        if self._skip is not None and self.skipped < self._skip:  # a replay of a journal that skipped
             self.skipped += 1
+            return None
+        if self.corrector is None or (self._keep is not None and self.kept < self._keep):
+            # kept until the ensemble is installed (a replay: as many as the live session kept)
+            (self.corrector or self.planner).keep(time_s, observation)
+            self.kept += 1
+            if self.first_time_s is None:
+                self.first_time_s = float(time_s)
+            if self.corrector is not None and self.kept == self._keep:
+                self.corrector.take_images(self.corrector)
             return None
         if self.first_time_s is None:
             self.first_time_s = float(time_s)
@@ -278,11 +303,20 @@ def replay_centre(journal_path, case) -> tuple | None:
 
 
 def images_skipped(journal_path) -> int:
-    """The images a live session observed before the ensemble it kept was ready (0 without the
-    note); the same note as :func:`replay_centre` reads."""
+    """The images a live session observed before the ensemble it kept was ready and did not
+    correct from (journals written before such images were kept; 0 without the note); the same
+    note as :func:`replay_centre` reads."""
     contents = read_journal(Path(journal_path))
     _, ready = _kept_ensemble(contents)
     return _whole_number(contents, ready, "images_skipped", 0) if ready is not None else 0
+
+
+def images_kept(journal_path) -> int:
+    """The images a live session kept while the ensemble it kept was prepared, assimilated when it
+    was installed (0 without the note, or in a journal written before images were kept)."""
+    contents = read_journal(Path(journal_path))
+    _, ready = _kept_ensemble(contents)
+    return _whole_number(contents, ready, "images_kept", 0) if ready is not None else 0
 
 
 def recentring_schedule(journal_path, case, members: int) -> list[dict]:
@@ -338,15 +372,19 @@ def recentring_schedule(journal_path, case, members: int) -> list[dict]:
     return schedule
 
 
-def replay_corrector(journal_path, corrector, skip: int | None = None) -> GatedCorrector:
+def replay_corrector(
+    journal_path, corrector, skip: int | None = None, keep: int | None = None
+) -> GatedCorrector:
     """``corrector`` (prepared as the live session's: same ensemble size and placement,
-    :func:`replay_centre`) for ``replay_procedure(journal, corrector=...)``: it skips the images
-    that the live session observed before its ensemble was ready (``skip``, by default the
-    journal's ``correction_ready`` note's), and checks the reported poses against its placement
-    as the live session did."""
+    :func:`replay_centre`) for ``replay_procedure(journal, corrector=...)``: it skips or keeps
+    the images that the live session skipped (older journals) or kept before its ensemble was
+    ready (``skip``, ``keep``: by default the journal's ``correction_ready`` note's), taking the
+    kept ones in when the last of them has come, as the live session did when its ensemble was
+    installed, and checks the reported poses against its placement as the live session did."""
     skip = images_skipped(journal_path) if skip is None else skip
+    keep = images_kept(journal_path) if keep is None else keep
     schedule = recentring_schedule(journal_path, corrector.case, corrector.settings.members)
-    gated = GatedCorrector(corrector, skip=skip, schedule=schedule)
+    gated = GatedCorrector(corrector, skip=skip, schedule=schedule, keep=keep)
     gated.corrector = gated.centre = corrector
     return gated
 
@@ -554,13 +592,17 @@ class LiveCorrection:
                 self.state.update(done=reply[2], total=reply[3])
             elif kind == "ready":
                 self.gated.install(reply[2])
-                # a replay prepares on the same poses and skips the same images (replay_centre)
-                self._note(READY_NOTE, {**(self._detail or {}), "images_skipped": self.gated.skipped})
+                # a replay prepares on the same poses and keeps the same images (replay_centre)
+                self._note(READY_NOTE, {**(self._detail or {}), "images_kept": self.gated.kept})
                 self.state.update(phase="ready", done=self.state["total"])
                 lines.append(
                     f"correction: ensemble of {self.state['members']} ready, drawn around the "
                     f"{self.state.get('placement', 'planned')} probe poses"
-                    + (f" ({self.gated.skipped} images came before)" if self.gated.skipped else "")
+                    + (
+                        f"; the {self.gated.kept} images observed meanwhile taken in"
+                        if self.gated.kept
+                        else ""
+                    )
                 )
             else:
                 self.state.update(phase="failed", error=str(reply[2])[:400])

@@ -214,9 +214,10 @@ def prepare_replay_correction(
 ) -> GatedCorrector | None:
     """The corrector for ``replay_procedure(journal, corrector=...)`` that reproduces the live
     session's correction: its ensemble prepared on the probe poses (and with the placement prior)
-    the live one was drawn around, and the images it skipped skipped (the journal's notes,
-    :func:`~.late_correction.replay_centre`); ``members`` where the journal does not say. None
-    when the live session never had a ready ensemble."""
+    the live one was drawn around, the images it skipped skipped and those it kept while the
+    ensemble was prepared kept (the journal's notes, :func:`~.late_correction.replay_centre`);
+    ``members`` where the journal does not say. None when the live session never had a ready
+    ensemble."""
     centre = replay_centre(journal_path, load_case(case_path_for(Path(journal_path))))
     if centre is None:
         return None

@@ -114,7 +114,7 @@ def correction_payload(correction, sent_fields: dict | None = None, margin_mm: f
     }
 
 
-def status_line(payload: dict, departures: list[str] | None = None, skipped: int = 0) -> str:
+def status_line(payload: dict, departures: list[str] | None = None, kept: int = 0) -> str:
     """One line for the Monitor section: when and from how many images, each forecast's median
     with its band (or "never" with its chance), and plainly when the correction is not valid."""
     departures = list(departures if departures is not None else payload["departures"])
@@ -122,8 +122,8 @@ def status_line(payload: dict, departures: list[str] | None = None, skipped: int
     generation = (payload.get("ensemble") or {}).get("generation", 0)
     if generation:
         parts[0] += f", ensemble re-centred ({generation})"
-    if skipped:
-        parts[0] += f" ({skipped} earlier images came before the ensemble was ready)"
+    if kept:
+        parts[0] += f" ({kept} of them kept while the ensemble was prepared)"
     for event, times in payload["forecasts"].items():
         label = event_label(event, payload.get("margin_mm", 5.0))
         never = times.get("p_never", 0.0)

@@ -108,8 +108,8 @@ class CorrectionState:
     """Live mode's correction as the main thread sees it (``scene/corrected_ice.py``).
 
     ``phase``: "off", "preparing" (the ensemble runs), "ready", "failed"; ``done``/``total``:
-    ensemble members run; ``skipped``: images observed before it was ready (not corrected from);
-    ``freeze_before_ready``: the first freeze came while it was preparing; ``departures``: where
+    ensemble members run; ``kept``: images observed while it was prepared (assimilated when it is
+    ready); ``freeze_before_ready``: the first freeze came while it was preparing; ``departures``: where
     the console left the planned protocol; ``payload``: the latest correction
     (:func:`~.corrected_ice.correction_payload`), None before the first."""
 
@@ -117,7 +117,7 @@ class CorrectionState:
     members: int = 0
     done: int = 0
     total: int = 0
-    skipped: int = 0
+    kept: int = 0
     freeze_before_ready: bool = False
     placement: str = ""  # the poses the ensemble is drawn around: "planned" or "reported" (by the console)
     generation: int = 0  # the ensemble answering: 0, then 1, 2, … after each re-centring
@@ -153,15 +153,15 @@ class CorrectionState:
             if self.freeze_before_ready:
                 lines.append(
                     "The freeze started before the ensemble was ready: the images until it is ready "
-                    f"are not corrected from ({self.skipped} so far); it corrects from the next image after."
+                    f"are kept ({self.kept} so far) and taken in when it is."
                 )
         elif self.payload is None:
             lines.append(
                 f"Correction: ensemble of {self.members} ready; it corrects from the next observed image"
-                + (f" ({self.skipped} images came before it was ready)" if self.skipped else "")
+                + (f", with the {self.kept} images observed while it was prepared" if self.kept else "")
             )
         else:
-            lines.append(status_line(self.payload, self.departures, self.skipped))
+            lines.append(status_line(self.payload, self.departures, self.kept))
         if self.recentring:
             lines.append(
                 f"Re-centring the ensemble on the images ({self.recentring['generation']}): "
@@ -335,7 +335,7 @@ class _Worker:
         if self.session.freezing_started and not self.gated.ready and live["phase"] == "preparing":
             live["freeze_before_ready"] = True
         state = dict(live)
-        state.update(skipped=self.gated.skipped, departures=self.gated.departures)
+        state.update(kept=self.gated.kept, departures=self.gated.departures)
         correction = self.session.ice.correction
         payload = None
         if correction is not None and correction is not self._correction_taken:

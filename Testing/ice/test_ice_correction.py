@@ -244,6 +244,32 @@ def test_replay_gives_the_same_correction(small):
     assert np.array_equal(first.min_temperature[50.0], second.min_temperature[50.0])
 
 
+def test_images_kept_while_the_ensemble_is_prepared_are_taken_in_as_updates_would_be(small):
+    """A live session's ensemble is prepared after the freeze may have begun, and a resumed one
+    anew: the images that come meanwhile are measured and kept by a corrector that is not
+    prepared (``keep``), and the prepared ensemble takes them in order (``take_images``): the
+    same posterior, bit for bit, as updating with each image. A bad image is refused by name
+    and not kept."""
+    case, corrector = small
+    zones = truth_zones(case, {p.name: 0.85 for p in case.probes})
+    waiting = IceCorrector(case, corrector.settings)  # not prepared: no solver run yet
+    for t, zone in sorted(zones.items()):
+        waiting.keep(t, zone.astype(np.uint8))
+    with pytest.raises(InputError, match="before the previous image"):
+        waiting.keep(IMAGE_TIMES_S[0], zones[IMAGE_TIMES_S[0]].astype(np.uint8))
+    assert len(waiting.images) == len(zones) and not waiting.prepared
+    updated = assimilate(corrector, zones)
+    by_update = corrector.coefficients.copy()
+    try:
+        corrector.take_images(waiting)
+        assert np.array_equal(corrector.coefficients, by_update)
+        taken = corrector.correction(IMAGE_TIMES_S[-1])
+        assert taken.images == len(zones) and taken.forecasts == updated.forecasts
+        assert np.array_equal(taken.min_temperature[50.0], updated.min_temperature[50.0])
+    finally:
+        corrector.reset()
+
+
 def test_a_console_that_departs_from_the_plan_is_reported(small):
     case, corrector = small
     corrector.reset()

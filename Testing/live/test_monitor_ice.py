@@ -4,7 +4,7 @@ image in ``DIR/observed/`` and the observed-vs-predicted series in ``DIR/summary
 written by ``--truth-out`` on the plan's grid; ``cryoablation replay`` of the journal reproduces
 the observed outputs exactly; with ``--correct`` (a small ensemble, drawn around the poses the
 console reports) the corrected result and its band in ``DIR/corrected/``, which the replay
-reproduces too (the same poses and skipped images, from the journal's notes).
+reproduces too (the same poses and kept images, from the journal's notes).
 
 Coarse grid (3 mm), a short protocol (10 s lead-in, 120 s freeze, 96 s thaw, 120 s freeze: 346 s)
 served 20 times faster than real time, slices every 40 s and a volume every 120 s of procedure.
@@ -115,21 +115,23 @@ def test_the_monitor_writes_predicted_observed_and_the_series_and_replay_reprodu
     p90, _ = read_nrrd(out / "corrected" / "min_temperature_p90.nrrd")
     assert p10_grid == grid and np.all(p10 <= p90 + 1e-6)  # p10 is the band's cold side
     # the ensemble was prepared again on the poses the console reported (the truth's placement,
-    # with the tracking prior) in its own process; the images before it was ready were skipped
+    # with the tracking prior) in its own process; the images before it was ready were kept and
+    # taken in when it was, so every observed image is corrected from
     journal = out / "journal" / "procedure.jsonl"
     notes = [r for r in read_journal(journal).records if r["kind"] == "live"]
     ready = [r["detail"] for r in notes if r["note"] == "correction_ready"]
     # (the plan's ensemble, prepared at once, may be ready before the console's poses come)
     assert ready[-1]["placement"] == "reported" and all(r["placement"] == "planned" for r in ready[:-1])
-    skipped = ready[-1]["images_skipped"]
+    assert "images_skipped" not in ready[-1]
     # re-centrings (at most 2 by default), each asked before it was installed; the correction
     # says which generation answered (one installed after the last image answers nothing)
     asked = [r["detail"]["generation"] for r in notes if r["note"] == "correction_recentring"]
     installed = [r["detail"]["generation"] for r in notes if r["note"] == "correction_recentred"]
     assert asked[: len(installed)] == installed == list(range(1, len(installed) + 1)) and len(asked) <= 2
     assert correction["ensemble"]["generation"] in (len(installed), max(0, len(installed) - 1))
-    assert correction["images"] == 27 - skipped >= 1
-    assert f"corrected after {27 - skipped} images" in monitor_output
+    assert ready[-1]["images_kept"] >= 0
+    assert correction["images"] == 27
+    assert "corrected after 27 images" in monitor_output
     placement = correction["placement"]
     assert placement["centre"] == "reported" and placement["tip_error_mm"] == 0.5
     truth_probes = json.loads((truth_dir / "case.cryo.json").read_text())["probes"]

@@ -376,3 +376,63 @@ def test_the_ensemble_s_process_prepares_a_re_centred_generation_as_this_process
     assert ready.generation == 1 and ready.centre == here.centre
     assert np.array_equal(ready.parameter_values, here.parameter_values)
     assert np.array_equal(ready.fields, here.fields) and np.array_equal(ready.min_fields, here.min_fields)
+
+
+def test_images_observed_while_the_ensemble_is_prepared_are_taken_in_when_it_is_ready(
+    tmp_path, quarter_zones
+):
+    """The freeze began before the ensemble was ready (or a resumed journal is fed again while it
+    is prepared anew): the first three images are kept, the ready ensemble takes them in (the
+    journal's ready note says how many) and corrects the next ones from all five, exactly as an
+    ensemble ready from the start would. The replay keeps and takes in the same, bit for bit. A
+    journal written when such images were skipped (``images_skipped`` only) still replays so."""
+    case, zones = quarter_zones
+    settings = CorrectionSettings(members=8, snapshot_every_s=15.0, recentre_generations=0)
+    journal = Journal(tmp_path, "procedure")
+    clock = {"t": 0.0}
+    live = LiveCorrection(case, 8, InlinePreparation(), settings=settings)
+    live.attach(journal, lambda: clock["t"], case)  # the plan's ensemble asked for, not yet ready
+    corrections = []
+    for n, (t, zone) in enumerate(zones):
+        clock["t"] = t
+        corrections.append(live.gated.update(t, zone))
+        if n == 2:
+            assert live.poll() == [
+                "correction: ensemble of 8 ready, drawn around the planned probe poses; "
+                "the 3 images observed meanwhile taken in"
+            ]
+    journal.close()
+    assert corrections[:3] == [None] * 3 and [c.images for c in corrections[3:]] == [4, 5]
+    path = tmp_path / "procedure.jsonl"
+    ready = [json.loads(line)["detail"] for line in path.read_text().splitlines() if READY_NOTE in line]
+    assert [d["images_kept"] for d in ready] == [3]
+
+    def prepared():
+        corrector = IceCorrector(case, settings)
+        corrector.prepare()
+        return corrector
+
+    ready_from_start = prepared()
+    expected = [ready_from_start.update(t, zone) for t, zone in zones]
+    gated = replay_corrector(path, prepared())
+    replayed = [gated.update(t, zone) for t, zone in zones]
+    assert replayed[:3] == [None] * 3
+    for live_one, again, direct in zip(corrections[3:], replayed[3:], expected[3:], strict=True):
+        for other in (again, direct):
+            assert other.to_dict() == {**live_one.to_dict(), "update_s": other.to_dict()["update_s"]}
+            assert np.array_equal(other.min_temperature[10.0], live_one.min_temperature[10.0])
+
+    old = tmp_path / "old"
+    old.mkdir()
+    skipping = replay_corrector(
+        _journal_with(old, [(PREPARING_NOTE, {"members": 8}), (READY_NOTE, {"images_skipped": 2})]),
+        prepared(),
+    )
+    assert [c is None for c in (skipping.update(t, zone) for t, zone in zones)] == [
+        True,
+        True,
+        False,
+        False,
+        False,
+    ]
+    assert skipping.corrector.images[0].time_s == zones[2][0]

@@ -241,7 +241,7 @@ def test_live_mode_in_the_worker_corrects_as_the_replay_of_its_journal(plan, tmp
         driver.stop()
     assert MEMBERS in progress  # the panel saw the ensemble's progress
     state = driver.session.correction
-    assert state.skipped == 0 and not state.freeze_before_ready
+    assert state.kept == 0 and not state.freeze_before_ready
     assert state.payload["images"] == 2
     assert state.payload["time_s"] == pytest.approx(109.0)  # procedure time 0: the freeze, 1 s in
     assert state.text().startswith("Correction at 1:49 from 2 images; −40 °C covers target + 5 mm")
@@ -259,10 +259,12 @@ def test_live_mode_in_the_worker_corrects_as_the_replay_of_its_journal(plan, tmp
     assert state.payload["parameters"] == again.parameters
 
 
-def test_a_freeze_before_the_ensemble_is_ready_is_said_and_the_replay_skips_the_same_images(plan, tmp_path):
-    """The first freeze and an image come while the ensemble still runs: the panel says so, the
-    image is not corrected from (counted, journaled), the next one is; the replay skips the same."""
+def test_a_freeze_before_the_ensemble_is_ready_is_said_and_its_images_are_taken_in_when_it_is(plan, tmp_path):
+    """The first freeze and an image come while the ensemble still runs: the panel says so and
+    keeps the image (counted, journaled); the ready ensemble takes it in, so the next image's
+    correction is from both; the replay keeps and takes in the same, bit for bit."""
     from CryoAblationLogic.io.case_file import load_case
+    from CryoAblationLogic.live.journal import read_journal
     from CryoAblationLogic.live.runner import case_path_for, prepare_corrector, replay_procedure
     from CryoAblationLogic.scene.live_process import LiveProcessDriver
 
@@ -293,15 +295,67 @@ def test_a_freeze_before_the_ensemble_is_ready_is_said_and_the_replay_skips_the_
     finally:
         driver.stop()
     assert any("The freeze started before the ensemble was ready" in t for t in texts), sorted(set(texts))
+    assert any("are kept (1 so far) and taken in when it is" in t for t in texts), sorted(set(texts))
     state = driver.session.correction
-    assert state.freeze_before_ready and state.skipped == 1
-    assert state.payload["images"] == 1
-    assert "(1 earlier images came before the ensemble was ready)" in state.text()
+    assert state.freeze_before_ready and state.kept == 1
+    assert state.payload["images"] == 2  # the kept image and the next one
+    ready = [r["detail"] for r in read_journal(journal).records if r.get("note") == "correction_ready"]
+    assert ready[-1]["images_kept"] == 1 and "images_skipped" not in ready[-1]
+    assert "from 2 images (1 of them kept while the ensemble was prepared)" in state.text()
     corrector = prepare_corrector(load_case(case_path_for(journal)), members)
     replayed, _ = replay_procedure(journal, corrector=replay_corrector(journal, corrector))
-    assert replayed.ice.correction.images == 1
+    assert replayed.ice.correction.images == 2
     for q in (10.0, 50.0, 90.0):
         assert np.array_equal(state.fields[q], replayed.ice.correction.min_temperature[q].astype(np.float32))
+
+
+def test_a_resumed_session_corrects_from_every_image_its_journal_holds(plan, tmp_path):
+    """Live mode stopped after the freeze and two corrected images, then started again on the same
+    journal (a crash, a restart of Slicer): its messages are fed again while a new ensemble is
+    prepared (solver runs are not journaled), the two images are kept and taken in when it is
+    ready, and the next image's correction is from all three, as the replay of the journal's."""
+    from CryoAblationLogic.io.case_file import load_case
+    from CryoAblationLogic.live.runner import case_path_for, prepare_corrector, replay_procedure
+    from CryoAblationLogic.scene.live_process import LiveProcessDriver
+
+    scene, _parameters, case = plan
+    stamped, volume = procedure_messages(case)
+    journal = tmp_path / "resumed.jsonl"
+
+    def run(before_ready, after_ready, until, what):
+        """Live mode on the journal: ``before_ready`` sent, the ensemble awaited, ``after_ready``
+        sent, ``until`` awaited; (images kept when the ensemble was ready, the correction's state)."""
+        source = MainThreadSource()
+        driver = LiveProcessDriver(
+            scene, case, journal, sources=[source], silence_s=None, correction_members=MEMBERS
+        )
+        try:
+            source.release(before_ready)
+            _wait(driver, lambda: driver.session.correction.phase == "ready", "prepare the ensemble")
+            ready = driver.session.correction.kept
+            source.release(after_ready)
+            _wait(driver, lambda: until(driver.session.correction), what)
+        finally:
+            driver.stop()
+        return ready, driver.session.correction
+
+    freeze = stamped(StringMessage(device_name="CryoState", text="FREEZE 1 100%"), 1.0)
+    baseline = volume(np.full(case.grid.size, 37.0), 5, 0.0)
+    first_two = [freeze, volume(_ice_ball(case, 10.0), 6, 60.0), volume(_ice_ball(case, 14.0), 7, 110.0)]
+    _, before = run([baseline], first_two, lambda c: c.corrections >= 2, "correct from two images")
+    assert before.payload["images"] == 2
+    # the resumed worker feeds the journal again (the baseline, the freeze, the two volumes) while
+    # its ensemble is prepared, then takes a third volume
+    third = volume(_ice_ball(case, 16.0), 8, 150.0)
+    kept, after = run([], [third], lambda c: c.corrections >= 1, "correct from the next image")
+    assert kept == 2
+    assert after.payload["images"] == 3
+    assert "(2 of them kept while the ensemble was prepared)" in after.text()
+    corrector = prepare_corrector(load_case(case_path_for(journal)), MEMBERS)
+    replayed, _ = replay_procedure(journal, corrector=replay_corrector(journal, corrector))
+    assert replayed.ice.correction.images == 3
+    for q in (10.0, 50.0, 90.0):
+        assert np.array_equal(after.fields[q], replayed.ice.correction.min_temperature[q].astype(np.float32))
 
 
 def test_a_console_that_departs_from_the_plan_makes_the_status_say_not_valid(plan):
