@@ -194,6 +194,21 @@ def procedure_messages(case):
     return stamped, volume
 
 
+def _replayed_alike(journal, members: int, state, images: int):
+    """The journal replayed with a corrector prepared as the CLI prepares it corrects from as many
+    images to the same band, bit for bit, as live mode did (``state``); its correction."""
+    from CryoAblationLogic.io.case_file import load_case
+    from CryoAblationLogic.live.runner import case_path_for, prepare_corrector, replay_procedure
+
+    corrector = prepare_corrector(load_case(case_path_for(journal)), members)
+    replayed, _ = replay_procedure(journal, corrector=replay_corrector(journal, corrector))
+    again = replayed.ice.correction
+    assert again.images == images
+    for q in (10.0, 50.0, 90.0):
+        assert np.array_equal(state.fields[q], again.min_temperature[q].astype(np.float32))
+    return again
+
+
 def _wait(driver, condition, what: str, timeout_s: float = 300.0) -> None:
     deadline = time.monotonic() + timeout_s  # a worker without a numba cache compiles the kernels first
     while not condition():
@@ -209,8 +224,6 @@ def test_live_mode_in_the_worker_corrects_as_the_replay_of_its_journal(plan, tmp
     """The worker prepares the ensemble (its progress shown), corrects after each observed image,
     sends the band to the scene; the replay of its journal with a corrector prepared as the CLI
     prepares it gives the same corrected field, bit for bit."""
-    from CryoAblationLogic.io.case_file import load_case
-    from CryoAblationLogic.live.runner import case_path_for, prepare_corrector, replay_procedure
     from CryoAblationLogic.scene.live_process import LiveProcessDriver
 
     scene, _parameters, case = plan
@@ -247,14 +260,7 @@ def test_live_mode_in_the_worker_corrects_as_the_replay_of_its_journal(plan, tmp
     assert state.text().startswith("Correction at 1:49 from 2 images; −40 °C covers target + 5 mm")
     view = driver.corrected_view
     assert scene.GetFirstNodeByName(ci.CORRECTED_ISOTHERMS_NAME) is view.isotherm_node
-    replayed, _ = replay_procedure(
-        journal,
-        corrector=replay_corrector(journal, prepare_corrector(load_case(case_path_for(journal)), MEMBERS)),
-    )
-    again = replayed.ice.correction
-    assert again.images == 2
-    for q in (10.0, 50.0, 90.0):
-        assert np.array_equal(state.fields[q], again.min_temperature[q].astype(np.float32))
+    again = _replayed_alike(journal, MEMBERS, state, images=2)
     assert state.payload["forecasts"] == again.forecasts
     assert state.payload["parameters"] == again.parameters
 
@@ -263,9 +269,7 @@ def test_a_freeze_before_the_ensemble_is_ready_is_said_and_its_images_are_taken_
     """The first freeze and an image come while the ensemble still runs: the panel says so and
     keeps the image (counted, journaled); the ready ensemble takes it in, so the next image's
     correction is from both; the replay keeps and takes in the same, bit for bit."""
-    from CryoAblationLogic.io.case_file import load_case
     from CryoAblationLogic.live.journal import read_journal
-    from CryoAblationLogic.live.runner import case_path_for, prepare_corrector, replay_procedure
     from CryoAblationLogic.scene.live_process import LiveProcessDriver
 
     scene, _parameters, case = plan
@@ -302,11 +306,7 @@ def test_a_freeze_before_the_ensemble_is_ready_is_said_and_its_images_are_taken_
     ready = [r["detail"] for r in read_journal(journal).records if r.get("note") == "correction_ready"]
     assert ready[-1]["images_kept"] == 1 and "images_skipped" not in ready[-1]
     assert "from 2 images (1 of them kept while the ensemble was prepared)" in state.text()
-    corrector = prepare_corrector(load_case(case_path_for(journal)), members)
-    replayed, _ = replay_procedure(journal, corrector=replay_corrector(journal, corrector))
-    assert replayed.ice.correction.images == 2
-    for q in (10.0, 50.0, 90.0):
-        assert np.array_equal(state.fields[q], replayed.ice.correction.min_temperature[q].astype(np.float32))
+    _replayed_alike(journal, members, state, images=2)
 
 
 def test_a_resumed_session_corrects_from_every_image_its_journal_holds(plan, tmp_path):
@@ -314,8 +314,6 @@ def test_a_resumed_session_corrects_from_every_image_its_journal_holds(plan, tmp
     journal (a crash, a restart of Slicer): its messages are fed again while a new ensemble is
     prepared (solver runs are not journaled), the two images are kept and taken in when it is
     ready, and the next image's correction is from all three, as the replay of the journal's."""
-    from CryoAblationLogic.io.case_file import load_case
-    from CryoAblationLogic.live.runner import case_path_for, prepare_corrector, replay_procedure
     from CryoAblationLogic.scene.live_process import LiveProcessDriver
 
     scene, _parameters, case = plan
@@ -351,11 +349,7 @@ def test_a_resumed_session_corrects_from_every_image_its_journal_holds(plan, tmp
     assert kept == 2
     assert after.payload["images"] == 3
     assert "(2 of them kept while the ensemble was prepared)" in after.text()
-    corrector = prepare_corrector(load_case(case_path_for(journal)), MEMBERS)
-    replayed, _ = replay_procedure(journal, corrector=replay_corrector(journal, corrector))
-    assert replayed.ice.correction.images == 3
-    for q in (10.0, 50.0, 90.0):
-        assert np.array_equal(after.fields[q], replayed.ice.correction.min_temperature[q].astype(np.float32))
+    _replayed_alike(journal, MEMBERS, after, images=3)
 
 
 def test_a_console_that_departs_from_the_plan_makes_the_status_say_not_valid(plan):
