@@ -10,6 +10,12 @@ into typed events for the thread that polls them (Slicer: a ``qt.QTimer``; no Qt
     command_id = link.send_console_command("FREEZE 1 100%")
     link.stop()
 
+On every connect of the console link, the console is asked for its state (``GET_STATUS`` ``Cryo``,
+:data:`STATE_QUERY_DEVICE`): the console sends a state only when it changes, so a monitor that
+(re)connects, or resumes a journal, after a state change would otherwise keep the old state until
+the next one. A console that answers sends its STATUS ``Cryo`` messages as for a change; one that
+does not is not asked again until it reconnects.
+
 Every message in and out, and every connect/disconnect, is journaled (incoming ones on the network
 thread as they arrive, before anything uses them, so coalescing of image frames for the display
 never loses a journal record; a message that cannot be journaled is dropped, not used). A message
@@ -34,7 +40,7 @@ import numpy as np
 from CryoAblationLogic.core.errors import InputError
 from CryoAblationLogic.igtl.codec import ByteBudget
 from CryoAblationLogic.igtl.inbox import COALESCED_TYPES, Inbox, LinkEvent, Received
-from CryoAblationLogic.igtl.messages import Message, timestamp_from_seconds
+from CryoAblationLogic.igtl.messages import Message, QueryMessage, timestamp_from_seconds
 from CryoAblationLogic.igtl.transport import DEFAULT_PORT, LOOPBACK_PEERS, Client, Server
 from CryoAblationLogic.live.console import (
     CommandAck,
@@ -82,6 +88,9 @@ class Endpoint:
             return self.peers
         own = () if self.host in ("", "0.0.0.0", "::") else (self.host,)
         return (*LOOPBACK_PEERS, *own)
+
+
+STATE_QUERY_DEVICE = "Cryo"  # asked for on every console connect: GET_STATUS of the console's state
 
 
 @dataclass(frozen=True)
@@ -192,6 +201,8 @@ class LiveLink:
                     if self.journal is not None:
                         self.journal.record_event(item)
                     out.append((source, item, []))
+                    if source == "console" and item.kind == "connected":
+                        self.ask_console_state()
                     continue
                 out.append((source, item, self._interpret(source, item)))
         now = time.time()
@@ -225,6 +236,13 @@ class LiveLink:
         if self.journal is not None:
             self.journal.record_message(message, direction="out", peer=f"{source} ({count} connections)")
         return count
+
+    def ask_console_state(self) -> int:
+        """Ask the console for its state (``GET_STATUS`` ``Cryo``); returns the consoles reached.
+        Done on every connect of the console link (a state changed while no one listened)."""
+        return self._send(
+            "console", QueryMessage(prefix="GET", data_type="STATUS", device_name=STATE_QUERY_DEVICE)
+        )
 
     def send_scan_plane(self, plane_to_ras: np.ndarray) -> int:
         """Send the scan plane (TRANSFORM ``PLANE_0``); returns the number of bridges reached."""

@@ -43,6 +43,7 @@ from CryoAblationLogic.igtl.messages import (
     ImageMessage,
     Message,
     NdArrayMessage,
+    QueryMessage,
     SensorMessage,
     StatusMessage,
     StringMessage,
@@ -231,6 +232,21 @@ class SyntheticProcedure:
         self._states = new
         return messages
 
+    def answer(self, message: Message) -> list[Message]:
+        """The console's answer to a request: ``GET_STATUS`` (of ``Cryo`` or of every device): the
+        STATUS ``Cryo`` of every probe's current state; nothing to anything else."""
+        if not (
+            isinstance(message, QueryMessage)
+            and message.prefix == "GET"
+            and message.data_type == "STATUS"
+            and message.device_name in ("", "Cryo")
+        ):
+            return []
+        return [
+            StatusMessage(1, 0, "", state_text(number, state), device_name="Cryo")
+            for number, state in enumerate(self._states, 1)
+        ]
+
     def update_messages(self, with_image: bool) -> list[Message]:
         """Poses, temperatures and (optionally) an image at the truth's current time."""
         noise = self.settings.temperature_noise_c
@@ -411,6 +427,9 @@ def serve(
             if isinstance(message, StringMessage) and message.device_name.startswith("CMD_"):
                 for reply in _ack(message):
                     endpoint.send(reply)
+            for reply in procedure.answer(message) if message is not None else []:
+                reply.timestamp_raw = stamp  # the state as of now (a state query)
+                sent += endpoint.send(reply, stamp=False) > 0
     truth = ", ".join(
         f"{level:g} °C: {ml:.2f} ml" for level, ml in procedure.simulation.isotherm_volumes_ml().items()
     )

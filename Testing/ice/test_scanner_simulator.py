@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from CryoAblationLogic.cli.main import main as cli_main
-from CryoAblationLogic.igtl.messages import ImageMessage, StatusMessage
+from CryoAblationLogic.igtl.messages import ImageMessage, QueryMessage, StatusMessage, StringMessage
 from CryoAblationLogic.io.volumes import read_nrrd
 from CryoAblationLogic.live.synthetic import SyntheticProcedure, SyntheticSettings
 
@@ -64,6 +64,28 @@ def test_images_carry_their_true_geometry_noise_and_the_probes_voids(procedure_m
     tissue = np.median(across)
     assert 20 < np.std(np.diff(across, axis=0)) < 0.3 * tissue
     assert np.count_nonzero(across < 0.3 * tissue) >= 3 * 4  # each shaft void is ≥ 2 pixels across
+
+
+def test_the_console_answers_a_state_query_with_every_probe_s_state_now():
+    """``GET_STATUS`` (of ``Cryo`` or of every device), which live mode sends on every connect: the
+    STATUS ``Cryo`` of each probe as it is at that point of the procedure (off in the lead-in,
+    freezing during the first freeze); other requests get no answer."""
+    procedure = SyntheticProcedure(SyntheticSettings(**SHORT, volume_interval_s=600.0, seed=5))
+    query = QueryMessage(prefix="GET", data_type="STATUS", device_name="Cryo")
+    probes = len(procedure.truth.probes)
+    timeline = iter(procedure.timeline())
+    t, _ = next(timeline)
+    assert t == 0.0
+    assert [m.status_message for m in procedure.answer(query)] == [f"OFF {n}" for n in range(1, probes + 1)]
+    while t < SHORT["lead_in_s"] + 1.0:  # into the first freeze
+        t, _ = next(timeline)
+    answer = procedure.answer(QueryMessage(prefix="GET", data_type="STATUS", device_name=""))
+    assert [(m.device_name, m.status_message) for m in answer] == [
+        ("Cryo", f"FREEZE {n} 100%") for n in range(1, probes + 1)
+    ]
+    assert procedure.answer(QueryMessage(prefix="GET", data_type="TRANSFORM", device_name="Cryo")) == []
+    assert procedure.answer(QueryMessage(prefix="GET", data_type="STATUS", device_name="MR")) == []
+    assert procedure.answer(StringMessage("GET", device_name="Cryo")) == []
 
 
 def test_the_same_seed_serves_the_same_procedure_and_another_seed_another():

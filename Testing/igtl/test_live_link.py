@@ -61,6 +61,12 @@ def test_scanner_and_console_through_one_live_link(tmp_path):
         # Both ends must have registered the connection: the console's accept thread may lag
         # behind our client seeing the socket open, and a send before it reaches nobody.
         _poll_until(link, lambda _: link.connected("console") and console.connected)
+        # On connecting, the console is asked for its state (it sends one only when it changes).
+        _, asked = console.inbox.wait_for(
+            lambda i: isinstance(i, Received) and i.message.message_type == "GET_STATUS", TIMEOUT_S
+        )
+        query = messages_of(asked, "GET_STATUS")[0]
+        assert (query.prefix, query.data_type, query.device_name) == ("GET", "STATUS", "Cryo")
         # MR bridge → us: an image frame; console → us: pose, state and temperatures.
         voxels = np.arange(24, dtype=np.int16).reshape(4, 3, 2)
         bridge.send(ImageMessage.from_volume(voxels, (0, 0, 0), (1, 1, 3), device_name="MR Image"))
@@ -112,7 +118,8 @@ def test_scanner_and_console_through_one_live_link(tmp_path):
         ("NDARRAY", "ProbeTemps"),
         ("STRING", "CryoState"),
     } <= incoming
-    assert outgoing[0] == ("TRANSFORM", "PLANE_0") and outgoing[1][0] == "STRING"
+    assert outgoing[0] == ("GET_STATUS", "Cryo")
+    assert outgoing[1] == ("TRANSFORM", "PLANE_0") and outgoing[2][0] == "STRING"
     assert all(r["timestamp_s"] is not None for r in records if r.get("direction") == "out")
     assert any(r["kind"] == "event" and r["event"] == "connected" for r in records)
 

@@ -119,8 +119,13 @@ def test_messages_through_our_client_reach_the_scene_nodes(tmp_path):
     finally:
         console.stop()
         journal.close()
-    received = [r for r in read_journal(tmp_path / "procedure.jsonl").records if r["kind"] == "message"]
+    messages = [r for r in read_journal(tmp_path / "procedure.jsonl").records if r["kind"] == "message"]
+    received = [r for r in messages if r["direction"] == "in"]
     assert len(received) == 3 + 1 + 2 * 38  # everything journaled, both images included
+    # on connecting, the console was asked for its state (it answers nothing here)
+    assert [(r["message_type"], r["device_name"]) for r in messages if r["direction"] == "out"] == [
+        ("GET_STATUS", "Cryo")
+    ]
 
 
 def test_without_the_openigtlink_module_our_client_is_chosen(tmp_path):
