@@ -975,15 +975,20 @@ class IceCorrector:
             origin_mm=np.asarray(origin, float),
             directions=directions[valid],
             observed_mm=observed[valid],
-            # the ensemble of reported poses learns from these kinds only
-            assimilated=self.placement != "reported"
-            or observation.kind in self.settings.reported_assimilates,
+            assimilated=self._assimilates(observation.kind),
         )
         return image
+
+    def _assimilates(self, kind: str) -> bool:
+        """Whether this ensemble learns from an image of ``kind`` (one of reported poses: from
+        the kinds of ``reported_assimilates`` only)."""
+        return self.placement != "reported" or kind in self.settings.reported_assimilates
 
     def _take(self, image: _Image) -> dict:
         """Assimilate a kept image (an image's first time, or again into a re-centred ensemble:
         the same arithmetic, so both give the same posterior); returns its metrics."""
+        if image.assimilated != self._assimilates(image.kind):  # kept by another placement's corrector
+            image = replace(image, assimilated=self._assimilates(image.kind))
         observed = image.observed_mm
         predicted = self._member_edges(image.time_s, self._ray_points(image.origin_mm, image.directions))
         before = self.coefficients.T @ predicted  # posterior members × rays

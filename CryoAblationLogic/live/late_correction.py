@@ -74,6 +74,9 @@ class GatedCorrector:
         keep: int | None = None,
     ):
         self.planner = planner  # the IceCorrector, prepared or not: its console_state needs no ensemble
+        # measures and keeps the images while no ensemble is installed: a twin of the one asked
+        # for (its case and placement: the rays and what is assimilated, as a replay has them)
+        self.keeper = planner
         self.corrector = None
         # Re-centring. Live: ``recentre(successor)`` starts preparing the next generation (an
         # unprepared IceCorrector) elsewhere, and :meth:`install_successor` takes it when ready.
@@ -104,13 +107,12 @@ class GatedCorrector:
     def install(self, corrector) -> None:
         """The prepared ensemble asked for: it assimilates the images kept meanwhile, then answers."""
         departures = list(self.planner.departures)
-        # the images kept meanwhile (by the planner: the corrector sent to be prepared is not
-        # touched here, it may be the very object prepared), and those of an ensemble dropped
-        # for a new placement; the ready note counts them
-        self.kept = len(self.planner.images)
+        # the images kept meanwhile, and those of an ensemble dropped for a new placement; the
+        # ready note counts them
+        self.kept = len(self.keeper.images)
         if self.kept:
-            corrector.take_images(self.planner)
-        self.corrector = self.planner = corrector
+            corrector.take_images(self.keeper)
+        self.corrector = self.planner = self.keeper = corrector
         self.corrector.departures = departures  # what the console did while the ensemble ran
         if self.centre is None:
             self.centre = corrector
@@ -122,8 +124,16 @@ class GatedCorrector:
         """Ask for an ensemble drawn around ``case``'s probes (``placement``: "planned" or
         "reported"); the corrector installed so far no longer describes them and is dropped."""
         settings = self.planner.settings
+        previous = self.keeper
         self.centre = IceCorrector(case, settings, placement)
-        self.corrector = None  # the planner keeps its images for the next one to take
+        # not the centre itself: the one sent to be prepared may come back as that very object,
+        # prepared afresh (and forgetting its images)
+        self.keeper = IceCorrector(case, settings, placement)
+        if previous.images:
+            # images are observed once freezing has begun, and nothing is prepared again after:
+            # kept all the same if they came, for the new ensemble to take
+            self.keeper.images, self.keeper.last_time_s = list(previous.images), previous.last_time_s
+        self.corrector = None
         if self.request is not None:
             self.request(self.centre)
 
@@ -163,7 +173,7 @@ class GatedCorrector:
             return None
         if self.corrector is None or (self._keep is not None and self.kept < self._keep):
             # kept until the ensemble is installed (a replay: as many as the live session kept)
-            (self.corrector or self.planner).keep(time_s, observation)
+            (self.corrector or self.keeper).keep(time_s, observation)
             self.kept += 1
             if self.first_time_s is None:
                 self.first_time_s = float(time_s)

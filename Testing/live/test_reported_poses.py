@@ -436,3 +436,46 @@ def test_images_observed_while_the_ensemble_is_prepared_are_taken_in_when_it_is_
         False,
     ]
     assert skipping.corrector.images[0].time_s == zones[2][0]
+
+
+def test_images_kept_for_an_ensemble_of_reported_poses_are_measured_as_its_replay_measures_them(
+    tmp_path, quarter_zones
+):
+    """The console reported poses 1 mm off the plan before the freeze, and the ensemble drawn
+    around them was ready only after three images: those images are kept as that ensemble
+    measures them (rays from the reported cluster's centre; what it learns from), not as the
+    plan's corrector would, so the replay, prepared on the journaled poses, reproduces every
+    correction bit for bit."""
+    case, zones = quarter_zones
+    settings = CorrectionSettings(members=8, snapshot_every_s=15.0, recentre_generations=0)
+    journal = Journal(tmp_path, "procedure")
+    clock = {"t": 0.0}
+    live = LiveCorrection(case, 8, InlinePreparation(), settings=settings)
+    live.attach(journal, lambda: clock["t"], case)
+    step = np.array([1.0, 0.0, 0.0])
+    reported = replace(
+        case,
+        probes=[
+            replace(p, tip_mm=tuple(np.add(p.tip_mm, step)), entry_mm=tuple(np.add(p.entry_mm, step)))
+            for p in case.probes
+        ],
+    )
+    live.gated.probes_reported(reported, list(reported.probes), freezing_started=False)
+    corrections = []
+    for n, (t, zone) in enumerate(zones):
+        clock["t"] = t
+        corrections.append(live.gated.update(t, zone))
+        if n == 2:
+            assert live.poll()[-1].startswith("correction: ensemble of 8 ready, drawn around the reported")
+    journal.close()
+    assert live.gated.corrector.placement == "reported" and live.gated.kept == 3
+    placed, placement, members, skipped = replay_centre(tmp_path / "procedure.jsonl", case)
+    assert (placement, members, skipped) == ("reported", 8, 0)
+    again = IceCorrector(placed, settings, placement)
+    again.prepare()
+    gated = replay_corrector(tmp_path / "procedure.jsonl", again)
+    replayed = [gated.update(t, zone) for t, zone in zones]
+    assert replayed[:3] == corrections[:3] == [None] * 3
+    for live_one, other in zip(corrections[3:], replayed[3:], strict=True):
+        assert other.to_dict() == {**live_one.to_dict(), "update_s": other.to_dict()["update_s"]}
+        assert np.array_equal(other.min_temperature[10.0], live_one.min_temperature[10.0])
