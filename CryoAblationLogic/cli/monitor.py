@@ -120,7 +120,8 @@ def add_correction_arguments(parser: argparse.ArgumentParser) -> None:
         help="correct the prediction from the observed ice (DIR/corrected/: the corrected result, "
         "its p10/p90 band, forecasts in DIR/summary.json); an ensemble of solver runs drawn around "
         "the probe poses the console reports, prepared in its own process beside the session "
-        "(about 1 min for the demo plan on 2 cores; images before it is ready are not corrected from)",
+        "(about 1 min for the demo plan on 2 cores; images that come before it is ready are kept and "
+        "corrected from once it is)",
     )
     parser.add_argument(
         "--ensemble-members",
