@@ -11,7 +11,7 @@ into typed events for the thread that polls them (Slicer: a ``qt.QTimer``; no Qt
     link.stop()
 
 On every connect of the console link, the console is asked for its state (``GET_STATUS`` ``Cryo``,
-:data:`STATE_QUERY_DEVICE`): the console sends a state only when it changes, so a monitor that
+``CONSOLE_STATUS_DEVICE``): the console sends a state only when it changes, so a monitor that
 (re)connects, or resumes a journal, after a state change would otherwise keep the old state until
 the next one. A console that answers sends its STATUS ``Cryo`` messages as for a change; one that
 does not is not asked again until it reconnects.
@@ -43,6 +43,7 @@ from CryoAblationLogic.igtl.inbox import COALESCED_TYPES, Inbox, LinkEvent, Rece
 from CryoAblationLogic.igtl.messages import Message, QueryMessage, timestamp_from_seconds
 from CryoAblationLogic.igtl.transport import DEFAULT_PORT, LOOPBACK_PEERS, Client, Server
 from CryoAblationLogic.live.console import (
+    CONSOLE_STATUS_DEVICE,
     CommandAck,
     CommandTracker,
     Event,
@@ -88,9 +89,6 @@ class Endpoint:
             return self.peers
         own = () if self.host in ("", "0.0.0.0", "::") else (self.host,)
         return (*LOOPBACK_PEERS, *own)
-
-
-STATE_QUERY_DEVICE = "Cryo"  # asked for on every console connect: GET_STATUS of the console's state
 
 
 @dataclass(frozen=True)
@@ -241,7 +239,7 @@ class LiveLink:
         """Ask the console for its state (``GET_STATUS`` ``Cryo``); returns the consoles reached.
         Done on every connect of the console link (a state changed while no one listened)."""
         return self._send(
-            "console", QueryMessage(prefix="GET", data_type="STATUS", device_name=STATE_QUERY_DEVICE)
+            "console", QueryMessage(prefix="GET", data_type="STATUS", device_name=CONSOLE_STATUS_DEVICE)
         )
 
     def send_scan_plane(self, plane_to_ras: np.ndarray) -> int:

@@ -56,6 +56,7 @@ from CryoAblationLogic.io import phantom as ph
 from CryoAblationLogic.io.case_file import parse_case, save_case
 from CryoAblationLogic.io.demo_case import build_demo_case
 from CryoAblationLogic.io.result_folder import write_result_folder
+from CryoAblationLogic.live.console import CONSOLE_STATUS_DEVICE
 from CryoAblationLogic.live.simulator import probe_pose
 
 IMAGE_DEVICE = "MR Image"  # imaging "phantom"
@@ -195,6 +196,11 @@ def state_text(number: int, state: tuple[str, float, str | None]) -> str:
     return f"OFF {number}"
 
 
+def _state_message(number: int, state) -> StatusMessage:
+    """The console's STATUS of probe ``number``'s state (as sent on a change or asked for)."""
+    return StatusMessage(1, 0, "", state_text(number, state), device_name=CONSOLE_STATUS_DEVICE)
+
+
 class SyntheticProcedure:
     """The truth run and the messages it produces (no I/O; :func:`serve` sends them)."""
 
@@ -228,7 +234,7 @@ class SyntheticProcedure:
         new = probe_states(self.truth, time_s)
         for number, (old, state) in enumerate(zip(self._states, new, strict=True), 1):
             if old != state:
-                messages.append(StatusMessage(1, 0, "", state_text(number, state), device_name="Cryo"))
+                messages.append(_state_message(number, state))
         self._states = new
         return messages
 
@@ -239,13 +245,10 @@ class SyntheticProcedure:
             isinstance(message, QueryMessage)
             and message.prefix == "GET"
             and message.data_type == "STATUS"
-            and message.device_name in ("", "Cryo")
+            and message.device_name in ("", CONSOLE_STATUS_DEVICE)
         ):
             return []
-        return [
-            StatusMessage(1, 0, "", state_text(number, state), device_name="Cryo")
-            for number, state in enumerate(self._states, 1)
-        ]
+        return [_state_message(number, state) for number, state in enumerate(self._states, 1)]
 
     def update_messages(self, with_image: bool) -> list[Message]:
         """Poses, temperatures and (optionally) an image at the truth's current time."""
