@@ -28,6 +28,7 @@ import sys
 import time
 from pathlib import Path
 
+from CryoAblationLogic.analysis.forecast_text import forecast_words
 from CryoAblationLogic.analysis.ice_correction import CorrectionSettings
 from CryoAblationLogic.core.errors import InputError
 from CryoAblationLogic.igtl.inbox import LinkEvent
@@ -293,7 +294,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def correction_line(correction) -> str:
-    """One line: the corrected −40 °C volume with its band, the forecasts' medians, its validity."""
+    """One line: the corrected −40 °C volume with its band, each forecast's median with its band
+    (or, where the median does not see it, the chance that it happens all the same), its validity."""
     lines = [f"corrected after {correction.images} images (at {correction.time_s:.0f} s)"]
     generation = (getattr(correction, "ensemble", None) or {}).get("generation", 0)
     if generation:
@@ -302,8 +304,7 @@ def correction_line(correction) -> str:
     if lethal:
         lines.append(f"−40 °C {lethal['p50']:.1f} ml (p10–p90 {lethal['p90']:.1f}–{lethal['p10']:.1f})")
     for event, times in correction.forecasts.items():
-        median = times.get("p50")
-        lines.append(f"{event} {'not within the protocol' if median is None else f'at {median:.0f} s'}")
+        lines.append(f"{event} {forecast_words(times, lambda t: f'{t:.0f} s')}")
     if not correction.valid:
         lines.append("NOT VALID: " + "; ".join(correction.departures))
     return "; ".join(lines)

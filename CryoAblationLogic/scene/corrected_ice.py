@@ -29,6 +29,7 @@ import math
 import numpy as np
 from slicer import vtkSegmentation
 
+from CryoAblationLogic.analysis.forecast_text import forecast_words
 from CryoAblationLogic.core.errors import InputError
 from CryoAblationLogic.core.isotherms import level_colour
 from CryoAblationLogic.scene import colors, isotherms, tables, volumes
@@ -116,7 +117,8 @@ def correction_payload(correction, sent_fields: dict | None = None, margin_mm: f
 
 def status_line(payload: dict, departures: list[str] | None = None, kept: int = 0) -> str:
     """One line for the Monitor section: when and from how many images, each forecast's median
-    with its band (or "never" with its chance), and plainly when the correction is not valid."""
+    with its band (or "not within the protocol" with the chance that it happens all the same),
+    and plainly when the correction is not valid."""
     departures = list(departures if departures is not None else payload["departures"])
     parts = [f"Correction at {mm_ss(payload['time_s'])} from {payload['images']} images"]
     generation = (payload.get("ensemble") or {}).get("generation", 0)
@@ -126,14 +128,8 @@ def status_line(payload: dict, departures: list[str] | None = None, kept: int = 
         parts[0] += f" ({kept} of them kept while the ensemble was prepared)"
     for event, times in payload["forecasts"].items():
         label = event_label(event, payload.get("margin_mm", 5.0))
-        never = times.get("p_never", 0.0)
-        if times.get("p50") is None:
-            parts.append(f"{label}: never ({never * 100:.0f} %)")
-            continue
-        text = f"{label} at {mm_ss(times['p50'])} (p10 {mm_ss(times['p10'])}, p90 {mm_ss(times['p90'])})"
-        if never > 0:
-            text += f", never {never * 100:.0f} %"
-        parts.append(text)
+        words = forecast_words(times, mm_ss)
+        parts.append(f"{label} {words}" if words.startswith("at ") else f"{label}: {words}")
     line = "; ".join(parts)
     if departures:
         line = (

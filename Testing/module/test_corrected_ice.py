@@ -152,7 +152,7 @@ def test_status_line_says_when_what_and_when_it_is_not_valid():
     }
     assert ci.status_line(payload) == (
         "Correction at 12:40 from 23 images; −40 °C covers target + 5 mm at 16:30 (p10 15:50, p90 17:25); "
-        "ice reaches Bowel: never (86 %)"
+        "ice reaches Bowel: not within the protocol (14 % chance it does, p10 25:00)"
     )
     departed = ci.status_line(payload, ["600 s: P1 is thaw, the plan has freeze 100 %"])
     assert departed.startswith("Correction NOT VALID: the console departs from the planned protocol")
