@@ -129,7 +129,7 @@ def status_line(payload: dict, departures: list[str] | None = None, kept: int = 
     for event, times in payload["forecasts"].items():
         label = event_label(event, payload.get("margin_mm", 5.0))
         words = forecast_words(times, mm_ss)
-        parts.append(f"{label} {words}" if words.startswith("at ") else f"{label}: {words}")
+        parts.append(f"{label}: {words}" if times.get("p50") is None else f"{label} {words}")
     line = "; ".join(parts)
     if departures:
         line = (
