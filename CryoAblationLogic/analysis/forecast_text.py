@@ -1,13 +1,13 @@
 """What a forecast of the ice correction (``Correction.forecasts[event]``, see
-:mod:`.ice_correction`) says in words, for the monitor's line and the panel's status line. Light on
-purpose (no numpy): Slicer's main process writes the panel's line."""
+:mod:`.ice_correction`) says in words, for the monitor's line, the panel's status line and the ice
+report. Light on purpose (no numpy): Slicer's main process writes the panel's line."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
 
-def _percent(fraction: float) -> str:
+def chance_percent(fraction: float) -> str:
     """A chance as a whole percentage that never reads as 0 % or 100 % when it is neither."""
     value = 100.0 * fraction
     if 0.0 < value < 0.5:
@@ -28,10 +28,10 @@ def forecast_words(times: Mapping, when: Callable[[float], str]) -> str:
         if never >= 1.0:
             return "not within the protocol"
         earliest = f", p10 {when(p10)}" if p10 is not None else ""
-        return f"not within the protocol ({_percent(1.0 - never)} chance it does{earliest})"
+        return f"not within the protocol ({chance_percent(1.0 - never)} chance it does{earliest})"
     text = (
         f"at {when(p50)} (p10 {when(p10)}, p90 {when(p90) if p90 is not None else 'not within the protocol'})"
     )
     if never > 0.0:
-        text += f", {_percent(never)} chance it does not"
+        text += f", {chance_percent(never)} chance it does not"
     return text

@@ -35,6 +35,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from scipy.ndimage import map_coordinates
 
+from CryoAblationLogic.analysis.forecast_text import chance_percent, forecast_words
 from CryoAblationLogic.analysis.ice_comparison import overlap_metrics
 from CryoAblationLogic.core.errors import InputError
 from CryoAblationLogic.core.grid import Grid
@@ -541,8 +542,7 @@ def ice_chart_figure(output: MonitorOutput, truth_summary: dict | None = None) -
             colour = sensor_colour(index)
             label = forecast_name(event)
             if np.all(np.isnan(median)):
-                never = _number(values[-1].get("p_never"))
-                label += ":\nnot within the protocol" + ("" if np.isnan(never) else f" (P {never:.2f})")
+                label += ":\n" + _unseen_words(values[-1])
             forecast_axes.fill_between(
                 t,
                 _minutes([_number(v.get("p10")) for v in values]),
@@ -672,15 +672,28 @@ def _pick(metrics: dict) -> dict:
     return {key: metrics[key] for key in ("dice", "mean_surface_distance_mm", "max_surface_distance_mm")}
 
 
+def _unseen_words(forecast: dict) -> str:
+    """A forecast whose median does not see the event, in the words of the monitor's and the panel's
+    lines: "not within the protocol (14 % chance it does, p10 26.6 min)"."""
+    never = _number(forecast.get("p_never"))
+    if not 0.0 <= never <= 1.0:  # no chance (or none that is one) in the summary: only the median's word
+        return "not within the protocol"
+    p10 = _number(forecast.get("p10"))
+    times = {"p50": None, "p_never": never, "p10": None if np.isnan(p10) else p10}
+    return forecast_words(times, lambda t: f"{t / 60:.1f} min")
+
+
 def _forecast_cells(forecast: dict) -> list[str]:
-    """Median and p10–p90 in minutes (or "not within the protocol"), and P(not within it)."""
+    """Median and p10–p90 in minutes (or "not within the protocol"), and the chance that the event
+    happens within the protocol (the status lines' wording: never 0 % or 100 % unless certain)."""
     median = _number(forecast.get("p50"))
-    never = _fmt(_number(forecast.get("p_never")), 2)
-    if np.isnan(median):
-        return ["not within the protocol", "—", never]
+    never = _number(forecast.get("p_never"))
+    chance = chance_percent(1.0 - never) if 0.0 <= never <= 1.0 else "—"
     low, high = _number(forecast.get("p10")) / 60, _number(forecast.get("p90")) / 60
+    if np.isnan(median):
+        return ["not within the protocol", "—" if np.isnan(low) else f"p10 {_fmt(low, 1)} min", chance]
     band = f"{_fmt(low, 1)} – {_fmt(high, 1)} min" if not np.isnan(high) else f"from {_fmt(low, 1)} min"
-    return [f"{median / 60:.1f} min", band, never]
+    return [f"{median / 60:.1f} min", band, chance]
 
 
 def _fmt(value, digits: int = 2, unit: str = "") -> str:
@@ -712,7 +725,7 @@ def correction_table_figure(output: MonitorOutput, truth_comparison: dict | None
         )
     if forecasts:
         rows = [[forecast_name(event), *_forecast_cells(f)] for event, f in forecasts.items()]
-        blocks.append(("Forecasts", ["event", "median", "p10 – p90", "P(not within protocol)"], rows))
+        blocks.append(("Forecasts", ["event", "median", "p10 – p90", "chance within the protocol"], rows))
     if truth_comparison:
         names = {
             "observed_vs_truth_0C": "observed ice vs truth 0 °C",

@@ -238,3 +238,36 @@ def test_bad_input_gets_an_error_naming_the_file_or_key(tmp_path, capsys):
     (monitor / "observed" / "ice_final.nrrd").unlink()
     assert cli_main(["ice-pictures", str(monitor), "--out", str(tmp_path / "d")]) == 2
     assert "observed/ice_final.nrrd" in capsys.readouterr().err
+
+
+def test_a_forecast_the_median_does_not_see_is_worded_as_on_the_monitor_and_the_panel(tmp_path):
+    """The chart's legend and the forecast table say the chance that the event happens within the
+    protocol, in percent, as the monitor's and the panel's lines do; never "P 0.86" of the
+    opposite event, and a chance that is not one in the summary is not shown at all."""
+    monitor = write_monitor(tmp_path / "monitor")
+    summary = json.loads((monitor / "summary.json").read_text(encoding="utf-8"))
+    unseen = {"p10": 1596.0, "p50": None, "p90": None, "p_never": 0.86}
+    for entry in summary["observed"]["corrections"]:
+        entry["forecasts"]["ice_reaches:Bowel"] = unseen
+    target = "-40 °C covers the target + margin"
+    summary["correction"]["forecasts"] = {
+        target: {**summary["correction"]["forecasts"][target], "p_never": 0.0},  # certain
+        "ice_reaches:Bowel": unseen,
+        "ice_reaches:Nerve": {"p10": None, "p50": None, "p90": None, "p_never": 7.0},  # not a chance
+    }
+    (monitor / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
+    output = ice_pictures.load_monitor_output(monitor)
+
+    legend = [t.get_text() for ax in ice_pictures.ice_chart_figure(output).axes for t in (
+        ax.get_legend().get_texts() if ax.get_legend() else [])]  # fmt: skip
+    assert "0 °C edge reaches Bowel:\nnot within the protocol (14 % chance it does, p10 26.6 min)" in legend
+
+    table = ice_pictures.correction_table_figure(output).axes[0].tables[1]
+    rows = {}
+    for (row, column), cell in table.get_celld().items():
+        rows.setdefault(row, {})[column] = cell.get_text().get_text()
+    assert rows[0][3] == "chance within the protocol"
+    by_event = {cells[0]: [cells[c] for c in (1, 2, 3)] for row, cells in rows.items() if row}
+    assert by_event["0 °C edge reaches Bowel"] == ["not within the protocol", "p10 26.6 min", "14 %"]
+    assert by_event["0 °C edge reaches Nerve"] == ["not within the protocol", "—", "—"]
+    assert by_event[target] == ["8.9 min", "8.3 – 10.7 min", "100 %"]  # 536 s (500–640 s)
