@@ -105,8 +105,14 @@ def _maurer(mask: np.ndarray, grid: Grid, inside_is_positive: bool) -> np.ndarra
 def _trilinear(field: np.ndarray, grid: Grid, points: np.ndarray) -> np.ndarray:
     """Field at RAS points by trilinear interpolation; points beyond the outer voxel centres take
     the value at the edge (surface points of masks touching the grid edge lie up to ½ voxel out)."""
-    ijk = grid.ras_to_index(np.asarray(points, dtype=float).reshape(-1, 3))
-    upper = np.asarray(field.shape) - 1
+    return trilinear_at_indices(field, grid.ras_to_index(np.asarray(points, dtype=float).reshape(-1, 3)))
+
+
+def trilinear_at_indices(field: np.ndarray, ijk: np.ndarray) -> np.ndarray:
+    """A 3-D array at continuous voxel indices (n, 3) by trilinear interpolation, indices beyond the
+    outer voxel centres taking the value at the edge; an axis of one voxel (a 2-D slice) is constant."""
+    ijk = np.asarray(ijk, dtype=float).reshape(-1, 3)
+    upper = np.asarray(field.shape[:3]) - 1
     ijk = np.clip(ijk, 0, upper)
     base = np.minimum(np.floor(ijk).astype(int), np.maximum(upper - 1, 0))
     frac = ijk - base

@@ -33,9 +33,9 @@ from matplotlib import patheffects
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from scipy.ndimage import map_coordinates
 
 from CryoAblationLogic.analysis.forecast_text import chance_percent, forecast_words
+from CryoAblationLogic.analysis.grid_geometry import trilinear_at_indices
 from CryoAblationLogic.analysis.ice_comparison import overlap_metrics
 from CryoAblationLogic.core.errors import InputError
 from CryoAblationLogic.core.grid import Grid
@@ -224,7 +224,7 @@ class PlacedImage:
         shape = np.asarray(self.array.shape[:3])
         inside = np.all((ijk >= -0.5) & (ijk <= shape - 0.5), axis=1)
         if linear:
-            values = map_coordinates(np.asarray(self.array, np.float32), ijk.T, order=1, mode="nearest")
+            values = trilinear_at_indices(np.asarray(self.array, np.float32), ijk)
             return values, inside
         nearest = np.clip(np.rint(ijk).astype(np.int64), 0, shape - 1)
         values = self.array[nearest[:, 0], nearest[:, 1], nearest[:, 2]]
