@@ -177,8 +177,9 @@ def ensure_numba(
     testing: bool = False,
 ) -> NumbaStatus:
     """Make numba and the other packages of ``requirements.txt`` importable (numba for the solver,
-    jsonschema for case files, matplotlib/jinja2/xhtml2pdf for the report, highdicom for DICOM…),
-    installing the missing ones after the user agrees; never raise for a decline.
+    jsonschema for case files, matplotlib/jinja2/xhtml2pdf for the report, highdicom for DICOM,
+    threadpoolctl for the live ice correction…), installing the missing ones after the user agrees;
+    never raise for a decline.
 
     ``ask(message) -> bool`` puts the question to the user (``slicer.util.confirmOkCancelDisplay``
     in Slicer). ``packaging``/``util`` default to ``slicer.packaging`` (when this Slicer has it) and
@@ -199,8 +200,8 @@ def ensure_numba(
     version = numpy_version or installed_numpy_version()
     question = (
         f"CryoAblation needs the Python packages {_names(missing)} (numba for the ice-ball "
-        "solver; the others for case files, the report and DICOM export), which are not installed "
-        "in Slicer yet.\n\n"
+        "solver; the others for case files, the report, DICOM export and the live ice correction), "
+        "which are not installed in Slicer yet.\n\n"
         f"Install it now? Slicer's numpy {version} is kept as it is. This needs an internet "
         "connection and may take a minute."
     )
