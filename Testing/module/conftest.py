@@ -11,7 +11,6 @@ from __future__ import annotations
 import ast
 import os
 import sys
-import tempfile
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -798,13 +797,8 @@ def module(scene_app, tmp_path, monkeypatch, questions, ui_file):
     import slicer
 
     _qt_application()
-    # The solver's worker processes read NUMBA_CACHE_DIR; one lasting cache (as a user's Slicer
-    # has) spares each test compiling the kernels again in a fresh worker.
-    numba_stood_out = "numba" in sys.modules and sys.modules["numba"] is None  # the no_numba fixture
-    if not numba_stood_out and not os.environ.get("NUMBA_CACHE_DIR"):
-        monkeypatch.setenv(
-            "NUMBA_CACHE_DIR", str(Path(tempfile.gettempdir()) / "cryoablation-tests-numba-cache")
-        )
+    # NUMBA_CACHE_DIR is the run's one lasting cache (Testing/conftest.py), as a user's Slicer has
+    # one: the module keeps it, and its worker processes read the kernels compiled before.
     fake_modules, slicer_attributes = _slicer_stand_in(scene_app, tmp_path, questions, ui_file)
     for name, fake in fake_modules.items():
         monkeypatch.setitem(sys.modules, name, fake)
