@@ -18,9 +18,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 OWN = {"CryoAblationLogic", "CryoAblationLib", "CryoAblation"}
 
-# What Slicer 5.8–5.12 ships in its Python (docs: ../shared/reference/slicer.md §3.1; Slicer's
-# SuperBuild/External_python-*.cmake): numpy, scipy (alone, without threadpoolctl), SimpleITK, VTK,
-# pydicom with the DICOM requirements, requests; and Slicer's own modules.
+# What Slicer 5.8–5.12 ships in its Python (Slicer's SuperBuild/External_python-*.cmake): numpy,
+# scipy (alone, without threadpoolctl), SimpleITK, VTK, pydicom with the DICOM requirements,
+# requests; and Slicer's own modules.
 SLICER_BUNDLED = {"numpy", "scipy", "SimpleITK", "sitkUtils", "vtk", "vtkmodules", "pydicom", "requests"}
 SLICER_OWN = {"slicer", "qt", "ctk", "SampleData"}
 
