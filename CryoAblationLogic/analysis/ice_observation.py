@@ -24,7 +24,10 @@ was bright there. The steps, each for a reason:
    and a shaft outside it is not.
 4. **Only ice that grows from the probes**: connected components of void (joined across
    undecided voxels) that come within ``seed_radius_mm`` of a probe's freezing segment are kept;
-   holes are filled.
+   holes are filled. On a slice, also those that come that close to the in-plane trace of a
+   freezing segment lying off the plane (within half the thickness, the motion allowance and the
+   seed radius): a plane between probes, or moved across by breathing, cuts a probe's ice ball
+   off its axis, around the trace and farther than the seed radius from the probe.
 
 The result is a label map (1 = frozen) in the image's own geometry, the rigid transform found,
 and :func:`ice_on_grid` resamples it on the plan grid.
@@ -56,7 +59,7 @@ class IceSettings:
 
     smoothing_mm: float = 1.0  # Gaussian σ applied to both images
     contrast_sigmas: float = 5.0  # baseline must stand this many smoothed-noise σ above the void floor
-    seed_radius_mm: float = 6.0  # a void component must come this close to a probe's freezing segment
+    seed_radius_mm: float = 6.0  # void must come this close to a freezing segment (on a slice: or its trace)
     motion_allowance_mm: float = 6.0  # the probable ice is dilated by this before registration
     register: bool = True
     probes_in_baseline: bool = True  # False: the baseline was taken before the probes went in
@@ -334,7 +337,16 @@ def observe_ice(
             # the baseline's own shaft void inside the ice, count as possibly void there).
             near = shaft_zone(to_image, 0.0)
             void &= ~near | _open(void | undecided, fixed, settings.exclusion_radius_mm)
-        seed_distance = _distance_to(points, _transform_segments(seeds, to_image)).reshape(shape)
+        moved_seeds = _transform_segments(seeds, to_image)
+        seed_distance = _distance_to(points, moved_seeds)
+        if is_slice:
+            # A probe off the slice's plane (a plane between probes; breathing across the plane,
+            # which the slice cannot show) freezes a cross-section centred on its in-plane trace,
+            # farther than the seed radius from the probe itself.
+            reach = 0.5 * spacing[2] + settings.motion_allowance_mm + seed_radius_mm
+            trace = _trace_distance(points, moved_seeds, image_ijk_to_ras, reach)
+            seed_distance = np.minimum(seed_distance, trace)
+        seed_distance = seed_distance.reshape(shape)
         # Components are joined across undecided voxels (a shaft's void can cut the ice in two).
         ice = _seeded_components(void | undecided, seed_distance <= seed_radius_mm, fixed) & void
         ice = _fill_undecided(

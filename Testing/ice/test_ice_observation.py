@@ -6,6 +6,8 @@ the 2 mm plan grid (volumes) or the 1.5 mm slice pixels."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from conftest import BALL_CENTER_MM, BALL_RADIUS_MM, ball_field
@@ -110,6 +112,32 @@ def test_slice_ice_matches_the_ball_in_its_plane(ball_case, plane_index):
     truth = zone_on_image(field, grid, observation)
     assert overlap_metrics(observation.label, truth, observation.spacing_mm)["dice"] >= 0.92
     assert np.allclose(observation.motion_mm, shift, atol=0.6)
+
+
+@pytest.mark.parametrize("offset_mm", [7.0, 9.0])
+def test_a_slice_beside_the_probe_shows_the_ice_around_the_probes_trace(ball_case, offset_mm):
+    """A real-time plane placed between probes, or moved across by breathing (which the slice
+    cannot show), cuts a probe's ice off its axis: the cross-section is centred on the probe's
+    in-plane trace, farther from the probe itself than the 6 mm seed radius. A cold spot in the
+    same plane 22 mm beside the trace is still not ice."""
+    grid, field, probes = ball_case
+    plane = mr.probe_cluster_planes(probes)[1]  # contains the probe's axis
+    plane = replace(plane, center_mm=tuple(np.asarray(plane.center_mm) + offset_mm * plane.normal))
+    x, y, z = np.meshgrid(*(grid.axis_mm(a) for a in range(3)), indexing="ij")
+    far = np.asarray(plane.center_mm) + 22.0 * np.asarray(plane.row_axis)
+    r_far = np.sqrt((x - far[0]) ** 2 + (y - far[1]) ** 2 + (z - far[2]) ** 2)
+    two = np.minimum(field, np.clip(4.0 * (r_far - 5.0), -150, 37.0))
+    warm = np.full(grid.size, 37.0)
+    baseline = mr.render_slice(plane, warm, grid, probes, snr=12.0, seed=3)
+    image = mr.render_slice(plane, two, grid, probes, snr=12.0, seed=4)
+    observation = observe_ice(baseline.array, baseline.ijk_to_ras, image.array, image.ijk_to_ras, probes)
+    truth = zone_on_image(field, grid, observation)
+    # The ball's cross-section: radius 9.7 mm at 7 mm, 7.9 mm at 9 mm, averaged over the 5 mm slab.
+    assert np.count_nonzero(truth) * 1.5**2 >= np.pi * 6.0**2
+    assert overlap_metrics(observation.label, truth, observation.spacing_mm)["dice"] >= 0.9
+    spot = zone_on_image(two, grid, observation) & ~truth
+    assert np.count_nonzero(spot) * 1.5**2 >= 50.0  # the cold spot is in the slice (r 5 mm)
+    assert not np.any(observation.label & spot)
 
 
 def test_a_slice_on_the_plan_grid_marks_only_voxels_within_its_thickness(ball_case):
