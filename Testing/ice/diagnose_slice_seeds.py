@@ -20,14 +20,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from procedures import SETS, run_procedure
 
 import CryoAblationLogic.analysis.ice_observation as observation
+from CryoAblationLogic.io import mr_synthesis as mr
 
 TIMES_S = (300.0, 600.0, 700.0, 850.0, 1000.0, 1080.0, 1140.0, 1200.0)
 _TRACE = observation._trace_distance
-_SHAFT_GUARD_REACH_MM = 0.5 * 5.0 + 6.0  # the shaft guard's reach: its traces stay in both runs
+# The shaft guard's reach (half the slices' thickness and the motion allowance): its traces stay in
+# both runs; a seed's reach adds the seed radius.
+_SHAFT_GUARD_REACH_MM = 0.5 * mr.SLICE_THICKNESS_MM + observation.IceSettings().motion_allowance_mm
 
 
 def _without_trace_seeds(points, segments, ijk_to_ras, reach_mm):
-    if reach_mm > _SHAFT_GUARD_REACH_MM + 1e-6:  # a seed's reach (the seed radius added)
+    if reach_mm > _SHAFT_GUARD_REACH_MM + 1e-6:
         return np.full(len(points), np.inf)
     return _TRACE(points, segments, ijk_to_ras, reach_mm)
 
