@@ -338,14 +338,15 @@ def observe_ice(
             near = shaft_zone(to_image, 0.0)
             void &= ~near | _open(void | undecided, fixed, settings.exclusion_radius_mm)
         moved_seeds = _transform_segments(seeds, to_image)
-        seed_distance = _distance_to(points, moved_seeds)
         if is_slice:
             # A probe off the slice's plane (a plane between probes; breathing across the plane,
             # which the slice cannot show) freezes a cross-section centred on its in-plane trace,
-            # farther than the seed radius from the probe itself.
+            # farther than the seed radius from the probe itself. Within the seed radius the
+            # trace is never farther than the segment (a projection), so it replaces it.
             reach = 0.5 * spacing[2] + settings.motion_allowance_mm + seed_radius_mm
-            trace = _trace_distance(points, moved_seeds, image_ijk_to_ras, reach)
-            seed_distance = np.minimum(seed_distance, trace)
+            seed_distance = _trace_distance(points, moved_seeds, image_ijk_to_ras, reach)
+        else:
+            seed_distance = _distance_to(points, moved_seeds)
         seed_distance = seed_distance.reshape(shape)
         # Components are joined across undecided voxels (a shaft's void can cut the ice in two).
         ice = _seeded_components(void | undecided, seed_distance <= seed_radius_mm, fixed) & void

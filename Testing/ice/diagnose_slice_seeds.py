@@ -13,8 +13,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from procedures import SETS, run_procedure
@@ -30,8 +28,9 @@ _SHAFT_GUARD_REACH_MM = 0.5 * mr.SLICE_THICKNESS_MM + observation.IceSettings().
 
 
 def _without_trace_seeds(points, segments, ijk_to_ras, reach_mm):
+    """The rule before: a seed's distance is the one to the segment itself."""
     if reach_mm > _SHAFT_GUARD_REACH_MM + 1e-6:
-        return np.full(len(points), np.inf)
+        return observation._distance_to(points, segments)
     return _TRACE(points, segments, ijk_to_ras, reach_mm)
 
 
