@@ -35,7 +35,9 @@ reference position, Rician noise at an SNR drawn in [10, 20]; odd seeds have the
 baseline, even seeds a baseline taken before insertion (exclusion radius around the shafts). The
 probes the segmentation is given are the true ones (the console reports their poses). A real
 procedure gives slices every 10–30 s: five image times keep a seed's cost to about a minute and
-still give forecasts issued 2–18 min before the events.
+still give forecasts issued 2–18 min before the events. ``slice_times_s`` adds slices at further
+times (their own noise and breathing seeds, the five times' images unchanged): the scanner's
+cadence, replayed on the tuning seeds by ``diagnose_cadence.py``.
 
 Observed ice is compared with the truth's 0 °C zone: for a volume on the plan grid (after the
 registration maps it into the plan frame, so registration errors count), for a slice in its own
@@ -89,6 +91,7 @@ LETHAL_C = -40.0
 VOLUME_SPACING_MM = 1.5
 IMAGE_TIMES_S = (600.0, 1200.0, 1380.0, 1560.0, 1680.0)  # end of the 1st freeze, through the 2nd
 BREATHING_AMPLITUDE_MM = 3.0
+EXTRA_SLICE_SEEDS = 10_000_000  # the extra slices' noise and breathing seeds start here
 SNR_RANGE = (10.0, 20.0)
 
 
@@ -214,6 +217,11 @@ def run_case(case, image_times_s=(), to_end: bool = True) -> TruthRun:
     return TruthRun(case, fields, simulation.min_temperature_c, events, final_values)
 
 
+def all_times(times_s, slice_times_s=()) -> tuple[float, ...]:
+    """The truth run's stops for images at ``times_s`` and slices also at ``slice_times_s``."""
+    return tuple(sorted({float(t) for t in (*times_s, *slice_times_s)}))
+
+
 @lru_cache(maxsize=2)
 def truth_run(seed: int, procedure_set: ProcedureSet = VALIDATION, times_s=IMAGE_TIMES_S, to_end=True):
     return run_case(truth_case(seed, procedure_set), tuple(times_s), to_end)
@@ -226,11 +234,14 @@ def procedure_images(
     times_s=IMAGE_TIMES_S,
     procedure_set: ProcedureSet = VALIDATION,
     to_end: bool = True,
+    slice_times_s=(),
 ):
     """Image the truth of procedure ``seed`` at each time and observe the ice: yields
     (time_s, name, observation, image, shift_mm, truth field, truth case, snr, probes_in_baseline).
-    ``to_end``: run the truth to the protocol's end (for the correction's scores)."""
-    run = truth_run(seed, procedure_set, tuple(times_s), to_end)
+    ``to_end``: run the truth to the protocol's end (for the correction's scores).
+    ``slice_times_s``: further times at which only the real-time slices are taken."""
+    extra = tuple(sorted(float(t) for t in set(slice_times_s) - set(times_s))) if slices else ()
+    run = truth_run(seed, procedure_set, all_times(times_s, extra), to_end)
     truth, fields = run.case, run.fields
     grid = truth.grid
     rng = np.random.default_rng(seed + 7919)
@@ -256,11 +267,16 @@ def procedure_images(
             baselines[plane.name] = mr.render_slice(
                 plane, warm, grid, baseline_probes, snr=snr, seed=seed * 10 + 1 + n
             )
-    for t_index, time_s in enumerate(times_s):
+    # the image times' seeds as before the extra slices existed; the extra slices' in a range apart
+    numbered = [(t, seed * 1000 + i * 10) for i, t in enumerate(times_s)]
+    numbered += [(t, EXTRA_SLICE_SEEDS + seed * 10_000 + 10 * i) for i, t in enumerate(extra)]
+    for time_s, image_key in sorted(numbered):
         field = fields[time_s]
         for n, (name, baseline) in enumerate(baselines.items()):
-            shift = mr.breathing_shift(seed * 1000 + t_index * 10 + n, BREATHING_AMPLITUDE_MM)
-            image_seed = seed * 1000 + 100 + t_index * 10 + n
+            if name == "volume" and time_s in extra:
+                continue
+            shift = mr.breathing_shift(image_key + n, BREATHING_AMPLITUDE_MM)
+            image_seed = image_key + 100 + n
             if name == "volume":
                 image = mr.render_volume(
                     field, grid, truth.probes, grid=volume_grid, shift_mm=shift, snr=snr, seed=image_seed
@@ -283,12 +299,14 @@ def run_procedure(
     times_s=IMAGE_TIMES_S,
     on_image=None,
     procedure_set: ProcedureSet = VALIDATION,
+    slice_times_s=(),
 ) -> list[ImageRow]:
     """Image the truth of procedure ``seed`` at each time, observe the ice, compare with the truth.
     ``on_image(time_s, name, observation)`` sees every observation (the correction's input); the
     truth runs to the protocol's end only then."""
     rows: list[ImageRow] = []
-    images = procedure_images(seed, settings, slices, times_s, procedure_set, to_end=on_image is not None)
+    to_end = on_image is not None
+    images = procedure_images(seed, settings, slices, times_s, procedure_set, to_end, slice_times_s)
     for time_s, name, observation, image, shift, field, truth, snr, probes_in_baseline in images:
         if on_image is not None:
             on_image(time_s, name, observation)
@@ -519,18 +537,26 @@ class Correcting:
 
 
 def run_correction(
-    seed: int, members: int = CORRECTION_MEMBERS, procedure_set: ProcedureSet = VALIDATION
+    seed: int,
+    members: int = CORRECTION_MEMBERS,
+    procedure_set: ProcedureSet = VALIDATION,
+    slice_times_s=(),
 ) -> CorrectionRow:
     """The correction over procedure ``seed``: every image assimilated in order."""
     correcting = Correcting(prepared_corrector(members, procedure_set))
-    run_procedure(seed, on_image=correcting, procedure_set=procedure_set)
-    return correction_row(seed, correcting.corrections, procedure_set)
+    run_procedure(seed, on_image=correcting, procedure_set=procedure_set, slice_times_s=slice_times_s)
+    truth = truth_run(seed, procedure_set, all_times(IMAGE_TIMES_S, slice_times_s), True)  # the images' run
+    return correction_row(seed, correcting.corrections, procedure_set, truth)
 
 
-def correction_row(seed: int, corrections, procedure_set: ProcedureSet = VALIDATION) -> CorrectionRow:
+def correction_row(
+    seed: int, corrections, procedure_set: ProcedureSet = VALIDATION, truth: TruthRun | None = None
+) -> CorrectionRow:
     """Score the corrections of procedure ``seed``: the forecasts issued after the last image of
-    each image time, the −40 °C surface after the last image, against the truth."""
-    truth = truth_run(seed, procedure_set)
+    each image time, the −40 °C surface after the last image, against the truth (``truth``: its
+    run to the end, if already at hand)."""
+    if truth is None:
+        truth = truth_run(seed, procedure_set, IMAGE_TIMES_S, True)
     planned = plan_run()
     truth_min, truth_events = truth.min_temperature, truth.events
     final = corrections[-1]
