@@ -104,6 +104,14 @@ class CorrectionSettings:
     # ≥ 2 mm off: corrected −40 °C within 1.0 mm on 7, worst 1.40 mm; twice the volume's error:
     # 8, worst 1.02 mm; three times: 9, worst 0.97 mm; volumes only: 8, worst 1.20 mm).
     slice_edge_sigma_mm: float = 6.0
+    # Ice within this distance of a freezing segment is not resolved in the images: the shaft's
+    # own void and, where the baseline was taken before insertion, the undecided zone around each
+    # shaft (IceSettings.exclusion_radius_mm, 4 mm, plus partial volume) hide it, so early in a
+    # freeze the images show no ice where there is some. A ray on which neither the observed edge
+    # nor most posterior members' edges show ice beyond it is not assimilated. Without this a
+    # scanner's slices of the first minutes (every 20 s) read as "the probes freeze less" (tuning
+    # seeds 2, 101–103 at that cadence: band 0.60 → 0.77, −40 °C 0.26 → 0.20 mm; live-link.md).
+    unresolved_radius_mm: float = 6.0
     independent_rays: float = 12.0  # neighbouring rays see the same error: an image counts as this many
     relaxation: float = 0.8  # relaxation to prior spread (Whitaker & Hamill 2012): keeps the band honest
     target_margin_mm: float = 5.0  # the −40 °C zone must cover the target plus this margin
@@ -163,7 +171,7 @@ class CorrectionSettings:
             "tracking_error_mm",
             "tracking_error_deg",
         )
-        for key in (*keys, "departure_tolerance_s"):
+        for key in (*keys, "departure_tolerance_s", "unresolved_radius_mm"):
             value = getattr(self, key)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise InputError(key, f"must be a number ≥ 0, got {value!r}")
@@ -479,6 +487,17 @@ class _Image:
     assimilated: bool
 
 
+def _segments_distance(points: np.ndarray, segments: np.ndarray) -> np.ndarray:
+    """Distance (mm) of each point (n × 3) from the nearest segment (m × 2 × 3)."""
+    a, b = segments[:, 0], segments[:, 1]
+    ab = b - a
+    length2 = np.maximum(np.einsum("mk,mk->m", ab, ab), 1e-12)
+    ap = points[:, None, :] - a[None]
+    t = np.clip(np.einsum("nmk,mk->nm", ap, ab) / length2, 0.0, 1.0)
+    nearest = a[None] + t[..., None] * ab[None]
+    return np.linalg.norm(points[:, None, :] - nearest, axis=-1).min(axis=1)
+
+
 def _numbers(value, where: str, shape: tuple[int, ...]) -> np.ndarray:
     """``value`` as a float array of ``shape``, every element finite (a journal's note)."""
     try:
@@ -592,6 +611,7 @@ class IceCorrector:
         self.case = case
         self.grid: Grid = case.grid
         segments = [p.active_segment_mm() for p in case.probes]
+        self.segments_mm = np.array([[a, b] for a, b in segments], float)  # probes × 2 × 3
         self.origin_mm = np.mean([0.5 * (a + b) for a, b in segments], axis=0)
         self.regions = ForecastRegions.of(case, self.settings.target_margin_mm)
         # None: drawn around the case's placement and the priors (generation 0); else re-centred
@@ -992,10 +1012,11 @@ class IceCorrector:
         observed = image.observed_mm
         predicted = self._member_edges(image.time_s, self._ray_points(image.origin_mm, image.directions))
         before = self.coefficients.T @ predicted  # posterior members × rays
-        if image.assimilated:
+        resolved = self._resolved(image, before)
+        if image.assimilated and resolved.any():
             s = self.settings
             edge_sigma = s.slice_edge_sigma_mm if image.kind == "slice" else s.edge_sigma_mm
-            self._assimilate(observed, predicted, edge_sigma)
+            self._assimilate(observed[resolved], predicted[:, resolved], edge_sigma)
         after = self.coefficients.T @ predicted
         self.images.append(image)
         self.last_time_s = image.time_s
@@ -1008,7 +1029,26 @@ class IceCorrector:
         }
         if not image.assimilated:
             metrics["assimilated"] = False
+        if not resolved.all():
+            metrics["unresolved_rays"] = int((~resolved).sum())
         return metrics
+
+    def _resolved(self, image: _Image, predicted_mm: np.ndarray) -> np.ndarray:
+        """The rays on which the observed edge, or the edge of most posterior members
+        (``predicted_mm``: members × rays), shows ice farther than ``unresolved_radius_mm`` from
+        every freezing segment (see the setting). Most members, not their mean edge: early on a
+        few members' ice reaches a ray that the others' does not, and a mean distance of a few
+        millimetres would name a point where no member has ice."""
+        radius = self.settings.unresolved_radius_mm
+        if radius <= 0:
+            return np.ones(image.observed_mm.shape, bool)
+
+        def beyond(distance_mm: np.ndarray) -> np.ndarray:
+            points = image.origin_mm + image.directions * distance_mm[..., None]
+            far = _segments_distance(points.reshape(-1, 3), self.segments_mm).reshape(distance_mm.shape)
+            return (distance_mm > 0) & (far > radius)
+
+        return beyond(image.observed_mm) | (beyond(predicted_mm).mean(axis=0) > 0.5)
 
     # --- re-centring ------------------------------------------------------------------------
 

@@ -402,6 +402,31 @@ def test_near_the_threshold_the_gate_reads_where_the_coverage_ends():
     assert row(0.989, (0.988, 0.998, 1.0)).error_corrected_s == 1122.0
 
 
+def test_ice_the_images_cannot_resolve_near_the_probes_is_not_taken_as_evidence(small):
+    """Early in a freeze the ice lies within a few millimetres of the probes, where the shaft's
+    void and the undecided zone around it hide it: an image that shows no ice 15 s into the
+    freeze, while most members' ice is still that small on every ray, leaves the posterior as it
+    was (every ray unresolved). With ``unresolved_radius_mm`` = 0 the same image is assimilated."""
+    case, corrector = small
+    nothing = np.zeros(case.grid.size, np.uint8)
+    default = corrector.settings
+    try:
+        corrector.reset()
+        correction = corrector.update(15.0, nothing)
+        assert correction.metrics["unresolved_rays"] == default.volume_rays
+        assert np.array_equal(corrector.coefficients, np.eye(default.members))
+        corrector.settings = replace(default, unresolved_radius_mm=0.0)
+        corrector.reset()
+        counted = corrector.update(15.0, nothing)
+        assert "unresolved_rays" not in counted.metrics
+        assert not np.allclose(corrector.coefficients, np.eye(default.members))
+    finally:
+        corrector.settings = default
+        corrector.reset()
+    with pytest.raises(InputError, match="unresolved_radius_mm"):
+        replace(default, unresolved_radius_mm=-1.0).check()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("procedure_set", [pr.VALIDATION, pr.STRESS], ids=lambda s: s.name)
 def test_correction_over_twenty_procedures(procedure_set):

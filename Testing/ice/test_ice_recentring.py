@@ -24,8 +24,14 @@ from CryoAblationLogic.live.synthetic import plan_case
 
 MEMBERS = 16
 IMAGE_TIMES_S = (60.0, 120.0, 150.0, 330.0, 420.0)  # the first freeze ends at 150 s
+# Observed directly, the ice near the probes is not hidden as an MR image hides it: nothing is
+# unresolved (unresolved_radius_mm 0), and the first image (60 s) shows where the far probe is not.
 SETTINGS = CorrectionSettings(
-    members=MEMBERS, snapshot_every_s=15.0, recentre_generations=2, recentre_shift=0.0
+    members=MEMBERS,
+    snapshot_every_s=15.0,
+    recentre_generations=2,
+    recentre_shift=0.0,
+    unresolved_radius_mm=0.0,
 )
 
 
