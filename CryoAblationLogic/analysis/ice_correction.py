@@ -110,7 +110,7 @@ class CorrectionSettings:
     # freeze the images show no ice where there is some. A ray on which neither the observed edge
     # nor most posterior members' edges show ice beyond it is not assimilated. Without this a
     # scanner's slices of the first minutes (every 20 s) read as "the probes freeze less" (tuning
-    # seeds 2, 101–103 at that cadence: band 0.60 → 0.77, −40 °C 0.26 → 0.20 mm; live-link.md).
+    # seeds 2, 101–103 at that cadence: band 0.60 → 0.77, −40 °C 0.26 → 0.20 mm; docs/live-link.md).
     unresolved_radius_mm: float = 6.0
     independent_rays: float = 12.0  # neighbouring rays see the same error: an image counts as this many
     relaxation: float = 0.8  # relaxation to prior spread (Whitaker & Hamill 2012): keeps the band honest

@@ -350,8 +350,9 @@ def run_procedure(
 # Correction settings (CorrectionSettings defaults: ensemble seed, observation error, relaxation)
 # were chosen on TUNING_SEEDS only, the ray's outer edge and the slices' edge error
 # (slice_edge_sigma_mm) on STRESS_TUNING, the re-centring rule (recentre_generations,
-# recentre_shift) on STRESS_TUNING's plans ≥ 2 mm off and TUNING (docs/live-link.md); the tables
-# report VALIDATION_SEEDS and STRESS seeds.
+# recentre_shift) on STRESS_TUNING's plans ≥ 2 mm off and TUNING, the unresolved ice's radius
+# (unresolved_radius_mm) on TUNING at a scanner's cadence (docs/live-link.md); the tables report
+# VALIDATION_SEEDS and STRESS seeds.
 CORRECTION_MEMBERS = 48
 MSD_CORRECTED_MAX_MM = 1.0  # corrected −40 °C surface, where the uncorrected is ≥ 2 mm off
 MSD_UNCORRECTED_SELECT_MM = 2.0
