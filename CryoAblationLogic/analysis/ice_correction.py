@@ -63,7 +63,7 @@ import numpy as np
 import SimpleITK as sitk
 from threadpoolctl import ThreadpoolController
 
-from CryoAblationLogic.analysis.ice_observation import IceObservation
+from CryoAblationLogic.analysis.ice_observation import IceObservation, _distance_to
 from CryoAblationLogic.core.errors import InputError
 from CryoAblationLogic.core.grid import Grid
 
@@ -487,17 +487,6 @@ class _Image:
     assimilated: bool
 
 
-def _segments_distance(points: np.ndarray, segments: np.ndarray) -> np.ndarray:
-    """Distance (mm) of each point (n × 3) from the nearest segment (m × 2 × 3)."""
-    a, b = segments[:, 0], segments[:, 1]
-    ab = b - a
-    length2 = np.maximum(np.einsum("mk,mk->m", ab, ab), 1e-12)
-    ap = points[:, None, :] - a[None]
-    t = np.clip(np.einsum("nmk,mk->nm", ap, ab) / length2, 0.0, 1.0)
-    nearest = a[None] + t[..., None] * ab[None]
-    return np.linalg.norm(points[:, None, :] - nearest, axis=-1).min(axis=1)
-
-
 def _numbers(value, where: str, shape: tuple[int, ...]) -> np.ndarray:
     """``value`` as a float array of ``shape``, every element finite (a journal's note)."""
     try:
@@ -611,7 +600,7 @@ class IceCorrector:
         self.case = case
         self.grid: Grid = case.grid
         segments = [p.active_segment_mm() for p in case.probes]
-        self.segments_mm = np.array([[a, b] for a, b in segments], float)  # probes × 2 × 3
+        self.segments_mm = segments  # each probe's freezing segment (start, end), mm
         self.origin_mm = np.mean([0.5 * (a + b) for a, b in segments], axis=0)
         self.regions = ForecastRegions.of(case, self.settings.target_margin_mm)
         # None: drawn around the case's placement and the priors (generation 0); else re-centred
@@ -1045,7 +1034,7 @@ class IceCorrector:
 
         def beyond(distance_mm: np.ndarray) -> np.ndarray:
             points = image.origin_mm + image.directions * distance_mm[..., None]
-            far = _segments_distance(points.reshape(-1, 3), self.segments_mm).reshape(distance_mm.shape)
+            far = _distance_to(points.reshape(-1, 3), self.segments_mm).reshape(distance_mm.shape)
             return (distance_mm > 0) & (far > radius)
 
         return beyond(image.observed_mm) | (beyond(predicted_mm).mean(axis=0) > 0.5)

@@ -35,8 +35,8 @@ SETS = {"tuning": pr.TUNING, "stress-tuning": pr.STRESS_TUNING}  # never the che
 
 
 def recorded(seed: int, procedure_set, every_s: float, cache: Path) -> dict:
-    """The seed's observations at this cadence (from 20 s to the end) and its truth's run
-    without its fields (what the scores read)."""
+    """The seed's observations with slices every ``every_s`` s from then to the protocol's end,
+    and its truth's run without its fields (what the scores read)."""
     path = cache / f"{procedure_set.name}-{seed}-every-{every_s:g}.pkl"
     if path.exists():
         return pickle.loads(path.read_bytes())
@@ -70,9 +70,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     procedure_set = SETS[args.set]
     settings = pr.correction_settings(procedure_set)
-    for item in args.setting:
-        key, value = item.split("=", 1)
-        settings = replace(settings, **{key: type(getattr(settings, key))(value)})
+    settings = pr.with_settings(settings, args.setting)
     corrector = pr._prepared(settings)
     print(f"slices every {args.every:g} s from {args.start:g} to {args.until:g} s; {settings}", flush=True)
     scores = []

@@ -26,7 +26,6 @@ import argparse
 import pickle
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -81,9 +80,7 @@ def main(argv: list[str]) -> int:
     procedure_set = SETS[args.set]
     seeds = args.seeds or list(procedure_set.seeds)
     settings = pr.correction_settings(procedure_set, args.members)
-    for item in args.setting:
-        key, value = item.split("=", 1)
-        settings = replace(settings, **{key: type(getattr(settings, key))(value)})
+    settings = pr.with_settings(settings, args.setting)
     start = time.perf_counter()
     corrector = IceCorrector(pr.plan(), settings)
     corrector.prepare()

@@ -240,7 +240,7 @@ def procedure_images(
     (time_s, name, observation, image, shift_mm, truth field, truth case, snr, probes_in_baseline).
     ``to_end``: run the truth to the protocol's end (for the correction's scores).
     ``slice_times_s``: further times at which only the real-time slices are taken."""
-    extra = tuple(sorted(float(t) for t in set(slice_times_s) - set(times_s))) if slices else ()
+    extra = tuple(t for t in all_times(slice_times_s) if t not in set(times_s)) if slices else ()
     run = truth_run(seed, procedure_set, all_times(times_s, extra), to_end)
     truth, fields = run.case, run.fields
     grid = truth.grid
@@ -365,6 +365,15 @@ COVERAGE_REQUIRED = CorrectionSettings().coverage_required  # the coverage event
 NEAR_THRESHOLD = {"coverage": 0.01, "lowest_c": 1.0}
 LEAD_BINS_S = (0.0, 120.0, 300.0, 600.0, math.inf)  # the table of error against lead time
 CHANCE_BINS = (0.0, 0.1, 0.5, 0.9, 1.0)  # the calibration table of the chance of an event
+
+
+def with_settings(settings: CorrectionSettings, items) -> CorrectionSettings:
+    """``settings`` with each ``KEY=VALUE`` of ``items`` set (a diagnostic's ``--setting``), the
+    value of the type the setting has."""
+    for item in items:
+        key, value = item.split("=", 1)
+        settings = replace(settings, **{key: type(getattr(settings, key))(value)})
+    return settings
 
 
 def correction_settings(procedure_set: ProcedureSet = VALIDATION, members: int = CORRECTION_MEMBERS):
