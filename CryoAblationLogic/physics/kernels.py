@@ -20,6 +20,7 @@ cells are replaced by the sub-voxel coupling in g (so they are skipped here).
 
 from __future__ import annotations
 
+import math
 import types
 
 import numpy as np
@@ -74,6 +75,116 @@ def conductivity(h, props, m):
 
 
 @njit(cache=True, inline="always")
+def conductivity_at(t, props, m):
+    """k(T) of material m (W/m/K), as :func:`conductivity` gives it for the enthalpy of T."""
+    ts, tl = props[m, TS], props[m, TL]
+    if t <= ts:
+        if props[m, KEXP] == 0.0:
+            return props[m, KF]
+        ratio = (ts + KELVIN) / max(t + KELVIN, 20.0)
+        if props[m, KEXP] == 1.0:
+            return props[m, KF] * ratio
+        return props[m, KF] * ratio ** props[m, KEXP]
+    if t >= tl:
+        return props[m, KU]
+    return props[m, KF] + (props[m, KU] - props[m, KF]) * (t - ts) / (tl - ts)
+
+
+@njit(cache=True, inline="always")
+def kirchhoff(t, props, m):
+    """The Kirchhoff potential Φ(T) = ∫ k dT from the solidus (W/m), in closed form per phase."""
+    ts, tl, kf, ku = props[m, TS], props[m, TL], props[m, KF], props[m, KU]
+    if t <= ts:
+        n = props[m, KEXP]
+        if n == 0.0:
+            return kf * (t - ts)
+        c = ts + KELVIN
+        u = max(t + KELVIN, 20.0)
+        if n == 1.0:
+            return kf * c * math.log(u / c)
+        return kf * c**n * (u ** (1.0 - n) - c ** (1.0 - n)) / (1.0 - n)
+    width = tl - ts
+    if t < tl:
+        x = t - ts
+        return kf * x + (ku - kf) * x * x / (2.0 * width)
+    return 0.5 * width * (kf + ku) + ku * (t - tl)
+
+
+@njit(cache=True, inline="always")
+def kirchhoff_inverse(p, props, m):
+    """T of the Kirchhoff potential p (the inverse of :func:`kirchhoff`)."""
+    ts, tl, kf, ku = props[m, TS], props[m, TL], props[m, KF], props[m, KU]
+    if p <= 0.0:
+        n = props[m, KEXP]
+        if n == 0.0:
+            return ts + p / kf
+        c = ts + KELVIN
+        if n == 1.0:
+            return c * math.exp(p / (kf * c)) - KELVIN
+        return (c ** (1.0 - n) + p * (1.0 - n) / (kf * c**n)) ** (1.0 / (1.0 - n)) - KELVIN
+    width = tl - ts
+    p_liquidus = 0.5 * width * (kf + ku)
+    if p >= p_liquidus:
+        return tl + (p - p_liquidus) / ku
+    # kf·x + (ku − kf)·x²/(2·width) = p, the root that is continuous as ku → kf
+    a = (ku - kf) / (2.0 * width)
+    return ts + 2.0 * p / (kf + math.sqrt(kf * kf + 4.0 * a * p))
+
+
+@njit(cache=True, inline="always")
+def _pennes_departure_flux(t, own_fraction, props, m):
+    """(f_l(T) − f_l,P)·(W·(T_b − T) + Q_m)·k(T): the departure of Pennes' terms at T from the
+    voxel's own (taken at its liquid fraction), weighted by k for an integral over Φ."""
+    ts, tl = props[m, TS], props[m, TL]
+    if t <= ts:
+        fl = 0.0
+    elif t >= tl:
+        fl = 1.0
+    else:
+        fl = (t - ts) / (tl - ts)
+    return (
+        (fl - own_fraction) * (props[m, W] * (props[m, TB] - t) + props[m, QM]) * conductivity_at(t, props, m)
+    )
+
+
+@njit(cache=True, inline="always")
+def _simpson(a, b, own_fraction, props, m):
+    if b <= a:
+        return 0.0
+    return (
+        (b - a)
+        / 6.0
+        * (
+            _pennes_departure_flux(a, own_fraction, props, m)
+            + 4.0 * _pennes_departure_flux(0.5 * (a + b), own_fraction, props, m)
+            + _pennes_departure_flux(b, own_fraction, props, m)
+        )
+    )
+
+
+@njit(cache=True, inline="always")
+def half_link_departure(t, t_face, own_fraction, props, m):
+    """Mean departure of Pennes' terms (W/m³) over the half-link from a voxel centre at t to the
+    shared face at t_face, with Φ linear along it: ∫(departure)·k dT / ΔΦ. Per phase the integrand
+    is a cubic (mushy), linear (unfrozen) or smooth (ice) function of T, so Simpson's rule on each
+    phase's piece is exact or nearly (the ice's k ∝ 1/T within 1e-3 over a 1 mm half-link)."""
+    lo, hi = min(t, t_face), max(t, t_face)
+    if hi - lo < 1e-6:
+        return 0.0
+    ts, tl = props[m, TS], props[m, TL]
+    total = _simpson(lo, min(hi, ts), own_fraction, props, m)
+    total += _simpson(max(lo, ts), min(hi, tl), own_fraction, props, m)
+    total += _simpson(max(lo, tl), hi, own_fraction, props, m)
+    return total / (kirchhoff(hi, props, m) - kirchhoff(lo, props, m))
+
+
+@njit(cache=True, inline="always")
+def spans_mushy(ta, tb, props, m):
+    """Whether temperatures between ta and tb reach into the mushy range of material m."""
+    return min(ta, tb) < props[m, TL] and max(ta, tb) > props[m, TS]
+
+
+@njit(cache=True, inline="always")
 def solve_cell(rhs, a, props, m):
     """Solve H(T) + a·T = rhs for T (H piecewise linear, monotone); return (T, H)."""
     f_s = a * props[m, TS]
@@ -101,7 +212,9 @@ def _link(kp, kn, inv_d2):
     return 2.0 * kp * kn / s * inv_d2
 
 
-def _prepare_step(T, H, Hold, Hprev, kcell, link, mat, fixed, props, lo, hi, size, inv_d2, ratio):
+def _prepare_step(
+    T, H, Hold, Hprev, kcell, link, mat, fixed, front, qf, front_on, props, lo, hi, size, inv_d2, ratio
+):
     """Lag the conductivity (box plus one shell), keep H^n and start from a linear extrapolation.
 
     The first guess H^n + ratio·(H^n − H^(n−1)) (ratio = dt_new/dt_old, 0 after a change of state)
@@ -122,6 +235,9 @@ def _prepare_step(T, H, Hold, Hprev, kcell, link, mat, fixed, props, lo, hi, siz
                 h = H[iu, ju, ku]
                 m = mat[iu, ju, ku]
                 kcell[iu, ju, ku] = conductivity(h, props, m) if fixed[iu, ju, ku] != 2 else 0.0
+                if front_on:
+                    front[iu, ju, ku] = 0
+                    qf[iu, ju, ku] = 0.0
                 if inside_j and lo[2] <= k < hi[2]:
                     Hold[iu, ju, ku] = h
                     if fixed[iu, ju, ku] == 0 and ratio > 0.0:
@@ -155,11 +271,140 @@ def _prepare_step(T, H, Hold, Hprev, kcell, link, mat, fixed, props, lo, hi, siz
                     link[1, iu, ju, ku] = _link(kp, kcell[iu, ju + ONE, ku], inv_d2[1])
                 if k < nz - 1:
                     link[2, iu, ju, ku] = _link(kp, kcell[iu, ju, ku + ONE], inv_d2[2])
+    if not front_on:
+        return
+    # The front voxels of the step: those with a link (same material, not held) that spans the
+    # mushy range; a voxel whose phase changes during the sweeps marks itself and its neighbours.
+    for i in prange(lo[0], hi[0]):
+        iu = np.uint64(i)
+        for j in range(lo[1], hi[1]):
+            ju = np.uint64(j)
+            for k in range(lo[2], hi[2]):
+                ku = np.uint64(k)
+                if fixed[iu, ju, ku] != 0:
+                    continue
+                m = mat[iu, ju, ku]
+                t = T[iu, ju, ku]
+                if t < props[m, TL] and t > props[m, TS]:
+                    front[iu, ju, ku] = 1
+                    continue
+                spans = False
+                if i > 0 and mat[iu - ONE, ju, ku] == m and fixed[iu - ONE, ju, ku] == 0:
+                    spans = spans or spans_mushy(t, T[iu - ONE, ju, ku], props, m)
+                if i < nx - 1 and mat[iu + ONE, ju, ku] == m and fixed[iu + ONE, ju, ku] == 0:
+                    spans = spans or spans_mushy(t, T[iu + ONE, ju, ku], props, m)
+                if j > 0 and mat[iu, ju - ONE, ku] == m and fixed[iu, ju - ONE, ku] == 0:
+                    spans = spans or spans_mushy(t, T[iu, ju - ONE, ku], props, m)
+                if j < ny - 1 and mat[iu, ju + ONE, ku] == m and fixed[iu, ju + ONE, ku] == 0:
+                    spans = spans or spans_mushy(t, T[iu, ju + ONE, ku], props, m)
+                if k > 0 and mat[iu, ju, ku - ONE] == m and fixed[iu, ju, ku - ONE] == 0:
+                    spans = spans or spans_mushy(t, T[iu, ju, ku - ONE], props, m)
+                if k < nz - 1 and mat[iu, ju, ku + ONE] == m and fixed[iu, ju, ku + ONE] == 0:
+                    spans = spans or spans_mushy(t, T[iu, ju, ku + ONE], props, m)
+                if spans:
+                    front[iu, ju, ku] = 1
 
 
 # Unsigned indices: numba tests every signed index for a negative (from-the-end) value, about a
 # fifth of a sweep's time; the sweeps index without sign (and test the domain faces on signed copies).
 ONE = np.uint64(1)
+
+
+@njit(cache=True, inline="always")
+def _phase(h, props, m):
+    """0 ice, 1 mushy, 2 unfrozen."""
+    if h <= 0.0:
+        return 0
+    if h >= props[m, HL]:
+        return 2
+    return 1
+
+
+@njit(cache=True)
+def front_cell(i, j, k, T, link, mat, fixed, props, size, inv_d2, m, fl):
+    """The sub-voxel front of voxel (i, j, k), material m, liquid fraction fl, at the current
+    iterate: the Kirchhoff conductance ∫k dT / ΔT on its six links (written to ``link``: its
+    neighbours read the same value, so the step stays conservative) and the mean departure of
+    Pennes' terms over the voxel from its own, with Φ = ∫k dT linear between the centres (the
+    picture of the front within the voxel pair that makes a 1 mm grid agree with a fine one,
+    benchmarks/front_convergence_1d.py). Returns (Σ links, Σ links·T_nb, departure W/m³).
+
+    Links to a held voxel or another material keep their harmonic mean. Each axis's departure
+    (the mean of its two half-links) is weighed by the square of the axis's share of the gradient
+    of Φ, so that a front normal to an axis takes that axis's 1-D value."""
+    t_p = float(T[i, j, k])
+    p_p = kirchhoff(t_p, props, m)
+    asum = 0.0
+    s = 0.0
+    weighted = 0.0
+    norm = 0.0
+    for axis in range(3):
+        departure = 0.0
+        grad = 0.0
+        for side in range(2):
+            ii, jj, kk = i, j, k
+            if axis == 0:
+                if side == 0:
+                    if i == 0:
+                        continue
+                    ii = i - 1
+                elif i == size[0] - 1:
+                    continue
+                else:
+                    ii = i + 1
+            elif axis == 1:
+                if side == 0:
+                    if j == 0:
+                        continue
+                    jj = j - 1
+                elif j == size[1] - 1:
+                    continue
+                else:
+                    jj = j + 1
+            elif side == 0:
+                if k == 0:
+                    continue
+                kk = k - 1
+            elif k == size[2] - 1:
+                continue
+            else:
+                kk = k + 1
+            li, lj, lk = (ii, jj, kk) if side == 0 else (i, j, k)
+            t_n = float(T[ii, jj, kk])
+            a = float(link[axis, li, lj, lk])
+            if fixed[ii, jj, kk] == 0 and mat[ii, jj, kk] == m:
+                p_n = kirchhoff(t_n, props, m)
+                d = t_n - t_p
+                k_link = (p_n - p_p) / d if abs(d) > 1e-6 else conductivity_at(t_p, props, m)
+                link[axis, li, lj, lk] = k_link * inv_d2[axis]
+                a = float(link[axis, li, lj, lk])  # as stored, as the neighbour will read it
+                t_face = kirchhoff_inverse(0.5 * (p_p + p_n), props, m)
+                if spans_mushy(t_p, t_face, props, m):
+                    departure += 0.5 * half_link_departure(t_p, t_face, fl, props, m)
+                grad += (p_n - p_p) if side == 1 else (p_p - p_n)
+            asum += a
+            s += a * t_n
+        weighted += grad * grad * departure
+        norm += grad * grad
+    return asum, s, (weighted / norm if norm > 0.0 else 0.0)
+
+
+@njit(cache=True)
+def mark_front(i, j, k, front, size):
+    """Mark voxel (i, j, k) and its six neighbours as front voxels (its phase changed)."""
+    front[i, j, k] = 1
+    if i > 0:
+        front[i - 1, j, k] = 1
+    if i < size[0] - 1:
+        front[i + 1, j, k] = 1
+    if j > 0:
+        front[i, j - 1, k] = 1
+    if j < size[1] - 1:
+        front[i, j + 1, k] = 1
+    if k > 0:
+        front[i, j, k - 1] = 1
+    if k < size[2] - 1:
+        front[i, j, k + 1] = 1
 
 
 def _sor_sweep(
@@ -174,6 +419,10 @@ def _sor_sweep(
     g,
     gT,
     q,
+    front,
+    qf,
+    inv_d2,
+    front_on,
     props,
     lo,
     hi,
@@ -208,7 +457,16 @@ def _sor_sweep(
                 if fixed[i, j, k] != 0:
                     continue
                 m = mat[i, j, k]
-                if interior:
+                h_cur = H[i, j, k]
+                fl = liquid_fraction(h_cur, props, m)
+                marked = front_on and front[i, j, k] != 0
+                if marked:
+                    asum, s, departure = front_cell(
+                        i_signed, j_signed, k_signed, T, link, mat, fixed, props, size, inv_d2, m, fl
+                    )
+                    qf[i, j, k] = departure
+                    s += qf[i, j, k]  # as stored, as the close of the step reads it
+                elif interior:
                     a1 = link[0, i - ONE, j, k]
                     a2 = link[0, i, j, k]
                     a3 = link[1, i, j - ONE, k]
@@ -251,8 +509,6 @@ def _sor_sweep(
                         a = link[2, i, j, k]
                         asum += a
                         s += a * T[i, j, k + ONE]
-                h_cur = H[i, j, k]
-                fl = liquid_fraction(h_cur, props, m)
                 w = props[m, W] * fl
                 asum += w
                 s += w * props[m, TB] + fl * props[m, QM]
@@ -270,6 +526,8 @@ def _sor_sweep(
                         h_new = max(h_cur + omega * (h_new - h_cur), props[m, HL])
                         t_new = temperature_of(h_new, props, m)
                 row = max(row, abs(t_new - T[i, j, k]))
+                if front_on and _phase(h_new, props, m) != _phase(h_cur, props, m):
+                    mark_front(i_signed, j_signed, k_signed, front, size)
                 H[i, j, k] = h_new
                 T[i, j, k] = t_new
             largest = max(largest, row)
@@ -282,7 +540,28 @@ def _sor_sweep(
 
 
 def _finish_step(
-    T, H, Hold, Tmin, link, mat, fixed, coupled, g, gT, q, props, lo, hi, size, dt, held_faces, sums
+    T,
+    H,
+    Hold,
+    Tmin,
+    link,
+    mat,
+    fixed,
+    coupled,
+    g,
+    gT,
+    q,
+    front,
+    qf,
+    inv_d2,
+    front_on,
+    props,
+    lo,
+    hi,
+    size,
+    dt,
+    held_faces,
+    sums,
 ):
     """Close the step conservatively and collect its energy terms.
 
@@ -371,6 +650,8 @@ def _finish_step(
                     c_coup = gT[iu, ju, ku] - g[iu, ju, ku] * t
                     c_src = q[iu, ju, ku]
                 c_perf = props[m, W] * fl * (props[m, TB] - t)
+                if front_on and front[iu, ju, ku] != 0:
+                    c_perf += qf[iu, ju, ku]  # the sub-voxel front's share of Pennes' terms
                 c_met = props[m, QM] * fl
                 h_new = Hold[iu, ju, ku] + dt * (inner + outer + c_coup + c_perf + c_met + c_src)
                 H[iu, ju, ku] = h_new
@@ -503,6 +784,10 @@ def full_sweep(
     g,
     gT,
     q,
+    front,
+    qf,
+    inv_d2,
+    front_on,
     props,
     lo,
     hi,
@@ -524,12 +809,14 @@ def full_sweep(
     for color in range(2):
         if parallel:
             sor_sweep(
-                color, T, H, Hold, link, mat, fixed, coupled, g, gT, q, props, lo, hi, size, dt, omega, tol,
+                color, T, H, Hold, link, mat, fixed, coupled, g, gT, q,
+                front, qf, inv_d2, front_on, props, lo, hi, size, dt, omega, tol,
                 change, bounds,
             )  # fmt: skip
         else:
             sor_sweep_serial(
-                color, T, H, Hold, link, mat, fixed, coupled, g, gT, q, props, lo, hi, size, dt, omega, tol,
+                color, T, H, Hold, link, mat, fixed, coupled, g, gT, q,
+                front, qf, inv_d2, front_on, props, lo, hi, size, dt, omega, tol,
                 change, bounds,
             )  # fmt: skip
         largest = max(largest, moving_region(change, bounds, lo, hi, move[0], move[1]))
@@ -543,7 +830,8 @@ fill_basal, fill_basal_serial = parallel_and_serial(_fill_basal)
 
 
 @njit(cache=True)
-def sweep_box(parallel_min, T, H, Hold, link, mat, fixed, coupled, g, gT, q, props, lo, hi, size, dt,
+def sweep_box(parallel_min, T, H, Hold, link, mat, fixed, coupled, g, gT, q,
+               front, qf, inv_d2, front_on, props, lo, hi, size, dt,
                omega, tol, change, bounds, move, counts):  # fmt: skip
     """full_sweep of [lo, hi), parallel from ``parallel_min`` voxels on; counts[0] += 1 sweep,
     counts[1] += its voxels."""
@@ -551,13 +839,15 @@ def sweep_box(parallel_min, T, H, Hold, link, mat, fixed, coupled, g, gT, q, pro
     counts[0] += 1
     counts[1] += voxels
     return full_sweep(
-        voxels >= parallel_min, T, H, Hold, link, mat, fixed, coupled, g, gT, q, props, lo, hi, size, dt,
+        voxels >= parallel_min, T, H, Hold, link, mat, fixed, coupled, g, gT, q,
+        front, qf, inv_d2, front_on, props, lo, hi, size, dt,
         omega, tol, change, bounds, move,
     )  # fmt: skip
 
 
 @njit(cache=True)
-def local_sweeps(parallel_min, T, H, Hold, link, mat, fixed, coupled, g, gT, q, props, region_lo,
+def local_sweeps(parallel_min, T, H, Hold, link, mat, fixed, coupled, g, gT, q,
+                 front, qf, inv_d2, front_on, props, region_lo,
                  region_hi, size, dt, omega, tol, change, bounds, move, local_margin, max_sweeps,
                  counts):  # fmt: skip
     """Sweep the part of the region [region_lo, region_hi) that still moves (``move``, plus
@@ -578,7 +868,8 @@ def local_sweeps(parallel_min, T, H, Hold, link, mat, fixed, coupled, g, gT, q, 
         sub_voxels = (sub_hi[0] - sub_lo[0]) * (sub_hi[1] - sub_lo[1]) * (sub_hi[2] - sub_lo[2])
         if empty or sub_voxels > 0.5 * region_voxels:
             return swept
-        largest = sweep_box(parallel_min, T, H, Hold, link, mat, fixed, coupled, g, gT, q, props, sub_lo,
+        largest = sweep_box(parallel_min, T, H, Hold, link, mat, fixed, coupled, g, gT, q,
+                             front, qf, inv_d2, front_on, props, sub_lo,
                              sub_hi, size, dt, omega, tol, change, bounds, move, counts)  # fmt: skip
         swept = True
         if largest < tol:

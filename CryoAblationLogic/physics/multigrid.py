@@ -83,6 +83,10 @@ def _fine_residual(
     g,
     gT,
     q,
+    front,
+    qf,
+    inv_d2,
+    front_on,
     props,
     lo,
     hi,
@@ -184,6 +188,8 @@ def _fine_residual(
                     source = fl * props[m, QM] + w * (props[m, TB] - t)
                     if coupled[iu, ju, ku] != 0:
                         source += gT[iu, ju, ku] - g_c * t + q[iu, ju, ku]
+                    if front_on and front[iu, ju, ku] != 0:
+                        source += qf[iu, ju, ku]
                     r[ci, cj, ck] += Hold[iu, ju, ku] + dt * (flux + source) - h
 
 
@@ -506,7 +512,8 @@ def _cycle(e_b, r_b, cap_b, lx_b, ly_b, lz_b, offsets, shapes, pre, post):
 
 
 @njit(cache=True)
-def _correct(T, H, Hold, link, mat, fixed, check_fixed, coupled, g, gT, q, props, lo, hi, size, dt,
+def _correct(T, H, Hold, link, mat, fixed, check_fixed, coupled, g, gT, q,
+             front, qf, inv_d2, front_on, props, lo, hi, size, dt,
              solved_parity, with_links, r_b, e_b, cap_b, lx_b, ly_b, lz_b, offsets, shapes,
              moved):  # fmt: skip
     """One coarse-grid correction of the region [lo, hi): the residual and the first level's
@@ -515,10 +522,12 @@ def _correct(T, H, Hold, link, mat, fixed, check_fixed, coupled, g, gT, q, props
     e, r, cap, lx, ly, lz = _level_arrays(e_b, r_b, cap_b, lx_b, ly_b, lz_b, offsets, shapes, 0)
     cells = (hi[0] - lo[0]) * (hi[1] - lo[1]) * (hi[2] - lo[2])
     if cells >= PARALLEL_MIN_CELLS:
-        _residual_parallel(T, H, Hold, link, mat, fixed, check_fixed, coupled, g, gT, q, props, lo, hi,
+        _residual_parallel(T, H, Hold, link, mat, fixed, check_fixed, coupled, g, gT, q,
+                           front, qf, inv_d2, front_on, props, lo, hi,
                            size, dt, solved_parity, with_links, r, cap, lx, ly, lz)  # fmt: skip
     else:
-        _residual_serial(T, H, Hold, link, mat, fixed, check_fixed, coupled, g, gT, q, props, lo, hi,
+        _residual_serial(T, H, Hold, link, mat, fixed, check_fixed, coupled, g, gT, q,
+                         front, qf, inv_d2, front_on, props, lo, hi,
                          size, dt, solved_parity, with_links, r, cap, lx, ly, lz)  # fmt: skip
     _coarsen_levels(cap_b, lx_b, ly_b, lz_b, offsets, shapes, with_links)
     alpha = _cycle(e_b, r_b, cap_b, lx_b, ly_b, lz_b, offsets, shapes, V_CYCLE_SWEEPS, V_CYCLE_SWEEPS)
@@ -533,7 +542,8 @@ def _correct(T, H, Hold, link, mat, fixed, check_fixed, coupled, g, gT, q, props
 
 
 @njit(cache=True)
-def converge_region(parallel_min, T, H, Hold, link, mat, fixed, check_fixed, coupled, g, gT, q, props,
+def converge_region(parallel_min, T, H, Hold, link, mat, fixed, check_fixed, coupled, g, gT, q,
+                    front, qf, inv_d2, front_on, props,
                     lo, hi, size, dt, omega, tol, change, bounds, r_b, e_b, cap_b, lx_b, ly_b, lz_b,
                     offsets, shapes, local_margin, max_sweeps, max_corrections, counts):  # fmt: skip
     """Converge the region [lo, hi) of a step with the rest held, in one call: coarse corrections
@@ -552,19 +562,22 @@ def converge_region(parallel_min, T, H, Hold, link, mat, fixed, check_fixed, cou
     solved_parity = 1
     for _ in range(max_sweeps):
         if smooth_error >= tol and corrections < max_corrections:
-            smooth_error = _correct(T, H, Hold, link, mat, fixed, check_fixed, coupled, g, gT, q, props, lo,
+            smooth_error = _correct(T, H, Hold, link, mat, fixed, check_fixed, coupled, g, gT, q,
+                                    front, qf, inv_d2, front_on, props, lo,
                                     hi, size, dt, solved_parity, corrections == 0, r_b, e_b, cap_b, lx_b,
                                     ly_b, lz_b, offsets, shapes, change)  # fmt: skip
             corrections += 1
             counts[1] += cells
             counts[2] += 1
-        largest = sweep_box(parallel_min, T, H, Hold, link, mat, fixed, coupled, g, gT, q, props, lo, hi,
+        largest = sweep_box(parallel_min, T, H, Hold, link, mat, fixed, coupled, g, gT, q,
+                             front, qf, inv_d2, front_on, props, lo, hi,
                              size, dt, omega, tol, change, bounds, move, counts)  # fmt: skip
         solved_parity = 1
         if largest < tol and smooth_error < tol:
             return
         if smooth_error < tol or corrections >= max_corrections:
-            if local_sweeps(parallel_min, T, H, Hold, link, mat, fixed, coupled, g, gT, q, props, lo, hi,
+            if local_sweeps(parallel_min, T, H, Hold, link, mat, fixed, coupled, g, gT, q,
+                            front, qf, inv_d2, front_on, props, lo, hi,
                             size, dt, omega, tol, change, bounds, move, local_margin, max_sweeps,
                             counts):  # fmt: skip
                 solved_parity = -1  # only part of the region was swept last

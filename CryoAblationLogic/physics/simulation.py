@@ -186,6 +186,7 @@ class Simulation:
         omega: float = 1.0,
         snapshot_count: int = 0,
         coarse_correction: bool = True,
+        sub_voxel_front: bool = False,
     ):
         use_threads()  # layer, wait policy and thread count for this machine's load (threads.py)
         check_memory(case.grid, snapshot_count)
@@ -197,6 +198,7 @@ class Simulation:
         self.tolerance_c = tolerance_c
         self.omega = omega
         self.coarse_correction = coarse_correction
+        self.sub_voxel_front = bool(sub_voxel_front)
         self._coarse = None  # multigrid.CoarseLevels of the region being converged
         self.corrections = 0
         self.size = np.asarray(grid.size, dtype=np.int64)
@@ -309,6 +311,10 @@ class Simulation:
         self.g = np.zeros(shape, dtype=np.float32)
         self.gT = np.zeros(shape, dtype=np.float32)
         self.q = np.zeros(shape, dtype=np.float32)
+        self.front = np.zeros(shape, dtype=np.uint8)  # voxels of the sub-voxel front this step
+        self.qf = np.zeros(shape, dtype=np.float32)  # their share of Pennes' terms (W/m³)
+        # What the sweeps, the coarse corrections and the close of a step take for the front.
+        self._front_args = (self.front, self.qf, self.inv_d2, self.sub_voxel_front)
 
     def _build_sources(self) -> None:
 
@@ -577,6 +583,9 @@ class Simulation:
             self.link,
             self.mat,
             self.fixed,
+            self.front,
+            self.qf,
+            self.sub_voxel_front,
             self.props,
             lo,
             hi,
@@ -589,7 +598,8 @@ class Simulation:
             self._solve(dt)
             (kn.finish_step if big else kn.finish_step_serial)(
                 self.T, self.H, self.Hold, self.Tmin, self.link, self.mat, self.fixed, self.coupled, self.g,
-                self.gT, self.q, self.props, lo, hi, size, dt, self._near_held_face(lo, hi), self._sums,
+                self.gT, self.q, *self._front_args, self.props, lo, hi, size,
+                dt, self._near_held_face(lo, hi), self._sums,
             )  # fmt: skip
             (kn.update_temperature if big else kn.update_temperature_serial)(
                 self.T,
@@ -637,7 +647,8 @@ class Simulation:
         move = np.empty((2, 3), dtype=np.int64)
         largest = kn.full_sweep(
             voxels >= PARALLEL_MIN_VOXELS, self.T, self.H, self.Hold, self.link, self.mat, self.fixed,
-            self.coupled, self.g, self.gT, self.q, self.props, lo, hi, self.size, dt, self.omega,
+            self.coupled, self.g, self.gT, self.q, *self._front_args, self.props,
+            lo, hi, self.size, dt, self.omega,
             self.tolerance_c, self._change, self._bounds, move,
         )  # fmt: skip
         self.sweeps += 1
@@ -676,7 +687,8 @@ class Simulation:
         counts = np.zeros(3, dtype=np.int64)
         mg.converge_region(
             PARALLEL_MIN_VOXELS, self.T, self.H, self.Hold, self.link, self.mat, self.fixed, check_fixed,
-            self.coupled, self.g, self.gT, self.q, self.props, lo, hi, self.size, dt, self.omega,
+            self.coupled, self.g, self.gT, self.q, *self._front_args, self.props,
+            lo, hi, self.size, dt, self.omega,
             self.tolerance_c, self._change, self._bounds, *coarse.arrays, LOCAL_MARGIN_VOXELS, MAX_SWEEPS,
             MAX_CORRECTIONS_PER_STEP, counts,
         )  # fmt: skip
