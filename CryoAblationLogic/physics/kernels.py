@@ -163,19 +163,23 @@ def _simpson(a, b, own_fraction, props, m):
 
 
 @njit(cache=True, inline="always")
-def half_link_departure(t, t_face, own_fraction, props, m):
-    """Mean departure of Pennes' terms (W/m³) over the half-link from a voxel centre at t to the
-    shared face at t_face, with Φ linear along it: ∫(departure)·k dT / ΔΦ. Per phase the integrand
-    is a cubic (mushy), linear (unfrozen) or smooth (ice) function of T, so Simpson's rule on each
-    phase's piece is exact or nearly (the ice's k ∝ 1/T within 1e-3 over a 1 mm half-link)."""
+def half_link_departure(t, t_face, p, p_face, own_fraction, props, m):
+    """Mean departure of Pennes' terms (W/m³) over the half-link from a voxel centre at t (Φ = p)
+    to the shared face at t_face (Φ = p_face), with Φ linear along it: ∫(departure)·k dT / ΔΦ.
+    Per phase the integrand is a cubic (mushy), linear (unfrozen) or smooth (ice) function of T, so
+    Simpson's rule on each phase's piece is exact or nearly; in the phase of the voxel's own liquid
+    fraction (ice for a frozen voxel, unfrozen tissue for an unfrozen one) it is zero."""
     lo, hi = min(t, t_face), max(t, t_face)
     if hi - lo < 1e-6:
         return 0.0
     ts, tl = props[m, TS], props[m, TL]
-    total = _simpson(lo, min(hi, ts), own_fraction, props, m)
+    total = 0.0
+    if own_fraction > 0.0:
+        total += _simpson(lo, min(hi, ts), own_fraction, props, m)
     total += _simpson(max(lo, ts), min(hi, tl), own_fraction, props, m)
-    total += _simpson(max(lo, tl), hi, own_fraction, props, m)
-    return total / (kirchhoff(hi, props, m) - kirchhoff(lo, props, m))
+    if own_fraction < 1.0:
+        total += _simpson(max(lo, tl), hi, own_fraction, props, m)
+    return total / (p_face - p) if t_face > t else total / (p - p_face)
 
 
 @njit(cache=True, inline="always")
@@ -320,7 +324,7 @@ def _phase(h, props, m):
     return 1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def front_cell(i, j, k, T, link, mat, fixed, props, size, inv_d2, m, fl):
     """The sub-voxel front of voxel (i, j, k), material m, liquid fraction fl, at the current
     iterate: the Kirchhoff conductance ∫k dT / ΔT on its six links (written to ``link``: its
@@ -378,9 +382,13 @@ def front_cell(i, j, k, T, link, mat, fixed, props, size, inv_d2, m, fl):
                 k_link = (p_n - p_p) / d if abs(d) > 1e-6 else conductivity_at(t_p, props, m)
                 link[axis, li, lj, lk] = k_link * inv_d2[axis]
                 a = float(link[axis, li, lj, lk])  # as stored, as the neighbour will read it
-                t_face = kirchhoff_inverse(0.5 * (p_p + p_n), props, m)
-                if spans_mushy(t_p, t_face, props, m):
-                    departure += 0.5 * half_link_departure(t_p, t_face, fl, props, m)
+                # The face lies between the centres (Φ is monotone): only a pair that reaches into
+                # the mushy range can have a half-link that does.
+                if spans_mushy(t_p, t_n, props, m):
+                    p_face = 0.5 * (p_p + p_n)
+                    t_face = kirchhoff_inverse(p_face, props, m)
+                    if spans_mushy(t_p, t_face, props, m):
+                        departure += 0.5 * half_link_departure(t_p, t_face, p_p, p_face, fl, props, m)
                 grad += (p_n - p_p) if side == 1 else (p_p - p_n)
             asum += a
             s += a * t_n
@@ -389,7 +397,7 @@ def front_cell(i, j, k, T, link, mat, fixed, props, size, inv_d2, m, fl):
     return asum, s, (weighted / norm if norm > 0.0 else 0.0)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def mark_front(i, j, k, front, size):
     """Mark voxel (i, j, k) and its six neighbours as front voxels (its phase changed)."""
     front[i, j, k] = 1
