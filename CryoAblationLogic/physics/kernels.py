@@ -275,38 +275,26 @@ def _prepare_step(
                     link[1, iu, ju, ku] = _link(kp, kcell[iu, ju + ONE, ku], inv_d2[1])
                 if k < nz - 1:
                     link[2, iu, ju, ku] = _link(kp, kcell[iu, ju, ku + ONE], inv_d2[2])
-    if not front_on:
-        return
-    # The front voxels of the step: those with a link (same material, not held) that spans the
-    # mushy range; a voxel whose phase changes during the sweeps marks itself and its neighbours.
-    for i in prange(lo[0], hi[0]):
-        iu = np.uint64(i)
-        for j in range(lo[1], hi[1]):
-            ju = np.uint64(j)
-            for k in range(lo[2], hi[2]):
-                ku = np.uint64(k)
-                if fixed[iu, ju, ku] != 0:
-                    continue
-                m = mat[iu, ju, ku]
-                t = T[iu, ju, ku]
-                if t < props[m, TL] and t > props[m, TS]:
-                    front[iu, ju, ku] = 1
-                    continue
-                spans = False
-                if i > 0 and mat[iu - ONE, ju, ku] == m and fixed[iu - ONE, ju, ku] == 0:
-                    spans = spans or spans_mushy(t, T[iu - ONE, ju, ku], props, m)
-                if i < nx - 1 and mat[iu + ONE, ju, ku] == m and fixed[iu + ONE, ju, ku] == 0:
-                    spans = spans or spans_mushy(t, T[iu + ONE, ju, ku], props, m)
-                if j > 0 and mat[iu, ju - ONE, ku] == m and fixed[iu, ju - ONE, ku] == 0:
-                    spans = spans or spans_mushy(t, T[iu, ju - ONE, ku], props, m)
-                if j < ny - 1 and mat[iu, ju + ONE, ku] == m and fixed[iu, ju + ONE, ku] == 0:
-                    spans = spans or spans_mushy(t, T[iu, ju + ONE, ku], props, m)
-                if k > 0 and mat[iu, ju, ku - ONE] == m and fixed[iu, ju, ku - ONE] == 0:
-                    spans = spans or spans_mushy(t, T[iu, ju, ku - ONE], props, m)
-                if k < nz - 1 and mat[iu, ju, ku + ONE] == m and fixed[iu, ju, ku + ONE] == 0:
-                    spans = spans or spans_mushy(t, T[iu, ju, ku + ONE], props, m)
-                if spans:
-                    front[iu, ju, ku] = 1
+                if front_on and fixed[iu, ju, ku] == 0:
+                    # The front voxels of the step: both ends of a link (same material, neither
+                    # held) that reaches into the mushy range; a voxel whose phase changes during
+                    # the sweeps marks itself and its neighbours (mark_front). Both write 1 only.
+                    m = mat[iu, ju, ku]
+                    t = T[iu, ju, ku]
+                    if props[m, TS] < t < props[m, TL]:
+                        front[iu, ju, ku] = 1
+                    if i < nx - 1 and mat[iu + ONE, ju, ku] == m and fixed[iu + ONE, ju, ku] == 0:
+                        if spans_mushy(t, T[iu + ONE, ju, ku], props, m):
+                            front[iu, ju, ku] = 1
+                            front[iu + ONE, ju, ku] = 1
+                    if j < ny - 1 and mat[iu, ju + ONE, ku] == m and fixed[iu, ju + ONE, ku] == 0:
+                        if spans_mushy(t, T[iu, ju + ONE, ku], props, m):
+                            front[iu, ju, ku] = 1
+                            front[iu, ju + ONE, ku] = 1
+                    if k < nz - 1 and mat[iu, ju, ku + ONE] == m and fixed[iu, ju, ku + ONE] == 0:
+                        if spans_mushy(t, T[iu, ju, ku + ONE], props, m):
+                            front[iu, ju, ku] = 1
+                            front[iu, ju, ku + ONE] = 1
 
 
 # Unsigned indices: numba tests every signed index for a negative (from-the-end) value, about a
