@@ -35,7 +35,9 @@ Schemes (``--schemes``):
   before: the Kirchhoff conductance on the links whose two temperatures span the mushy range, and
   per half-link (centre to shared face) whose profile spans it, the average departure of Pennes'
   terms from the voxel's own (linear in T at the voxel's liquid fraction, so that it vanishes
-  continuously as the front leaves the pair), held for 24 s.
+  continuously as the front leaves the pair), held for 24 s. The solver's scheme today
+  (``kernels.front_cell``) is this one evaluated from the current iterate before every cell solve
+  instead of held for a step, with Kirchhoff conductances on all six links of a front voxel.
 
 Usage: ``python benchmarks/front_convergence_1d.py [--material kidney] [--schemes ...]``
 (about 20 s per scheme and 1 min for the reference on one core).

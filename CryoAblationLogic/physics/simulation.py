@@ -47,15 +47,20 @@ from CryoAblationLogic.physics.probe_coupling import (
 from CryoAblationLogic.physics.probes import load_probe_catalog
 from CryoAblationLogic.physics.threads import use_threads
 
-# 9 float32 fields, 3 float32 link conductances, material, fixed and coupled bytes, and the coarse
-# grids (6 float64 arrays on 1/8 of the voxels, 1/7 more for the coarser ones).
-BYTES_PER_VOXEL = 58
+# 10 float32 fields (one the sub-voxel front's Pennes share), 3 float32 link conductances, material,
+# fixed, coupled and front bytes, and the coarse grids (6 float64 arrays on 1/8 of the voxels, 1/7
+# more for the coarser ones).
+BYTES_PER_VOXEL = 63
 RESULT_BYTES_PER_VOXEL = 8  # final and minimum temperature copies
 # A voxel this far (K) from its basal temperature belongs to the active box. Outside the box the
 # field is the basal one, so this is also the largest error of the far field; in unperfused tissue
 # its long tail feeds the front, and 0.3 K already slowed the Neumann front by 0.2 % (TC-6).
 BOX_TOLERANCE_C = 0.05
 MAX_SWEEPS = 400
+# The longest step with probes (s). A front that no longer locks onto voxels (the sub-voxel front)
+# lags by backward Euler's first-order error: on the benchmark plan 24-s steps at 1 mm gave isotherm
+# volumes 1.1-1.4 % below those of 1-s steps, 16-s steps 0.6-0.9 %.
+MAX_STEP_S = 16.0
 # A step is converged when neither a sweep nor a coarse correction moves any voxel by this much (K).
 # On the benchmark plan the isotherm volumes are the same to 0.1 % for 0.1, 0.2 and 0.3 K
 # (Testing/physics/test_multigrid.py holds 0.2 K to a 0.01 K run); 0.2 K takes 17 % less work
@@ -146,16 +151,16 @@ def _has_held_temperatures(case: Case) -> bool:
 def default_max_dt_s(case: Case) -> float:
     """Accuracy-limited step, proportional to the voxel size.
 
-    Probes take a bounded heat flux (surface coefficient, power cap), and 24 s at 1 mm (at most 24 s)
-    keeps the isotherm volumes of the benchmark plan within 1 % (1 mm) and 2 % (2 mm) of those of
-    1–2 s steps (Testing/physics/test_multigrid.py), far below the difference between the grids.
+    Probes take a bounded heat flux (surface coefficient, power cap), and 24 s per mm of voxel (at
+    most ``MAX_STEP_S``, 16 s) keeps the isotherm volumes of the benchmark plan within 1 % (1 mm) and
+    2 % (2 mm) of those of 1–2 s steps (Testing/physics/test_multigrid.py).
     A held face or sphere draws a flux that is unbounded at first: there the step is 4 s at 1 mm
     (at most 10 s), which keeps the Neumann front within 2 % (Testing/physics/test_verification.py).
     """
     spacing = min(case.grid.spacing_mm)
     if _has_held_temperatures(case):
         return float(min(10.0, max(0.25, 4.0 * spacing)))
-    return float(min(24.0, max(0.25, 24.0 * spacing)))
+    return float(min(MAX_STEP_S, max(0.25, 24.0 * spacing)))
 
 
 @dataclass
@@ -186,7 +191,7 @@ class Simulation:
         omega: float = 1.0,
         snapshot_count: int = 0,
         coarse_correction: bool = True,
-        sub_voxel_front: bool = False,
+        sub_voxel_front: bool = True,
     ):
         use_threads()  # layer, wait policy and thread count for this machine's load (threads.py)
         check_memory(case.grid, snapshot_count)
@@ -1062,13 +1067,15 @@ def coarsen_case(case: Case, spacing_mm: float, duration_s: float | None = None)
 def preview(case: Case, spacing_mm: float = 2.0, duration_s: float = 600.0, **options) -> SimulationResult:
     """Fast coarse run of the first ``duration_s`` seconds (used while a probe is dragged).
 
-    Longer steps (15 s per mm of voxel), a looser tolerance (0.5 K) and sweeps alone (on a coarse
-    grid they converge fast enough that coarse corrections cost more than they save): the isotherm
+    Steps of 7.5 s per mm of voxel, a looser tolerance (0.5 K) and sweeps alone (on a coarse grid
+    they converge fast enough that coarse corrections cost more than they save): the isotherm
     volumes stay within 2 % of a run with 2-s steps and a 0.01 K tolerance on the same grid
-    (Testing/physics/test_multigrid.py; 1.3 % on the benchmark plan).
+    (Testing/physics/test_multigrid.py; 1.3–1.8 % on the benchmark plan). With the sub-voxel front
+    the 2 mm preview's 0 °C ice ball of the benchmark plan is 28.1 ml where the 1 mm run's is
+    29.7 ml (18.6 ml with the voxel front the solver had before).
     """
     coarse = coarsen_case(case, spacing_mm, min(duration_s, case.duration_s))
     options.setdefault("tolerance_c", 0.5)
-    options.setdefault("max_dt_s", 15.0 * spacing_mm)
+    options.setdefault("max_dt_s", 7.5 * spacing_mm)
     options.setdefault("coarse_correction", False)
     return simulate(coarse, snapshot_times_s=(), **options)

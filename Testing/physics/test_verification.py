@@ -15,13 +15,17 @@ def test_tc1_planar_neumann_front_and_temperature():
     assert result["energy_balance_error"] < 0.01
 
 
-def test_tc1_grid_convergence_error_falls_with_spacing():
+def test_tc1_grid_convergence_front_within_a_tenth_of_a_voxel_and_error_falls_below_1mm():
+    # The sub-voxel front places the front within about 0.12 mm of Neumann's on 2 and 1 mm grids
+    # (a twentieth and a tenth of a voxel; the voxel front was 1.8 and 0.7 mm off), so the error
+    # no longer falls with the spacing there; from 1 mm to 0.5 mm it does (0.12 → 0.04 mm).
     errors = []
     for spacing in (2.0, 1.0, 0.5):
         result = planar_neumann(spacing_mm=spacing, times=(600.0,))
-        errors.append(abs(result["front_mm"][600.0] - result["exact_mm"][600.0]))
-    assert errors[0] > errors[1] > errors[2]
-    assert errors[2] < 0.6 * errors[0] / 2  # at least first order over a factor 4 in spacing
+        exact = result["exact_mm"][600.0]
+        errors.append(abs(result["front_mm"][600.0] - exact))
+    assert max(errors) < 0.006 * exact  # 0.16 mm
+    assert errors[2] < 0.5 * errors[1]
 
 
 def test_tc1_second_latent_heat():

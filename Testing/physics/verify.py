@@ -67,12 +67,18 @@ def grid_convergence() -> None:
     errors = []
     for spacing in (2.0, 1.0, 0.5, 0.25):
         result = planar_neumann(spacing_mm=spacing, times=(600.0,))
-        errors.append(abs(result["front_mm"][600.0] - result["exact_mm"][600.0]))
-    falling = all(a > b for a, b in itertools.pairwise(errors))
+        exact = result["exact_mm"][600.0]
+        errors.append(abs(result["front_mm"][600.0] - exact))
+    # With the sub-voxel front the 2 and 1 mm fronts lie within a tenth of a voxel of Neumann's, so
+    # the error falls with the spacing from 1 mm on only (the voxel front's fell at order 1 from
+    # 1.8 mm at 2 mm).
+    falling = all(a > b for a, b in itertools.pairwise(errors[1:]))
     order = float(np.polyfit(np.log([2.0, 1.0, 0.5, 0.25]), np.log(errors), 1)[0])
     check(
-        "Grid convergence TC-1: order of the front error", "≥ 0.8", order, "falls", falling and order >= 0.8
-    )
+        "Grid convergence TC-1: largest front error, 2 to 0.25 mm [mm]", f"< {0.006 * exact:.2f}",
+        max(errors), "0.6 % of the front, falls from 1 mm", falling and max(errors) < 0.006 * exact,
+    )  # fmt: skip
+    report("Grid convergence TC-1: order of the front error, 2 to 0.25 mm", "-", order, "reported")
 
 
 def tc6() -> None:
@@ -313,9 +319,8 @@ def grid_table() -> None:
         fine, coarse = volumes[0.5][level], volumes[1.0][level]
         diff = 100.0 * (coarse - fine) / fine
         label = f"Benchmark plan {level:g} °C: 1 mm {coarse:.2f} vs 0.5 mm {fine:.2f} ml [%]"
-        # Issue 13's grid goal, reported: the 0 °C edge in perfused kidney is not yet within it (the
-        # gap scales with √perfusion: the unfrozen boundary layer, 1/m = 1.4 mm, at the front).
-        report(label + " (goal)", "±3", diff, f"±3 %: {'met' if abs(diff) <= 3.0 else 'NOT MET'}")
+        # Issue 13's grid goal, judged since the sub-voxel front (the voxel front's 0 °C gap was −10 %).
+        check(label, "±3", diff, "±3 %", abs(diff) <= 3.0)
 
 
 MEASURED = {"catalog": catalog, "tc7": tc7, "tc9": tc9, "tc11": tc11, "arrays": arrays, "hinshaw": hinshaw}
