@@ -70,7 +70,7 @@ def simulate_with_frames(case, interval_s: float, progress=None):
     """:func:`~CryoAblationLogic.physics.simulation.simulate`, step for step the same (the solver is
     not asked to stop anywhere else, so every number is the same bit for bit), and a playback frame
     every ``interval_s`` of the protocol: the field at that time, interpolated linearly between the
-    solver's steps on either side (at most ``max_dt_s`` apart, 24 s on a 1 mm grid); frames that fall
+    solver's steps on either side (at most ``max_dt_s`` apart, 16 s on a 1 mm grid); frames that fall
     on a step (protocol boundaries, the end) are the solver's own. Set as ``result.playback_frames``
     ({time s: field}); the case's snapshots stay as they were."""
 
