@@ -6,7 +6,9 @@ Per voxel P the discrete energy balance of one time step dt is
                       + f_l·W (T_b − T_P) + f_l·Q_m + q_P]
 
 (volumetric: a_nb = harmonic-mean k / Δx², g the probe/sphere coupling, W perfusion, Q_m metabolic
-heat, f_l the liquid fraction, q an imposed source). With the neighbours and the coefficients held,
+heat, f_l the liquid fraction, q an imposed source). At the freezing front (:func:`front_cell`) a_nb
+is the Kirchhoff conductance ∫k dT / (ΔT·Δx²) and Pennes' terms get the departure of their mean
+over the voxel's sub-voxel profile, both from the current iterate. With the neighbours and the coefficients held,
 it is one monotone piecewise-linear equation in H_P that is solved exactly; sweeping it over the
 grid in red-black order is a nonlinear Gauss–Seidel (SOR) solve of the implicit step, unconditionally
 stable, so the time step is chosen for accuracy only (:mod:`.multigrid` removes the smooth part of
