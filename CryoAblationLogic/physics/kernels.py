@@ -8,11 +8,11 @@ Per voxel P the discrete energy balance of one time step dt is
 (volumetric: a_nb = harmonic-mean k / Δx², g the probe/sphere coupling, W perfusion, Q_m metabolic
 heat, f_l the liquid fraction, q an imposed source). At the freezing front (:func:`front_cell`) a_nb
 is the Kirchhoff conductance ∫k dT / (ΔT·Δx²) and Pennes' terms get the departure of their mean
-over the voxel's sub-voxel profile, both from the current iterate. With the neighbours and the coefficients held,
-it is one monotone piecewise-linear equation in H_P that is solved exactly; sweeping it over the
-grid in red-black order is a nonlinear Gauss–Seidel (SOR) solve of the implicit step, unconditionally
-stable, so the time step is chosen for accuracy only (:mod:`.multigrid` removes the smooth part of
-the error that the sweeps remove slowly).
+over the voxel's sub-voxel profile, both from the current iterate. With the neighbours and the
+coefficients held, it is one monotone piecewise-linear equation in H_P that is solved exactly;
+sweeping it over the grid in red-black order is a nonlinear Gauss–Seidel (SOR) solve of the
+implicit step, unconditionally stable, so the time step is chosen for accuracy only
+(:mod:`.multigrid` removes the smooth part of the error that the sweeps remove slowly).
 
 Fields and conductances are float32 [i, j, k]; arithmetic is float64. Only the given region
 [lo, hi) is updated, the voxels around it are held.
@@ -285,16 +285,16 @@ def _prepare_step(
                     t = T[iu, ju, ku]
                     if props[m, TS] < t < props[m, TL]:
                         front[iu, ju, ku] = 1
-                    if i < nx - 1 and mat[iu + ONE, ju, ku] == m and fixed[iu + ONE, ju, ku] == 0:
-                        if spans_mushy(t, T[iu + ONE, ju, ku], props, m):
+                    if i < nx - 1 and spans_mushy(t, T[iu + ONE, ju, ku], props, m):
+                        if mat[iu + ONE, ju, ku] == m and fixed[iu + ONE, ju, ku] == 0:
                             front[iu, ju, ku] = 1
                             front[iu + ONE, ju, ku] = 1
-                    if j < ny - 1 and mat[iu, ju + ONE, ku] == m and fixed[iu, ju + ONE, ku] == 0:
-                        if spans_mushy(t, T[iu, ju + ONE, ku], props, m):
+                    if j < ny - 1 and spans_mushy(t, T[iu, ju + ONE, ku], props, m):
+                        if mat[iu, ju + ONE, ku] == m and fixed[iu, ju + ONE, ku] == 0:
                             front[iu, ju, ku] = 1
                             front[iu, ju + ONE, ku] = 1
-                    if k < nz - 1 and mat[iu, ju, ku + ONE] == m and fixed[iu, ju, ku + ONE] == 0:
-                        if spans_mushy(t, T[iu, ju, ku + ONE], props, m):
+                    if k < nz - 1 and spans_mushy(t, T[iu, ju, ku + ONE], props, m):
+                        if mat[iu, ju, ku + ONE] == m and fixed[iu, ju, ku + ONE] == 0:
                             front[iu, ju, ku] = 1
                             front[iu, ju, ku + ONE] = 1
 
@@ -302,16 +302,6 @@ def _prepare_step(
 # Unsigned indices: numba tests every signed index for a negative (from-the-end) value, about a
 # fifth of a sweep's time; the sweeps index without sign (and test the domain faces on signed copies).
 ONE = np.uint64(1)
-
-
-@njit(cache=True, inline="always")
-def _phase(h, props, m):
-    """0 ice, 1 mushy, 2 unfrozen."""
-    if h <= 0.0:
-        return 0
-    if h >= props[m, HL]:
-        return 2
-    return 1
 
 
 @njit(cache=True, inline="always")
@@ -524,7 +514,9 @@ def _sor_sweep(
                         h_new = max(h_cur + omega * (h_new - h_cur), props[m, HL])
                         t_new = temperature_of(h_new, props, m)
                 row = max(row, abs(t_new - T[i, j, k]))
-                if front_on and _phase(h_new, props, m) != _phase(h_cur, props, m):
+                if front_on and (
+                    (h_new <= 0.0) != (h_cur <= 0.0) or (h_new >= props[m, HL]) != (h_cur >= props[m, HL])
+                ):
                     mark_front(i_signed, j_signed, k_signed, front, size)
                 H[i, j, k] = h_new
                 T[i, j, k] = t_new
