@@ -3,13 +3,15 @@
 Scheme (see :mod:`.kernels`): implicit (backward-Euler) enthalpy steps of the Pennes bioheat
 equation with phase change, solved by red-black nonlinear Gauss–Seidel sweeps, accelerated by
 coarse-grid corrections (:mod:`.multigrid`), until neither a sweep nor a correction changes any
-voxel by ``tolerance_c``. Being implicit, a step is stable at any size; the step is chosen for
-accuracy (``max_dt_s``, by default proportional to the voxel size) and starts small whenever a
-probe changes state. The step size and the tolerance are checked against runs with much smaller
-values in Testing/physics/test_multigrid.py. Work is confined to an active box of voxels that have
-departed from their basal (probe-free) state; outside it every voxel follows the analytic basal
-history of its material (perfusion and metabolic heat only); the box grows as the cold spreads and
-shrinks as it withdraws.
+voxel by ``tolerance_c``. Voxels the freezing front crosses are part ice, part tissue (the sub-voxel
+front, :func:`.kernels.front_cell`; ``sub_voxel_front=False`` gives the voxel front of before).
+Being implicit, a step is stable at any size; the step is chosen for accuracy (``max_dt_s``, by
+default proportional to the voxel size) and starts small whenever a probe changes state. The step
+size and the tolerance are checked against runs with much smaller values in
+Testing/physics/test_multigrid.py. Work is confined to an active box of voxels that have departed
+from their basal (probe-free) state; outside it every voxel follows the analytic basal history of
+its material (perfusion and metabolic heat only); the box grows as the cold spreads and shrinks as
+it withdraws.
 
 Results are deterministic for identical input: the sweep order and the reductions are fixed.
 """
