@@ -326,33 +326,12 @@ def front_cell(i, j, k, T, link, mat, fixed, props, size, inv_d2, m, fl):
         departure = 0.0
         grad = 0.0
         for side in range(2):
-            ii, jj, kk = i, j, k
-            if axis == 0:
-                if side == 0:
-                    if i == 0:
-                        continue
-                    ii = i - 1
-                elif i == size[0] - 1:
-                    continue
-                else:
-                    ii = i + 1
-            elif axis == 1:
-                if side == 0:
-                    if j == 0:
-                        continue
-                    jj = j - 1
-                elif j == size[1] - 1:
-                    continue
-                else:
-                    jj = j + 1
-            elif side == 0:
-                if k == 0:
-                    continue
-                kk = k - 1
-            elif k == size[2] - 1:
+            step = 2 * side - 1  # the lower neighbour along the axis, then the upper one
+            ii = i + step if axis == 0 else i
+            jj = j + step if axis == 1 else j
+            kk = k + step if axis == 2 else k
+            if ii < 0 or jj < 0 or kk < 0 or ii >= size[0] or jj >= size[1] or kk >= size[2]:
                 continue
-            else:
-                kk = k + 1
             li, lj, lk = (ii, jj, kk) if side == 0 else (i, j, k)
             t_n = float(T[ii, jj, kk])
             a = float(link[axis, li, lj, lk])
