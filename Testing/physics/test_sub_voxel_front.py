@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from verification_cases import slab_case
 
-from CryoAblationLogic.io.case_file import parse_case
 from CryoAblationLogic.physics import kernels as kn
 from CryoAblationLogic.physics.materials import load_material_library
 from CryoAblationLogic.physics.simulation import Simulation
@@ -67,24 +67,11 @@ def test_pennes_departure_over_a_half_link_is_the_mean_over_the_kirchhoff_profil
 
 def _kidney_slab(spacing_mm: float, sub_voxel_front: bool) -> tuple[np.ndarray, np.ndarray, float]:
     """A perfused kidney slab (80 mm) frozen for 600 s from a face held at −60 °C: (x, T, balance)."""
-    n = round(80.0 / spacing_mm) + 1
-    case = parse_case(
-        {
-            "format": "cryoablation-case/1",
-            "grid": {"origin_mm": [0, 0, 0], "spacing_mm": spacing_mm, "size": [n, 3, 3]},
-            "initial_temperature_c": 37.0,
-            "boundaries": {
-                "default": {"type": "adiabatic"},
-                "x-": {"type": "fixed", "temperature_c": -60.0},
-                "x+": {"type": "fixed", "temperature_c": 37.0},
-            },
-            "tissue": "kidney",
-            "protocol": [{"action": "off", "duration_s": 600.0}],
-        }
-    )
+    case = slab_case(spacing_mm, -60.0, "kidney", 600.0)
     simulation = Simulation(case, sub_voxel_front=sub_voxel_front)
     simulation.advance_to(600.0)
-    return np.arange(n) * spacing_mm, simulation.temperature_c[:, 1, 1], simulation.energy_balance_error()
+    x = np.arange(case.grid.size[0]) * spacing_mm
+    return x, simulation.temperature_c[:, 1, 1], simulation.energy_balance_error()
 
 
 def _crossing_mm(x: np.ndarray, t: np.ndarray, level_c: float) -> float:

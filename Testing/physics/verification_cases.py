@@ -36,25 +36,31 @@ def frozen_fraction(field_c: np.ndarray, d_t: float) -> np.ndarray:
     return 1.0 - np.clip((field_c + d_t) / d_t, 0.0, 1.0)
 
 
+def slab_case(spacing_mm: float, face_c: float, tissue: str, duration_s: float, materials=None):
+    """An 80 mm slab at 37 °C (3×3 voxels across, adiabatic sides) frozen from its x− face, held at
+    ``face_c``; its x+ face is held at 37 °C. Voxel i lies at x = i·spacing, voxel 0 on the face."""
+    n = round(80.0 / spacing_mm) + 1
+    case = {
+        "format": "cryoablation-case/1",
+        "grid": {"origin_mm": [0, 0, 0], "spacing_mm": spacing_mm, "size": [n, 3, 3]},
+        "initial_temperature_c": 37.0,
+        "boundaries": {
+            "default": {"type": "adiabatic"},
+            "x-": {"type": "fixed", "temperature_c": face_c},
+            "x+": {"type": "fixed", "temperature_c": 37.0},
+        },
+        "tissue": tissue,
+        "protocol": [{"action": "off", "duration_s": duration_s}],
+    }
+    if materials:
+        case["materials"] = materials
+    return parse_case(case)
+
+
 def planar_neumann(spacing_mm=0.5, d_t=0.1, latent=2.5e8, times=(60.0, 600.0), max_dt_s=None):
     """TC-1 / TC-6: a slab frozen from a face held at −150 °C; fronts X(t) in mm."""
-    length = 80.0
-    n = round(length / spacing_mm) + 1
-    case = parse_case(
-        {
-            "format": "cryoablation-case/1",
-            "grid": {"origin_mm": [0, 0, 0], "spacing_mm": spacing_mm, "size": [n, 3, 3]},
-            "initial_temperature_c": 37.0,
-            "boundaries": {
-                "default": {"type": "adiabatic"},
-                "x-": {"type": "fixed", "temperature_c": -150.0},
-                "x+": {"type": "fixed", "temperature_c": 37.0},
-            },
-            "materials": {"m": material(d_t, latent=latent)},
-            "tissue": "m",
-            "protocol": [{"action": "off", "duration_s": max(times)}],
-        }
-    )
+    case = slab_case(spacing_mm, -150.0, "m", max(times), {"m": material(d_t, latent=latent)})
+    n = case.grid.size[0]
     simulation = Simulation(case, max_dt_s=max_dt_s)
     lam, a_s, a_l = neumann_lambda(2.0, 1.8e6, 0.5, 3.6e6, latent, -150.0, 0.0, 37.0)
     out = {"front_mm": {}, "exact_mm": {}, "T5_c": {}, "T5_exact_c": {}}
