@@ -316,7 +316,8 @@ def front_cell(i, j, k, T, link, mat, fixed, props, size, inv_d2, m, fl):
     Links to a held voxel or another material keep their harmonic mean. Each axis's departure
     (the mean of its two half-links) is weighed by the square of the axis's share of the gradient
     of Φ, so that a front normal to an axis takes that axis's 1-D value."""
-    t_p = float(T[i, j, k])
+    iu, ju, ku = np.uint64(i), np.uint64(j), np.uint64(k)
+    t_p = float(T[iu, ju, ku])
     p_p = kirchhoff(t_p, props, m)
     asum = 0.0
     s = 0.0
@@ -332,10 +333,12 @@ def front_cell(i, j, k, T, link, mat, fixed, props, size, inv_d2, m, fl):
             kk = k + step if axis == 2 else k
             if ii < 0 or jj < 0 or kk < 0 or ii >= size[0] or jj >= size[1] or kk >= size[2]:
                 continue
-            li, lj, lk = (ii, jj, kk) if side == 0 else (i, j, k)
-            t_n = float(T[ii, jj, kk])
+            # Unsigned from here on (the bounds are tested): no test for from-the-end indices.
+            ni, nj, nk = np.uint64(ii), np.uint64(jj), np.uint64(kk)
+            li, lj, lk = (ni, nj, nk) if side == 0 else (iu, ju, ku)
+            t_n = float(T[ni, nj, nk])
             a = float(link[axis, li, lj, lk])
-            if fixed[ii, jj, kk] == 0 and mat[ii, jj, kk] == m:
+            if fixed[ni, nj, nk] == 0 and mat[ni, nj, nk] == m:
                 p_n = kirchhoff(t_n, props, m)
                 d = t_n - t_p
                 k_link = (p_n - p_p) / d if abs(d) > 1e-6 else conductivity_at(t_p, props, m)
