@@ -832,8 +832,7 @@ def write_ice_pictures(
                 "time_s": time_s,
                 "shows": sorted(key for key, drawn in shows.items() if drawn),
                 "description": f"{plane.name} slice through the probe cluster, image of {time_s:.0f} s: "
-                "observed ice, predicted 0/−40 °C, corrected −40 °C with its p10–p90 band"
-                + (", truth 0/−40 °C" if truth_min_c is not None else ""),
+                + _slice_contents(shows, corrected=bool(output.corrected), truth=truth_min_c is not None),
             }
         )
     (out / "ice_over_time.png").write_bytes(pictures.png_bytes(ice_chart_figure(output, truth_summary), dpi))
@@ -841,8 +840,12 @@ def write_ice_pictures(
         {
             "file": "ice_over_time.png",
             "kind": "chart",
-            "description": "observed vs predicted "
-            "ice volume and Dice over time, corrected −40 °C volume with its band, forecast times",
+            "description": "observed vs predicted ice volume and Dice over time"
+            + (
+                ", corrected −40 °C volume with its band, forecast times"
+                if output.corrected
+                else " (no correction in this monitor output)"
+            ),
         }
     )
     comparison = comparison_with_truth(output, truth_min_c) if truth_min_c is not None else None
@@ -851,8 +854,12 @@ def write_ice_pictures(
         {
             "file": "correction.png",
             "kind": "table",
-            "description": "final fitted parameters "
-            "and forecasts" + (", and the comparison with the truth" if comparison else ""),
+            "description": (
+                "final fitted parameters and forecasts"
+                if output.correction
+                else "no correction in this monitor output (run monitor --correct)"
+            )
+            + (", and the comparison with the truth" if comparison else ""),
         }
     )
     index = {
@@ -868,6 +875,19 @@ def write_ice_pictures(
         json.dumps(index, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
     )
     return index
+
+
+def _slice_contents(shows: dict[str, bool], corrected: bool, truth: bool) -> str:
+    """What a slice picture holds, in words, from what it drew (``shows``) and what the monitor
+    output had: a correction or a truth that the output lacks is not promised."""
+    parts = ["observed ice" if shows.get("observed") else "no observed ice in this plane"]
+    parts.append("predicted 0/−40 °C")
+    if corrected:
+        parts.append("corrected −40 °C with its p10–p90 band")
+    if truth:
+        parts.append("truth 0/−40 °C")
+    text = ", ".join(parts)
+    return text if corrected else text + " (no correction in this monitor output)"
 
 
 def _volumes_first(images: Sequence[PlacedImage]) -> list[PlacedImage]:

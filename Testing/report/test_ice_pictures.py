@@ -160,6 +160,10 @@ def test_a_monitor_without_a_correction_is_drawn_without_corrected_lines(tmp_pat
     index = json.loads((tmp_path / "out" / "pictures.json").read_text(encoding="utf-8"))
     slices = [entry for entry in index["pictures"] if entry["kind"] == "slice"]
     assert slices and all(not any(k.startswith("corrected") for k in e["shows"]) for e in slices)
+    # what each file is said to show is what it shows: no corrected isotherm, band or fitted parameters
+    for entry in index["pictures"]:
+        assert "corrected" not in entry["description"] and "fitted" not in entry["description"]
+        assert "no correction in this monitor output" in entry["description"]
 
 
 def contour_vertices(axes, colour) -> np.ndarray:
