@@ -7,6 +7,12 @@ with its role (target, critical, vessel, organ) and material; the plan file (JSO
 of a case file that DICOM does not hold: ``probes`` and ``protocol`` (required), and any of
 ``sensors``, ``outputs``, ``boundaries``, ``materials``, ``initial_temperature_c``, ``name``.
 Then ``cryoablation simulate OUT/case.cryo.json --out OUT/result --image OUT/image.nrrd``.
+
+Segments that are predicted ice (the isotherms of an earlier run's DICOM export, an RT treated
+volume) are left out unless ``--role`` names them. Where segments overlap, an organ gives way to
+what lies in it, a critical structure keeps its voxels, and within a role the smaller segment
+wins (each overlap is printed). A target or critical structure left with no voxel on the case's
+grid is an error that says what to change, before any simulation runs.
 """
 
 from __future__ import annotations
@@ -41,7 +47,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--seg", type=Path, help="DICOM SEG of target and structures on the series")
     source.add_argument("--rtstruct", type=Path, help="DICOM RT Structure Set of target and structures")
     parser.add_argument(
-        "--plan", type=Path, required=True, help="JSON with probes and protocol (see --help text)"
+        "--plan",
+        type=Path,
+        required=True,
+        help="JSON object with the case-file keys that DICOM does not hold (docs/case-format.md): "
+        "probes and protocol, and optionally sensors, outputs, boundaries, materials, "
+        "initial_temperature_c, name",
     )
     parser.add_argument(
         "--tissue", required=True, help="material of everything outside the structures, e.g. kidney"
@@ -71,36 +82,52 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # DICOM libraries: loaded only when DICOM is asked for
-    from CryoAblationLogic.io.dicom_import import read_mr_series, read_structures
+    from CryoAblationLogic.io.dicom_import import predicted_regions, read_mr_series, read_structures
 
     plan = _read_plan(args.plan)
     image, grid, series_uid = read_mr_series(args.mr, args.series_uid)
-    masks = read_structures(args.seg or args.rtstruct, grid)
+    source = args.seg or args.rtstruct
+    masks = read_structures(source, grid)
     masks = {name: mask for name, mask in masks.items() if mask.any()}
     if not masks:
-        raise InputError(str(args.seg or args.rtstruct), "holds no segment with any voxel on the series")
+        raise InputError(str(source), "holds no segment with any voxel on the series")
     roles = _pairs(args.role, "--role")
     materials = _pairs(args.material, "--material")
     for name in [*roles, *materials]:
         if name not in masks:
             names = ", ".join(masks)
             raise InputError("--role/--material", f"no segment named {name!r} (segments: {names})")
+    # Predicted ice (the isotherms of an earlier run's DICOM export) is not anatomy to plan around.
+    predicted = sorted(name for name in predicted_regions(source) if name in masks and name not in roles)
+    if predicted:
+        print(f"not used: {', '.join(predicted)} (predicted ice, not anatomy; --role NAME=ROLE uses one)")
+        masks = {name: mask for name, mask in masks.items() if name not in predicted}
     structures = []
-    labels = np.zeros(grid.size, dtype=np.uint8)
     label_materials = {"0": args.tissue}
-    for label, (name, mask) in enumerate(masks.items(), start=1):
+    for label, name in enumerate(masks, start=1):
         role, _, kind = roles.get(name, _guess_role(name)).partition(":")
         if role not in ("target", "critical", "vessel", "organ"):
             raise InputError(f"--role {name}", f"role {role!r} is not target, critical, vessel or organ")
-        material = materials.get(name, DEFAULT_MATERIAL_BY_ROLE.get(role, args.tissue))
-        labels[mask & (labels == 0)] = label  # the first segment wins where segments overlap
-        label_materials[str(label)] = material
+        label_materials[str(label)] = materials.get(name, DEFAULT_MATERIAL_BY_ROLE.get(role, args.tissue))
         structures.append({"label": label, "name": name, "role": role, **({"type": kind} if kind else {})})
     if not any(s["role"] == "target" for s in structures):
         raise InputError("--role", "no segment is the target (name one with --role NAME=target)")
+    labels = _paint(masks, structures)
     lo, hi = _region(grid, labels, structures, plan["probes"], args.margin_mm)
     crop = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
     size = tuple(int(b - a) for a, b in zip(lo, hi, strict=True))
+    present = set(np.unique(labels[crop]).tolist())
+    outside = [s for s in structures if s["label"] not in present]
+    for structure in outside:
+        if structure["role"] in ("target", "critical"):
+            raise InputError(
+                f"segment {structure['name']!r}",
+                f"({structure['role']}) lies outside the case's grid (the target and the probes' "
+                f"distal 40 mm ± {args.margin_mm:g} mm): raise --margin-mm to take it in",
+            )
+        print(f"not used: {structure['name']!r} ({structure['role']}) lies outside the case's grid")
+    structures = [s for s in structures if s["label"] in present]
+    label_materials = {k: v for k, v in label_materials.items() if k == "0" or int(k) in present}
     sub_grid = Grid(tuple(float(v) for v in grid.index_to_ras(lo)), grid.spacing_mm, size)
     data = {
         "format": "cryoablation-case/1",
@@ -118,6 +145,32 @@ def run(args: argparse.Namespace) -> int:
     print(f"image written to {image_path}")
     print(f"next: cryoablation simulate {case_path} --out {args.out / 'result'} --image {image_path}")
     return 0
+
+
+def _paint(masks: dict[str, np.ndarray], structures: list[dict]) -> np.ndarray:
+    """The tissue map's labels where segments overlap: an organ gives way to a vessel, the target
+    or a critical structure lying in it, and a critical structure keeps its voxels against the
+    target (its distance to the ice is what must not be lost); within a role the smaller segment
+    (the more specific one) wins. Prints the overlaps; a segment left with no voxel is an error."""
+    rank = {"organ": 0, "vessel": 1, "target": 2, "critical": 3}
+    sizes = {name: int(mask.sum()) for name, mask in masks.items()}
+    order = sorted(structures, key=lambda s: (rank[s["role"]], -sizes[s["name"]]))
+    labels = np.zeros(next(iter(masks.values())).shape, dtype=np.uint8)
+    names = {s["label"]: s["name"] for s in structures}
+    for structure in order:
+        mask = masks[structure["name"]]
+        covered = labels[mask]
+        for other, count in zip(*np.unique(covered[covered > 0], return_counts=True), strict=True):
+            print(f"overlap: {count} voxels of {names[int(other)]!r} are given to {structure['name']!r}")
+        labels[mask] = structure["label"]
+    for structure in structures:
+        if not np.any(labels == structure["label"]):
+            raise InputError(
+                f"segment {structure['name']!r}",
+                "lies wholly within segments that take its voxels (see the overlaps above); "
+                "name its role with --role or leave it out of the segmentation",
+            )
+    return labels
 
 
 def _read_plan(path: Path) -> dict:

@@ -576,16 +576,26 @@ def _parse_outputs(data, duration_s: float) -> Outputs:
     )
 
 
-def _parse_structures(data, label_materials: dict[int, str] | None) -> tuple[Structure, ...]:
-    """``structures`` (the schema checked each entry's keys and types): rules across fields."""
+def _parse_structures(
+    data, label_materials: dict[int, str] | None, labels: np.ndarray | None
+) -> tuple[Structure, ...]:
+    """``structures`` (the schema checked each entry's keys and types): rules across fields. The
+    target and each critical structure must hold voxels of the label map: the metrics measure
+    them, and an empty one would fail only after the simulation."""
     if not data:
         return ()
-    if label_materials is None:
+    if label_materials is None or labels is None:
         raise InputError("structures", "needs a tissue_map (structures name its labels)")
+    counts = np.bincount(labels.reshape(-1))
     result = []
     for index, entry in enumerate(data):
         if entry["label"] not in label_materials:
             message = f"{entry['label']} is not a label of tissue_map.labels"
+            raise InputError(f"structures[{index}].label", message)
+        empty = entry["label"] >= counts.size or counts[entry["label"]] == 0
+        if entry["role"] in ("target", "critical") and empty:
+            name, role, label = entry["name"], entry["role"], entry["label"]
+            message = f"{name!r} ({role}): label {label} has no voxel in the label map"
             raise InputError(f"structures[{index}].label", message)
         result.append(Structure(entry["label"], entry["name"], entry["role"], entry.get("type")))
     if len({s.label for s in result}) != len(result):
@@ -617,7 +627,9 @@ def parse_case(data: dict, base_dir: Path | None = None, arrays: dict[str, np.nd
     protocol = _parse_protocol(data["protocol"], [p.name for p in probes])
     sensors = _parse_sensors(data.get("sensors"), grid)
     outputs = _parse_outputs(data.get("outputs"), protocol[-1].end_s)
-    structures = _parse_structures(data.get("structures"), label_materials if labels is not None else None)
+    structures = _parse_structures(
+        data.get("structures"), label_materials if labels is not None else None, labels
+    )
     region_labels = label_materials if labels is not None else {}
     for index, source in enumerate(sources):
         if isinstance(source, WarmRegionSource) and source.label not in region_labels:

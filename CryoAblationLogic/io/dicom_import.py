@@ -94,6 +94,44 @@ def read_structures(path: str | Path, grid: Grid) -> dict[str, np.ndarray]:
     raise InputError(str(path), f"is neither a DICOM SEG nor an RT Structure Set (SOP class {sop_class})")
 
 
+# What marks a region as predicted ice, not anatomy: the category our DICOM SEG gives isotherms
+# (io/dicom_export.ICE_CATEGORY) and the RT ROI type of a treated volume (any planning system's).
+PREDICTED_SEG_CATEGORY = ("ICE", "99CRYO")
+PREDICTED_RT_TYPES = ("TREATED_VOLUME",)
+
+
+def predicted_regions(path: str | Path) -> set[str]:
+    """Names of the segments or ROIs of a DICOM SEG or RT Structure Set that are predicted ice (the
+    isotherms a simulation exported, a treated volume), not anatomy to plan around. The file is
+    checked as :func:`read_structures` checks it."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(str(path), "file not found")
+    try:
+        dataset = pydicom.dcmread(path, stop_before_pixels=True)
+    except pydicom.errors.InvalidDicomError as error:
+        raise InputError(str(path), f"not a DICOM file: {error}") from error
+    sop_class = str(dataset.get("SOPClassUID", ""))
+    found = set()
+    if sop_class == SEG_STORAGE:
+        for item in dataset.get("SegmentSequence", []):
+            for code in item.get("SegmentedPropertyCategoryCodeSequence", []):
+                if (str(code.get("CodeValue", "")), str(code.get("CodingSchemeDesignator", ""))) == (
+                    PREDICTED_SEG_CATEGORY
+                ):
+                    found.add(str(item.SegmentLabel))
+    elif sop_class == RT_STRUCTURE_SET_STORAGE:
+        names = {int(roi.ROINumber): str(roi.ROIName) for roi in dataset.get("StructureSetROISequence", [])}
+        for observation in dataset.get("RTROIObservationsSequence", []):
+            if str(observation.get("RTROIInterpretedType", "")) in PREDICTED_RT_TYPES:
+                number = int(observation.ReferencedROINumber)
+                if number in names:
+                    found.add(names[number])
+    else:
+        raise InputError(str(path), f"is neither a DICOM SEG nor an RT Structure Set (SOP class {sop_class})")
+    return found
+
+
 def _segmentation_masks(dataset, grid: Grid, key: str) -> dict[str, np.ndarray]:
     names = {int(item.SegmentNumber): str(item.SegmentLabel) for item in dataset.SegmentSequence}
     if dataset.get("SegmentationType", "BINARY") != "BINARY":

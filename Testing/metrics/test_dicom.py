@@ -194,11 +194,13 @@ def test_case_from_dicom_builds_a_case_with_roles_materials_and_the_image(scene,
         "--plan", str(tmp_path / "plan.json"), "--tissue", "kidney", "--role", "Bowel=critical:bowel",
         "--margin-mm", "5", "--out", str(tmp_path / "case"),
     ])  # fmt: skip
-    assert code == 0, capsys.readouterr().err
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
     case = load_case(tmp_path / "case" / "case.cryo.json")
     roles = {s.name: (s.role, s.kind) for s in case.structures}
-    assert roles["Tumor"] == ("target", None) and roles["Bowel"] == ("critical", "bowel")
-    assert roles["Isotherm -40 °C"][0] == "critical"  # not named as anything else: treated with care
+    assert roles == {"Tumor": ("target", None), "Bowel": ("critical", "bowel")}
+    # the isotherms exported with the result are predicted ice, not anatomy: left out, and said so
+    assert "not used: Isotherm -20 °C, Isotherm -40 °C, Isotherm 0 °C (predicted ice" in printed.out
     tumour_label = next(s.label for s in case.structures if s.name == "Tumor")
     assert case.label_materials[tumour_label] == "tumor" and case.label_materials[0] == "kidney"
     # the cut grid keeps the series' voxels: the tumour's centre voxel stays at the same RAS point
@@ -222,3 +224,41 @@ def test_case_from_dicom_names_what_is_wrong(scene, tmp_path, capsys):
         "--out", str(tmp_path / "case"),
     ])  # fmt: skip
     assert code == 2 and "no segment named 'Liver'" in capsys.readouterr().err
+
+
+def _from_dicom(scene, tmp_path, *extra):
+    plan = {
+        "probes": [
+            {"name": "P1", "model": "argon-1.47mm", "tip_mm": [-17.0, -8.0, 22.0], "entry_mm": [80, -8, 22]}
+        ],
+        "protocol": [{"action": "freeze", "duration_s": 60, "probes": "all", "flow_percent": 100}],
+    }  # fmt: skip
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    return main([
+        "case-from-dicom", "--mr", str(scene["files"].mr_series), "--seg", str(scene["files"].segmentation),
+        "--plan", str(tmp_path / "plan.json"), "--tissue", "kidney", "--margin-mm", "5",
+        "--out", str(tmp_path / "case"), *extra,
+    ])  # fmt: skip
+
+
+def test_an_organ_gives_way_to_the_target_inside_it_and_the_overlap_is_said(scene, tmp_path, capsys):
+    # the 0 °C ball (r ≤ 11 mm) holds the whole tumour (r ≤ 8 mm): named an organ, it keeps the shell
+    code = _from_dicom(scene, tmp_path, "--role", "Isotherm 0 °C=organ")
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    case = load_case(tmp_path / "case" / "case.cryo.json")
+    label = {s.name: s.label for s in case.structures}
+    assert np.count_nonzero(case.tissue_labels == label["Tumor"]) == np.count_nonzero(scene["target"])
+    assert np.count_nonzero(case.tissue_labels == label["Isotherm 0 °C"]) > 0
+    assert f"overlap: {np.count_nonzero(scene['target'])} voxels of 'Isotherm 0 °C' are given to 'Tumor'" in (
+        printed.out
+    )
+
+
+def test_a_target_wholly_under_a_critical_structure_is_refused_before_a_case_is_written(
+    scene, tmp_path, capsys
+):
+    # a critical structure keeps its voxels: the tumour inside the 0 °C ball would be left with none
+    code = _from_dicom(scene, tmp_path, "--role", "Isotherm 0 °C=critical")
+    assert code == 2 and "segment 'Tumor': lies wholly within" in capsys.readouterr().err
+    assert not (tmp_path / "case" / "case.cryo.json").exists()

@@ -155,6 +155,19 @@ def test_case_structures_are_checked_by_key(shapes):
         assert raised.value.key == key
 
 
+def test_a_target_or_critical_structure_without_voxels_is_refused_before_computing(shapes):
+    data, labels = case_data(shapes)
+    data["tissue_map"]["labels"]["4"] = "fat"  # a label the map never holds
+    for role in ("critical", "target"):
+        bad = {**data, "structures": [*data["structures"], {"label": 4, "name": "Nerve", "role": role}]}
+        with pytest.raises(InputError, match=r"'Nerve'.*has no voxel") as raised:
+            parse_case(bad, arrays={"labels.nrrd": labels})
+        assert raised.value.key == "structures[2].label"
+    # an organ or vessel may lie outside the grid: nothing measures it
+    fine = {**data, "structures": [*data["structures"], {"label": 4, "name": "Fat", "role": "organ"}]}
+    assert [s.name for s in parse_case(fine, arrays={"labels.nrrd": labels}).structures][-1] == "Fat"
+
+
 def test_simulate_writes_metrics_and_record_when_the_case_names_its_target(shapes, tmp_path, capsys):
     data, labels = case_data(shapes)
     case = parse_case(data, arrays={"labels.nrrd": labels})
