@@ -27,6 +27,7 @@ from CryoAblationLogic.core.errors import InputError
 from CryoAblationLogic.core.grid import Grid
 from CryoAblationLogic.io.case_file import parse_case, save_case
 from CryoAblationLogic.io.volumes import write_nrrd
+from CryoAblationLogic.physics.materials import load_material_library
 
 NAME = "case-from-dicom"
 HELP = "build a case file from a DICOM MR series and a DICOM SEG or RT Structure Set of target and structures"
@@ -85,14 +86,15 @@ def run(args: argparse.Namespace) -> int:
     from CryoAblationLogic.io.dicom_import import predicted_regions, read_mr_series, read_structures
 
     plan = _read_plan(args.plan)
+    roles = _pairs(args.role, "--role")
+    materials = _pairs(args.material, "--material")
+    _check_materials(args.tissue, materials, plan)
     image, grid, series_uid = read_mr_series(args.mr, args.series_uid)
     source = args.seg or args.rtstruct
     masks = read_structures(source, grid)
     masks = {name: mask for name, mask in masks.items() if mask.any()}
     if not masks:
         raise InputError(str(source), "holds no segment with any voxel on the series")
-    roles = _pairs(args.role, "--role")
-    materials = _pairs(args.material, "--material")
     for name in [*roles, *materials]:
         if name not in masks:
             names = ", ".join(masks)
@@ -190,6 +192,16 @@ def _read_plan(path: Path) -> dict:
         if key not in plan:
             raise InputError(f"{path.name}: {key}", "missing")
     return plan
+
+
+def _check_materials(tissue: str, materials: dict[str, str], plan: dict) -> None:
+    """--tissue and each --material name a material of the library or of the plan's ``materials``
+    (checked before the DICOM files are read)."""
+    own = plan.get("materials")
+    known = set(load_material_library()) | (set(own) if isinstance(own, dict) else set())
+    for option, name in [("--tissue", tissue), *((f"--material {k}", v) for k, v in materials.items())]:
+        if name not in known:
+            raise InputError(option, f"unknown material {name!r} (known: {', '.join(sorted(known))})")
 
 
 def _pairs(items: list[str], option: str) -> dict[str, str]:

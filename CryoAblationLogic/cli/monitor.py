@@ -137,6 +137,8 @@ def add_correction_arguments(parser: argparse.ArgumentParser) -> None:
 def _check_correction(args: argparse.Namespace) -> bool:
     """Whether ``--correct`` is asked for, its options checked."""
     if not args.correct:
+        if args.ensemble_members != CorrectionSettings.members:
+            raise InputError("--ensemble-members", "sizes the correction's ensemble: give it with --correct")
         return False
     if getattr(args, "no_ice", False):
         raise InputError("--correct", "corrects from the observed ice: drop --no-ice")
@@ -180,6 +182,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.port is None and args.listen is None:
         raise InputError("--port", "give --host/--port to connect, --listen PORT to accept, or both")
+    if args.port is not None and not 0 < args.port <= 65535:
+        raise InputError("--port", f"{args.port} is not a TCP port to connect to (1-65535)")
+    if args.listen is not None and not 0 <= args.listen <= 65535:  # 0: any free port
+        raise InputError("--listen", f"{args.listen} is not a TCP port (0-65535)")
     if not args.wall_clock_after >= 0:
         raise InputError("--wall-clock-after", "must be a number of seconds ≥ 0 (0: never)")
     if args.duration is not None and not args.duration > 0:

@@ -92,6 +92,8 @@ def _parse_float(text: str):
 def read_case_json(path: str | Path) -> dict:
     """Read a case file's JSON: bounded in size, UTF-8, numbers kept finite; ``InputError`` otherwise."""
     path = Path(path)
+    if path.is_dir():
+        raise InputError(str(path), "is a folder: give the case file (.cryo.json) in it")
     if not path.is_file():
         raise InputError(str(path), "case file not found")
     size = path.stat().st_size

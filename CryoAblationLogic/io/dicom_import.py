@@ -85,7 +85,8 @@ def read_structures(path: str | Path, grid: Grid) -> dict[str, np.ndarray]:
     try:
         dataset = pydicom.dcmread(path)
     except pydicom.errors.InvalidDicomError as error:
-        raise InputError(str(path), f"not a DICOM file: {error}") from error
+        # pydicom's text ends by suggesting force=True, an option of its own, not of this command
+        raise InputError(str(path), "not a DICOM file (no DICOM preamble or header)") from error
     sop_class = str(dataset.get("SOPClassUID", ""))
     if sop_class == SEG_STORAGE:
         return _segmentation_masks(dataset, grid, str(path))
@@ -110,7 +111,8 @@ def predicted_regions(path: str | Path) -> set[str]:
     try:
         dataset = pydicom.dcmread(path, stop_before_pixels=True)
     except pydicom.errors.InvalidDicomError as error:
-        raise InputError(str(path), f"not a DICOM file: {error}") from error
+        # pydicom's text ends by suggesting force=True, an option of its own, not of this command
+        raise InputError(str(path), "not a DICOM file (no DICOM preamble or header)") from error
     sop_class = str(dataset.get("SOPClassUID", ""))
     found = set()
     if sop_class == SEG_STORAGE:

@@ -338,3 +338,9 @@ def test_a_mutated_case_keeps_its_original_valid(case_dict):
     """The table above mutates copies: the small case itself is valid (else every test is vacuous)."""
     case = parse_case(copy.deepcopy(case_dict))
     assert case.duration_s == 50.0 and len(case.probes) == 1
+
+
+def test_a_folder_given_for_the_case_file_is_named_as_one(tmp_path, capsys):
+    assert cli.main(["simulate", str(tmp_path), "--out", str(tmp_path / "r")]) == 2
+    assert "is a folder: give the case file (.cryo.json) in it" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

@@ -224,6 +224,14 @@ def test_case_from_dicom_names_what_is_wrong(scene, tmp_path, capsys):
         "--out", str(tmp_path / "case"),
     ])  # fmt: skip
     assert code == 2 and "no segment named 'Liver'" in capsys.readouterr().err
+    files = scene["files"]
+    for option, value in (("--tissue", "liverx"), ("--material", "Tumor=tumour-x")):
+        code = main([
+            "case-from-dicom", "--mr", str(files.mr_series), "--seg", str(files.segmentation),
+            "--plan", str(tmp_path / "plan.json"), "--tissue", "kidney", option, value,
+            "--out", str(tmp_path / "case"),
+        ])  # fmt: skip
+        assert code == 2 and f"{option}" in capsys.readouterr().err
 
 
 def _from_dicom(scene, tmp_path, *extra):
