@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     # the live session's corrector again: its ensemble drawn around the same poses (the journal's
     # notes), skipping the images it took before the ensemble was ready: the same correction
-    corrector = replay_correction_for(args) if args.correct else None
+    corrector = replay_correction_for(args)  # None without --correct (its options checked)
     bars: list[ProgressBar] = []  # made at the first solver update, once the journal and case are read
 
     def on_update(session, update) -> None:
