@@ -227,6 +227,9 @@ def run(args: argparse.Namespace) -> int:
         start = time.monotonic()
         ever_connected = False
         last_report = start
+        # the last link event said of each source: a link whose messages are still being fed is
+        # not "still waiting" until its disconnection, queued behind them, has been said
+        reported: dict[str, str] = {}
         while not stop.reason:
             if args.duration is not None and time.monotonic() - start >= args.duration:
                 stop.reason = f"duration {args.duration:g} s"
@@ -236,6 +239,8 @@ def run(args: argparse.Namespace) -> int:
                 print(line, flush=True)
             for source, event in monitor.link_events:
                 _report(source, event)
+                if isinstance(event, LinkEvent):
+                    reported[source] = event.kind
             monitor.link_events.clear()
             connected = any(link.connected for link in monitor.link.links.values())
             ever_connected |= connected
@@ -244,12 +249,8 @@ def run(args: argparse.Namespace) -> int:
                 break
             if time.monotonic() - last_report > 5.0:
                 last_report = time.monotonic()
-                for source, link in monitor.link.links.items():
-                    if not link.connected:
-                        why = getattr(link, "last_failure", None)
-                        tries = getattr(link, "attempts_failed", 0)
-                        detail = f" ({tries} attempts, {why})" if why else ""
-                        print(f"  still waiting for {source} at {_where(link)}{detail}", flush=True)
+                for line in still_waiting(monitor.link.links, reported):
+                    print(line, flush=True)
                 s = monitor.session
                 print(
                     f"  procedure {s.clock_s:7.1f} s, solver {s.time_s:7.1f} s, "
@@ -326,6 +327,21 @@ def _write_record(out: Path) -> None:
         print(f"scene written to {scene_path} (the case names no target: no metrics or report)")
     else:
         print(f"record written to {out}/: metrics.json, report.html, report.pdf; scene {scene_path}")
+
+
+def still_waiting(links: dict, reported: dict[str, str]) -> list[str]:
+    """The status lines of the links not connected. A link whose last event said (``reported``,
+    source → kind) is "connected" gets none: its disconnection is queued behind the messages still
+    being fed, and "still waiting" before "disconnected" reads as if the peer never came."""
+    lines = []
+    for source, link in links.items():
+        if link.connected or reported.get(source) == "connected":
+            continue
+        why = getattr(link, "last_failure", None)
+        tries = getattr(link, "attempts_failed", 0)
+        detail = f" ({tries} attempts, {why})" if why else ""
+        lines.append(f"  still waiting for {source} at {_where(link)}{detail}")
+    return lines
 
 
 def _where(link) -> str:

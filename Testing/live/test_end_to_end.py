@@ -262,3 +262,21 @@ def test_bad_arguments_exit_2_naming_them(tmp_path, monkeypatch, capsys, argv, k
     assert cli_main(argv) == 2
     assert key in capsys.readouterr().err
     assert not (tmp_path / "x" / "summary.json").exists()
+
+
+def test_a_link_is_said_to_be_waited_for_only_after_its_disconnection_was_said():
+    from types import SimpleNamespace
+
+    from CryoAblationLogic.cli.monitor import still_waiting
+
+    down = SimpleNamespace(
+        connected=False, host="127.0.0.1", port=18944, last_failure="refused", attempts_failed=3
+    )
+    links = {"console": down}
+    # dropped, but its last messages (and then its disconnection) are still queued: nothing yet
+    assert still_waiting(links, {"console": "connected"}) == []
+    assert still_waiting(links, {"console": "disconnected"}) == [
+        "  still waiting for console at 127.0.0.1:18944 (3 attempts, refused)"
+    ]
+    assert still_waiting(links, {}) != []  # never connected: waited for from the start
+    assert still_waiting({"console": SimpleNamespace(connected=True)}, {}) == []
