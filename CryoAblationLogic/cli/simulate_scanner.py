@@ -40,7 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--spacing-mm", type=float, default=3.0, help="grid spacing of the truth run (default 3)"
     )
     parser.add_argument(
-        "--protocol-scale", type=float, default=1.0, help="scale the 10-8-10 min demo protocol (0.1: 168 s)"
+        "--protocol-scale",
+        type=float,
+        default=1.0,
+        help="scale the 10-8-10 min demo protocol (0.1: 168 s of protocol, after the --lead-in-s)",
     )
     parser.add_argument(
         "--lead-in-s",
