@@ -104,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
     if predicted:
         print(f"not used: {', '.join(predicted)} (predicted ice, not anatomy; --role NAME=ROLE uses one)")
         masks = {name: mask for name, mask in masks.items() if name not in predicted}
+    if len(masks) > 255:  # the tissue map is one byte per voxel, 0 the surrounding tissue
+        raise InputError(str(source), f"holds {len(masks)} segments; a case takes at most 255")
     structures = []
     label_materials = {"0": args.tissue}
     for label, name in enumerate(masks, start=1):
