@@ -270,3 +270,15 @@ def test_a_target_wholly_under_a_critical_structure_is_refused_before_a_case_is_
     code = _from_dicom(scene, tmp_path, "--role", "Isotherm 0 °C=critical")
     assert code == 2 and "segment 'Tumor': lies wholly within" in capsys.readouterr().err
     assert not (tmp_path / "case" / "case.cryo.json").exists()
+
+
+def test_more_segments_than_a_byte_of_labels_are_refused(scene, tmp_path, capsys, monkeypatch):
+    from CryoAblationLogic.io import dicom_import
+
+    grid = scene["grid"]
+    many = {f"S{n}": np.zeros(grid.size, bool) for n in range(256)}
+    for mask in many.values():
+        mask[0, 0, 0] = True
+    monkeypatch.setattr(dicom_import, "read_structures", lambda path, grid: many)
+    assert _from_dicom(scene, tmp_path) == 2
+    assert "holds 256 segments; a case takes at most 255" in capsys.readouterr().err
