@@ -113,6 +113,15 @@ class LineSinkSource:
         }
 
 
+# The physical range of a thermal-protection measure (case files and the panel alike): below
+# 30 °C a "warm" measure cools the structure it should spare; from 50 °C it coagulates tissue
+# within minutes. Warm-saline infusion deposits a few W/ml; 10 W/ml boils a pocket in minutes.
+# Urethral warmers are 6–8 mm (18–24 Fr); rectal warmers reach about 25 mm.
+PROTECTION_HELD_RANGE_C = (30.0, 50.0)
+PROTECTION_POWER_MAX_W_PER_ML = 10.0
+PROTECTION_DIAMETER_RANGE_MM = (1.0, 30.0)
+
+
 @dataclass(frozen=True)
 class WarmLineSource:
     """Thermal protection: a catheter (e.g. a urethral warmer) whose wall is held at a temperature."""

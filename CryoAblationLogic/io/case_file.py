@@ -26,6 +26,9 @@ from CryoAblationLogic.core.grid import Grid
 from CryoAblationLogic.core.isotherms import DEFAULT_ISOTHERMS_C
 from CryoAblationLogic.core.plan import (
     FACES,
+    PROTECTION_DIAMETER_RANGE_MM,
+    PROTECTION_HELD_RANGE_C,
+    PROTECTION_POWER_MAX_W_PER_ML,
     BoundaryCondition,
     Case,
     LineSinkSource,
@@ -501,6 +504,13 @@ def _parse_warm_line(entry: dict, key: str, grid: Grid) -> WarmLineSource:
     for name, point in (("start_mm", start), ("end_mm", end)):
         if not grid.contains_ras(point):
             raise InputError(f"{key}.{name}", "lies outside the grid")
+    _check_held(entry["temperature_c"], f"{key}.temperature_c")
+    low, high = PROTECTION_DIAMETER_RANGE_MM
+    if not low <= entry["diameter_mm"] <= high:
+        raise InputError(
+            f"{key}.diameter_mm",
+            f"{entry['diameter_mm']:g} mm is outside {low:g}–{high:g} mm (warmers: 6–25 mm)",
+        )
     return WarmLineSource(
         start, end, float(entry["diameter_mm"]), float(entry["temperature_c"]), name=entry.get("name")
     )
@@ -515,8 +525,26 @@ def _parse_warm_region(entry: dict, key: str) -> WarmRegionSource:
         )
     named = {"name": entry.get("name"), "purpose": entry.get("purpose")}
     if "temperature_c" in entry:
+        _check_held(entry["temperature_c"], f"{key}.temperature_c")
         return WarmRegionSource(entry["label"], temperature_c=float(entry["temperature_c"]), **named)
+    if not 0.0 < entry["power_w_per_ml"] <= PROTECTION_POWER_MAX_W_PER_ML:
+        raise InputError(
+            f"{key}.power_w_per_ml",
+            f"{entry['power_w_per_ml']:g} W/ml is outside 0–{PROTECTION_POWER_MAX_W_PER_ML:g} W/ml (above 0; "
+            "warm-saline infusion brings a few W/ml)",
+        )
     return WarmRegionSource(entry["label"], power_w_per_ml=float(entry["power_w_per_ml"]), **named)
+
+
+def _check_held(value: float, key: str) -> None:
+    """A protection measure's held temperature, within the range that warms without burning."""
+    low, high = PROTECTION_HELD_RANGE_C
+    if not low <= value <= high:
+        raise InputError(
+            key,
+            f"{value:g} °C is outside {low:g}–{high:g} °C: below {low:g} °C a warming measure cools the "
+            f"structure it should spare, from {high:g} °C it burns tissue",
+        )
 
 
 def _parse_protocol(data, probe_names: list[str]) -> list[ProtocolStep]:

@@ -32,6 +32,11 @@ import numpy as np
 
 from CryoAblationLogic.core.errors import InputError
 from CryoAblationLogic.core.grid import Grid
+from CryoAblationLogic.core.plan import (
+    PROTECTION_DIAMETER_RANGE_MM,
+    PROTECTION_HELD_RANGE_C,
+    PROTECTION_POWER_MAX_W_PER_ML,
+)
 from CryoAblationLogic.scene import inputs, probes
 from CryoAblationLogic.scene import parameters as P
 
@@ -44,13 +49,11 @@ SKIN_WARMING = "skin_warming"
 KINDS = (WARM_CATHETER, WARM_FLUID, SKIN_WARMING)
 KIND_LABELS = {WARM_CATHETER: "Warm catheter", WARM_FLUID: "Warm-fluid region", SKIN_WARMING: "Skin warming"}
 
-# What the panel accepts (the case format itself allows −200…100 °C, 0–100 W/ml, up to 50 mm):
-# below 30 °C a "warm" measure cools the structure it should spare; from 50 °C it coagulates tissue
-# within minutes. Warm-saline infusion deposits a few W/ml; 10 W/ml boils a pocket in minutes.
-# Urethral warmers are 6–8 mm (18–24 Fr); rectal warmers reach about 25 mm.
-HELD_TEMPERATURE_RANGE_C = (30.0, 50.0)
-HEATING_POWER_MAX_W_PER_ML = 10.0
-CATHETER_DIAMETER_RANGE_MM = (1.0, 30.0)
+# What the panel accepts: the case format's own ranges (core/plan.py says why), checked here
+# against the panel's fields so that a message points at the widget to fix.
+HELD_TEMPERATURE_RANGE_C = PROTECTION_HELD_RANGE_C
+HEATING_POWER_MAX_W_PER_ML = PROTECTION_POWER_MAX_W_PER_ML
+CATHETER_DIAMETER_RANGE_MM = PROTECTION_DIAMETER_RANGE_MM
 # Field names as the panel labels them, so that a message points at the widget to fix.
 FIELD_LINE = "Catheter line"
 FIELD_DIAMETER = "Catheter diameter (mm)"

@@ -118,3 +118,33 @@ def test_protection_input_errors_name_the_key():
             [{"type": "warm_line", "start_mm": [5, 0, -9], "end_mm": [5, 0, 9], "temperature_c": 40}],
             (5, 0, 0),
         )
+
+
+@pytest.mark.parametrize(
+    ("source", "key", "words"),
+    [
+        # a "warmer" below freezing would grow the ice it is meant to stop (a sign slip: −42 for 42)
+        ({"temperature_c": -42.0}, "temperature_c", "cools the structure it should spare"),
+        ({"temperature_c": 20.0}, "temperature_c", "outside 30–50 °C"),
+        ({"temperature_c": 80.0}, "temperature_c", "burns tissue"),
+        ({"diameter_mm": 0.5}, "diameter_mm", "outside 1–30 mm"),
+    ],
+)
+def test_a_warm_catheter_outside_what_warms_without_burning_is_refused_by_key(source, key, words):
+    line = {"type": "warm_line", "start_mm": [5, 0, -9], "end_mm": [5, 0, 9], "diameter_mm": 7.0}
+    with pytest.raises(InputError, match=words) as raised:
+        _case({"tissue": "muscle"}, 0.0, [{**line, "temperature_c": 42.0, **source}], (5, 0, 0))
+    assert raised.value.key == f"sources[0].{key}"
+
+
+def test_a_warm_region_outside_what_warms_without_burning_is_refused_by_key():
+    labels = np.ones(tuple(_grid()["size"]), np.uint8)
+    labels[:3] = 2
+    tissue = {"tissue_map": {"labelmap": "labels.nrrd", "labels": {"1": "muscle", "2": "saline"}}}
+    for source, key in (
+        ({"temperature_c": -5.0}, "temperature_c"),
+        ({"power_w_per_ml": 50.0}, "power_w_per_ml"),
+    ):
+        with pytest.raises(InputError) as raised:
+            _case(tissue, 0.0, [{"type": "warm_region", "label": 2, **source}], (5, 0, 0), labels)
+        assert raised.value.key == f"sources[0].{key}"
