@@ -312,6 +312,7 @@ def _critical_metrics(
         value = -deepest
         if reached:
             value = min(value, 0.0)  # a frozen voxel centre touches the ice whatever its surface says
+        value += 0.0  # −0.0 (the negated 0 of a touching surface) would print as "-0.0 mm"
     return CriticalStructureMetrics(
         name=name,
         lowest_temperature_c=lowest,
