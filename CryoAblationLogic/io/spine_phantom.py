@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from CryoAblationLogic.core.grid import Grid
-from CryoAblationLogic.io.phantom import Phantom
+from CryoAblationLogic.io.phantom import Phantom, demo_protocol
 
 # label: (segment name, material, role)
 LABELS: dict[int, tuple[str, str, str]] = {
@@ -144,3 +144,46 @@ def spine_probe_plan() -> list[dict]:
             }
         )
     return probes
+
+
+# critical structure types (safety margins, docs/metrics-format.md) of the phantom's labels
+_CRITICAL_TYPES = {5: "cord", 7: "nerve"}
+
+
+def build_spine_case(spacing_mm: float = 1.0, phantom: Phantom | None = None) -> tuple[dict, np.ndarray]:
+    """The spine phantom as a case (case-file dict, label volume): the whole field of view, the
+    two-needle plan of :func:`spine_probe_plan`, the renal demo's 10-8-10 protocol (a
+    freeze–thaw–freeze as used in bone), tumour, cord and nerve root as target and critical
+    structures. It shows the site's warnings: the tumour reaches the nerve root's exit, so ice
+    that covers it freezes the root, which a plan would protect (thermal protection, README)."""
+    phantom = phantom or make_spine_phantom(spacing_mm)
+    data = {
+        "format": "cryoablation-case/1",
+        "name": "spine phantom: vertebral-body tumour by the canal, two 17 G needles, 10-8-10",
+        "grid": phantom.grid.to_dict(),
+        "initial_temperature_c": 37.0,
+        "tissue_map": {"labelmap": "labels.nrrd", "labels": phantom.material_map()},
+        "probes": spine_probe_plan(),
+        "protocol": demo_protocol(),
+        # a thermocouple in the epidural space between the tumour and the cord, where one is put
+        "sensors": [{"name": "Epidural", "position_mm": _epidural_point()}],
+        "structures": [
+            {
+                "label": label,
+                "name": name,
+                "role": role,
+                **({"type": _CRITICAL_TYPES[label]} if label in _CRITICAL_TYPES else {}),
+            }
+            for label, (name, _material, role) in sorted(phantom.label_info.items())
+            if role != "organ"
+        ],
+    }
+    return data, phantom.labels
+
+
+def _epidural_point() -> list[float]:
+    """The canal's edge (in the CSF, 1 mm inside it) on the line from its axis to the tumour's centre."""
+    towards = np.subtract(TUMOR_CENTER_MM[:2], CANAL_AXIS_XY_MM)
+    towards = towards / np.linalg.norm(towards)
+    x, y = np.asarray(CANAL_AXIS_XY_MM) + (CANAL_RADIUS_MM - 1.0) * towards
+    return [round(float(x), 2), round(float(y), 2), float(TUMOR_CENTER_MM[2])]

@@ -6,7 +6,7 @@ import numpy as np
 
 from CryoAblationLogic.io import phantom as renal
 from CryoAblationLogic.io import spine_phantom as spine
-from CryoAblationLogic.io.case_file import parse_case
+from CryoAblationLogic.io.case_file import load_case, parse_case
 from CryoAblationLogic.physics.materials import load_material_library
 from CryoAblationLogic.physics.simulation import preview
 
@@ -56,3 +56,28 @@ def test_the_spine_plan_runs_and_freezes_the_tumour():
     result = preview(case, spacing_mm=2.0, duration_s=600.0)
     frozen = result.temperature_final <= 0.0
     assert frozen[ph.labels == 4].mean() > 0.5  # most of the tumour is inside the ice after 10 min
+
+
+def test_the_phantom_command_writes_the_spine_case_and_it_warns_of_cord_and_nerve_root(tmp_path, capsys):
+    from CryoAblationLogic.cli.main import main
+    from CryoAblationLogic.io.volumes import read_nrrd
+
+    out = tmp_path / "spine"
+    assert main(["phantom", "--site", "spine", "--spacing-mm", "3", "--out", str(out)]) == 0
+    case = load_case(out / "case.cryo.json")
+    image, image_grid = read_nrrd(out / "phantom_image.nrrd")
+    assert image_grid == case.grid and image.shape == case.tissue_labels.shape
+    kinds = {s.name: (s.role, s.kind) for s in case.structures}
+    assert kinds == {
+        "Tumor": ("target", None),
+        "Spinal cord": ("critical", "cord"),
+        "Nerve root": ("critical", "nerve"),
+    }
+    assert [s.name for s in case.sensors] == ["Epidural"]
+    capsys.readouterr()
+    result = tmp_path / "result"
+    assert main(["simulate", str(out / "case.cryo.json"), "--out", str(result), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    # the tumour reaches the root's exit and lies 4 mm from the canal: ice that covers it says so
+    assert "Nerve root" in printed and "Spinal cord" in printed
+    assert (result / "metrics.json").is_file() and (result / "report.pdf").is_file()
