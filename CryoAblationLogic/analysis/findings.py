@@ -4,7 +4,8 @@ Severities, highest first (the order every list of warnings is shown in):
 
 - ``critical``: a critical structure is frozen, or reaches a lethal temperature;
 - ``high``: the ice edge comes within a critical structure's safety margin;
-- ``medium``: the lethal zone does not cover the target with its margin;
+- ``medium``: the lethal zone does not cover the target with its margin, or a protection measure
+  warms the target or a probe's freezing segment;
 - ``note``: probe placement notes (spacing, shafts, active segments outside the target).
 """
 

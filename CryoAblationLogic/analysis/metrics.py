@@ -38,6 +38,7 @@ from CryoAblationLogic.analysis.placement import (
     probe_geometry,
     probe_warnings,
 )
+from CryoAblationLogic.analysis.protection_checks import protection_notes
 from CryoAblationLogic.analysis.safety import SafetyRules, safety_warnings
 
 __all__ = [
@@ -64,6 +65,7 @@ __all__ = [
     "plan_warnings",
     "probe_geometry",
     "probe_warnings",
+    "protection_notes",
     "safety_warnings",
 ]
 
@@ -109,13 +111,17 @@ def plan_warnings(
     *,
     rules: SafetyRules | None = None,
     structure_types: Mapping[str, str] | None = None,
+    sources=(),
+    labels: np.ndarray | None = None,
 ) -> list[PlanWarning]:
     """Every warning of a plan, highest severity first (:func:`.safety.safety_warnings` with the
-    placement notes of the probes): what the panel, the record and ``metrics.json`` list. Each has
-    ``severity``, ``rule``, ``structure``, ``value``, ``threshold``, ``unit`` and ``message``."""
+    placement notes of the probes and the checks of its protection measures, ``sources`` with the
+    tissue ``labels`` their regions name): what the panel, the record and ``metrics.json`` list.
+    Each has ``severity``, ``rule``, ``structure``, ``value``, ``threshold``, ``unit`` and ``message``."""
     notes = (
         placement_notes(probes, catalog, target_mask, critical_masks, vessel_masks, grid) if probes else []
     )
+    notes += protection_notes(sources, probes, catalog, target_mask, labels, grid)
     return safety_warnings(metrics, rules, structure_types=structure_types, placement=notes)
 
 

@@ -470,6 +470,11 @@ def _parse_probes(data, grid: Grid, catalog: dict) -> list[ProbeSpec]:
     return probes
 
 
+def parse_sources(data, grid: Grid) -> list:
+    """A case's ``sources`` (entries the schema checked) as the plan's source objects."""
+    return _parse_sources(data, grid)
+
+
 def _parse_sources(data, grid: Grid) -> list:
     sources: list = []
     for index, entry in enumerate(data or []):

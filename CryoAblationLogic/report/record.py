@@ -134,7 +134,17 @@ def write_result_record(
         result.min_temperature, grid, target, levels, critical, ice_edge_c=rules.ice_edge_c
     )
     warnings = plan_warnings(
-        metrics, case.probes, catalog, target, critical, vessels, grid, rules=rules, structure_types=types
+        metrics,
+        case.probes,
+        catalog,
+        target,
+        critical,
+        vessels,
+        grid,
+        rules=rules,
+        structure_types=types,
+        sources=case.sources,
+        labels=case.tissue_labels,
     )
     case_id = case.name or "unnamed case"
     protections = protection_summaries(case, result.min_temperature, grid, critical)

@@ -17,6 +17,7 @@ import numpy as np
 
 from CryoAblationLogic.analysis import metrics as plan_metrics
 from CryoAblationLogic.analysis.safety import structure_type
+from CryoAblationLogic.io.case_file import parse_sources
 from CryoAblationLogic.physics.probes import load_probe_catalog
 from CryoAblationLogic.scene import parameters as P
 from CryoAblationLogic.scene.case_io import LABELMAP_KEY, SceneCase, build_case
@@ -146,6 +147,15 @@ def show_plan_result(
         scene_case.data["probes"], catalog, target, critical, vessels, result.grid
     )
     probe_warnings = [note.message for note in notes]
+    if scene_case.data.get("sources"):  # the protection measures, as the case the solver ran holds them
+        notes += plan_metrics.protection_notes(
+            parse_sources(scene_case.data["sources"], scene_case.grid),
+            scene_case.data["probes"],
+            catalog,
+            target,
+            scene_case.arrays.get(LABELMAP_KEY),
+            result.grid,
+        )
     # The safety rules by clinical severity (the same as the report and metrics.json), with the
     # placement notes computed once above: each critical segment's type (bowel, nerve, …) is read
     # from its name, which sets its safety margin.

@@ -361,3 +361,5 @@ def test_a_simulated_plan_with_a_warm_pocket_reports_it_with_the_bowel_beside_it
     assert near["Bowel"]["distance_mm"] <= 6.0  # 2 mm apart, within a 3 mm voxel or two
     page = (tmp_path / "report" / "report.html").read_text(encoding="utf-8")
     assert "<h2>Thermal protection</h2>" in page and "<td>held at 40 °C</td>" in page
+    # a pocket beside the bowel, clear of the tumour and the probes, is where a pocket belongs
+    assert not [w for w in metrics["warnings"] if w["rule"].startswith("protection_")]
