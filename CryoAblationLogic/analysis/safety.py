@@ -218,14 +218,15 @@ def safety_warnings(
                 )
             )
         elif lethal and item.min_margin_mm is not None and item.min_margin_mm < rules.ablative_margin_mm:
+            # Part of the target stays warmer where the surface dips inside it or, within the
+            # surface's half-voxel accuracy, where some of its volume does: both are the graver case.
+            missed = item.min_margin_mm < 0 or item.target_coverage_percent < 100.0
             coverage = (
-                f" ({item.target_coverage_percent:.1f} % of the target covered)"
-                if item.min_margin_mm < 0
-                else ""
+                f" ({percent_text(item.target_coverage_percent)} % of the target covered)" if missed else ""
             )
             warnings.append(
                 PlanWarning(
-                    "high" if item.min_margin_mm < 0 else "medium",  # missing tumour is worse
+                    "high" if missed else "medium",  # missing tumour is worse
                     "lethal_margin_short",
                     "target",
                     item.min_margin_mm,
@@ -245,7 +246,7 @@ def safety_warnings(
                     100.0,
                     "%",
                     f"The {level:g} °C isotherm does not cover the target: "
-                    f"{item.target_coverage_percent:.1f} % covered, "
+                    f"{percent_text(item.target_coverage_percent)} % covered, "
                     f"misses by up to {-item.min_margin_mm:.1f} mm",
                 )
             )
@@ -264,6 +265,16 @@ def safety_warnings(
             )
     warnings.extend(placement)
     return by_severity(warnings)
+
+
+def percent_text(value: float) -> str:
+    """A percentage to 0.1 that never reads 100.0 short of 100 or 0.0 above 0: a target 99.99 %
+    covered is not covered, and "100.0 %" beside a warning that it is not would contradict it."""
+    if 99.95 <= value < 100.0:
+        return "> 99.9"
+    if 0.0 < value < 0.05:
+        return "< 0.1"
+    return f"{value:.1f}"
 
 
 def _number(value: object, key: str, minimum: float | None = None) -> float:

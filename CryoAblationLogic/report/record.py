@@ -28,7 +28,7 @@ from CryoAblationLogic.analysis.findings import PlanWarning, by_severity
 from CryoAblationLogic.analysis.metrics import plan_warnings
 from CryoAblationLogic.analysis.metrics_file import metrics_document, write_metrics_file
 from CryoAblationLogic.analysis.placement import probe_geometry
-from CryoAblationLogic.analysis.safety import SafetyRules, structure_type
+from CryoAblationLogic.analysis.safety import SafetyRules, percent_text, structure_type
 from CryoAblationLogic.core.about import RESEARCH_USE_NOTE, __version__
 from CryoAblationLogic.core.errors import InputError
 from CryoAblationLogic.core.grid import Grid
@@ -363,11 +363,11 @@ def _isotherm_rows(inputs: RecordInputs) -> list[list[str]]:
         rows.append(
             [
                 f"{item.level_c:g}",
-                _fmt(item.target_coverage_percent),
+                _percent(item.target_coverage_percent),
                 _fmt(item.min_margin_mm),
-                _fmt(item.surface_not_covered_percent),
-                _fmt(item.surface_margin_0_to_5mm_percent),
-                _fmt(item.surface_margin_5mm_or_more_percent),
+                _percent(item.surface_not_covered_percent),
+                _percent(item.surface_margin_0_to_5mm_percent),
+                _percent(item.surface_margin_5mm_or_more_percent),
                 _fmt(item.ice_volume_ml, 2),
                 _fmt(final_ml, 2),
             ]
@@ -413,6 +413,10 @@ def _min_s(seconds: float) -> str:
     """m:ss, the one time format of the record's tables (charts are in minutes)."""
     total = round(float(seconds))
     return f"{total // 60}:{total % 60:02d}"
+
+
+def _percent(value: float | None) -> str:
+    return "—" if value is None or not math.isfinite(value) else percent_text(value)
 
 
 def _fmt(value: float | None, digits: int = 1) -> str:

@@ -20,6 +20,7 @@ from CryoAblationLogic.analysis.safety import (
     DEFAULT_STRUCTURE_MARGINS_MM,
     SafetyRules,
     load_rules,
+    percent_text,
     rules_from_dict,
     safety_warnings,
     structure_type,
@@ -74,6 +75,28 @@ def test_a_lethal_zone_missing_part_of_the_target_is_high(shapes):
     warnings = safety_warnings(plan(shapes, 20.0, 35.0))  # −40 °C at 6.7 mm inside a 10 mm target
     margin = next(w for w in warnings if w.rule == "lethal_margin_short")
     assert margin.severity == "high" and margin.value < 0 and "% of the target covered" in margin.message
+
+
+def test_a_lethal_zone_that_leaves_any_of_the_target_warmer_is_high_even_with_a_positive_margin(shapes):
+    # The margin is measured on the target's surface to half a voxel; the coverage counts its
+    # volume. Where a sliver of the volume stays warmer the surface may still read a small positive
+    # margin: the target is not covered, and the warning says so as it does for a negative margin.
+    from dataclasses import replace
+
+    metrics = plan(shapes, 25.0, 35.0)  # −40 °C at 11.7 mm: a 1.7 mm margin, all covered
+    lethal = next(i for i in metrics.isotherms if i.level_c == -40.0)
+    assert lethal.target_coverage_percent == 100.0 and lethal.min_margin_mm > 0
+    sliver = replace(lethal, target_coverage_percent=99.987)
+    nearly = replace(metrics, isotherms=[sliver if i is lethal else i for i in metrics.isotherms])
+    margin = next(w for w in safety_warnings(nearly) if w.rule == "lethal_margin_short")
+    assert margin.severity == "high" and margin.value > 0
+    assert "(> 99.9 % of the target covered)" in margin.message  # never "100.0 %" short of 100
+
+
+def test_percentages_never_round_to_the_whole_or_to_nothing():
+    assert [percent_text(v) for v in (100.0, 99.987, 99.94, 0.0, 0.01, 12.34)] == [
+        "100.0", "> 99.9", "99.9", "0.0", "< 0.1", "12.3",
+    ]  # fmt: skip
 
 
 def test_the_safety_margin_follows_the_structure_type(shapes):
