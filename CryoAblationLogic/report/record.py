@@ -39,6 +39,9 @@ from CryoAblationLogic.report.record_template import RECORD_TEMPLATE
 
 HTML_NAME = "report.html"
 PDF_NAME = "report.pdf"
+# The finest grid the benchmark plan needs for isotherm volumes within 3 % of a 0.5 mm grid's
+# (docs/physics.md, "The grid"): coarser grids give a first look, and the record says so.
+DECISION_SPACING_MM = 1.0
 
 
 @dataclass
@@ -193,29 +196,70 @@ def solver_settings(case, result) -> list[tuple[str, str]]:
     spacing = " × ".join(f"{s:g}" for s in grid.spacing_mm)
     size = " × ".join(str(n) for n in grid.size)
     origin = ", ".join(f"{v:.1f}" for v in grid.origin_mm)
+    coarse = (
+        f" (coarser than {DECISION_SPACING_MM:g} mm: a first look; use {DECISION_SPACING_MM:g} mm or finer "
+        "for decisions, docs/physics.md)"
+        if max(grid.spacing_mm) > DECISION_SPACING_MM + 1e-9
+        else ""
+    )
+    named = {s.label: s.name for s in getattr(case, "structures", ())}
     rows = [
-        ("Grid", f"{size} voxels of {spacing} mm, first voxel centre at ({origin}) RAS mm"),
+        ("Grid", f"{size} voxels of {spacing} mm, first voxel centre at ({origin}) RAS mm{coarse}"),
         ("Initial temperature", f"{case.initial_temperature_c:g} °C"),
         (
             "Tissue",
             case.tissue
-            or ", ".join(f"{label}: {name}" for label, name in sorted(case.label_materials.items())),
+            or ", ".join(
+                f"{label}{f' ({named[label]})' if label in named else ''}: {name}"
+                for label, name in sorted(case.label_materials.items())
+            ),
         ),
+        *_material_rows(case),
         ("Boundaries", _boundaries_text(case)),
-        ("Simulated time", _min_s(result.simulated_s)),
+        ("Simulated time", f"{_min_s(result.simulated_s)} (min:s)"),
     ]  # fmt: skip
     steps = getattr(result, "steps", None)
     balance = getattr(result, "energy_balance_error", None)
     if steps or balance is not None:
         parts = [
             f"{steps} time steps" if steps else "",
-            f"energy balance error {balance:.1e}" if balance is not None else "",
+            f"energy balance error {balance:.1e} (of the heat exchanged)" if balance is not None else "",
         ]
         rows.append(("Solver", ", ".join(part for part in parts if part)))
+    history = getattr(result, "probe_history", None) or {}
+    if history:
+        rows.append(("Probes, as run", "; ".join(_probe_run_text(name, h) for name, h in history.items())))
     wall_s = getattr(result, "wall_s", None)
     if wall_s is not None:
         rows.append(("Wall time", f"{wall_s:.1f} s"))
     return rows
+
+
+def _material_rows(case) -> list[tuple[str, str]]:
+    """Each material the case's tissue is made of, with the properties the solver used (the
+    library's, or the case's own where it changes them): what the prediction assumes."""
+    used = [case.tissue] if case.tissue else sorted(set(case.label_materials.values()))
+    overrides = getattr(case, "material_overrides", {}) or {}
+    rows = []
+    for name in used:
+        m = case.materials.get(name)
+        if m is None:
+            continue
+        frozen = f"{m.k_frozen:g}" + (f"·(T_s/T)^{m.k_frozen_exponent:g}" if m.k_frozen_exponent else "")
+        text = (
+            f"k {m.k_unfrozen:g} / {frozen} W/(m·K), ρc {m.c_unfrozen / 1e6:.2f} / {m.c_frozen / 1e6:.2f} "
+            f"MJ/(m³·K) unfrozen / frozen; perfusion {m.perfusion:g} W/(m³·K); latent heat "
+            f"{m.latent_heat / 1e6:g} MJ/m³, freezing from {m.t_liquidus_c:g} to {m.t_solidus_c:g} °C"
+        )
+        rows.append((f"Material {name}", text + (" (set by the case)" if name in overrides else "")))
+    return rows
+
+
+def _probe_run_text(name: str, history: Mapping) -> str:
+    surface, power = history.get("surface_c", ()), history.get("power_w", ())
+    parts = [f"surface {float(surface[-1]):.1f} °C at the end" if len(surface) else ""]
+    parts.append(f"peak {float(np.max(power)):.1f} W" if len(power) else "")
+    return f"{name}: " + ", ".join(part for part in parts if part)
 
 
 def _boundaries_text(case) -> str:

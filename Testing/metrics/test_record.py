@@ -19,7 +19,7 @@ from CryoAblationLogic.core.errors import InputError
 from CryoAblationLogic.core.progress import ProgressBar
 from CryoAblationLogic.io.case_file import parse_case, save_case
 from CryoAblationLogic.physics.probes import load_probe_catalog
-from CryoAblationLogic.report.record import write_result_record
+from CryoAblationLogic.report.record import solver_settings, write_result_record
 
 BOWEL_LABEL, TUMOUR_LABEL = 3, 2
 
@@ -62,6 +62,7 @@ def record(shapes, tmp_path_factory):
         energy_balance_error=1e-6, steps=12,
         ice_volume_history={0.0: (t, t / 10), -20.0: (t, t / 20), -40.0: (t, t / 40)},
         sensors={"TC1": (t, 37.0 - t / 2)},
+        probe_history={"P1": {"surface_c": np.array([37.0, -148.26]), "power_w": np.array([0.0, 30.54])}},
     )  # fmt: skip
     out = tmp_path_factory.mktemp("record")
     written = write_result_record(
@@ -99,6 +100,24 @@ def test_the_record_states_what_was_planned_and_how_it_was_computed(record):
         assert fact in page, fact
     # one sentence explains the volumes, once
     assert page.count("Volumes are those at or below each isotherm") == 1
+
+
+def test_the_record_states_what_the_prediction_assumes(record, shapes):
+    page = record["html"]
+    for fact in (
+        "2 (Tumor): tumor", "3 (Bowel): muscle",  # each label's material beside the structure it is
+        "Material kidney", "perfusion 255000 W/(m³·K)", "latent heat", "freezing from -1 to -8 °C",
+        "P1: surface -148.3 °C at the end, peak 30.5 W", "1:30 (min:s)", "(of the heat exchanged)",
+    ):  # fmt: skip
+        assert fact in page, fact
+    assert "a first look" not in page  # a 1 mm grid is fine enough for decisions
+    data, labels = case_data(shapes)
+    data["grid"] = {**data["grid"], "spacing_mm": [2.0, 2.0, 2.0], "size": [31, 31, 31]}
+    coarse = parse_case(data, arrays={"labels.nrrd": labels[::2, ::2, ::2]})
+    (grid_row,) = [
+        value for name, value in solver_settings(coarse, SimpleNamespace(simulated_s=60.0)) if name == "Grid"
+    ]
+    assert "coarser than 1 mm: a first look; use 1 mm or finer for decisions" in grid_row
 
 
 def test_the_warnings_come_first_most_severe_first(record):
