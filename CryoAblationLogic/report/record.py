@@ -229,6 +229,15 @@ def solver_settings(case, result) -> list[tuple[str, str]]:
     history = getattr(result, "probe_history", None) or {}
     if history:
         rows.append(("Probes, as run", "; ".join(_probe_run_text(name, h) for name, h in history.items())))
+    sensors = {
+        name: series for name, series in (getattr(result, "sensors", None) or {}).items() if len(series[1])
+    }
+    if sensors:
+        lowest = []
+        for name, (times, values) in sensors.items():
+            at = int(np.argmin(values))
+            lowest.append(f"{name}: {float(values[at]):.1f} °C at {_min_s(float(times[at]))}")
+        rows.append(("Sensors, lowest predicted", "; ".join(lowest) + " (min:s)"))
     wall_s = getattr(result, "wall_s", None)
     if wall_s is not None:
         rows.append(("Wall time", f"{wall_s:.1f} s"))

@@ -108,6 +108,7 @@ def test_the_record_states_what_the_prediction_assumes(record, shapes):
         "2 (Tumor): tumor", "3 (Bowel): muscle",  # each label's material beside the structure it is
         "Material kidney", "perfusion 255000 W/(m³·K)", "latent heat", "freezing from -1 to -8 °C",
         "P1: surface -148.3 °C at the end, peak 30.5 W", "1:30 (min:s)", "(of the heat exchanged)",
+        "TC1: -8.0 °C at 1:30 (min:s)",  # the sensor's 37 − t/2 at its last sample
     ):  # fmt: skip
         assert fact in page, fact
     assert "a first look" not in page  # a 1 mm grid is fine enough for decisions
