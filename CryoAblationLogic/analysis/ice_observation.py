@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import SimpleITK as sitk
 
-from CryoAblationLogic.core.coordinates import RAS_LPS_FLIP
+from CryoAblationLogic.core.coordinates import RAS_LPS_FLIP, distances_to_segment
 from CryoAblationLogic.core.errors import InputError
 from CryoAblationLogic.core.grid import Grid
 from CryoAblationLogic.core.plan import ProbeSpec
@@ -161,17 +161,10 @@ def _voxel_points(shape, ijk_to_ras: np.ndarray) -> np.ndarray:
     return (ijk @ np.asarray(ijk_to_ras, float).T)[:, :3]
 
 
-def _segment_distance(points: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
-    axis = end - start
-    length2 = float(axis @ axis)
-    t = np.zeros(len(points)) if length2 == 0 else np.clip(((points - start) @ axis) / length2, 0.0, 1.0)
-    return np.linalg.norm(points - (start + t[:, None] * axis), axis=1)
-
-
 def _distance_to(points: np.ndarray, segments: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
     distance = np.full(len(points), np.inf)
     for start, end in segments:
-        distance = np.minimum(distance, _segment_distance(points, start, end))
+        distance = np.minimum(distance, distances_to_segment(points, start, end))
     return distance
 
 
@@ -194,7 +187,7 @@ def _trace_distance(points: np.ndarray, segments, ijk_to_ras: np.ndarray, reach_
                 continue
         ends = [start + t * (end - start) for t in (t0, t1)]
         p0, p1 = (p - ((p - origin) @ normal) * normal for p in ends)
-        distance = np.minimum(distance, _segment_distance(points, p0, p1))
+        distance = np.minimum(distance, distances_to_segment(points, p0, p1))
     return distance
 
 

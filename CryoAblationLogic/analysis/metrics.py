@@ -113,15 +113,17 @@ def plan_warnings(
     structure_types: Mapping[str, str] | None = None,
     sources=(),
     labels: np.ndarray | None = None,
+    region_names: Mapping[int, str] | None = None,
 ) -> list[PlanWarning]:
     """Every warning of a plan, highest severity first (:func:`.safety.safety_warnings` with the
-    placement notes of the probes and the checks of its protection measures, ``sources`` with the
-    tissue ``labels`` their regions name): what the panel, the record and ``metrics.json`` list.
-    Each has ``severity``, ``rule``, ``structure``, ``value``, ``threshold``, ``unit`` and ``message``."""
+    placement notes of the probes and the checks of its protection measures: ``sources``, the
+    tissue ``labels`` their regions name, ``region_names`` the structures by label): what the
+    panel, the record and ``metrics.json`` list. Each has ``severity``, ``rule``, ``structure``,
+    ``value``, ``threshold``, ``unit`` and ``message``."""
     notes = (
         placement_notes(probes, catalog, target_mask, critical_masks, vessel_masks, grid) if probes else []
     )
-    notes += protection_notes(sources, probes, catalog, target_mask, labels, grid)
+    notes += protection_notes(sources, probes, catalog, target_mask, labels, grid, region_names)
     return safety_warnings(metrics, rules, structure_types=structure_types, placement=notes)
 
 

@@ -27,8 +27,9 @@ from CryoAblationLogic.analysis.placement import (
     _segment_distance,
     probe_geometry,
 )
+from CryoAblationLogic.core.coordinates import distances_to_segment
 from CryoAblationLogic.core.grid import Grid
-from CryoAblationLogic.core.plan import WarmLineSource, WarmRegionSource
+from CryoAblationLogic.core.plan import WarmLineSource, WarmRegionSource, protection_names, warming_text
 
 # A catheter wall nearer a freezing segment than this warms the probe's own ice: a 17 G probe's
 # ice is a few millimetres thick within the first minute.
@@ -42,24 +43,24 @@ def protection_notes(
     target_mask: np.ndarray | None,
     labels: np.ndarray | None,
     grid: Grid,
+    region_names: Mapping[int, str] | None = None,
 ) -> list[PlanWarning]:
     """The warnings of the case's protection measures (``sources``: its ``warm_line`` and
-    ``warm_region`` entries; other sources are not protection and are passed over)."""
+    ``warm_region`` entries; other sources are not protection and are passed over), each named as
+    the record names it (``region_names``: a warm region's structure by label)."""
     geometries = [probe_geometry(probe, catalog, key=f"probes[{n}]") for n, probe in enumerate(probes)]
     voxel_ml = grid.voxel_volume_mm3 / 1000.0
     warnings: list[PlanWarning] = []
-    for number, source in enumerate(sources, start=1):
+    for source, name in zip(sources, protection_names(sources, region_names), strict=True):
         if isinstance(source, WarmLineSource):
-            name = source.name or f"Warm catheter {number}"
             start, end = np.asarray(source.start_mm, float), np.asarray(source.end_mm, float)
             radius = 0.5 * source.diameter_mm
+            warming = warming_text(source.temperature_c, None)
             if target_mask is not None and target_mask.any():
                 centres = grid.index_to_ras(np.argwhere(target_mask).astype(float))
-                inside = int(np.count_nonzero(_distances_to_segment(centres, start, end) <= radius))
+                inside = int(np.count_nonzero(distances_to_segment(centres, start, end) <= radius))
                 if inside:
-                    warnings.append(
-                        _in_target(name, inside * voxel_ml, f"held at {source.temperature_c:g} °C")
-                    )
+                    warnings.append(_in_target(name, inside * voxel_ml, warming))
             for probe in geometries:
                 tip, far = probe.active_segment_mm()
                 probe_radius = 0.5 * probe.diameter_mm if np.isfinite(probe.diameter_mm) else 0.0
@@ -78,13 +79,8 @@ def protection_notes(
                         )
                     )
         elif isinstance(source, WarmRegionSource) and labels is not None:
-            name = source.name or f"Warm region {number}"
             region = labels == source.label
-            warming = (
-                f"held at {source.temperature_c:g} °C"
-                if source.temperature_c is not None
-                else f"heated at {source.power_w_per_ml:g} W/ml"
-            )
+            warming = warming_text(source.temperature_c, source.power_w_per_ml)
             if target_mask is not None:
                 inside = int(np.count_nonzero(region & target_mask))
                 if inside:
@@ -121,9 +117,3 @@ def _in_target(name: str, volume_ml: float, warming: str) -> PlanWarning:
         "ml",
         f"{name} takes in {volume_ml:.2f} ml of the target ({warming}): that tissue cannot freeze",
     )
-
-
-def _distances_to_segment(points: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
-    direction = end - start
-    t = np.clip((points - start) @ direction / float(direction @ direction), 0.0, 1.0)
-    return np.linalg.norm(points - (start + t[:, None] * direction), axis=1)

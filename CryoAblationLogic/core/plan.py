@@ -5,6 +5,7 @@ one simulation case, as plain dataclasses. Reading and writing case files is
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -172,6 +173,34 @@ class WarmRegionSource:
         if self.power_w_per_ml is not None:
             data["power_w_per_ml"] = self.power_w_per_ml
         return data
+
+
+def warming_text(temperature_c: float | None, power_w_per_ml: float | None) -> str:
+    """How a protection measure warms, in words (the panel's table, the record, the warnings)."""
+    if temperature_c is not None:
+        return f"held at {temperature_c:g} °C"
+    return f"heated at {power_w_per_ml:g} W/ml"
+
+
+def protection_names(sources, region_names: Mapping[int, str] | None = None) -> list[str | None]:
+    """The name of each of ``sources`` that is a protection measure (None for the others): its own
+    name, else a warm region's structure (``region_names``: label → name), else "Warm catheter n" /
+    "Warm region n", numbered by kind, so that the record's table and the warnings call an unnamed
+    measure alike."""
+    names: list[str | None] = []
+    counts = {WarmLineSource: 0, WarmRegionSource: 0}
+    for source in sources:
+        kind = type(source)
+        if kind not in counts:
+            names.append(None)
+            continue
+        counts[kind] += 1
+        if kind is WarmLineSource:
+            names.append(source.name or f"Warm catheter {counts[kind]}")
+        else:
+            region = (region_names or {}).get(source.label)
+            names.append(source.name or region or f"Warm region {counts[kind]}")
+    return names
 
 
 @dataclass(frozen=True)

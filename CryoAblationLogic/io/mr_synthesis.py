@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from CryoAblationLogic.core.coordinates import RAS_LPS_FLIP
+from CryoAblationLogic.core.coordinates import RAS_LPS_FLIP, distances_to_segment
 from CryoAblationLogic.core.errors import InputError
 from CryoAblationLogic.core.grid import Grid
 from CryoAblationLogic.core.plan import ProbeSpec
@@ -187,12 +187,6 @@ def _sample(array: np.ndarray, grid: Grid, reference, shift_ras: np.ndarray, def
     return sitk.GetArrayFromImage(out).transpose(2, 1, 0)
 
 
-def _segment_distance(points: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
-    axis = end - start
-    t = np.clip(((points - start) @ axis) / float(axis @ axis), 0.0, 1.0)
-    return np.linalg.norm(points - (start + t[:, None] * axis), axis=1)
-
-
 def _profile(thickness_samples: int) -> np.ndarray:
     """Weights of the slice profile at ``thickness_samples`` positions spanning ±0.7 thickness:
     flat to ±0.35, falling linearly to zero at ±0.7 (full width at half maximum = thickness)."""
@@ -269,7 +263,7 @@ def _render(
         body = points[:, :3] - shift
         void = np.ones(ii.size)
         for probe in probes:
-            d = _segment_distance(body, np.asarray(probe.tip_mm, float), np.asarray(probe.entry_mm, float))
+            d = distances_to_segment(body, np.asarray(probe.tip_mm, float), np.asarray(probe.entry_mm, float))
             void *= np.clip((d - probe_void_radius_mm) / _PROBE_VOID_EDGE_MM + 0.5, 0.0, 1.0)
         signal = signal * void.reshape(fine_size)
     # Average the sub-samples of each voxel with their weights (in plane: box; across: profile).

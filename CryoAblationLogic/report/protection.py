@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import SimpleITK as sitk
 
+from CryoAblationLogic.core.coordinates import distances_to_segment
 from CryoAblationLogic.core.grid import Grid
-from CryoAblationLogic.core.plan import WarmLineSource, WarmRegionSource
+from CryoAblationLogic.core.plan import WarmLineSource, WarmRegionSource, protection_names, warming_text
 
 NEAR_MM = 20.0  # a structure this close is one the measure is meant to spare (or may fail to)
 
@@ -52,9 +53,7 @@ class ProtectionSummary:
 
     @property
     def warming_text(self) -> str:
-        if self.temperature_c is not None:
-            return f"held at {self.temperature_c:g} °C"
-        return f"heated at {self.power_w_per_ml:g} W/ml"
+        return warming_text(self.temperature_c, self.power_w_per_ml)
 
     def to_dict(self) -> dict:
         data: dict = {"type": self.type, "measure": self.measure, "name": self.name, "where": self.where}
@@ -78,11 +77,8 @@ def protection_summaries(
     summaries = []
     lowest = np.asarray(min_temperature)
     structure_names = {structure.label: structure.name for structure in getattr(case, "structures", ())}
-    warm_lines = warm_regions = 0
-    for source in case.sources:
+    for source, name in zip(case.sources, protection_names(case.sources, structure_names), strict=True):
         if isinstance(source, WarmLineSource):
-            warm_lines += 1
-            name = source.name or f"Warm catheter {warm_lines}"
             start = ", ".join(f"{v:.1f}" for v in source.start_mm)
             end = ", ".join(f"{v:.1f}" for v in source.end_mm)
             where = f"from ({start}) to ({end}) RAS mm, Ø {source.diameter_mm:g} mm"
@@ -92,10 +88,8 @@ def protection_summaries(
             kind, measure = "warm_line", MEASURES["warm_line"]
             mask = _line_mask(grid, source)
         elif isinstance(source, WarmRegionSource):
-            warm_regions += 1
             material = case.label_materials.get(source.label, "?")
             region_name = structure_names.get(source.label)
-            name = source.name or region_name or f"Warm region {warm_regions}"
             where = f"tissue-map label {source.label} ({region_name + ', ' if region_name else ''}{material})"
             region = _region_mask(case, source.label, grid)
             distances = (
@@ -132,10 +126,9 @@ def _voxel_points(mask: np.ndarray, grid: Grid) -> np.ndarray:
 def _distance_to_line(mask: np.ndarray, grid: Grid, source: WarmLineSource) -> float:
     """From the catheter's wall to the nearest voxel centre of ``mask`` (0 where it lies inside)."""
     points = _voxel_points(mask, grid)
-    start, end = np.asarray(source.start_mm, float), np.asarray(source.end_mm, float)
-    axis = end - start
-    s = np.clip(((points - start) @ axis) / (axis @ axis), 0.0, 1.0)
-    to_axis = np.linalg.norm(points - start - s[:, None] * axis, axis=1)
+    to_axis = distances_to_segment(
+        points, np.asarray(source.start_mm, float), np.asarray(source.end_mm, float)
+    )
     return float(max(0.0, to_axis.min() - 0.5 * source.diameter_mm))
 
 
@@ -151,10 +144,8 @@ def _line_mask(grid: Grid, source: WarmLineSource) -> np.ndarray:
     if np.any(hi <= lo):
         return mask
     x, y, z = np.meshgrid(*[grid.axis_mm(a)[lo[a] : hi[a]] for a in range(3)], indexing="ij")
-    relative = np.stack([x, y, z], axis=-1) - start
-    axis = end - start
-    s = np.clip((relative @ axis) / (axis @ axis), 0.0, 1.0)
-    inside = np.linalg.norm(relative - s[..., None] * axis, axis=-1) <= radius
+    centres = np.stack([x.ravel(), y.ravel(), z.ravel()], axis=1)
+    inside = distances_to_segment(centres, start, end).reshape(x.shape) <= radius
     mask[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = inside
     return mask
 

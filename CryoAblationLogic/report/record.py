@@ -148,6 +148,7 @@ def write_result_record(
         structure_types=types,
         sources=case.sources,
         labels=case.tissue_labels,
+        region_names={structure.label: structure.name for structure in case.structures},
     )
     case_id = case.name or "unnamed case"
     protections = protection_summaries(case, result.min_temperature, grid, critical)

@@ -36,6 +36,7 @@ from CryoAblationLogic.core.plan import (
     PROTECTION_DIAMETER_RANGE_MM,
     PROTECTION_HELD_RANGE_C,
     PROTECTION_POWER_MAX_W_PER_ML,
+    warming_text,
 )
 from CryoAblationLogic.scene import inputs, probes
 from CryoAblationLogic.scene import parameters as P
@@ -82,9 +83,7 @@ class Protection:
 
     @property
     def warming_text(self) -> str:
-        if self.temperature_c is not None:
-            return f"held at {self.temperature_c:g} °C"
-        return f"heated at {self.power_w_per_ml:g} W/ml"
+        return warming_text(self.temperature_c, self.power_w_per_ml)
 
 
 # -- the parameter node ----------------------------------------------------------------------

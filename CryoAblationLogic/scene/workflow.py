@@ -155,6 +155,7 @@ def show_plan_result(
             target,
             scene_case.arrays.get(LABELMAP_KEY),
             result.grid,
+            {label: segment.name for label, segment in scene_case.label_segments.items()},
         )
     # The safety rules by clinical severity (the same as the report and metrics.json), with the
     # placement notes computed once above: each critical segment's type (bowel, nerve, …) is read

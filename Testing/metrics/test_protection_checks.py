@@ -11,7 +11,9 @@ import pytest
 
 from CryoAblationLogic.analysis.protection_checks import PROBE_CLEARANCE_MM, protection_notes
 from CryoAblationLogic.cli.main import main
+from CryoAblationLogic.core.plan import protection_names
 from CryoAblationLogic.io.case_file import parse_case, save_case
+from CryoAblationLogic.report.protection import protection_summaries
 
 TUMOUR, POCKET = 2, 3
 # P1 along z at x = −5: its freezing segment runs from z = −12 + tip length up the shaft
@@ -87,3 +89,15 @@ def test_the_record_lists_a_catheter_at_a_probe_among_its_warnings(shapes, tmp_p
     assert "Urethral warmer crosses P1's freezing segment" in capsys.readouterr().out
     warnings = json.loads((tmp_path / "r" / "metrics.json").read_text(encoding="utf-8"))["warnings"]
     assert {"protection_at_probe", "protection_in_target"} <= {w["rule"] for w in warnings}
+
+
+def test_an_unnamed_measure_is_called_in_the_warnings_as_the_record_calls_it(shapes):
+    beside = {"type": "warm_region", "label": POCKET, "temperature_c": 40.0}
+    through = {k: v for k, v in _line(6.0).items() if k != "name"}
+    case = _case(shapes, [beside, through])
+    (note,) = _notes(case)
+    # the record numbers catheters and regions each on their own: the first catheter is "1"
+    assert note.structure == "Warm catheter 1"
+    assert protection_names(case.sources, {POCKET: "Saline pocket"}) == ["Saline pocket", "Warm catheter 1"]
+    record_names = [p.name for p in protection_summaries(case, np.zeros(case.grid.size), case.grid, {})]
+    assert record_names == ["Warm region 1", "Warm catheter 1"]
