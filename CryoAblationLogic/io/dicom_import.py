@@ -79,20 +79,27 @@ def _to_case_grid(image: sitk.Image, key: str) -> tuple[np.ndarray, Grid]:
 
 def read_structures(path: str | Path, grid: Grid) -> dict[str, np.ndarray]:
     """Masks {name: bool array on ``grid``} from a DICOM SEG or an RT Structure Set file."""
+    dataset, sop_class = _structures_file(path, pixels=True)
+    if sop_class == SEG_STORAGE:
+        return _segmentation_masks(dataset, grid, str(path))
+    return _structure_set_masks(dataset, grid, str(path))
+
+
+def _structures_file(path: str | Path, pixels: bool):
+    """(dataset, SOP class) of a DICOM SEG or RT Structure Set file; ``InputError`` for anything
+    else (``pixels``: read the pixel data too)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(str(path), "file not found")
     try:
-        dataset = pydicom.dcmread(path)
+        dataset = pydicom.dcmread(path, stop_before_pixels=not pixels)
     except pydicom.errors.InvalidDicomError as error:
         # pydicom's text ends by suggesting force=True, an option of its own, not of this command
         raise InputError(str(path), "not a DICOM file (no DICOM preamble or header)") from error
     sop_class = str(dataset.get("SOPClassUID", ""))
-    if sop_class == SEG_STORAGE:
-        return _segmentation_masks(dataset, grid, str(path))
-    if sop_class == RT_STRUCTURE_SET_STORAGE:
-        return _structure_set_masks(dataset, grid, str(path))
-    raise InputError(str(path), f"is neither a DICOM SEG nor an RT Structure Set (SOP class {sop_class})")
+    if sop_class not in (SEG_STORAGE, RT_STRUCTURE_SET_STORAGE):
+        raise InputError(str(path), f"is neither a DICOM SEG nor an RT Structure Set (SOP class {sop_class})")
+    return dataset, sop_class
 
 
 # What marks a region as predicted ice, not anatomy: the category our DICOM SEG gives isotherms
@@ -103,17 +110,9 @@ PREDICTED_RT_TYPES = ("TREATED_VOLUME",)
 
 def predicted_regions(path: str | Path) -> set[str]:
     """Names of the segments or ROIs of a DICOM SEG or RT Structure Set that are predicted ice (the
-    isotherms a simulation exported, a treated volume), not anatomy to plan around. The file is
-    checked as :func:`read_structures` checks it."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(str(path), "file not found")
-    try:
-        dataset = pydicom.dcmread(path, stop_before_pixels=True)
-    except pydicom.errors.InvalidDicomError as error:
-        # pydicom's text ends by suggesting force=True, an option of its own, not of this command
-        raise InputError(str(path), "not a DICOM file (no DICOM preamble or header)") from error
-    sop_class = str(dataset.get("SOPClassUID", ""))
+    isotherms a simulation exported, a treated volume), not anatomy to plan around (its header
+    only is read)."""
+    dataset, sop_class = _structures_file(path, pixels=False)
     found = set()
     if sop_class == SEG_STORAGE:
         for item in dataset.get("SegmentSequence", []):
@@ -122,15 +121,13 @@ def predicted_regions(path: str | Path) -> set[str]:
                     PREDICTED_SEG_CATEGORY
                 ):
                     found.add(str(item.SegmentLabel))
-    elif sop_class == RT_STRUCTURE_SET_STORAGE:
+    else:
         names = {int(roi.ROINumber): str(roi.ROIName) for roi in dataset.get("StructureSetROISequence", [])}
         for observation in dataset.get("RTROIObservationsSequence", []):
             if str(observation.get("RTROIInterpretedType", "")) in PREDICTED_RT_TYPES:
                 number = int(observation.ReferencedROINumber)
                 if number in names:
                     found.add(names[number])
-    else:
-        raise InputError(str(path), f"is neither a DICOM SEG nor an RT Structure Set (SOP class {sop_class})")
     return found
 
 
