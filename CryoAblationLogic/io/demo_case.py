@@ -66,11 +66,9 @@ def build_demo_case(spacing_mm: float = 1.0):
         "sensors": sensors,
         "outputs": {"isotherms_c": DEMO_ISOTHERMS_C, "snapshot_times_s": DEMO_SNAPSHOTS_S},
         # the roles of the labels, so that the metrics and the record know target and structures
-        "structures": [
-            {"label": label, "name": name, "role": role, **({"type": "bowel"} if name == "Bowel" else {})}
-            for label, (name, _material, role) in sorted(full.label_info.items())
-            if role != "organ"
-        ],
+        "structures": full.case_structures(
+            {label: "bowel" for label, (name, _, _) in full.label_info.items() if name == "Bowel"}
+        ),
     }
     return data, labels
 

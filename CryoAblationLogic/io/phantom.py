@@ -65,6 +65,15 @@ class Phantom:
         """Label value (as a string, as in case files) → material name."""
         return {str(label): material for label, (_, material, _) in self.label_info.items()}
 
+    def case_structures(self, kinds: dict[int, str]) -> list[dict]:
+        """The case file's ``structures``: every label that is not an organ, with its role and, for a
+        critical structure in ``kinds`` (label → type), the type that sets its safety margin."""
+        return [
+            {"label": label, "name": name, "role": role, **({"type": kinds[label]} if label in kinds else {})}
+            for label, (name, _material, role) in sorted(self.label_info.items())
+            if role != "organ"
+        ]
+
 
 def make_grid(spacing_mm: float = 1.0) -> Grid:
     size = tuple(round(extent / spacing_mm) + 1 for extent in FIELD_OF_VIEW_MM)

@@ -167,16 +167,7 @@ def build_spine_case(spacing_mm: float = 1.0, phantom: Phantom | None = None) ->
         "protocol": demo_protocol(),
         # a thermocouple in the epidural space between the tumour and the cord, where one is put
         "sensors": [{"name": "Epidural", "position_mm": _epidural_point()}],
-        "structures": [
-            {
-                "label": label,
-                "name": name,
-                "role": role,
-                **({"type": _CRITICAL_TYPES[label]} if label in _CRITICAL_TYPES else {}),
-            }
-            for label, (name, _material, role) in sorted(phantom.label_info.items())
-            if role != "organ"
-        ],
+        "structures": phantom.case_structures(_CRITICAL_TYPES),
     }
     return data, phantom.labels
 
