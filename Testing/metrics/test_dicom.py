@@ -181,19 +181,7 @@ def test_export_refuses_masks_of_another_shape(scene, tmp_path):
 
 @pytest.mark.parametrize("source", ["seg", "rtstruct"])
 def test_case_from_dicom_builds_a_case_with_roles_materials_and_the_image(scene, tmp_path, source, capsys):
-    plan = {
-        "probes": [
-            {"name": "P1", "model": "argon-1.47mm", "tip_mm": [-17.0, -8.0, 22.0], "entry_mm": [80, -8, 22]}
-        ],
-        "protocol": [{"action": "freeze", "duration_s": 60, "probes": "all", "flow_percent": 100}],
-    }  # fmt: skip
-    (tmp_path / "plan.json").write_text(json.dumps(plan))
-    path = scene["files"].segmentation if source == "seg" else scene["files"].rt_structure_set
-    code = main([
-        "case-from-dicom", "--mr", str(scene["files"].mr_series), f"--{source}", str(path),
-        "--plan", str(tmp_path / "plan.json"), "--tissue", "kidney", "--role", "Bowel=critical:bowel",
-        "--margin-mm", "5", "--out", str(tmp_path / "case"),
-    ])  # fmt: skip
+    code = _from_dicom(scene, tmp_path, "--role", "Bowel=critical:bowel", source=source)
     printed = capsys.readouterr()
     assert code == 0, printed.err
     case = load_case(tmp_path / "case" / "case.cryo.json")
@@ -234,7 +222,9 @@ def test_case_from_dicom_names_what_is_wrong(scene, tmp_path, capsys):
         assert code == 2 and f"{option}" in capsys.readouterr().err
 
 
-def _from_dicom(scene, tmp_path, *extra):
+def _from_dicom(scene, tmp_path, *extra, source="seg"):
+    """case-from-dicom on the scene's series and its SEG (or RT Structure Set), one probe and a
+    1-min freeze, a 5 mm margin; ``extra`` options after."""
     plan = {
         "probes": [
             {"name": "P1", "model": "argon-1.47mm", "tip_mm": [-17.0, -8.0, 22.0], "entry_mm": [80, -8, 22]}
@@ -242,8 +232,9 @@ def _from_dicom(scene, tmp_path, *extra):
         "protocol": [{"action": "freeze", "duration_s": 60, "probes": "all", "flow_percent": 100}],
     }  # fmt: skip
     (tmp_path / "plan.json").write_text(json.dumps(plan))
+    path = scene["files"].segmentation if source == "seg" else scene["files"].rt_structure_set
     return main([
-        "case-from-dicom", "--mr", str(scene["files"].mr_series), "--seg", str(scene["files"].segmentation),
+        "case-from-dicom", "--mr", str(scene["files"].mr_series), f"--{source}", str(path),
         "--plan", str(tmp_path / "plan.json"), "--tissue", "kidney", "--margin-mm", "5",
         "--out", str(tmp_path / "case"), *extra,
     ])  # fmt: skip
