@@ -149,11 +149,24 @@ def set_region_to_grid(scene, parameters: P.ParameterNode, grid: Grid):
     return roi
 
 
+def _segmentation_key(segmentation) -> tuple:
+    """What the painted tissue map depends on in ``segmentation``: its geometry (the node's and
+    the segmentation's modification times) and each segment's role and material. The roles and
+    materials are segment tags, and a tag set in Slicer changes neither time (vtkSegment::SetTag
+    modifies the segment only, and the segmentation does not pass that on as a modification)."""
+    return (
+        segmentation.GetID(),
+        segmentation.GetMTime(),
+        segmentation.GetSegmentation().GetMTime(),
+        tuple(segment_infos(segmentation)),
+    )
+
+
 def _target_and_probe_box(parameters: P.ParameterNode, cache: dict | None = None) -> np.ndarray:
     points = []
     segmentation = parameters.get(P.INPUT_SEGMENTATION)
     if segmentation is not None:
-        key = (segmentation.GetID(), segmentation.GetMTime(), segmentation.GetSegmentation().GetMTime())
+        key = _segmentation_key(segmentation)
         if cache is not None and cache.get("target_bounds_key") == key:
             points.extend(cache["target_bounds"])
         else:
@@ -253,14 +266,7 @@ def build_case(
     else:
         volume = parameters.get(P.INPUT_VOLUME)
         parent = image_grid(volume, spacing_mm if spacing_mm is not None else settings.grid_spacing_mm)
-        key = (
-            segmentation.GetID(),
-            segmentation.GetMTime(),
-            segmentation.GetSegmentation().GetMTime(),
-            volume.GetID(),
-            volume.GetMTime(),
-            parent,
-        )
+        key = (*_segmentation_key(segmentation), volume.GetID(), volume.GetMTime(), parent)
         if labels_cache is not None and labels_cache.get("key") == key:
             labels, label_segments = labels_cache["value"]
         elif labels_cache is not None:

@@ -307,6 +307,24 @@ def test_a_deleted_catheter_line_is_named_when_the_case_is_built(planned, scene_
         case_io.build_case(scene_app.scene, planned.logic.session.parameters)
 
 
+def test_a_region_added_once_probes_are_placed_is_listed_without_an_error(planned, scene_app):
+    """Adding the region gives its segment a role (a segment tag), which changes neither the
+    segmentation's nor the node's modification time in Slicer: the panel's tissue map must follow
+    the roles too, or the probes' warnings read a map without the region and fail."""
+    import CryoAblationScenarios as scenarios
+
+    scenarios.place_probes(scene_app.scene, planned.logic.session.parameters)
+    planned.updateSections()  # the tissue map is painted and kept, the pocket without a role
+    ui = planned.ui
+    choose_kind(ui, protection.WARM_FLUID)
+    choose(ui.protectionSegmentComboBox, "Saline pocket")
+    ui.protectionTemperatureSpinBox.value = 40.0
+    dialogs = len(shown())
+    ui.addProtectionButton.click()
+    assert shown()[dialogs:] == []
+    assert table_rows(ui) == [["Warm-fluid region", "Saline pocket", "segment 'Saline pocket'", "held at 40 °C"]]
+
+
 def test_place_catheter_line_starts_placing_a_new_line(planned, scene_app):
     import slicer
 
