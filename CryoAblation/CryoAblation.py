@@ -59,7 +59,7 @@ _addSourceTreeToPath()
 
 from CryoAblationLib import dependencies  # noqa: E402
 from CryoAblationLib.ProtectionSection import ProtectionSection  # noqa: E402
-from CryoAblationLib.Sections import SECTIONS, reportInPanel  # noqa: E402
+from CryoAblationLib.Sections import SECTIONS, reportInPanel, showError  # noqa: E402
 
 import CryoAblationLogic as cryolib  # noqa: E402  (must stay above the class CryoAblationLogic below)
 from CryoAblationLogic.scene import parameters as P  # noqa: E402
@@ -223,8 +223,9 @@ class CryoAblationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._timer = qt.QTimer()
         self._timer.setInterval(TIMER_INTERVAL_MS)
         self._timer.connect("timeout()", self.onTimer)
-        self.initializeParameterNode()
+        # Started first: the background work's results must still arrive if the scene's plan fails.
         self._timer.start()
+        self.initializeParameterNode()
 
     def cleanup(self) -> None:
         if self._timer is not None:
@@ -265,14 +266,16 @@ class CryoAblationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode = inputParameterNode
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            with slicer.util.tryWithErrorDisplay(_("Failed to read the plan of this scene.")):
+            with showError(_("Failed to read the plan of this scene.")):
                 self.logic.session.follow_probes()
             self.updateSections()
 
     def updateSections(self) -> None:
-        """Refresh every section from the plan (after loading, simulating, editing)."""
+        """Refresh every section from the plan (after loading, simulating, editing). A section
+        that fails says so and the others are still refreshed."""
         for section in self.sections:
-            section.update()
+            with reportInPanel(self.ui.simulationStatusLabel, _("Failed to refresh the panel")):
+                section.update()
 
     def onTimer(self) -> None:
         # Timer-driven: problems go to the panel's status lines, never to a modal dialog (the timer

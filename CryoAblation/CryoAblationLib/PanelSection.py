@@ -18,6 +18,18 @@ def reportInPanel(label, message: str):
         label.text = _("{message}: {error}").format(message=message, error=error)
 
 
+@contextlib.contextmanager
+def showError(message: str):
+    """For a refresh of the panel: a failure is shown in Slicer's error dialog and ends there.
+    ``tryWithErrorDisplay`` raises the error again once shown, which would stop the caller's
+    remaining work (the other sections' refresh, the module's timer)."""
+    try:
+        with slicer.util.tryWithErrorDisplay(message):
+            yield
+    except Exception:
+        pass  # shown (and logged) by tryWithErrorDisplay
+
+
 class PanelSection:
     """One collapsible section of the panel (SlicerHeart's DevicePositioningWidget style): it
     connects its widgets to the planning session in :meth:`setup`, refreshes them from the plan in

@@ -5,7 +5,7 @@ import time
 import qt
 from slicer.i18n import tr as _
 
-from CryoAblationLib.PanelSection import PanelSection
+from CryoAblationLib.PanelSection import PanelSection, showError
 
 PROBE_TABLE_DELAY_S = 0.3  # refresh the probe table and its warnings once a drag has paused this long
 
@@ -55,7 +55,7 @@ class ProbesSection(PanelSection):
             warnings = self.session.probe_warnings()
         except Exception as error:  # e.g. a segmentation without roles while a probe is placed
             if showErrors:
-                with self.userAction(_("Failed to read the probes.")):
+                with showError(_("Failed to read the probes.")):
                     raise
             self.ui.probeWarningsLabel.text = _("Cannot check the probes: {error}").format(error=error)
             return

@@ -2,7 +2,7 @@
 
 from CryoAblationLib.InputsSection import InputsSection
 from CryoAblationLib.MonitorSection import MonitorSection
-from CryoAblationLib.PanelSection import PanelSection, reportInPanel
+from CryoAblationLib.PanelSection import PanelSection, reportInPanel, showError
 from CryoAblationLib.ProbesSection import ProbesSection
 from CryoAblationLib.ProtocolSection import ProtocolSection
 from CryoAblationLib.ResultsSection import ResultsSection
@@ -10,4 +10,4 @@ from CryoAblationLib.SimulationSection import SimulationSection
 
 SECTIONS = (InputsSection, ProbesSection, ProtocolSection, SimulationSection, MonitorSection, ResultsSection)
 
-__all__ = ["SECTIONS", "PanelSection", "reportInPanel"]
+__all__ = ["SECTIONS", "PanelSection", "reportInPanel", "showError"]

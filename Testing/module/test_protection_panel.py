@@ -322,7 +322,34 @@ def test_a_region_added_once_probes_are_placed_is_listed_without_an_error(planne
     dialogs = len(shown())
     ui.addProtectionButton.click()
     assert shown()[dialogs:] == []
-    assert table_rows(ui) == [["Warm-fluid region", "Saline pocket", "segment 'Saline pocket'", "held at 40 °C"]]
+    (row,) = table_rows(ui)
+    assert row == ["Warm-fluid region", "Saline pocket", "segment 'Saline pocket'", "held at 40 °C"]
+
+
+def test_a_plan_that_fails_to_read_is_shown_and_the_panel_still_opens(planned, scene_app, module):
+    """A catheter whose line was deleted while probes are placed makes the probes' warnings fail.
+    Showing the panel (enter) and opening it afresh (setup) show that in a dialog; every other
+    section is still refreshed and the module's timer still runs (Slicer's tryWithErrorDisplay
+    raises the error again after showing it)."""
+    import CryoAblationScenarios as scenarios
+
+    scenarios.place_probes(scene_app.scene, planned.logic.session.parameters)
+    plan_the_three_measures(planned.ui)
+    scene_app.scene.RemoveNode(scene_app.scene.GetFirstNodeByName("Urethral warmer"))
+    planned.ui.protectionTable.setRowCount(0)
+    dialogs = len(shown())
+    planned.enter()
+    assert any("Failed to read the probes" in d and "Urethral warmer" in d for d in shown()[dialogs:])
+    assert "Cannot check the probes" in planned.ui.probeWarningsLabel.text
+    assert table_rows(planned.ui)[0][2] == "its line was deleted"  # the last section
+
+    fresh = module.CryoAblationWidget()
+    fresh.setup()
+    try:
+        assert fresh._timer.isActive()
+        assert table_rows(fresh.ui)[0][2] == "its line was deleted"
+    finally:
+        fresh.cleanup()
 
 
 def test_place_catheter_line_starts_placing_a_new_line(planned, scene_app):
