@@ -12,3 +12,8 @@ class InputError(ValueError):
         self.key = key
         self.reason = reason
         super().__init__(f"{key}: {reason}" if key else reason)
+
+    def __reduce__(self):
+        # pickled as itself (its type, key and reason), so that a worker process's refusal reaches
+        # the panel as the same error; by default an exception is rebuilt from its message alone
+        return type(self), (self.key, self.reason)

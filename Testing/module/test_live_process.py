@@ -20,7 +20,6 @@ from CryoAblationLogic.live.runner import replay_procedure
 from CryoAblationLogic.scene.case_io import build_case
 from CryoAblationLogic.scene.live_link import CONNECTOR_PEER
 from CryoAblationLogic.scene.live_process import LiveProcessDriver
-from CryoAblationLogic.scene.solver_process import SolverFailed
 
 
 @pytest.fixture
@@ -107,7 +106,7 @@ def test_the_ice_the_worker_observes_reaches_the_scenes_observed_ice_nodes(plan,
 
 def test_a_live_worker_that_cannot_open_its_journal_says_why(plan, tmp_path):
     scene, case = plan
-    # the worker's InputError comes back with its key and message (as SolverFailed where it cannot
-    # be pickled as itself), raised where live mode is switched on
-    with pytest.raises((InputError, SolverFailed), match=r"journal: .* a journal is a \.jsonl file"):
+    # the worker's InputError comes back as itself, with its key, raised where live mode is switched on
+    with pytest.raises(InputError, match=r"journal: .* a journal is a \.jsonl file") as refused:
         LiveProcessDriver(scene, case, tmp_path / "not a journal.txt", silence_s=None)
+    assert refused.value.reason.endswith("a journal is a .jsonl file")
