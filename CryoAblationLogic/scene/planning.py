@@ -25,12 +25,12 @@ from slicer import vtkMRMLInteractionNode, vtkMRMLMarkupsNode
 
 from CryoAblationLogic.core import protocols
 from CryoAblationLogic.live import link_panel
-from CryoAblationLogic.live.journal import Journal
-from CryoAblationLogic.live.runner import journal_location, start_links
+from CryoAblationLogic.live.runner import journal_location
 from CryoAblationLogic.physics.materials import load_material_library
 from CryoAblationLogic.physics.probes import load_probe_catalog
 from CryoAblationLogic.scene import case_io, colors, inputs, probes, results, sample_data, workflow
 from CryoAblationLogic.scene import parameters as P
+from CryoAblationLogic.scene.link_process import LinkProcess
 from CryoAblationLogic.scene.phantom_scene import build_phantom_scene
 from CryoAblationLogic.scene.solver_process import SolverProcess
 
@@ -459,8 +459,7 @@ class MonitorSession:
 
     def __init__(self, planning: PlanningSession):
         self.planning = planning
-        self._link = None  # the live links to the scanner and the console, while connected
-        self._journal = None
+        self._link = None  # plain monitoring's links (link_process.LinkProcess), while connected
         self._live_monitor = None  # live mode: LiveProcessDriver (worker: links, journal, solver)
         self._live_session = None  # the last live-mode session (running, stopped or replayed)
         self._state = None
@@ -475,11 +474,10 @@ class MonitorSession:
         scanner, console = link_panel.live_endpoints(
             scanner_host, scanner_port, console_host, console_port, link_panel.parse_peers(scanner_peers)
         )
-        journal = None
-        if journal_path.strip():
-            journal = Journal(*journal_location(journal_path, key="journal"))
-        link = start_links(journal, scanner, console)
-        self._link, self._journal, self._live_session = link, journal, None
+        journal = journal_location(journal_path, key="journal") if journal_path.strip() else None
+        # the links in a worker process: in Slicer their socket threads would starve (link_process)
+        self._link = LinkProcess(journal, scanner, console, executable=self.planning.worker_python)
+        self._live_session = None
         self._state = link_panel.LinkPanel()
         self._state.started()
 
@@ -599,11 +597,8 @@ class MonitorSession:
                 results.show_result(self.planning.scene, self.planning.parameters, monitor.session.result())
             else:
                 self._live_session = None
-        link, journal = self._link, self._journal
-        self._link = self._journal = None
+        link, self._link = self._link, None
         if self._state is not None:
             self._state.stopped()
         if link is not None:
-            link.stop()
-        if journal is not None:
-            journal.close()
+            link.stop()  # its last events are not shown: the lights are off

@@ -264,6 +264,40 @@ def test_monitor_connects_shows_readings_and_replays_the_journal(logic, tmp_path
     assert logic.session.monitor.poll()[1][0][:2] == ("Probe 1", "-31.5")
 
 
+def test_a_port_in_use_is_refused_when_connecting_and_nothing_is_left_running(logic, tmp_path):
+    """The links run in the monitor's worker process; what they refuse is raised where Connect was
+    pressed, as the same error naming the port, with no journal line written."""
+    from CryoAblationLogic.igtl.errors import ProtocolError
+
+    monitor = logic.session.monitor
+    journal = tmp_path / "case-002.jsonl"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ProtocolError, match=rf"port: cannot listen on 127\.0\.0\.1:{port}"):
+            monitor.start("127.0.0.1", port, "127.0.0.1", free_port(), str(journal))
+    assert not monitor.active()
+    assert not journal.exists() or journal.read_text(encoding="utf-8") == ""
+
+
+def test_a_monitoring_process_that_ends_is_said_once(logic):
+    """If the links' worker process dies (killed, out of memory), the panel says so once, among
+    the links' messages, and Disconnect still works."""
+    monitor = logic.session.monitor
+    monitor.start("127.0.0.1", free_port(), "127.0.0.1", free_port())
+    try:
+        process = monitor._link._process
+        process.kill()
+        process.join(10.0)
+        said = [m for m in monitor.poll()[2] if "monitoring process ended" in m]
+        assert len(said) == 1 and "disconnect" in said[0]
+        assert not [m for m in monitor.poll()[2] if "monitoring process ended" in m][1:]
+    finally:
+        monitor.stop()
+    assert not monitor.active()
+
+
 def test_module_description_and_sample_data_registration(module, monkeypatch, scene_app, tmp_path):
     """The module class fills Slicer's description and registers the phantom with SampleData; the
     SampleData button makes the files locally, then loads them from Slicer's download cache."""
@@ -553,13 +587,13 @@ def test_the_scanner_link_admits_only_the_peers_the_panel_names(logic):
     monitor = logic.session.monitor
     try:
         monitor.start("0.0.0.0", free_port(), "127.0.0.1", free_port())
-        assert monitor._link.links["scanner"].allowed_peers == ("127.0.0.0/8", "::1")  # this computer only
+        assert monitor._link.allowed_peers["scanner"] == ("127.0.0.0/8", "::1")  # this computer only
         monitor.start(
             "0.0.0.0", free_port(), "127.0.0.1", free_port(), scanner_peers="192.0.2.7, 10.1.2.0/24"
         )
-        assert monitor._link.links["scanner"].allowed_peers == ("192.0.2.7", "10.1.2.0/24")
+        assert monitor._link.allowed_peers["scanner"] == ("192.0.2.7", "10.1.2.0/24")
         monitor.start("0.0.0.0", free_port(), "127.0.0.1", free_port(), scanner_peers="*")
-        assert monitor._link.links["scanner"].allowed_peers is None  # anyone, as asked
+        assert monitor._link.allowed_peers["scanner"] is None  # anyone, as asked
     finally:
         monitor.stop()
     with pytest.raises(InputError, match=r"scanner peers.*'10\.1\.2\.0/33'"):

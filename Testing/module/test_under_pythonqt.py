@@ -146,6 +146,53 @@ def test_live_mode_keeps_up_under_a_slicer_like_main_thread(scene_app, tmp_path,
     scenarios.replay_live_procedure(journal, live.session)  # the same prediction, bit for bit
 
 
+def test_plain_monitoring_keeps_up_under_a_slicer_like_main_thread(
+    widget, scene_app, tmp_path, pythonqt_idle
+):
+    """Connect (plain monitoring, no live mode) with the console and the MR bridge in a process of
+    their own, and the main thread idling the PythonQt way between 100 ms slots: the links and
+    their journal run in the monitor's worker process, so a burst of 100 console readings is
+    taken, journaled and shown within a few slots (threads of Slicer's process would read them
+    only while a slot runs Python)."""
+    from CryoAblationLogic.igtl.messages import StringMessage
+    from CryoAblationLogic.live.journal import read_journal
+    from CryoAblationLogic.scene import parameters as P
+
+    parameters = scenarios.load_phantom(scene_app.scene, scene_app.segmentations_logic)
+    peers = scenarios.LoopbackPeers(parameters.get(P.INPUT_VOLUME), in_process=True)
+    monitor = widget.logic.session.monitor
+    journal = tmp_path / "plain-pythonqt.jsonl"
+    readings = 100
+    try:
+        monitor.start("127.0.0.1", peers.scanner_port, "127.0.0.1", peers.console_port, str(journal))
+        deadline = time.monotonic() + 30.0
+        while monitor.poll()[0]["console"] != "connected" and time.monotonic() < deadline:
+            pythonqt_idle.idle(0.1)
+        assert monitor.poll()[0]["console"] == "connected"
+        # one every 20 ms while the main thread idles (2 s): as a console reports, not all at once
+        burst = [
+            StringMessage(device_name="ProbeTemps", text=f"{-n / 10:.1f}") for n in range(1, readings + 1)
+        ]
+        peers.send_paced_from_console(burst, 0.02)
+
+        def shown() -> str | None:
+            rows = monitor.poll()[1]
+            return rows[0][1] if rows else None
+
+        slots = 0
+        while shown() != f"{-readings / 10:.1f}" and slots < 100:
+            pythonqt_idle.idle(0.1)
+            slots += 1
+        # sent over 2 s (20 slots): the last one shown within 1.5 s of it (in 21 slots here, where
+        # links in Slicer's process took 51)
+        assert slots <= 35, f"the last reading was shown after {slots} slots of 100 ms"
+    finally:
+        monitor.stop()
+        peers.stop()
+    journaled = [r for r in read_journal(journal).records if r.get("device_name") == "ProbeTemps"]
+    assert len(journaled) == readings
+
+
 def test_the_preview_answers_first_on_a_coarser_grid_then_on_the_preview_grid(
     widget, scene_app, pythonqt_idle, monkeypatch
 ):

@@ -401,6 +401,10 @@ class LoopbackPeers:
     def send_from_console(self, message) -> None:
         self._ask("send", message)
 
+    def send_paced_from_console(self, messages: list, interval_s: float) -> None:
+        """Send ``messages`` one every ``interval_s`` from now on, without waiting for them."""
+        self._ask("send paced", messages, interval_s)
+
     def stop(self) -> int:
         """Stop both; returns the frames the bridge sent."""
         frames = self._ask("stop")
@@ -430,6 +434,17 @@ class _Peers:
             return self.console.connected, self.bridge.state
         if kind == "send":
             return self.console.send(request[1], stamp=False)
+        if kind == "send paced":
+            import threading
+            import time
+
+            def paced(messages, interval_s):
+                for message in messages:
+                    self.console.send(message, stamp=False)
+                    time.sleep(interval_s)
+
+            threading.Thread(target=paced, args=request[1:], daemon=True).start()
+            return None
         if kind == "stop":
             self.bridge.stop()
             self.console.stop()
