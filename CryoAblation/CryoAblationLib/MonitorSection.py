@@ -65,7 +65,9 @@ class MonitorSection(PanelSection):
             button.checked = checked
             button.blockSignals(False)
         self.ui.connectButton.text = _("Disconnect") if active and not live else _("Connect")
-        self.ui.connectButton.enabled = not live
+        replaying = self.monitor.replaying()  # a journal's replay runs in a solver process
+        self.ui.connectButton.enabled = not live and not replaying
+        self.ui.liveModeCheckBox.enabled = not replaying
         for widget in (
             self.ui.scannerHostLineEdit,
             self.ui.scannerPortSpinBox,
@@ -75,7 +77,7 @@ class MonitorSection(PanelSection):
             self.ui.journalPathLineEdit,
             self.ui.replayJournalButton,
         ):
-            widget.enabled = not active
+            widget.enabled = not active and not replaying
         with reportInPanel(self.ui.monitorStatusLabel, _("Failed to read from the scanner or the console")):
             self.showReadings()
 
@@ -106,14 +108,31 @@ class MonitorSection(PanelSection):
                     widget.setMRMLTableNode(node)
 
     def onReplayJournal(self) -> None:
-        with self.userAction(_("Failed to replay the journal."), waitCursor=True):
+        with self.userAction(_("Failed to replay the journal.")):
             count = self.monitor.review_journal(self.session.settings().journal_path)
-            self.showReadings()
-            self.ui.monitorStatusLabel.text = _("Replayed {count} messages.").format(count=count) + (
-                "\n" + self.ui.monitorStatusLabel.text if self.ui.monitorStatusLabel.text else ""
-            )
+            if count is None:  # live mode's journal: replayed with its prediction in a solver process
+                self.updateConnectionControls()
+                self.ui.monitorStatusLabel.text = _("Replaying the journal with live mode's prediction…")
+                return
+            self.showReplayed(count)
+
+    def showReplayed(self, count: int) -> None:
+        self.showReadings()
+        self.ui.monitorStatusLabel.text = _("Replayed {count} messages.").format(count=count) + (
+            "\n" + self.ui.monitorStatusLabel.text if self.ui.monitorStatusLabel.text else ""
+        )
 
     def onTimer(self) -> None:
+        if self.monitor.replaying():
+            with reportInPanel(self.ui.monitorStatusLabel, _("Failed to replay the journal")):
+                try:
+                    count = self.monitor.poll_replay()
+                finally:
+                    if not self.monitor.replaying():  # done or failed: the buttons again
+                        self.updateConnectionControls()
+                if count is not None:
+                    self.showReplayed(count)
+                    self.updatePanel()  # the replayed prediction is the plan's result now
         if self.monitor.active():
             with reportInPanel(
                 self.ui.monitorStatusLabel, _("Failed to read from the scanner or the console")

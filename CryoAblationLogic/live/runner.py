@@ -195,6 +195,36 @@ def replay_procedure(journal_path: str | Path, on_update=None, corrector=None) -
     return session, contents.truncated_tail
 
 
+@dataclass
+class ReplayedProcedure:
+    """A live-mode journal replayed, as a panel shows it: what ``link_panel.live_panel`` reads of
+    the session (``samples``, ``states``, ``notes``), its prediction (``result()``) and how many
+    console messages it took. Small and picklable: the replay runs in a worker process."""
+
+    prediction: object  # SimulationResult
+    console_messages: int
+    samples: list
+    states: dict
+    notes: list
+    truncated_tail: bool  # the journal's last line was cut off (a crash mid-write) and skipped
+
+    def result(self):
+        return self.prediction
+
+
+def replay_for_panel(journal_path: str | Path) -> ReplayedProcedure:
+    """:func:`replay_procedure`, kept as :class:`ReplayedProcedure` (the solver stays behind)."""
+    session, truncated = replay_procedure(journal_path)
+    return ReplayedProcedure(
+        session.result(),
+        session.console_messages,
+        list(session.samples),
+        dict(session.states),
+        list(session.notes),
+        truncated,
+    )
+
+
 def journal_summary(journal_path: str | Path) -> dict:
     """Counts of a journal's records by kind and message type (for reports and tests)."""
     contents = read_journal(journal_path)

@@ -293,7 +293,7 @@ class PlanningSession:
         from CryoAblationLogic.scene.preview import LivePreview  # imports the numba solver
 
         if self._preview is None:
-            self._preview = LivePreview(self.scene, self.parameters, solver=self._solver("preview"))
+            self._preview = LivePreview(self.scene, self.parameters, solver=self.worker("preview"))
         self._preview.request()
 
     def preview_active(self) -> bool:
@@ -326,12 +326,12 @@ class PlanningSession:
             raise RuntimeError("A simulation is already running.")
         self.require_solver()  # before importing the solver, which needs numba
         self._job = workflow.SimulationJob(
-            self.scene, self.parameters, catalog=self.probe_catalog(), solver=self._solver("run")
+            self.scene, self.parameters, catalog=self.probe_catalog(), solver=self.worker("run")
         )
         self._job.start()
         return self._job
 
-    def _solver(self, purpose: str) -> SolverProcess:
+    def worker(self, purpose: str) -> SolverProcess:
         """The worker process for full runs or for the preview, started on first use and kept (its
         kernels stay loaded); never a thread, which would starve under Slicer's PythonQt."""
         solver = self._solvers.get(purpose)
@@ -462,6 +462,7 @@ class MonitorSession:
         self._link = None  # plain monitoring's links (link_process.LinkProcess), while connected
         self._live_monitor = None  # live mode: LiveProcessDriver (worker: links, journal, solver)
         self._live_session = None  # the last live-mode session (running, stopped or replayed)
+        self._replay = None  # the solver process replaying a live-mode journal, while it does
         self._state = None
 
     def start(
@@ -470,6 +471,7 @@ class MonitorSession:
         """Listen for the scanner's bridge and connect to the console; journal everything if a
         journal file is given. ``scanner_peers``: who may connect as the scanner besides this
         computer (:func:`~CryoAblationLogic.live.link_panel.parse_peers`)."""
+        self._not_replaying()
         self.stop()
         scanner, console = link_panel.live_endpoints(
             scanner_host, scanner_port, console_host, console_port, link_panel.parse_peers(scanner_peers)
@@ -480,6 +482,10 @@ class MonitorSession:
         self._live_session = None
         self._state = link_panel.LinkPanel()
         self._state.started()
+
+    def _not_replaying(self) -> None:
+        if self.replaying():
+            raise RuntimeError("A journal is being replayed: wait for it to finish.")
 
     def active(self) -> bool:
         return self._link is not None or self._live_monitor is not None
@@ -502,6 +508,7 @@ class MonitorSession:
         and a journal file (the procedure can then be replayed exactly). ``correction_members``:
         correct the prediction from the observed ice with an ensemble of this many solver runs
         (``scene/corrected_ice.py``; None: no correction)."""
+        self._not_replaying()
         if not journal_path.strip():
             raise ValueError("Live mode records the procedure: enter a journal file (….jsonl) first.")
         journal_location(journal_path, key="journal")
@@ -568,28 +575,52 @@ class MonitorSession:
             return link_panel.live_panel(state, self._live_session)
         return dict(state.lights), state.sensor_rows(), list(state.messages)
 
-    def review_journal(self, journal_path: str) -> int:
-        """Show a recorded procedure (not while connected); returns the number of messages replayed."""
-        if self.active():
-            raise RuntimeError("Disconnect before replaying a journal.")
+    def review_journal(self, journal_path: str) -> int | None:
+        """Show a recorded procedure (not while connected); returns the number of messages replayed.
+        A live-mode journal is run through live mode again, its prediction as well, in a solver
+        process (it takes as long as a simulation): then None, and :meth:`poll_replay` ends it."""
+        if self.active() or self.replaying():
+            raise RuntimeError("Disconnect, or wait for the replay, before replaying a journal.")
         path = journal_path.strip()
         if not path:
             raise ValueError("Enter the journal file to replay.")
         if link_panel.is_live_journal(path):  # live mode again: the same prediction, into the scene
             self.planning.require_solver()
-            from CryoAblationLogic.live.runner import replay_procedure  # imports the numba solver
-
-            session, _truncated = replay_procedure(path)
-            results.show_result(self.planning.scene, self.planning.parameters, session.result())
-            self._state, self._live_session = link_panel.LinkPanel(), session
-            return session.console_messages
+            replay = self.planning.worker("replay")
+            replay.submit("replay_journal", path)
+            self._replay, self._state, self._live_session = replay, link_panel.LinkPanel(), None
+            return None
         state = link_panel.LinkPanel()
         count = link_panel.review_journal(state, path)
         self._state, self._live_session = state, None
         return count
 
+    def replaying(self) -> bool:
+        """A live-mode journal's replay runs (False once its process was stopped with the panel's
+        background work: a closing scene)."""
+        return self._replay is not None and self._replay.busy
+
+    def poll_replay(self) -> int | None:
+        """A live-mode journal's replay (:meth:`review_journal`): None while it runs; once done, its
+        prediction is shown in the scene and the number of console messages replayed returned.
+        Raises what the replay raised (a broken or foreign journal, a missing case file)."""
+        if not self.replaying():
+            self._replay = None
+            return None
+        reply = self._replay.poll()
+        if reply is None:
+            return None
+        self._replay = None
+        if reply.error is not None:
+            raise reply.error
+        replayed = reply.result
+        results.show_result(self.planning.scene, self.planning.parameters, replayed.result())
+        self._live_session = replayed
+        return replayed.console_messages
+
     def stop(self, *, show_result: bool = True) -> None:
-        """Disconnect; live mode's prediction so far goes into the scene (unless it is closing)."""
+        """Disconnect; live mode's prediction so far goes into the scene (unless it is closing). A
+        journal's replay is left to run (its solver process stops with the panel's background work)."""
         monitor, self._live_monitor = self._live_monitor, None
         if monitor is not None:
             monitor.stop()  # feeds what is left, brings the solver to the procedure clock, closes the journal

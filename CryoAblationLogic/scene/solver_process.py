@@ -79,6 +79,10 @@ def _serve(connection, progress, cancel) -> None:  # runs in the worker process
                 result = simulation.preview(
                     case, spacing_mm=options["spacing_mm"], duration_s=options["duration_s"]
                 )
+            elif kind == "replay_journal":  # a live-mode journal through live mode again (its path)
+                from CryoAblationLogic.live.runner import replay_for_panel
+
+                result = replay_for_panel(case)
             else:
                 raise ValueError(f"unknown solver job {kind!r}")
             reply = SolverReply(job, result=result)
@@ -102,7 +106,8 @@ def _sendable(error: BaseException) -> BaseException:
 class SolverProcess:
     """A worker process that runs solver jobs (``simulate``, ``preview``, ``preview_scene_case``: a
     case-format dict and its arrays, parsed in the worker; with ``first_spacing_mm`` a partial
-    reply on that coarser grid comes first) one at a time; the caller
+    reply on that coarser grid comes first; ``replay_journal``: a live-mode journal's path, its
+    ``ReplayedProcedure`` back) one at a time; the caller
     submits, then polls (never blocks) from its main thread."""
 
     def __init__(self, name: str = "CryoAblation solver", executable: str | None = None):

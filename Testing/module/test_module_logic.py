@@ -425,8 +425,28 @@ def test_live_mode_runs_the_plan_in_step_with_the_console_and_replays_the_same(l
     temperature = plan.get(P.TEMPERATURE_VOLUME)
     assert temperature is not None  # the prediction so far, shown in the scene
     live_rows = logic.session.monitor.poll()[1]
-    assert logic.session.monitor.review_journal(str(journal)) == 4
+    # a live-mode journal is replayed in a solver process: polled from the panel's timer
+    assert logic.session.monitor.review_journal(str(journal)) is None
+    assert logic.session.monitor.replaying()
+    with pytest.raises(RuntimeError, match="being replayed"):
+        logic.session.monitor.start("127.0.0.1", free_port(), "127.0.0.1", console_port)
+    deadline = time.monotonic() + 300.0  # the replay's worker loads (or compiles) the kernels
+    count = None
+    while count is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+        count = logic.session.monitor.poll_replay()
+    assert count == 4 and not logic.session.monitor.replaying()
     assert logic.session.monitor.poll()[1] == live_rows  # the replay predicts exactly the same
+    # a journal moved without the case saved beside it: the worker's refusal, named, and no replay
+    moved = tmp_path / "moved" / journal.name
+    moved.parent.mkdir()
+    moved.write_bytes(journal.read_bytes())
+    assert logic.session.monitor.review_journal(str(moved)) is None
+    with pytest.raises(InputError, match="the case file saved beside the journal is missing"):
+        deadline = time.monotonic() + 60.0
+        while logic.session.monitor.poll_replay() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert not logic.session.monitor.replaying()
     with pytest.raises(ValueError, match="journal file"):
         logic.session.monitor.start_live("127.0.0.1", free_port(), "127.0.0.1", console_port, "")
 

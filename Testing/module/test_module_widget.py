@@ -221,3 +221,19 @@ def test_live_mode_from_the_panel(widget, scene_app, tmp_path):
         console.stop()
     assert not widget.logic.session.monitor.live() and ui.connectButton.enabled
     assert widget.logic.session.parameters.get(P.TEMPERATURE_VOLUME) is not None
+    shown_rows = [ui.sensorsTable.item(r, 1).text() for r in range(ui.sensorsTable.rowCount)]
+
+    # Replaying live mode's journal runs live mode again in a solver process: the panel stays
+    # responsive, the links cannot be started meanwhile, and the same readings come back.
+    ui.replayJournalButton.click()
+    assert ui.monitorStatusLabel.text.startswith("Replaying the journal")
+    assert not ui.connectButton.enabled and not ui.liveModeCheckBox.enabled
+    assert not ui.replayJournalButton.enabled
+    deadline = time.monotonic() + 300.0
+    while widget.logic.session.monitor.replaying() and time.monotonic() < deadline:
+        widget.onTimer()
+        time.sleep(0.05)
+    widget.onTimer()
+    assert ui.monitorStatusLabel.text.startswith("Replayed ")
+    assert ui.connectButton.enabled and ui.liveModeCheckBox.enabled and ui.replayJournalButton.enabled
+    assert [ui.sensorsTable.item(r, 1).text() for r in range(ui.sensorsTable.rowCount)] == shown_rows
