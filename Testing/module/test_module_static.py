@@ -254,6 +254,7 @@ STATE_QUERIES = {
     "numbaStatusText",
     "live",
     "active",
+    "replaying",
     "preview_active",
     "simulation_progress",
     "protocol_preset_names",
