@@ -19,6 +19,10 @@ class MonitorSection(PanelSection):
     def monitor(self):
         return self.session.monitor
 
+    def update(self) -> None:
+        # also after the scene closed under monitoring, live mode or a replay: buttons as things are
+        self.updateConnectionControls()
+
     def _endpoints(self):
         settings = self.session.settings()
         return (
@@ -131,8 +135,8 @@ class MonitorSection(PanelSection):
                     if not self.monitor.replaying():  # done or failed: the buttons again
                         self.updateConnectionControls()
                 if count is not None:
-                    self.showReplayed(count)
                     self.updatePanel()  # the replayed prediction is the plan's result now
+                    self.showReplayed(count)
         if self.monitor.active():
             with reportInPanel(
                 self.ui.monitorStatusLabel, _("Failed to read from the scanner or the console")

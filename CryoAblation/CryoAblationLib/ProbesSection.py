@@ -5,7 +5,7 @@ import time
 import qt
 from slicer.i18n import tr as _
 
-from CryoAblationLib.PanelSection import PanelSection, showError
+from CryoAblationLib.PanelSection import PanelSection, reportInPanel, showError
 
 PROBE_TABLE_DELAY_S = 0.3  # refresh the probe table and its warnings once a drag has paused this long
 
@@ -32,6 +32,9 @@ class ProbesSection(PanelSection):
         self._probesChangedAt = time.monotonic()
 
     def onTimer(self) -> None:
+        with reportInPanel(self.ui.probeWarningsLabel, _("Failed to follow a deleted probe")):
+            if self.session.tidy_removed_probes():
+                self._probesChangedAt = time.monotonic()
         if (
             self._probesChangedAt is not None
             and time.monotonic() - self._probesChangedAt > PROBE_TABLE_DELAY_S

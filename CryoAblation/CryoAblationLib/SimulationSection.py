@@ -22,6 +22,9 @@ class SimulationSection(PanelSection):
             levelsText = self.session.isotherm_levels_text()
             spacing = self.session.grid_spacing_mm()
             timeRange = self.session.playback_time_range()
+        running = self.session.simulation_running()  # also after the scene closed under a run
+        self.ui.simulateButton.enabled = not running
+        self.ui.cancelButton.enabled = running
         self._updating = True
         try:
             self.ui.isothermLevelsLineEdit.text = levelsText
@@ -42,9 +45,11 @@ class SimulationSection(PanelSection):
                 self.ui.previewCheckBox.checked = False
 
     def onIsothermLevelsEdited(self) -> None:
-        with self.userAction(_("Isotherm levels must be temperatures in °C separated by commas.")):
-            self.session.set_isotherm_levels(self.ui.isothermLevelsLineEdit.text)
-        self.update()
+        try:
+            with self.userAction(_("Isotherm levels must be temperatures in °C separated by commas.")):
+                self.session.set_isotherm_levels(self.ui.isothermLevelsLineEdit.text)
+        finally:
+            self.update()  # the levels as they are, also after a refused edit
 
     def onGridSpacingChanged(self, value) -> None:
         if self._updating:

@@ -14,6 +14,10 @@ from dataclasses import dataclass
 
 from CryoAblationLogic.core.errors import InputError
 
+# The whole run (s): one day, as each step (the case format's bound on a step's duration_s). A day
+# at the smallest step the solver takes for held temperatures (0.25 s) is 345 600 steps: long but finite.
+MAX_RUN_S = 86_400.0
+
 PRESETS = ("10-8-10", "10-5-10")
 ACTIONS = ("freeze", "thaw", "off")
 THAW_MODES = ("passive", "active")
@@ -67,6 +71,10 @@ def row_to_step(row: StepRow, index: int, probe_names: Sequence[str] | None = No
         raise InputError(f"{key}.action", f"must be one of {', '.join(ACTIONS)}, not {row.action!r}")
     if not (math.isfinite(row.minutes) and row.minutes > 0):
         raise InputError(f"{key}.minutes", f"must be a positive number of minutes, not {row.minutes!r}")
+    if row.minutes * 60.0 > MAX_RUN_S:
+        raise InputError(
+            f"{key}.minutes", f"{row.minutes:g} min is longer than a run may last (one day, 1440 min)"
+        )
     step: dict = {"action": action, "duration_s": round(row.minutes * 60.0, 6)}
     if action == "thaw":
         mode = (row.mode or "passive").strip().lower()
@@ -85,7 +93,13 @@ def row_to_step(row: StepRow, index: int, probe_names: Sequence[str] | None = No
 def rows_to_protocol(rows: Sequence[StepRow], probe_names: Sequence[str] | None = None) -> list[dict]:
     if not rows:
         raise InputError("protocol", "needs at least one step")
-    return [row_to_step(row, index, probe_names) for index, row in enumerate(rows)]
+    steps = [row_to_step(row, index, probe_names) for index, row in enumerate(rows)]
+    if total_duration_s(steps) > MAX_RUN_S:
+        minutes = total_duration_s(steps) / 60.0
+        raise InputError(
+            "protocol", f"the steps last {minutes:g} min in all; a run lasts at most one day (1440 min)"
+        )
+    return steps
 
 
 def total_duration_s(protocol: Sequence[dict]) -> float:

@@ -41,6 +41,7 @@ from CryoAblationLogic.core.plan import (
     WarmLineSource,
     WarmRegionSource,
 )
+from CryoAblationLogic.core.protocols import MAX_RUN_S
 from CryoAblationLogic.core.resources import load_json_resource
 from CryoAblationLogic.io.volumes import read_nrrd, write_nrrd
 from CryoAblationLogic.physics.materials import load_material_library, material_from_dict
@@ -53,9 +54,6 @@ SCHEMA_RESOURCE = "case.schema.json"
 # A case file is a page of JSON (label volumes are separate files): the demo case is 3 KB and a
 # plan with 64 probes and 256 sensors stays under 100 KB. Bigger files are refused before parsing.
 MAX_CASE_FILE_BYTES = 4 * 1024 * 1024
-# The whole run (s): one day, as each step (the schema's bound on duration_s). A day at the
-# smallest step the solver takes for held temperatures (0.25 s) is 345 600 steps: long but finite.
-MAX_RUN_S = 86_400.0
 # JSON numbers with more characters than this are refused by name instead of being converted:
 # no physical quantity of the format needs 40 significant digits, and Python refuses to convert
 # integers of more than 4 300 digits anyway (a ValueError with no key).

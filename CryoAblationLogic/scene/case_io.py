@@ -27,6 +27,7 @@ from vtkmodules.vtkCommonCore import vtkStringArray
 
 from CryoAblationLogic.core.errors import InputError
 from CryoAblationLogic.core.grid import Grid
+from CryoAblationLogic.core.memory import available_memory_bytes
 from CryoAblationLogic.io.case_file import load_case, parse_case
 from CryoAblationLogic.io.volumes import read_nrrd
 from CryoAblationLogic.scene import parameters as P
@@ -73,6 +74,11 @@ class SceneCase:
 
 
 # -- grid ------------------------------------------------------------------------------------
+# Painting the whole image's tissue map: the label map, a segment's mask and its resampled copy at
+# a time (bytes per voxel, with room; the solver's own need is checked when it runs).
+PAINT_BYTES_PER_VOXEL = 16
+
+
 def image_grid(volume, spacing_mm: float | None = None) -> Grid:
     """The grid over the whole image: its own voxels when it is RAS-aligned and no spacing is
     asked for, else its RAS bounding box sampled at ``spacing_mm`` (default: its finest spacing).
@@ -87,6 +93,15 @@ def image_grid(volume, spacing_mm: float | None = None) -> Grid:
         raise InputError("grid_spacing_mm", "must be a positive length in mm")
     box = ras_bounds(volume)
     size = tuple(math.floor((box[1][a] - box[0][a]) / spacing + 1e-6) + 1 for a in range(3))
+    voxels = math.prod(size)
+    need, have = voxels * PAINT_BYTES_PER_VOXEL, available_memory_bytes()
+    if need > 0.5 * have:  # refused before painting, not by the kernel or a MemoryError half-way
+        raise InputError(
+            "grid_spacing_mm",
+            f"{spacing:g} mm over this image is {voxels:,} voxels, about {need / 1e9:.1f} GB to paint "
+            f"its tissue map, more than the {0.5 * have / 1e9:.1f} GB this computer can spare: use a "
+            "coarser spacing",
+        )
     return Grid(tuple(float(v) for v in box[0]), (spacing,) * 3, size)  # type: ignore[arg-type]
 
 

@@ -4,8 +4,8 @@ procedure from its result folder (``cryoablation monitor`` calls it at its end).
 
 The record (:func:`CryoAblationLogic.report.record.write_result_record`) needs the simulated fields and the
 plan's masks and probes on the result's grid. They are read from the scene again, and refused if
-the plan changed since the run (moved probes, another grid), so a report never pairs a result
-with a plan it was not computed for.
+the plan changed since the run (moved probes, another grid, segments or their roles and materials),
+so a report never pairs a result with a plan it was not computed for.
 """
 
 from __future__ import annotations
@@ -54,10 +54,21 @@ def write_plan_report(
     scene_case = case_io.build_case(scene, parameters)
     if scene_case.grid != result.grid:
         raise InputError("report", "the simulation grid changed since the last run; simulate again first")
-    simulated = [probe.to_dict() for probe in case.probes]
-    current = [probe.to_dict() for probe in scene_case.parse().probes]
-    if simulated != current:
+    now = scene_case.parse()
+    if [probe.to_dict() for probe in case.probes] != [probe.to_dict() for probe in now.probes]:
         raise InputError("report", "the probes changed since the last run; simulate again first")
+    # the masks below are the scene's: the segments, their roles and materials must be the run's
+    same_tissue = (
+        case.label_materials == now.label_materials
+        and case.structures == now.structures
+        and (case.tissue_labels is None) == (now.tissue_labels is None)
+        and (case.tissue_labels is None or np.array_equal(case.tissue_labels, now.tissue_labels))
+    )
+    if not same_tissue:
+        raise InputError(
+            "report",
+            "the segments, their roles or materials changed since the last run; simulate again first",
+        )
     target, critical, vessels = workflow.structure_masks(scene_case)
     if target is None or not target.any():
         raise InputError("report", "the plan has no target segment on the simulation grid")

@@ -24,6 +24,7 @@ import numpy as np
 from slicer import vtkMRMLInteractionNode, vtkMRMLMarkupsNode
 
 from CryoAblationLogic.core import protocols
+from CryoAblationLogic.core.errors import InputError
 from CryoAblationLogic.live import link_panel
 from CryoAblationLogic.live.runner import journal_location
 from CryoAblationLogic.physics.materials import load_material_library
@@ -191,6 +192,28 @@ class PlanningSession:
         if self.on_probes_changed is not None:
             self.on_probes_changed()
 
+    def tidy_removed_probes(self) -> bool:
+        """After a probe's line was deleted outside the panel (Data module, the Delete key): stop
+        following it and remove its needle models; True when there was one (the table then
+        follows). Called from the panel's timer: a scene observer in Python would tie the scene's
+        life to this session's."""
+        present = {node.GetID() for node in self.probe_nodes()}
+        gone = [
+            line for line in (self._follower.lines() if self._follower else []) if line.GetID() not in present
+        ]
+        for line in gone:
+            self._follower.unfollow(line)
+        for node_id in [i for i in self._placement_tags if i not in present]:
+            node, tag = self._placement_tags.pop(node_id)
+            node.RemoveObserver(tag)
+            gone.append(node)
+        orphans = probes.orphan_models(self.scene)
+        for model in orphans:
+            self.scene.RemoveNode(model)
+        if gone or orphans:
+            self._probe_moved(None)
+        return bool(gone or orphans)
+
     def _probe_at(self, index: int):
         nodes = self.probe_nodes()
         if not 0 <= index < len(nodes):
@@ -199,6 +222,17 @@ class PlanningSession:
 
     def remove_probe(self, index: int) -> None:
         node = self._probe_at(index)
+        name = node.GetName()
+        naming = [
+            str(number)
+            for number, step in enumerate(self.settings().protocol, 1)
+            if not isinstance(step.get("probes", protocols.ALL_PROBES), str) and name in step["probes"]
+        ]
+        if naming:  # refused: the protocol would name a probe that no longer exists
+            raise InputError(
+                f"probe {name}",
+                f"protocol step {', '.join(naming)} names it: change that step's probes (Protocol) first",
+            )
         if self._follower is not None:
             self._follower.unfollow(node)
         node_and_tag = self._placement_tags.pop(node.GetID(), None)
@@ -325,11 +359,12 @@ class PlanningSession:
         if self.simulation_running():
             raise RuntimeError("A simulation is already running.")
         self.require_solver()  # before importing the solver, which needs numba
-        self._job = workflow.SimulationJob(
+        job = workflow.SimulationJob(
             self.scene, self.parameters, catalog=self.probe_catalog(), solver=self.worker("run")
         )
-        self._job.start()
-        return self._job
+        job.start()  # reads and checks the plan: a refused plan leaves no run behind
+        self._job = job
+        return job
 
     def worker(self, purpose: str) -> SolverProcess:
         """The worker process for full runs or for the preview, started on first use and kept (its

@@ -271,11 +271,31 @@ def update_needle_models(line_node, catalog: Mapping[str, Any]) -> tuple[Any, An
 def remove_probe(line_node) -> None:
     """Remove a probe and its needle models from the scene."""
     scene = line_node.GetScene()
+    remove_needle_models(line_node)
+    scene.RemoveNode(line_node)
+
+
+def remove_needle_models(line_node) -> None:
+    """Remove a probe's needle and active-zone models."""
+    scene = line_node.GetScene()
     for reference in (NEEDLE_REFERENCE, ACTIVE_ZONE_REFERENCE):
         model = line_node.GetNodeReference(reference)
         if model is not None:
             scene.RemoveNode(model)
-    scene.RemoveNode(line_node)
+
+
+def orphan_models(scene) -> list:
+    """Needle and active-zone models whose probe line is no longer in the scene."""
+    owned = {
+        line.GetNodeReferenceID(reference)
+        for line in probe_nodes(scene)
+        for reference in (NEEDLE_REFERENCE, ACTIVE_ZONE_REFERENCE)
+    }
+    models = [
+        scene.GetNthNodeByClass(i, "vtkMRMLModelNode")
+        for i in range(scene.GetNumberOfNodesByClass("vtkMRMLModelNode"))
+    ]
+    return [m for m in models if m.GetAttribute(ROLE_ATTRIBUTE) == "ProbeModel" and m.GetID() not in owned]
 
 
 class NeedleFollower:
@@ -308,6 +328,10 @@ class NeedleFollower:
             )
         ]
         self._observations[line_node.GetID()] = (line_node, tags)
+
+    def lines(self) -> list:
+        """The probe lines followed."""
+        return [node for node, _tags in self._observations.values()]
 
     def unfollow(self, line_node) -> None:
         node, tags = self._observations.pop(line_node.GetID(), (None, []))

@@ -17,6 +17,7 @@ import numpy as np
 
 from CryoAblationLogic.analysis import metrics as plan_metrics
 from CryoAblationLogic.analysis.safety import structure_type
+from CryoAblationLogic.core.errors import InputError
 from CryoAblationLogic.io.case_file import parse_sources
 from CryoAblationLogic.physics.probes import load_probe_catalog
 from CryoAblationLogic.scene import parameters as P
@@ -260,8 +261,16 @@ class SimulationJob:
         self._applied = False
 
     def start(self) -> None:
-        self._scene_case = build_case(self.scene, self.parameters)  # reads MRML: main thread
-        case = self._case = self._scene_case.parse()
+        scene_case = build_case(self.scene, self.parameters)  # reads MRML: main thread
+        target, _, _ = structure_masks(scene_case)
+        if target is None or not target.any():  # refused now, not after the whole run
+            raise InputError(
+                "target",
+                "the plan has no target segment on the simulation grid: give the tumour's segment the "
+                "role target (Inputs); coverage and margins are measured on it",
+            )
+        self._scene_case = scene_case
+        case = self._case = scene_case.parse()
         times = playback_times(self._scene_case.data, self.parameters.settings().playback_interval_s)
         if self.solver is not None:
             self.solver.submit("simulate", case, snapshot_times_s=times)
