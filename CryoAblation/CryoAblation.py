@@ -243,9 +243,19 @@ class CryoAblationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._parameterNodeGuiTag = None
 
     def onSceneStartClose(self, caller, event) -> None:
-        # The scene is going away: stop everything, and write nothing more into it.
+        # The scene is going away: stop everything, and write nothing more into it. Its status lines
+        # and readings go too: the next scene's plan must not show them.
         self.logic.session.stop_background_work(scene_closing=True)
         self.setParameterNode(None)
+        for label in (
+            self.ui.simulationStatusLabel,
+            self.ui.protectionStatusLabel,
+            self.ui.correctionStatusLabel,
+            self.ui.monitorStatusLabel,
+        ):
+            label.text = ""
+        self.ui.simulationProgressBar.value = 0
+        self.ui.sensorsTable.setRowCount(0)
 
     def onSceneEndClose(self, caller, event) -> None:
         if self.parent.isEntered:

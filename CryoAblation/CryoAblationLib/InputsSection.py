@@ -13,6 +13,7 @@ class InputsSection(PanelSection):
     def setup(self) -> None:
         self.ui.loadPhantomButton.connect("clicked(bool)", self.onLoadPhantom)
         self.ui.segmentationSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onSegmentationChanged)
+        self.ui.inputVolumeSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onVolumeChanged)
 
     def onLoadPhantom(self) -> None:
         with self.userAction(_("Failed to load the sample phantom."), waitCursor=True):
@@ -21,9 +22,27 @@ class InputsSection(PanelSection):
             self.panel.initializeParameterNode()
 
     def onSegmentationChanged(self, node) -> None:
-        # The signal's node, not the parameter node: PythonQt calls slots in connection order and
-        # the wrapper's own slot, connected later, has not stored the new node yet.
-        self.updateSegmentsTable(node)
+        # The signal's node: PythonQt calls slots in connection order and the wrapper's own slot,
+        # connected later, has not stored the new node yet.
+        if not self._chosen(P.INPUT_SEGMENTATION, node):
+            self.updateSegmentsTable(node)
+
+    def onVolumeChanged(self, node) -> None:
+        self._chosen(P.INPUT_VOLUME, node)
+
+    def _chosen(self, role: str, node) -> bool:
+        """A node the user chose, stored at once so that every section (protection segments,
+        probe warnings, preview) follows it; False when the plan already had it (the selector
+        follows the parameter node, or the panel has no plan: a scene closing)."""
+        if self.panel is None or self.panel._parameterNode is None:
+            return False
+        with self.userAction(_("Failed to use the chosen input.")):
+            parameters = self.session.parameters
+            if parameters.get(role) is node:
+                return False
+            parameters.set(role, node)
+        self.updatePanel()
+        return True
 
     def update(self) -> None:
         self.updateSegmentsTable(self.session.parameters.get(P.INPUT_SEGMENTATION))

@@ -45,6 +45,7 @@ class MonitorSection(PanelSection):
         try:
             with self.userAction(_("Failed to switch live mode."), waitCursor=True):
                 if checked:
+                    self.ui.correctionStatusLabel.text = ""  # the last session's, if any
                     settings = self.session.settings()
                     self.monitor.start_live(
                         *self._endpoints(),
@@ -56,6 +57,8 @@ class MonitorSection(PanelSection):
         finally:
             self.ui.numbaStatusLabel.text = self.logic.numbaStatusText()
             self.updateConnectionControls()
+            if not checked:
+                self.updatePanel()  # live mode's prediction is in the views now (Results says so)
 
     def updateConnectionControls(self) -> None:
         """Buttons and fields as the connection now is (plain monitoring or live mode)."""
@@ -69,6 +72,10 @@ class MonitorSection(PanelSection):
             button.checked = checked
             button.blockSignals(False)
         self.ui.connectButton.text = _("Disconnect") if active and not live else _("Connect")
+        stopped = _(" (live mode stopped)")
+        correction = self.ui.correctionStatusLabel.text
+        if not live and correction and not correction.endswith(stopped):
+            self.ui.correctionStatusLabel.text = correction + stopped
         replaying = self.monitor.replaying()  # a journal's replay runs in a solver process
         self.ui.connectButton.enabled = not live and not replaying
         self.ui.liveModeCheckBox.enabled = not replaying

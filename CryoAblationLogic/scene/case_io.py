@@ -24,6 +24,7 @@ import numpy as np
 import SimpleITK as sitk
 from slicer import vtkSlicerSegmentationsModuleLogic
 from vtkmodules.vtkCommonCore import vtkStringArray
+from vtkmodules.vtkCommonMath import vtkMatrix4x4
 
 from CryoAblationLogic.core.errors import InputError
 from CryoAblationLogic.core.grid import Grid
@@ -52,6 +53,7 @@ from CryoAblationLogic.scene.volumes import (
     resample_volume,
     round_mm,
     volume_grid,
+    vtk_to_matrix,
 )
 
 CASE_FORMAT = "cryoablation-case/1"
@@ -174,7 +176,21 @@ def _segmentation_key(segmentation) -> tuple:
         segmentation.GetMTime(),
         segmentation.GetSegmentation().GetMTime(),
         tuple(segment_infos(segmentation)),
+        placement_key(segmentation),
     )
+
+
+def placement_key(node) -> tuple:
+    """Where ``node`` lies in the world: its parent transform's matrix to the world (for a
+    transform that is not linear, its modification time). Editing a transform, as registration in
+    the Transforms module does, changes neither the node's nor the transform node's time."""
+    parent = node.GetParentTransformNode()
+    if parent is None:
+        return ()
+    matrix = vtkMatrix4x4()
+    if parent.GetMatrixTransformToWorld(matrix):
+        return tuple(vtk_to_matrix(matrix).ravel().tolist())
+    return (parent.GetID(), parent.GetTransformToParent().GetMTime())
 
 
 def _target_and_probe_box(parameters: P.ParameterNode, cache: dict | None = None) -> np.ndarray:
@@ -281,7 +297,13 @@ def build_case(
     else:
         volume = parameters.get(P.INPUT_VOLUME)
         parent = image_grid(volume, spacing_mm if spacing_mm is not None else settings.grid_spacing_mm)
-        key = (*_segmentation_key(segmentation), volume.GetID(), volume.GetMTime(), parent)
+        key = (
+            *_segmentation_key(segmentation),
+            volume.GetID(),
+            volume.GetMTime(),
+            placement_key(volume),
+            parent,
+        )
         if labels_cache is not None and labels_cache.get("key") == key:
             labels, label_segments = labels_cache["value"]
         elif labels_cache is not None:

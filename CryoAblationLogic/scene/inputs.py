@@ -119,11 +119,28 @@ def add_segmentation_from_labels(
 
 
 def segment_ras_bounds(segmentation_node, segment_id: str) -> np.ndarray | None:
-    """``[[xmin, ymin, zmin], [xmax, ymax, zmax]]`` of a segment in RAS mm, ``None`` if empty.
+    """``[[xmin, ymin, zmin], [xmax, ymax, zmax]]`` of a segment in world RAS mm (through the
+    segmentation's linear parent transform, if any), ``None`` if empty.
 
     Segments imported from one label map share a single image; their own voxels (those with the
     segment's label value) give the bounds, not the shared image's extent.
     """
+    local = _segment_local_bounds(segmentation_node, segment_id)
+    parent = segmentation_node.GetParentTransformNode()
+    if local is None or parent is None:
+        return local
+    matrix = vtkMatrix4x4()
+    if not parent.GetMatrixTransformToWorld(matrix):
+        raise InputError(
+            f"segmentation {segmentation_node.GetName()!r}",
+            "lies under a transform that is not linear: harden it (Transforms module) first",
+        )
+    corners = np.array([[x, y, z, 1.0] for x in local[:, 0] for y in local[:, 1] for z in local[:, 2]])
+    world = (corners @ vtk_to_matrix(matrix).T)[:, :3]
+    return np.array([world.min(axis=0), world.max(axis=0)])
+
+
+def _segment_local_bounds(segmentation_node, segment_id: str) -> np.ndarray | None:
 
     segment = segmentation_node.GetSegmentation().GetSegment(segment_id)
     labelmap = segment.GetRepresentation("Binary labelmap")

@@ -95,6 +95,8 @@ class PlanningSession:
         self._job = None
         self._placement_tags: dict[str, tuple[Any, int]] = {}
         self._labels_cache: dict = {}  # the tissue label map, reused while the segmentation is unchanged
+        # set when the views show another prediction than the last run's (live mode's, a replay's)
+        self.shown_prediction_note = ""
         self.monitor = MonitorSession(self)
 
     @property
@@ -401,6 +403,7 @@ class PlanningSession:
                 return "Simulation cancelled."
             raise job.error
         self.last_run = job.poll()
+        self.shown_prediction_note = ""
         covered = ", ".join(
             f"{item.level_c:g} °C: {item.target_coverage_percent:.0f} %"
             for item in self.last_run.plan.metrics.isotherms
@@ -427,10 +430,11 @@ class PlanningSession:
         """``(metrics table node, critical-structures table node, warnings)`` of the last run; the
         warnings are the plan's values (kept with the scene), the tables are for display only."""
         parameters = self.parameters
+        note = [self.shown_prediction_note] if self.shown_prediction_note else []
         return (
             parameters.get(P.METRICS_TABLE),
             parameters.get(P.CRITICAL_TABLE),
-            list(parameters.settings().run_warnings),
+            note + list(parameters.settings().run_warnings),
         )
 
     def chart(self, which: str):
@@ -487,6 +491,7 @@ class PlanningSession:
         self._placement_tags.clear()
         if scene_closing:
             self.last_run = None
+            self.shown_prediction_note = ""
 
 
 class MonitorSession:
@@ -630,6 +635,15 @@ class MonitorSession:
         self._state, self._live_session = state, None
         return count
 
+    def _show_prediction(self, result, whose: str) -> None:
+        """A live or replayed prediction into the scene's result nodes; the metrics tables and
+        warnings stay those of the last simulation, and the panel says so."""
+        results.show_result(self.planning.scene, self.planning.parameters, result)
+        self.planning.shown_prediction_note = (
+            f"The views show {whose} prediction (to {result.simulated_s:.0f} s of the procedure); the "
+            "tables and warnings below are of the last simulation of the plan."
+        )
+
     def replaying(self) -> bool:
         """A live-mode journal's replay runs (False once its process was stopped with the panel's
         background work: a closing scene)."""
@@ -649,7 +663,7 @@ class MonitorSession:
         if reply.error is not None:
             raise reply.error
         replayed = reply.result
-        results.show_result(self.planning.scene, self.planning.parameters, replayed.result())
+        self._show_prediction(replayed.result(), "the replayed journal's")
         self._live_session = replayed
         return replayed.console_messages
 
@@ -660,10 +674,12 @@ class MonitorSession:
         if monitor is not None:
             monitor.stop()  # feeds what is left, brings the solver to the procedure clock, closes the journal
             if show_result:
-                results.show_result(self.planning.scene, self.planning.parameters, monitor.session.result())
+                self._show_prediction(monitor.session.result(), "live mode's")
             else:
                 self._live_session = None
         link, self._link = self._link, None
+        if not show_result:  # the scene closes: nothing of this session's readings is shown again
+            self._state = self._live_session = None
         if self._state is not None:
             self._state.stopped()
         if link is not None:

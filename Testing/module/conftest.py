@@ -342,7 +342,11 @@ def _custom_widget_extras(cls: str) -> dict:
         return {"_signals": ("currentNodeChanged",), "setMRMLScene": lambda scene: None, "currentNode": None}
     if cls == "qMRMLTableView":
         state: dict = {"node": None}
-        return {"setMRMLTableNode": lambda node: state.update(node=node), "_table": state}
+        return {
+            "setMRMLTableNode": lambda node: state.update(node=node),
+            "mrmlTableNode": lambda: state["node"],
+            "_table": state,
+        }
     if cls == "ctkDirectoryButton":
         return {"directory": ""}
     if cls == "ctkSliderWidget":

@@ -436,6 +436,8 @@ def test_live_mode_runs_the_plan_in_step_with_the_console_and_replays_the_same(l
         time.sleep(0.05)
         count = logic.session.monitor.poll_replay()
     assert count == 4 and not logic.session.monitor.replaying()
+    # the views show the replayed prediction; the Results tables are still the plan's last run's
+    assert logic.session.result_tables()[2][0].startswith("The views show the replayed journal's prediction")
     assert logic.session.monitor.poll()[1] == live_rows  # the replay predicts exactly the same
     # a journal moved without the case saved beside it: the worker's refusal, named, and no replay
     moved = tmp_path / "moved" / journal.name

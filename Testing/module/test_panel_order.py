@@ -183,3 +183,59 @@ def test_a_probe_line_deleted_outside_the_panel_takes_its_models_and_leaves_the_
     ui.probesTable.selectRow(0)
     ui.removeProbeButton.click()
     assert scene.GetFirstNodeByName("P2") is None and scene.GetFirstNodeByName("P3") is not None
+
+
+def test_moving_the_segmentations_transform_moves_the_warnings_and_the_region(widget, scene_app):
+    """Registering the segmentation in the Transforms module changes no modification time the
+    panel's tissue-map cache keyed on: the probe warnings must follow the moved anatomy, and the
+    simulated region its moved target."""
+    from vtkmodules.vtkCommonMath import vtkMatrix4x4
+
+    from CryoAblationLogic.scene.inputs import segment_infos, segment_ras_bounds
+
+    ui = widget.ui
+    short_plan(widget, scene_app)
+    parameters = widget.logic.session.parameters
+    segmentation = parameters.get("InputSegmentation")
+    registration = scene_app.scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "registration")
+    segmentation.SetAndObserveTransformNodeID(registration.GetID())
+    widget.updateSections()
+    before = ui.probeWarningsLabel.text
+    (target,) = [i.segment_id for i in segment_infos(segmentation) if i.role == "target"]
+    bounds_before = segment_ras_bounds(segmentation, target)
+    shift = vtkMatrix4x4()
+    shift.SetElement(0, 3, 20.0)  # 20 mm to the patient's left
+    registration.SetMatrixTransformToParent(shift)
+    widget.updateSections()
+    assert ui.probeWarningsLabel.text != before
+    widget.logic.session._labels_cache.clear()  # what the panel shows equals a fresh painting
+    after = ui.probeWarningsLabel.text
+    widget.updateSections()
+    assert ui.probeWarningsLabel.text == after
+    moved = segment_ras_bounds(segmentation, target) - bounds_before
+    assert moved[:, 0] == pytest.approx([20.0, 20.0], abs=1e-6) and moved[:, 1:] == pytest.approx(
+        0.0, abs=1e-6
+    )
+
+
+def test_choosing_another_segmentation_is_followed_by_every_section(widget, scene_app):
+    from test_protection_panel import add_ball_segment
+
+    ui = widget.ui
+    short_plan(widget, scene_app)
+    other = scene_app.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Anatomy v2")
+    other.CreateDefaultDisplayNodes()
+    add_ball_segment(other, "Liver", (-22.0, -6.0, 4.0), 30.0)
+    ui.segmentationSelector.emit("currentNodeChanged", other)
+    assert widget.logic.session.parameters.get("InputSegmentation") is other
+    offered = [ui.protectionSegmentComboBox.itemText(i) for i in range(ui.protectionSegmentComboBox.count)]
+    assert offered == ["Liver"]
+
+
+def test_closing_the_scene_clears_the_last_runs_status(widget, scene_app):
+    ui = widget.ui
+    short_plan(widget, scene_app)
+    simulate(widget)
+    assert ui.simulationStatusLabel.text.startswith("Simulated")
+    scene_app.scene.Clear(0)
+    assert ui.simulationStatusLabel.text == "" and ui.simulationProgressBar.value == 0
