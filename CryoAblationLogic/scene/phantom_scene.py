@@ -54,7 +54,8 @@ def build_phantom_scene(
     )
     segmentation.SetReferenceImageGeometryParameterFromVolumeNode(image)
     parameters.set(P.INPUT_SEGMENTATION, segmentation)
-    parameters.set(P.ISOTHERM_LEVELS, create_isotherm_color_table(scene))
+    if parameters.get(P.ISOTHERM_LEVELS) is None:  # the plan's own levels are kept
+        parameters.set(P.ISOTHERM_LEVELS, create_isotherm_color_table(scene))
     if with_probes:
         for entry in phantom_module.demo_probe_plan():
             parameters.add(

@@ -312,7 +312,13 @@ class PlanningSession:
         self.parameters.update_settings(grid_spacing_mm=float(spacing_mm) if spacing_mm > 0 else None)
 
     def isotherm_levels_text(self) -> str:
-        return ", ".join(colors.format_level(level) for level, _rgb in results.levels_of(self.parameters))
+        node = self.parameters.get(P.ISOTHERM_LEVELS)  # read only: a plan without one shows the defaults
+        levels = (
+            [level for level, _rgb in colors.isotherm_levels(node)]
+            if node is not None
+            else list(colors.DEFAULT_ISOTHERM_LEVELS_C)
+        )
+        return ", ".join(colors.format_level(level) for level in levels)
 
     def set_isotherm_levels(self, text: str) -> None:
         levels = colors.parse_levels(text)

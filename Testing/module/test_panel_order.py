@@ -239,3 +239,21 @@ def test_closing_the_scene_clears_the_last_runs_status(widget, scene_app):
     assert ui.simulationStatusLabel.text.startswith("Simulated")
     scene_app.scene.Clear(0)
     assert ui.simulationStatusLabel.text == "" and ui.simulationProgressBar.value == 0
+
+
+def test_showing_and_reloading_the_panel_leaves_one_isotherm_level_table(widget, scene_app):
+    """Reading the levels makes no table; loading the phantom keeps the plan's levels table."""
+    scene = scene_app.scene
+
+    def level_tables() -> int:
+        tables = scene.GetNodesByClass("vtkMRMLColorTableNode")
+        return sum(
+            tables.GetItemAsObject(i).GetAttribute("CryoAblation.Role") == "IsothermLevels"
+            for i in range(tables.GetNumberOfItems())
+        )
+
+    widget.updateSections()
+    assert level_tables() == 0
+    widget.ui.loadPhantomButton.click()
+    widget.ui.loadPhantomButton.click()
+    assert level_tables() == 1
