@@ -375,8 +375,9 @@ class PlanningSession:
         return job
 
     def worker(self, purpose: str) -> SolverProcess:
-        """The worker process for full runs or for the preview, started on first use and kept (its
-        kernels stay loaded); never a thread, which would starve under Slicer's PythonQt."""
+        """The worker process for full runs, the preview or a journal's replay (``purpose``: "run",
+        "preview", "replay"), started on first use and kept (its kernels stay loaded); never a
+        thread, which would starve under Slicer's PythonQt."""
         solver = self._solvers.get(purpose)
         if solver is None or not solver.alive():
             solver = self._solvers[purpose] = SolverProcess(
