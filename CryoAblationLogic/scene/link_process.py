@@ -44,7 +44,10 @@ def _serve_links(connection, spec: dict) -> None:  # the worker process's entry
                 request = ("stop",)  # the main process went away
             events = link.poll()
             if events:
-                connection.send(("events", events))
+                try:
+                    connection.send(("events", events))
+                except (OSError, ValueError):
+                    break  # the main process went away: the links stop and the journal closes
             if request is not None and request[0] == "stop":
                 break
     finally:
