@@ -3,7 +3,9 @@
 Slicer does not bundle numba, so the module installs it the first time the solver is needed (never
 at start-up). numba caps the numpy versions it accepts, and an unsuitable numba could make pip
 replace the numpy that Slicer itself is built against; the install therefore always runs with a
-constraints file pinning ``numpy==<the installed version>``. Slicer 5.11+ installs through
+constraints file pinning ``numpy==<the installed version>`` (and Slicer's pydicom, which its DICOM
+modules use: a requirement that needs a newer one, such as highdicom on Slicer 5.10, waits and the
+user is told so). Slicer 5.11+ installs through
 ``slicer.packaging.pip_ensure``; older releases through ``slicer.util.pip_install``, which takes a
 list of pip arguments.
 
@@ -30,9 +32,18 @@ REQUESTER = "CryoAblation"
 # Requirement names whose module is named otherwise (none of ours today: see requirement_module).
 MODULE_NAMES: dict[str, str] = {}
 
+# Packages Slicer ships that no install may replace: its own modules are built against them. The
+# constraints file pins each one that is installed to its installed version.
+SLICER_PACKAGES = ("numpy", "pydicom")
+
+# Requirements that need a newer Slicer package than some Slicer releases ship:
+# requirement name -> (Slicer's package, the least version it needs, what waits without it).
+# highdicom 0.23 and later need pydicom 3.0.1; Slicer 5.10 ships pydicom 2.4.4 (5.12: pydicom 3).
+NEEDS_NEWER = {"highdicom": ("pydicom", "3.0.1", "the DICOM export of `cryoablation demo`")}
+
 # What the module loses without numba; shown when the user declines or the install fails.
 WITHOUT_NUMBA = (
-    "Without numba, CryoAblation cannot run the ice-ball solver (Simulate), the live preview "
+    "Until they are installed, CryoAblation does not run the ice-ball solver (Simulate), the live preview "
     "while a probe is dragged, or live monitoring mode. Loading data, placing probes, editing the "
     "protocol, connecting to the scanner and console, and exporting the case file still work. "
     "Press Simulate again to be asked again."
@@ -41,11 +52,14 @@ WITHOUT_NUMBA = (
 
 # Slicer's --testing runs (the self-test, ctest) never reach the network; 5.8–5.10 have no guard of
 # their own (confirmOkCancelDisplay answers yes in testing mode, pip_install has no testing check).
-TESTING_WITHOUT_NUMBA = (
-    "numba is not installed, and Slicer runs in testing mode, where CryoAblation installs nothing "
-    "(the self-test stays offline). Install numba in this Slicer first: "
-    "slicer.util.pip_install('numba') in the Python console. " + WITHOUT_NUMBA
-)
+def testing_message(missing: list[str]) -> str:
+    names = " ".join(requirement_name(r) for r in missing)
+    return (
+        f"{_names(missing)} {'is' if len(missing) == 1 else 'are'} not installed, and Slicer runs in "
+        "testing mode, where CryoAblation installs nothing (the self-test stays offline). Install "
+        f"{'it' if len(missing) == 1 else 'them'} in this Slicer first: slicer.util.pip_install("
+        f"{names!r}) in the Python console. " + WITHOUT_NUMBA
+    )
 
 
 @dataclass(frozen=True)
@@ -79,18 +93,48 @@ def installed_numpy_version() -> str:
         return numpy.__version__
 
 
-def write_numpy_constraint(directory: str | Path, numpy_version: str | None = None) -> Path:
-    """Write a pip constraints file that pins numpy to the installed version; return its path."""
-    version = numpy_version or installed_numpy_version()
+def installed_version(package: str) -> str | None:
+    """The installed version of a package in this Python, or None."""
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _release(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", version)[:3])
+
+
+def write_constraints(directory: str | Path, pins: dict[str, str | None]) -> Path:
+    """Write a pip constraints file that pins Slicer's own packages (``{package: installed version}``;
+    None: not installed, not pinned) to their versions; return its path."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "CryoAblation-constraints.txt"
     path.write_text(
-        "# Keep the numpy that Slicer ships: numba must fit it, not the other way round.\n"
-        f"numpy=={version}\n",
+        "# Keep the packages that Slicer ships: what is installed must fit them, not the other way round.\n"
+        + "".join(f"{package}=={version}\n" for package, version in pins.items() if version),
         encoding="utf-8",
     )
     return path
+
+
+def held_back(requirements: list[str], version_of: Callable[[str], str | None] = installed_version) -> dict:
+    """The requirement lines this Slicer cannot take without replacing a package it ships
+    (``NEEDS_NEWER``), each with the sentence that says so."""
+    out = {}
+    for requirement in requirements:
+        need = NEEDS_NEWER.get(requirement_name(requirement).lower())
+        if need is None:
+            continue
+        package, least, waits = need
+        have = version_of(package)
+        if have is not None and _release(have) < _release(least):
+            out[requirement] = (
+                f"{requirement_name(requirement)} is not installed: it needs {package} {least} or later, "
+                f"and this Slicer's {package} {have} is kept; {waits} waits for a Slicer that ships it."
+            )
+    return out
 
 
 def configure_numba_cache(cache_root: str | Path) -> Path:
@@ -175,6 +219,7 @@ def ensure_numba(
     importer: Callable[[str], Any] = importlib.import_module,
     numpy_version: str | None = None,
     testing: bool = False,
+    version_of: Callable[[str], str | None] = installed_version,
 ) -> NumbaStatus:
     """Make numba and the other packages of ``requirements.txt`` importable (numba for the solver,
     jsonschema for case files, matplotlib/jinja2/xhtml2pdf for the report, highdicom for DICOM,
@@ -191,24 +236,32 @@ def ensure_numba(
     if cache_root is not None:
         configure_numba_cache(cache_root)
     requirements = read_requirements(requirements_path)
+    kept_back = held_back(requirements, version_of)
+    requirements = [r for r in requirements if r not in kept_back]
+    notes = "".join(f" {sentence}" for sentence in kept_back.values())
     missing = missing_requirements(requirements, importer)
     if not missing:
-        return NumbaStatus(True, "numba is available", _numba_version(importer))
+        return NumbaStatus(True, "numba is available." + notes, _numba_version(importer))
 
     if testing:
-        return NumbaStatus(False, TESTING_WITHOUT_NUMBA)
+        return NumbaStatus(False, testing_message(missing))
     version = numpy_version or installed_numpy_version()
     question = (
         f"CryoAblation needs the Python packages {_names(missing)} (numba for the ice-ball "
         "solver; the others for case files, the report, DICOM export and the live ice correction), "
         "which are not installed in Slicer yet.\n\n"
-        f"Install it now? Slicer's numpy {version} is kept as it is. This needs an internet "
-        "connection and may take a minute."
+        f"Install them now? Slicer's numpy {version} and its pydicom are kept as they are. This "
+        "needs an internet connection and may take a minute." + notes
     )
     if not ask(question):
-        return NumbaStatus(False, f"{_names(missing)} was not installed. {WITHOUT_NUMBA}")
+        were = "was" if len(missing) == 1 else "were"
+        return NumbaStatus(False, f"{_names(missing)} {were} not installed. {WITHOUT_NUMBA}")
 
-    constraints = write_numpy_constraint(work_dir or tempfile.mkdtemp(prefix="CryoAblation-"), version)
+    pins = {
+        "numpy": version,
+        **{package: version_of(package) for package in SLICER_PACKAGES if package != "numpy"},
+    }
+    constraints = write_constraints(work_dir or tempfile.mkdtemp(prefix="CryoAblation-"), pins)
     if packaging is None and util is None:
         packaging = _slicer_packaging()
     try:
@@ -231,4 +284,4 @@ def ensure_numba(
             f"{_names(still_missing)} is still not importable after the install step (Slicer skips "
             "installs in testing mode; otherwise restart Slicer and try again). " + WITHOUT_NUMBA,
         )
-    return NumbaStatus(True, "numba was installed", _numba_version(importer))
+    return NumbaStatus(True, f"{_names(missing)} installed." + notes, _numba_version(importer))

@@ -54,6 +54,7 @@ All times are procedure seconds from the start of the case's protocol, distances
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -61,7 +62,6 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import SimpleITK as sitk
-from threadpoolctl import ThreadpoolController
 
 from CryoAblationLogic.analysis.ice_observation import IceObservation, _distance_to
 from CryoAblationLogic.core.errors import InputError
@@ -70,13 +70,27 @@ from CryoAblationLogic.core.grid import Grid
 ICE_EDGE_C = 0.0
 LETHAL_C = -40.0
 PERCENTILES = (10.0, 50.0, 90.0)
+PLACEMENTS = ("planned", "reported")  # what the case's probe poses are (IceCorrector placement)
+WATCHED_PER_STRUCTURE = 256  # voxels of each critical structure the forecasts read (its coldest)
+
+
 # numpy's BLAS, found once. The update's matrix products (48 × 48 by 48 × voxels) run on one BLAS
 # thread: on 2 cores shared with other programs, two spinning BLAS threads made an update 4 times
 # slower (correction_bench), and one thread gives the same bits on every machine (the split of a
 # product over threads changes its rounding), so a replay elsewhere reproduces the correction.
-_THREADPOOLS = ThreadpoolController()
-PLACEMENTS = ("planned", "reported")  # what the case's probe poses are (IceCorrector placement)
-WATCHED_PER_STRUCTURE = 256  # voxels of each critical structure the forecasts read (its coldest)
+@functools.cache
+def _threadpools():
+    """threadpoolctl's controller, made on first use. threadpoolctl is imported here, not with the
+    module: Slicer does not bundle it (it comes with numba on first use, requirements.txt), and the
+    module's panel imports this module before anything can be installed."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+def _one_blas_thread():
+    """A context in which numpy's BLAS runs one thread."""
+    return _threadpools().limit(limits=1, user_api="blas")
 
 
 @dataclass(frozen=True)
@@ -941,7 +955,7 @@ class IceCorrector:
         if not self.prepared:
             raise InputError("corrector", "prepare() the ensemble before the first image")
         start = time.perf_counter()
-        with _THREADPOOLS.limit(limits=1, user_api="blas"):
+        with _one_blas_thread():
             correction = self._update(time_s, observation)
         correction.update_s = time.perf_counter() - start
         return correction
@@ -1132,7 +1146,7 @@ class IceCorrector:
             raise InputError("corrector", "prepare() the ensemble before it takes the images")
         images, departures = list(previous.images), list(previous.departures)
         self.reset()
-        with _THREADPOOLS.limit(limits=1, user_api="blas"):
+        with _one_blas_thread():
             for image in images:
                 self._take(image)
         self.departures = departures
@@ -1197,7 +1211,7 @@ class IceCorrector:
 
     def correction(self, time_s: float, metrics: dict | None = None) -> Correction:
         """The corrected prediction from the current posterior (``update`` gives it after each image)."""
-        with _THREADPOOLS.limit(limits=1, user_api="blas"):
+        with _one_blas_thread():
             return self._correction(time_s, metrics)
 
     def _correction(self, time_s: float, metrics: dict | None) -> Correction:

@@ -102,38 +102,61 @@ def test_available_numba_is_used_without_asking(tmp_path):
     assert ask.questions == [] and packaging.calls == []
 
 
+def slicer_ships(pydicom: str | None):
+    """``version_of`` for a Slicer whose Python has this pydicom (5.10: 2.4.4; 5.12: 3.0.1)."""
+    return {"pydicom": pydicom}.get
+
+
 def test_slicer_511_installs_with_pip_ensure_and_numpy_pinned(tmp_path):
     importer = FakeImporter()
     ask = Asker(True)
     packaging = FakePackaging(importer)
     util = FakeUtil(importer)
     status = ensure_numba(
-        REQUIREMENTS, ask, packaging=packaging, util=util, importer=importer, work_dir=tmp_path
+        REQUIREMENTS,
+        ask,
+        packaging=packaging,
+        util=util,
+        importer=importer,
+        work_dir=tmp_path,
+        version_of=slicer_ships("3.0.1"),
     )
     assert status.available, status.message
     assert len(ask.questions) == 1 and "numba" in ask.questions[0] and NUMPY_VERSION in ask.questions[0]
     assert util.calls == []  # the new API is preferred where it exists
     (call,) = packaging.calls
     assert call["requirements"] == slicer_setup.read_requirements(REQUIREMENTS)  # numba, jsonschema
-    assert pinned_lines(call["constraints_text"]) == [f"numpy=={NUMPY_VERSION}"]
+    # Slicer's own numpy and pydicom are kept as they are
+    assert pinned_lines(call["constraints_text"]) == [f"numpy=={NUMPY_VERSION}", "pydicom==3.0.1"]
     assert Path(call["constraints"]).parent == tmp_path
     assert call["prompt_install"] is False  # the user was asked once already
     assert call["requester"] == "CryoAblation"
 
 
 def test_older_slicer_installs_with_util_pip_install_and_constraint_argument(tmp_path):
+    """Slicer 5.10: slicer.util.pip_install, and pydicom 2.4.4, which highdicom 0.23+ would replace
+    with pydicom 3 under Slicer's own DICOM modules: highdicom waits, and the message says so."""
     importer = FakeImporter()
     util = FakeUtil(importer)
     old_packaging = SimpleNamespace()  # a Slicer without pip_ensure
     status = ensure_numba(
-        REQUIREMENTS, Asker(True), packaging=old_packaging, util=util, importer=importer, work_dir=tmp_path
+        REQUIREMENTS,
+        Asker(True),
+        packaging=old_packaging,
+        util=util,
+        importer=importer,
+        work_dir=tmp_path,
+        version_of=slicer_ships("2.4.4"),
     )
     assert status.available
+    assert "highdicom is not installed: it needs pydicom 3.0.1 or later, and this Slicer's pydicom 2.4.4" in (
+        status.message
+    )
     (arguments,) = util.calls
-    requirements = slicer_setup.read_requirements(REQUIREMENTS)  # numba, jsonschema
+    requirements = [r for r in slicer_setup.read_requirements(REQUIREMENTS) if not r.startswith("highdicom")]
     assert arguments[: len(requirements) + 1] == [*requirements, "-c"]
     assert Path(arguments[len(requirements) + 1]).is_file()
-    assert pinned_lines(util.constraints_texts[0]) == [f"numpy=={NUMPY_VERSION}"]
+    assert pinned_lines(util.constraints_texts[0]) == [f"numpy=={NUMPY_VERSION}", "pydicom==2.4.4"]
 
 
 def test_numpy_pin_follows_the_installed_version_not_a_fixed_one(tmp_path):
@@ -146,6 +169,7 @@ def test_numpy_pin_follows_the_installed_version_not_a_fixed_one(tmp_path):
         importer=importer,
         work_dir=tmp_path,
         numpy_version="2.4.6",
+        version_of=slicer_ships(None),  # no pydicom: nothing more to keep
     )
     assert pinned_lines(packaging.calls[0]["constraints_text"]) == ["numpy==2.4.6"]
 
@@ -233,3 +257,69 @@ def test_every_requirement_names_an_importable_module_here():
     all installed: the test environment)."""
     for requirement in slicer_setup.read_requirements(REQUIREMENTS):
         importlib.import_module(slicer_setup.requirement_module(requirement))
+
+
+def _logic_modules_the_panel_imports() -> list[str]:
+    """The CryoAblationLogic modules that CryoAblation.py and CryoAblationLib import at module level
+    (what Slicer imports when it loads the module, before anything can be installed)."""
+    import ast
+
+    files = [
+        REPO / "CryoAblation" / "CryoAblation.py",
+        *(REPO / "CryoAblation" / "CryoAblationLib").glob("*.py"),
+    ]
+    modules = set()
+    for path in files:
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("CryoAblationLogic"):
+                modules.add(node.module)
+            elif isinstance(node, ast.Import):
+                modules.update(a.name for a in node.names if a.name.startswith("CryoAblationLogic"))
+    return sorted(modules)
+
+
+def test_the_module_loads_in_a_slicer_without_any_package_it_installs():
+    """Slicer loads the module before the user is asked to install numba and the rest of
+    requirements.txt: nothing the panel imports may need them (threadpoolctl once did, so the
+    module failed to load in a fresh Slicer)."""
+    import sys
+
+    blocked = sorted(
+        {slicer_setup.requirement_module(r) for r in slicer_setup.read_requirements(REQUIREMENTS)}
+    )
+    modules = _logic_modules_the_panel_imports()
+    assert "CryoAblationLogic.scene.planning" in modules
+    script = f"""
+import importlib, sys
+class Missing:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {blocked!r}:
+            raise ImportError("not installed in this Slicer: " + name)
+sys.meta_path.insert(0, Missing())
+for module in {modules!r}:
+    importlib.import_module(module)
+print("loaded", len({modules!r}))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("loaded")
+
+
+def test_in_testing_mode_the_message_names_what_is_missing(tmp_path):
+    """numba present, a report library missing: the message names that library and how to install
+    it, not numba."""
+    importer = FakeImporter(present=("numba", "jsonschema", "matplotlib", "contourpy", "jinja2"))
+    status = ensure_numba(
+        REQUIREMENTS,
+        Asker(True),
+        importer=importer,
+        work_dir=tmp_path,
+        testing=True,
+        version_of=slicer_ships("3.0.1"),
+    )
+    assert not status.available
+    assert status.message.startswith("xhtml2pdf, highdicom, tqdm, threadpoolctl are not installed")
+    assert "slicer.util.pip_install('xhtml2pdf highdicom tqdm threadpoolctl')" in status.message
+    assert "numba is not installed" not in status.message
