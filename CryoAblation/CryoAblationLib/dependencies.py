@@ -32,10 +32,6 @@ REQUESTER = "CryoAblation"
 # Requirement names whose module is named otherwise (none of ours today: see requirement_module).
 MODULE_NAMES: dict[str, str] = {}
 
-# Packages Slicer ships that no install may replace: its own modules are built against them. The
-# constraints file pins each one that is installed to its installed version.
-SLICER_PACKAGES = ("numpy", "pydicom")
-
 # Requirements that need a newer Slicer package than some Slicer releases ship:
 # requirement name -> (Slicer's package, the least version it needs, what waits without it).
 # highdicom 0.23 and later need pydicom 3.0.1; Slicer 5.10 ships pydicom 2.4.4 (5.12: pydicom 3).
@@ -257,10 +253,8 @@ def ensure_numba(
         were = "was" if len(missing) == 1 else "were"
         return NumbaStatus(False, f"{_names(missing)} {were} not installed. {WITHOUT_NUMBA}")
 
-    pins = {
-        "numpy": version,
-        **{package: version_of(package) for package in SLICER_PACKAGES if package != "numpy"},
-    }
+    # Slicer's own modules are built against its numpy and use its pydicom: neither is replaced
+    pins = {"numpy": version, "pydicom": version_of("pydicom")}
     constraints = write_constraints(work_dir or tempfile.mkdtemp(prefix="CryoAblation-"), pins)
     if packaging is None and util is None:
         packaging = _slicer_packaging()

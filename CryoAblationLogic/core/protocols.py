@@ -94,10 +94,11 @@ def rows_to_protocol(rows: Sequence[StepRow], probe_names: Sequence[str] | None 
     if not rows:
         raise InputError("protocol", "needs at least one step")
     steps = [row_to_step(row, index, probe_names) for index, row in enumerate(rows)]
-    if total_duration_s(steps) > MAX_RUN_S:
-        minutes = total_duration_s(steps) / 60.0
+    total_s = total_duration_s(steps)
+    if total_s > MAX_RUN_S:
         raise InputError(
-            "protocol", f"the steps last {minutes:g} min in all; a run lasts at most one day (1440 min)"
+            "protocol",
+            f"the steps last {total_s / 60.0:g} min in all; a run lasts at most one day (1440 min)",
         )
     return steps
 

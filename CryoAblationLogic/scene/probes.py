@@ -291,10 +291,10 @@ def orphan_models(scene) -> list:
         for line in probe_nodes(scene)
         for reference in (NEEDLE_REFERENCE, ACTIVE_ZONE_REFERENCE)
     }
-    models = [
-        scene.GetNthNodeByClass(i, "vtkMRMLModelNode")
-        for i in range(scene.GetNumberOfNodesByClass("vtkMRMLModelNode"))
-    ]
+    # one pass over the scene (GetNthNodeByClass walks it again for every index): this runs in
+    # each slot of the panel's timer
+    nodes = scene.GetNodesByClass("vtkMRMLModelNode")
+    models = [nodes.GetItemAsObject(i) for i in range(nodes.GetNumberOfItems())]
     return [m for m in models if m.GetAttribute(ROLE_ATTRIBUTE) == "ProbeModel" and m.GetID() not in owned]
 
 
